@@ -1,0 +1,5 @@
+"""``python -m o2ocli``."""
+
+from o2ocli.cli.main import main
+
+main()

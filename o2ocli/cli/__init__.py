@@ -1,0 +1,1 @@
+"""The ``o2ocli`` command line (click).  Thin: parse, call the library, render."""

@@ -1,0 +1,111 @@
+"""Root command group and the global options of ``o2ocli``.
+
+Heavy modules (plyvel, coincurve, the node) are imported inside the commands
+that need them so that ``o2ocli --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import click
+
+from o2ocli import __version__
+
+__all__ = ["cli", "main", "Context", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+@dataclass
+class Context:
+    """Global options shared by every command (``ctx.obj``)."""
+
+    datadir: str | None
+    chain: str
+    rpc: str | None
+    wallet: str
+    json: bool
+
+
+class CliError(click.ClickException):
+    """A refused operation: one ``error: …`` line on stderr and a non-zero exit.
+
+    With ``--json`` the error is also printed to stdout as
+    ``{"error": {"code": …, "message": …}}``.
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: object = None) -> None:  # noqa: ARG002 - click's signature
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.find_root().obj is not None and ctx.find_root().obj.json:
+            click.echo(json.dumps({"error": {"code": self.exit_code, "message": self.message}}))
+        click.echo(f"error: {self.message}", err=True)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example:\n\n    o2ocli --version",
+)
+@click.version_option(__version__, "--version", prog_name="o2ocli")
+@click.option(
+    "--datadir",
+    envvar="O2OCLI_DATADIR",
+    metavar="DIR",
+    help="Node and wallet data (default ~/.o2ocli/<chain>).",
+)
+@click.option(
+    "--chain",
+    envvar="O2OCLI_CHAIN",
+    default="devnet",
+    show_default=True,
+    metavar="NAME",
+    help="Chain spec name from chaindata/ or a path to a spec file.",
+)
+@click.option("--rpc", envvar="O2OCLI_RPC", metavar="URL", help="Node RPC URL to talk to.")
+@click.option(
+    "-w",
+    "--wallet",
+    envvar="O2OCLI_WALLET",
+    default="default",
+    show_default=True,
+    metavar="NAME",
+    help="Wallet that signs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@click.pass_context
+def cli(
+    ctx: click.Context, datadir: str | None, chain: str, rpc: str | None, wallet: str, as_json: bool
+) -> None:
+    """o2ocli: full node and wallet for the O2O commerce chain.
+
+    \b
+    Commands talk to a running node over JSON-RPC; `node start` runs one.
+    Exit codes: 0 ok, 1 refused, 2 usage error, 3 node unreachable.
+    """
+    ctx.obj = Context(datadir, chain, rpc, wallet, as_json)
+
+
+def main() -> None:
+    """Console-script entry point: never lets a traceback reach the user."""
+    try:
+        cli.main(prog_name="o2ocli", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # pragma: no cover - last-resort guard
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_REFUSED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,268 @@
+"""Block headers, blocks and the transaction merkle root.
+
+Byte layout::
+
+    Header := version:u32  height:u32  prev_hash:32  merkle_root:32
+              time:u64  difficulty:u32
+              vote_kind:u8 [vote_address:20 if vote_kind != 0]
+              n_checkpoint:varint { validator:20 } * n_checkpoint
+              -- end of the *unsealed* encoding (signed by the validator) --
+              seal_pubkey:33  seal_signature:64
+    Block  := Header  n_tx:varint  { Tx } * n_tx
+
+* ``block hash = SHA-256d(full header encoding)`` (seal included).
+* ``seal hash = SHA-256d(var_bytes("o2o/seal/v1") ‖ var_bytes(chain_id) ‖
+  unsealed header encoding)``: what the sealing validator signs.
+* ``vote_kind``: 0 = no vote, 1 = propose adding ``vote_address`` to the
+  validator set, 2 = propose removing it (Clique's beneficiary and nonce).
+* ``checkpoint`` lists the validator set (ascending) on epoch blocks and is
+  empty otherwise.
+* The genesis header carries an all-zero seal.
+
+Merkle root (:func:`merkle_root`): the leaves are the txids in block order.
+``root([]) = 32 zero bytes``, ``root([x]) = x``, and for ``n > 1`` leaves,
+with ``k`` the largest power of two below ``n``:
+``root(L) = SHA-256d(0x01 ‖ root(L[:k]) ‖ root(L[k:]))``.  The tree is never
+padded by duplicating a leaf, so two different transaction lists cannot share
+a root (the CVE-2012-2459 shape cannot occur), and the 0x01 prefix keeps inner
+nodes apart from 64-byte leaves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from o2ocli.crypto.hashes import sha256d
+
+from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer
+from .limits import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_CHECKPOINT_VALIDATORS
+from .tx import PUBKEY_SIZE, SIGNATURE_SIZE, Tx
+
+__all__ = [
+    "BlockHeader",
+    "Block",
+    "merkle_root",
+    "VOTE_NONE",
+    "VOTE_ADD",
+    "VOTE_REMOVE",
+    "SEAL_TAG",
+    "BLOCK_VERSION",
+]
+
+BLOCK_VERSION = 1
+VOTE_NONE, VOTE_ADD, VOTE_REMOVE = 0, 1, 2
+SEAL_TAG = b"o2o/seal/v1"
+ZERO_HASH = bytes(32)
+NO_ADDRESS = bytes(20)
+
+
+def merkle_root(txids: list[bytes]) -> bytes:
+    """Merkle root of ``txids`` (see the module docstring for the exact rule)."""
+    n = len(txids)
+    if n == 0:
+        return ZERO_HASH
+    if n == 1:
+        return txids[0]
+    k = 1 << ((n - 1).bit_length() - 1)
+    return sha256d(b"\x01" + merkle_root(txids[:k]) + merkle_root(txids[k:]))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """An immutable block header."""
+
+    height: int
+    """Height of this block (genesis = 0)."""
+    prev_hash: bytes
+    """Hash of the parent header (all zero for genesis)."""
+    merkle_root: bytes
+    """Merkle root of the block's txids."""
+    time: int
+    """Unix time in seconds, chosen by the sealer."""
+    difficulty: int = 0
+    """PoA weight: 2 in turn, 1 out of turn (0 only in genesis)."""
+    vote_kind: int = VOTE_NONE
+    """0 none, 1 add, 2 remove."""
+    vote_address: bytes = NO_ADDRESS
+    """The validator address voted on (all zero when ``vote_kind`` is 0)."""
+    checkpoint: tuple[bytes, ...] = ()
+    """The validator set, ascending, on epoch blocks; empty otherwise."""
+    seal_pubkey: bytes = bytes(PUBKEY_SIZE)
+    """Sealing validator's compressed public key."""
+    seal_signature: bytes = bytes(SIGNATURE_SIZE)
+    """Validator's signature over :meth:`seal_hash`."""
+    version: int = BLOCK_VERSION
+    """Header format version."""
+    _unsealed: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.height <= MAX_U32:
+            raise ValueError("height out of range")
+        if not 0 <= self.time <= MAX_U64:
+            raise ValueError("time out of range")
+        if not 0 <= self.difficulty <= MAX_U32:
+            raise ValueError("difficulty out of range")
+        if self.vote_kind not in (VOTE_NONE, VOTE_ADD, VOTE_REMOVE):
+            raise ValueError("unknown vote kind")
+        if len(self.vote_address) != 20:
+            raise ValueError("vote address must be 20 bytes")
+        if self.vote_kind == VOTE_NONE and self.vote_address != NO_ADDRESS:
+            raise ValueError("a header without a vote must carry the zero address")
+        if len(self.prev_hash) != 32 or len(self.merkle_root) != 32:
+            raise ValueError("prev_hash and merkle_root must be 32 bytes")
+        if len(self.seal_pubkey) != PUBKEY_SIZE or len(self.seal_signature) != SIGNATURE_SIZE:
+            raise ValueError("seal must be a 33-byte pubkey and a 64-byte signature")
+        if len(self.checkpoint) > MAX_CHECKPOINT_VALIDATORS:
+            raise ValueError("checkpoint too long")
+        if any(len(a) != 20 for a in self.checkpoint):
+            raise ValueError("checkpoint addresses must be 20 bytes")
+
+    def unsealed_bytes(self) -> bytes:
+        """The header encoding without the seal."""
+        cached = self._unsealed
+        if cached is None:
+            w = Writer()
+            w.u32(self.version)
+            w.u32(self.height)
+            w.raw(self.prev_hash)
+            w.raw(self.merkle_root)
+            w.u64(self.time)
+            w.u32(self.difficulty)
+            w.u8(self.vote_kind)
+            if self.vote_kind != VOTE_NONE:
+                w.raw(self.vote_address)
+            w.varint(len(self.checkpoint))
+            for address in self.checkpoint:
+                w.raw(address)
+            cached = w.getvalue()
+            object.__setattr__(self, "_unsealed", cached)
+        return cached
+
+    def to_bytes(self) -> bytes:
+        """Full header encoding (with seal)."""
+        return self.unsealed_bytes() + self.seal_pubkey + self.seal_signature
+
+    def encode(self, w: Writer) -> None:
+        """Append the full header encoding."""
+        w.raw(self.to_bytes())
+
+    @classmethod
+    def decode(cls, r: Reader) -> BlockHeader:
+        """Read one header from ``r``."""
+        start = r.pos
+        version = r.u32("header version")
+        height = r.u32("height")
+        prev_hash = r.raw(32, "prev_hash")
+        root = r.raw(32, "merkle_root")
+        time = r.u64("time")
+        difficulty = r.u32("difficulty")
+        vote_kind = r.u8("vote kind")
+        if vote_kind == VOTE_NONE:
+            vote_address = NO_ADDRESS
+        elif vote_kind in (VOTE_ADD, VOTE_REMOVE):
+            vote_address = r.raw(20, "vote address")
+        else:
+            raise DecodeError(f"unknown vote kind {vote_kind}")
+        n = r.count("checkpoint validator", MAX_CHECKPOINT_VALIDATORS)
+        checkpoint = tuple(r.raw(20, "checkpoint validator") for _ in range(n))
+        unsealed_end = r.pos
+        seal_pubkey = r.raw(PUBKEY_SIZE, "seal pubkey")
+        seal_signature = r.raw(SIGNATURE_SIZE, "seal signature")
+        header = cls(
+            height,
+            prev_hash,
+            root,
+            time,
+            difficulty,
+            vote_kind,
+            vote_address,
+            checkpoint,
+            seal_pubkey,
+            seal_signature,
+            version,
+        )
+        object.__setattr__(header, "_unsealed", r.slice(start, unsealed_end))
+        return header
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> BlockHeader:
+        """Decode exactly one header."""
+        r = Reader(data)
+        header = cls.decode(r)
+        r.finish("header")
+        return header
+
+    @property
+    def hash(self) -> bytes:
+        """SHA-256d of the full header encoding."""
+        cached = self._hash
+        if cached is None:
+            cached = sha256d(self.to_bytes())
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def seal_hash(self, chain_id: str) -> bytes:
+        """The digest the sealing validator signs."""
+        w = Writer()
+        w.var_bytes(SEAL_TAG)
+        w.var_bytes(chain_id.encode())
+        w.raw(self.unsealed_bytes())
+        return sha256d(w.getvalue())
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A header and its transactions."""
+
+    header: BlockHeader
+    """The block header."""
+    txs: tuple[Tx, ...]
+    """Transactions in block order (a fee claim, if any, first)."""
+    _size: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def hash(self) -> bytes:
+        """The header hash."""
+        return self.header.hash
+
+    @property
+    def height(self) -> int:
+        """The header's height."""
+        return self.header.height
+
+    def to_bytes(self) -> bytes:
+        """Full canonical encoding."""
+        w = Writer()
+        self.header.encode(w)
+        w.varint(len(self.txs))
+        for tx in self.txs:
+            tx.encode(w)
+        return w.getvalue()
+
+    @property
+    def size(self) -> int:
+        """Length of the full encoding in bytes."""
+        cached = self._size
+        if cached is None:
+            cached = len(self.to_bytes())
+            object.__setattr__(self, "_size", cached)
+        return cached
+
+    def compute_merkle_root(self) -> bytes:
+        """Merkle root of this block's txids."""
+        return merkle_root([tx.txid for tx in self.txs])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Block:
+        """Decode exactly one block; trailing bytes are an error."""
+        if len(data) > MAX_BLOCK_BYTES:
+            raise DecodeError(f"block too large: {len(data)} bytes")
+        r = Reader(data)
+        header = BlockHeader.decode(r)
+        n = r.count("transaction", MAX_BLOCK_TXS)
+        txs = tuple(Tx.decode(r) for _ in range(n))
+        r.finish("block")
+        block = cls(header, txs)
+        object.__setattr__(block, "_size", len(data))
+        return block

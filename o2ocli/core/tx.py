@@ -1,0 +1,330 @@
+"""Transactions: outpoints, inputs, outputs, witnesses, and their encoding.
+
+Byte layout (all integers little-endian, see :mod:`o2ocli.core.encoding`)::
+
+    Tx     := version:u32
+              n_in:varint  { prev_txid:32  prev_index:u32 } * n_in
+              n_out:varint { asset  amount:u64  lock } * n_out
+              lock_height:u32
+              payload
+              -- end of the *stripped* encoding (hashed into the txid) --
+              { n_pairs:varint { pubkey:33  signature:64 } * n_pairs } * n_in
+    asset  := 0x00                     (the native coin)
+            | 0x01 asset_id:32         (a token; id never all zero)
+
+* ``txid = SHA-256d(stripped encoding)``: witnesses are excluded, so a txid
+  cannot be changed by re-encoding or re-signing.
+* ``sighash = SHA-256d(var_bytes("o2o/sighash/v1") ‖ var_bytes(chain_id) ‖
+  stripped encoding)``.  Every signature of every input signs this one
+  digest; it commits to the chain id (no replay across networks) and to all
+  inputs, outputs, the lock height and the payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from o2ocli.crypto.hashes import sha256d
+
+from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer
+from .limits import MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS, MAX_WITNESS_PAIRS
+from .locks import Lock, decode_lock, encode_lock
+from .payloads import NO_PAYLOAD, Coinbase, Payload, decode_payload, encode_payload
+
+__all__ = [
+    "NATIVE_ASSET",
+    "Outpoint",
+    "SigPair",
+    "TxIn",
+    "TxOut",
+    "Tx",
+    "Coin",
+    "SIGHASH_TAG",
+    "TX_VERSION",
+]
+
+NATIVE_ASSET = bytes(32)
+"""Asset id of the native coin (encoded as the single byte 0x00)."""
+
+TX_VERSION = 1
+SIGHASH_TAG = b"o2o/sighash/v1"
+PUBKEY_SIZE = 33
+SIGNATURE_SIZE = 64
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValueError(f"{what} must be 32 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Outpoint:
+    """A reference to output ``index`` of transaction ``txid``."""
+
+    txid: bytes
+    """32-byte id of the transaction that created the output."""
+    index: int
+    """Position of the output in that transaction (u32)."""
+
+    def __post_init__(self) -> None:
+        _check_hash(self.txid, "outpoint txid")
+        if not 0 <= self.index <= MAX_U32:
+            raise ValueError("outpoint index out of range")
+
+    def to_bytes(self) -> bytes:
+        """36 bytes: txid ‖ index (u32 big-endian, so keys sort by index)."""
+        return self.txid + self.index.to_bytes(4, "big")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Outpoint:
+        """Inverse of :meth:`to_bytes`."""
+        if len(data) != 36:
+            raise DecodeError("outpoint key must be 36 bytes")
+        return cls(data[:32], int.from_bytes(data[32:], "big"))
+
+    def __str__(self) -> str:
+        return f"{self.txid.hex()}:{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class SigPair:
+    """One (public key, signature) pair in an input's witness."""
+
+    pubkey: bytes
+    """33-byte compressed secp256k1 public key."""
+    signature: bytes
+    """64-byte ``r‖s`` ECDSA signature over the tx's sighash (low-S)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pubkey, bytes) or len(self.pubkey) != PUBKEY_SIZE:
+            raise ValueError("witness pubkey must be 33 bytes")
+        if not isinstance(self.signature, bytes) or len(self.signature) != SIGNATURE_SIZE:
+            raise ValueError("witness signature must be 64 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class TxIn:
+    """An input: the outpoint it spends and the witness that unlocks it."""
+
+    prevout: Outpoint
+    """The output being spent."""
+    witness: tuple[SigPair, ...] = ()
+    """Pairs satisfying the spent output's lock (empty while unsigned)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxOut:
+    """An output: ``amount`` base units of ``asset`` under ``lock``."""
+
+    asset: bytes
+    """32-byte asset id; :data:`NATIVE_ASSET` for the native coin."""
+    amount: int
+    """Amount in base units (u64; consensus requires ≥ 1)."""
+    lock: Lock
+    """Who may spend it."""
+
+    def __post_init__(self) -> None:
+        _check_hash(self.asset, "asset id")
+        if not 0 <= self.amount <= MAX_U64:
+            raise ValueError("amount out of u64 range")
+
+    def encode(self, w: Writer) -> None:
+        """Append asset, amount and lock."""
+        if self.asset == NATIVE_ASSET:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.raw(self.asset)
+        w.u64(self.amount)
+        encode_lock(self.lock, w)
+
+    @classmethod
+    def decode(cls, r: Reader) -> TxOut:
+        """Read one output."""
+        flag = r.u8("asset flag")
+        if flag == 0:
+            asset = NATIVE_ASSET
+        elif flag == 1:
+            asset = r.raw(32, "asset id")
+            if asset == NATIVE_ASSET:
+                raise DecodeError("native asset must be encoded as flag 0x00")
+        else:
+            raise DecodeError(f"unknown asset flag 0x{flag:02x}")
+        amount = r.u64("amount")
+        return cls(asset, amount, decode_lock(r))
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """An immutable transaction.  Build a new one with :func:`dataclasses.replace`."""
+
+    inputs: tuple[TxIn, ...]
+    """Spent outputs with their witnesses."""
+    outputs: tuple[TxOut, ...]
+    """Created outputs."""
+    lock_height: int = 0
+    """The tx is valid only in blocks at this height or above (u32)."""
+    payload: Payload = NO_PAYLOAD
+    """O2O data (tagged union)."""
+    version: int = TX_VERSION
+    """Format version (u32); consensus accepts only :data:`TX_VERSION`."""
+    _stripped: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _txid: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _size: int | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lock_height <= MAX_U32:
+            raise ValueError("lock_height out of range")
+        if not 0 <= self.version <= MAX_U32:
+            raise ValueError("version out of range")
+
+    # -- encoding ---------------------------------------------------------
+    def stripped_bytes(self) -> bytes:
+        """The encoding without witnesses (the txid and sighash preimage)."""
+        cached = self._stripped
+        if cached is None:
+            w = Writer()
+            w.u32(self.version)
+            w.varint(len(self.inputs))
+            for txin in self.inputs:
+                w.raw(txin.prevout.txid)
+                w.u32(txin.prevout.index)
+            w.varint(len(self.outputs))
+            for out in self.outputs:
+                out.encode(w)
+            w.u32(self.lock_height)
+            encode_payload(self.payload, w)
+            cached = w.getvalue()
+            object.__setattr__(self, "_stripped", cached)
+        return cached
+
+    def encode(self, w: Writer) -> None:
+        """Append the full encoding (stripped part, then witnesses)."""
+        w.raw(self.stripped_bytes())
+        for txin in self.inputs:
+            w.varint(len(txin.witness))
+            for pair in txin.witness:
+                w.raw(pair.pubkey)
+                w.raw(pair.signature)
+
+    def to_bytes(self) -> bytes:
+        """Full canonical encoding."""
+        w = Writer()
+        self.encode(w)
+        return w.getvalue()
+
+    @classmethod
+    def decode(cls, r: Reader) -> Tx:
+        """Read one transaction from ``r`` (leaves the reader after it)."""
+        start = r.pos
+        version = r.u32("tx version")
+        n_in = r.count("input", MAX_TX_INPUTS)
+        prevouts = []
+        for _ in range(n_in):
+            txid = r.raw(32, "input txid")
+            prevouts.append(Outpoint(txid, r.u32("input index")))
+        n_out = r.count("output", MAX_TX_OUTPUTS)
+        outputs = tuple(TxOut.decode(r) for _ in range(n_out))
+        lock_height = r.u32("lock_height")
+        payload = decode_payload(r)
+        stripped_end = r.pos
+        inputs = []
+        for prevout in prevouts:
+            n_pairs = r.count("witness pair", MAX_WITNESS_PAIRS)
+            pairs = tuple(
+                SigPair(r.raw(PUBKEY_SIZE, "witness pubkey"), r.raw(SIGNATURE_SIZE, "signature"))
+                for _ in range(n_pairs)
+            )
+            inputs.append(TxIn(prevout, pairs))
+        tx = cls(tuple(inputs), outputs, lock_height, payload, version)
+        object.__setattr__(tx, "_stripped", r.slice(start, stripped_end))
+        object.__setattr__(tx, "_size", r.pos - start)
+        return tx
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tx:
+        """Decode exactly one transaction; trailing bytes are an error."""
+        if len(data) > MAX_TX_BYTES:
+            raise DecodeError(f"transaction too large: {len(data)} bytes")
+        r = Reader(data)
+        tx = cls.decode(r)
+        r.finish("transaction")
+        return tx
+
+    # -- identity ----------------------------------------------------------
+    @property
+    def txid(self) -> bytes:
+        """SHA-256d of the stripped encoding (32 bytes, internal byte order)."""
+        cached = self._txid
+        if cached is None:
+            cached = sha256d(self.stripped_bytes())
+            object.__setattr__(self, "_txid", cached)
+        return cached
+
+    @property
+    def size(self) -> int:
+        """Length of the full encoding in bytes."""
+        cached = self._size
+        if cached is None:
+            cached = len(self.to_bytes())
+            object.__setattr__(self, "_size", cached)
+        return cached
+
+    def sighash(self, chain_id: str) -> bytes:
+        """The digest every witness signature of this tx signs."""
+        w = Writer()
+        w.var_bytes(SIGHASH_TAG)
+        w.var_bytes(chain_id.encode())
+        w.raw(self.stripped_bytes())
+        return sha256d(w.getvalue())
+
+    @property
+    def is_coinbase(self) -> bool:
+        """True for a block's fee claim: no inputs and a :class:`Coinbase` payload."""
+        return not self.inputs and isinstance(self.payload, Coinbase)
+
+    def with_witnesses(self, witnesses: list[tuple[SigPair, ...]]) -> Tx:
+        """A copy with the given witness for each input (same txid)."""
+        if len(witnesses) != len(self.inputs):
+            raise ValueError("one witness per input is required")
+        pairs = zip(self.inputs, witnesses, strict=True)
+        inputs = tuple(TxIn(txin.prevout, tuple(w)) for txin, w in pairs)
+        tx = Tx(inputs, self.outputs, self.lock_height, self.payload, self.version)
+        object.__setattr__(tx, "_stripped", self.stripped_bytes())
+        object.__setattr__(tx, "_txid", self.txid)
+        return tx
+
+
+@dataclass(frozen=True, slots=True)
+class Coin:
+    """An unspent output as the chainstate stores it.
+
+    Encoding: ``height:u32 ‖ flags:u8 (bit 0 = coinbase) ‖ TxOut``.
+    """
+
+    output: TxOut
+    """The unspent output."""
+    height: int
+    """Height of the block that created it."""
+    coinbase: bool = False
+    """True if it was created by a block's fee claim."""
+
+    def to_bytes(self) -> bytes:
+        """Canonical encoding for the UTXO set."""
+        w = Writer()
+        w.u32(self.height)
+        w.u8(1 if self.coinbase else 0)
+        self.output.encode(w)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Coin:
+        """Inverse of :meth:`to_bytes`."""
+        r = Reader(data)
+        height = r.u32("coin height")
+        flags = r.u8("coin flags")
+        if flags > 1:
+            raise DecodeError(f"unknown coin flags 0x{flags:02x}")
+        out = TxOut.decode(r)
+        r.finish("coin")
+        return cls(out, height, bool(flags))

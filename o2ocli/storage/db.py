@@ -1,0 +1,81 @@
+"""A small storage interface over LevelDB (plyvel).
+
+Contract: all state changes go through :meth:`Database.write_batch`, a context
+manager.  The batch is committed **only** when the ``with`` block exits without
+an exception, and it is written with ``sync=True`` (fsync'd) so that a crash
+after ``write_batch`` returns cannot lose it.  A crash before leaves the
+previous state untouched.  LevelDB applies a batch atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+__all__ = ["Database", "DatabaseError", "DatabaseLocked"]
+
+
+class DatabaseError(Exception):
+    """The database could not be opened or used."""
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process has the database open."""
+
+
+class Database:
+    """One LevelDB at ``path`` (created if missing)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        try:
+            if create:
+                self.path.mkdir(parents=True, exist_ok=True)
+            self._db = plyvel.DB(str(self.path), create_if_missing=create)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise DatabaseLocked(
+                    f"database {self.path} is in use by another process"
+                ) from None
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
+        except plyvel.Error as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None."""
+        return self._db.get(key)
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs whose key starts with ``prefix``, in key order."""
+        return self._db.iterator(prefix=prefix, reverse=reverse)
+
+    def iterate_keys(self, prefix: bytes) -> Iterator[bytes]:
+        """Keys starting with ``prefix``, in key order."""
+        return self._db.iterator(prefix=prefix, include_value=False)
+
+    @contextmanager
+    def write_batch(self) -> Iterator[Any]:
+        """A batch (``put(k, v)`` / ``delete(k)``) committed atomically, with
+        fsync, when the block exits normally; discarded on an exception."""
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            yield batch
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        if not self._db.closed:
+            self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._db.closed
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

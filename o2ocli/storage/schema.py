@@ -1,0 +1,79 @@
+"""Key layout of the chain database (``DATADIR/chaindata``).
+
+One LevelDB, key spaces separated by a one-byte prefix.  Big-endian integers
+make LevelDB's byte order numeric order.
+
+Keys (integers inside keys are big-endian):
+
+* ``b`` ‖ block hash → full block encoding
+* ``i`` ‖ block hash → block index entry (see :mod:`.chainstate`)
+* ``h`` ‖ height u32 → main-chain block hash at that height
+* ``u`` ‖ txid ‖ output index u32 → :class:`~o2ocli.core.tx.Coin` encoding (the UTXO set)
+* ``d`` ‖ block hash → undo data: the coins the block spent
+* ``t`` ‖ txid → block hash ‖ position in the block (u32 little-endian)
+* ``a`` ‖ pubkey hash (20) ‖ txid ‖ index u32 → empty: an unspent output touching the address
+* ``r`` ‖ pubkey hash (20) ‖ height u32 ‖ txid → empty: a main-chain tx touching the address
+* ``m`` ‖ name → metadata: ``tip``, ``genesis``, ``best`` (best known block), ``schema``
+
+Every block connect or disconnect updates all of these (and ``m tip``) in one
+write batch.
+"""
+
+from __future__ import annotations
+
+BLOCK = b"b"
+INDEX = b"i"
+HEIGHT = b"h"
+UTXO = b"u"
+UNDO = b"d"
+TXINDEX = b"t"
+ADDR_UTXO = b"a"
+ADDR_HISTORY = b"r"
+META = b"m"
+
+META_TIP = META + b"tip"
+META_GENESIS = META + b"genesis"
+META_BEST = META + b"best"
+META_SCHEMA = META + b"schema"
+
+SCHEMA_VERSION = 1
+
+
+def block_key(block_hash: bytes) -> bytes:
+    """Key of a stored block."""
+    return BLOCK + block_hash
+
+
+def index_key(block_hash: bytes) -> bytes:
+    """Key of a block index entry."""
+    return INDEX + block_hash
+
+
+def height_key(height: int) -> bytes:
+    """Key of the main-chain hash at ``height``."""
+    return HEIGHT + height.to_bytes(4, "big")
+
+
+def utxo_key(outpoint_bytes: bytes) -> bytes:
+    """Key of an unspent output (``outpoint_bytes`` = txid ‖ index BE)."""
+    return UTXO + outpoint_bytes
+
+
+def undo_key(block_hash: bytes) -> bytes:
+    """Key of a block's undo data."""
+    return UNDO + block_hash
+
+
+def tx_key(txid: bytes) -> bytes:
+    """Key of a tx index entry."""
+    return TXINDEX + txid
+
+
+def addr_utxo_key(pubkey_hash: bytes, outpoint_bytes: bytes) -> bytes:
+    """Key of an address → unspent output index entry."""
+    return ADDR_UTXO + pubkey_hash + outpoint_bytes
+
+
+def addr_history_key(pubkey_hash: bytes, height: int, txid: bytes) -> bytes:
+    """Key of an address → transaction history entry."""
+    return ADDR_HISTORY + pubkey_hash + height.to_bytes(4, "big") + txid

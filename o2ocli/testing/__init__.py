@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks (deterministic keys, signed txs, generated chains)."""
