@@ -305,7 +305,12 @@ class ChainState:
         if known is not None:
             if known.status == STATUS_INVALID:
                 raise BlockInvalid("duplicate-invalid", "block was already found invalid")
-            return False
+            if self.is_main_chain(known) or not self.prefer(known, self._best_candidate()):
+                return False
+            # Stored earlier but not on the main chain (e.g. after a rewind).
+            with self.db.write_batch() as batch:
+                batch.put(k.META_BEST, block_hash)
+            return self.activate_best_chain()
         parent = self.get_index(block.header.prev_hash)
         if parent is None:
             raise ChainStateError(
