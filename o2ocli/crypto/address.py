@@ -89,8 +89,7 @@ def decode_address(s: str, version: int) -> bytes:
         )
     if payload[0] != version:
         raise AddressError(
-            f"address is for another network (version 0x{payload[0]:02x}), "
-            f"expected 0x{version:02x}"
+            f"address is for another network (version 0x{payload[0]:02x}), expected 0x{version:02x}"
         )
     return payload[1:]
 

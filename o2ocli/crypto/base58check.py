@@ -12,8 +12,14 @@ import base58
 
 from .hashes import sha256d
 
-__all__ = ["ALPHABET", "Base58Error", "b58check_decode", "b58check_encode", "b58decode",
-           "b58encode"]
+__all__ = [
+    "ALPHABET",
+    "Base58Error",
+    "b58check_decode",
+    "b58check_encode",
+    "b58decode",
+    "b58encode",
+]
 
 #: The Bitcoin Base58 alphabet (no 0, O, I or l).
 ALPHABET = base58.BITCOIN_ALPHABET.decode("ascii")

@@ -203,9 +203,20 @@ def test_verify_accepts_bytes_like(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
 def test_normalize_pubkey_rejects(backend):
-    for name in ("pk empty", "pk 32", "pk raw64", "pk prefix 04 on 33", "pk prefix 02 on 65",
-                 "pk hybrid 06/07", "pk off curve (x=0)", "pk off curve uncompressed",
-                 "pk x >= p", "pk None", "pk str", "pk int"):
+    for name in (
+        "pk empty",
+        "pk 32",
+        "pk raw64",
+        "pk prefix 04 on 33",
+        "pk prefix 02 on 65",
+        "pk hybrid 06/07",
+        "pk off curve (x=0)",
+        "pk off curve uncompressed",
+        "pk x >= p",
+        "pk None",
+        "pk str",
+        "pk int",
+    ):
         assert backend.normalize_pubkey(BAD_VERIFY_INPUTS[name][0]) is None, name
 
 
