@@ -45,6 +45,7 @@ __all__ = [
     "ChainState",
     "ChainStateError",
     "IndexEntry",
+    "TipChange",
     "UtxoStats",
     "STATUS_STORED",
     "STATUS_VALID",
@@ -118,6 +119,21 @@ class UtxoStats:
     """Asset id → sum of unspent amounts."""
 
 
+@dataclass(frozen=True, slots=True)
+class TipChange:
+    """How the main chain moved: blocks disconnected (old tip first), then
+    blocks connected (oldest first).  Falsy when the tip did not move."""
+
+    disconnected: tuple[Block, ...] = ()
+    connected: tuple[Block, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.disconnected or self.connected)
+
+
+NO_CHANGE = TipChange()
+
+
 def default_prefer(candidate: IndexEntry, current: IndexEntry) -> bool:
     """Fork choice used until the PoA rules supply theirs: strictly more total
     difficulty wins; on a tie the current tip stays."""
@@ -178,6 +194,8 @@ class ChainState:
         if tip_hash is None:
             raise ChainStateError("database has no tip; it is damaged (run a reindex)")
         self._tip = self._require_index(tip_hash)
+        self.finalized_height = 0
+        """The node never reorganises below this height (set by the PoA layer)."""
         self.activate_best_chain()
 
     # ------------------------------------------------------------------ reads
@@ -292,13 +310,15 @@ class ChainState:
             self._write_connect(batch, genesis, effects)
             batch.put(k.META_BEST, genesis.hash)
 
-    def add_block(self, block: Block) -> bool:
+    def add_block(self, block: Block, extra_puts: dict[bytes, bytes] | None = None) -> TipChange:
         """Store ``block`` and move the main chain to the best branch.
 
-        Returns True if the tip changed.  Raises :class:`BlockInvalid` for a
-        block that breaks a rule (the database is then unchanged, except that a
-        stored block found invalid during a reorg is marked invalid), and
-        :class:`ChainStateError` if its parent is unknown.
+        ``extra_puts`` (key → value) are written in the same batch that stores
+        the block (the PoA layer stores the block's validator snapshot this way).
+        Returns how the tip moved (falsy if it did not).  Raises
+        :class:`BlockInvalid` for a block that breaks a rule (the database is then
+        unchanged, except that a stored block found invalid during a reorg is
+        marked invalid), and :class:`ChainStateError` if its parent is unknown.
         """
         block_hash = block.hash
         known = self.get_index(block_hash)
@@ -306,7 +326,7 @@ class ChainState:
             if known.status == STATUS_INVALID:
                 raise BlockInvalid("duplicate-invalid", "block was already found invalid")
             if self.is_main_chain(known) or not self.prefer(known, self._best_candidate()):
-                return False
+                return NO_CHANGE
             # Stored earlier but not on the main chain (e.g. after a rewind).
             with self.db.write_batch() as batch:
                 batch.put(k.META_BEST, block_hash)
@@ -328,11 +348,15 @@ class ChainState:
         if parent.hash == self._tip.hash and self.prefer(entry, self._tip):
             # The common case: the block extends the tip.  Validate it, then store
             # and connect it in one batch; an invalid block leaves no trace.
-            self._connect(block, entry, store=True, set_best=self.prefer(entry, best))
-            return True
+            self._connect(
+                block, entry, store=True, set_best=self.prefer(entry, best), extra=extra_puts
+            )
+            return TipChange(connected=(block,))
         with self.db.write_batch() as batch:
             batch.put(k.block_key(block_hash), block.to_bytes())
             batch.put(k.index_key(block_hash), entry.to_bytes())
+            for key, value in (extra_puts or {}).items():
+                batch.put(key, value)
             if self.prefer(entry, best):
                 batch.put(k.META_BEST, block_hash)
         return self.activate_best_chain()
@@ -344,16 +368,17 @@ class ChainState:
             return self._tip
         return best
 
-    def activate_best_chain(self) -> bool:
+    def activate_best_chain(self) -> TipChange:
         """Reorganise onto the best known valid branch if it beats the tip.
 
-        Returns True if the tip changed.  If a block of the new branch is
-        invalid, it is marked invalid and the old branch is restored, and the
+        A branch that forks below :attr:`finalized_height` is never adopted.
+        Returns how the tip moved.  If a block of the new branch is invalid, it
+        is marked invalid, the old branch is restored, and the
         :class:`BlockInvalid` is raised.
         """
         best = self._best_candidate()
         if best.hash == self._tip.hash or not self.prefer(best, self._tip):
-            return False
+            return NO_CHANGE
         branch: list[IndexEntry] = []
         entry = best
         while not self.is_main_chain(entry):
@@ -361,11 +386,16 @@ class ChainState:
             entry = self._require_index(entry.header.prev_hash)
             if entry.status == STATUS_INVALID:
                 self._mark_invalid(branch)
-                return False
+                return NO_CHANGE
         fork = entry
+        if fork.height < self.finalized_height:
+            with self.db.write_batch() as batch:
+                batch.put(k.META_BEST, self._tip.hash)
+            return NO_CHANGE
         old_blocks: list[Block] = []
         while self._tip.hash != fork.hash:
             old_blocks.append(self._disconnect_tip())
+        connected: list[Block] = []
         for new_entry in reversed(branch):
             block = self.get_block(new_entry.hash)
             if block is None:
@@ -380,7 +410,8 @@ class ChainState:
                 # The invalid block and its descendants on this branch.
                 self._mark_invalid(branch[: branch.index(new_entry) + 1])
                 raise
-        return True
+            connected.append(block)
+        return TipChange(tuple(old_blocks), tuple(connected))
 
     def _mark_invalid(self, entries: list[IndexEntry]) -> None:
         with self.db.write_batch() as batch:
@@ -389,7 +420,13 @@ class ChainState:
             batch.put(k.META_BEST, self._tip.hash)
 
     def _connect(
-        self, block: Block, entry: IndexEntry, *, store: bool = False, set_best: bool = False
+        self,
+        block: Block,
+        entry: IndexEntry,
+        *,
+        store: bool = False,
+        set_best: bool = False,
+        extra: dict[bytes, bytes] | None = None,
     ) -> None:
         """Validate ``block`` on top of the tip and apply it in one batch (which
         also stores the block itself when ``store`` is set)."""
@@ -400,6 +437,8 @@ class ChainState:
         with self.db.write_batch() as batch:
             if store:
                 batch.put(k.block_key(block.hash), block.to_bytes())
+                for key, value in (extra or {}).items():
+                    batch.put(key, value)
             if set_best:
                 batch.put(k.META_BEST, block.hash)
             batch.put(k.undo_key(block.hash), _encode_undo(effects.spent))

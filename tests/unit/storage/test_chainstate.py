@@ -72,7 +72,7 @@ def test_connect_then_disconnect_all_restores_genesis_utxo_hash(tmp_path, gen, p
     genesis_hash = state.utxo_set_hash()
     blocks = [gen.next_block(8) for _ in range(12)]
     for block in blocks:
-        assert state.add_block(block) is True
+        assert state.add_block(block)
     assert state.height == 12
     connected_hash = state.utxo_set_hash()
     assert connected_hash != genesis_hash
@@ -156,7 +156,7 @@ def test_heavier_branch_wins_and_matches_a_fresh_node(tmp_path, gen, params):
     assert state.tip.hash == branch_a[-1].hash
     a_txid = branch_a[0].txs[1].txid
     assert state.get_tx(a_txid) is not None
-    changed = [state.add_block(block) for block in branch_b]
+    changed = [bool(state.add_block(block)) for block in branch_b]
     assert changed == [False, False, False, True]
     assert state.tip.hash == branch_b[-1].hash
     assert state.height == 5
@@ -171,8 +171,8 @@ def test_equal_difficulty_branch_does_not_replace_tip(tmp_path, gen, params):
     other.fee += 1
     a = gen.next_block(3)
     b = other.next_block(3)
-    assert state.add_block(a) is True
-    assert state.add_block(b) is False
+    assert state.add_block(a)
+    assert not state.add_block(b)
     assert state.tip.hash == a.hash
     assert state.get_block(b.hash) == b
 
@@ -188,8 +188,8 @@ def test_reorg_to_branch_with_invalid_block_restores_old_branch(tmp_path, gen, p
     b1 = other.next_block(4)
     b2 = with_bad_signature(other.next_block(4))
     b3 = other.next_block(4)
-    assert state.add_block(b1) is False
-    assert state.add_block(b2) is False  # equal weight: stored, not yet connected
+    assert not state.add_block(b1)
+    assert not state.add_block(b2)  # equal weight: stored, not yet connected
     with pytest.raises(BlockInvalid) as err:
         state.add_block(b3)
     assert err.value.reason == "bad-txns-signature"
@@ -200,7 +200,7 @@ def test_reorg_to_branch_with_invalid_block_restores_old_branch(tmp_path, gen, p
     with pytest.raises(BlockInvalid):
         state.add_block(other.next_block(1))
     # The old branch keeps growing normally.
-    assert state.add_block(gen.next_block(2)) is True
+    assert state.add_block(gen.next_block(2))
 
 
 def test_reopen_finishes_an_interrupted_reorg(tmp_path, gen, params):
@@ -298,3 +298,33 @@ def test_utxo_hash_independent_of_insertion_order(tmp_path, params):
             w.var_bytes(value)
             h.update(w.getvalue())
     assert h.digest() == stats.hash
+
+
+def test_reorg_reports_disconnected_and_connected_blocks(tmp_path, gen, params):
+    state = open_state(tmp_path / "db", gen, params)
+    other = gen.fork()
+    other.fee += 1
+    a = [gen.next_block(3) for _ in range(2)]
+    b = [other.next_block(3) for _ in range(3)]
+    for block in a:
+        assert state.add_block(block).connected == (block,)
+    assert not state.add_block(b[0])
+    assert not state.add_block(b[1])
+    change = state.add_block(b[2])
+    assert [blk.hash for blk in change.disconnected] == [a[1].hash, a[0].hash]
+    assert [blk.hash for blk in change.connected] == [blk.hash for blk in b]
+
+
+def test_no_reorg_below_the_finalized_height(tmp_path, gen, params):
+    state = open_state(tmp_path / "db", gen, params)
+    other = gen.fork()
+    other.fee += 1
+    a = [gen.next_block(3) for _ in range(3)]
+    for block in a:
+        state.add_block(block)
+    state.finalized_height = 2
+    before = state.utxo_set_hash()
+    for block in [other.next_block(3) for _ in range(5)]:
+        assert not state.add_block(block)
+    assert state.tip.hash == a[-1].hash
+    assert state.utxo_set_hash() == before

@@ -1,0 +1,1 @@
+"""Node runtime: chain manager, mempool, block producer, wiring."""
