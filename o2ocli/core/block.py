@@ -256,6 +256,8 @@ class Block:
     @classmethod
     def from_bytes(cls, data: bytes) -> Block:
         """Decode exactly one block; trailing bytes are an error."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"expected bytes, got {type(data).__name__}")
         if len(data) > MAX_BLOCK_BYTES:
             raise DecodeError(f"block too large: {len(data)} bytes")
         r = Reader(data)

@@ -78,6 +78,9 @@ class Outpoint:
     @classmethod
     def from_bytes(cls, data: bytes) -> Outpoint:
         """Inverse of :meth:`to_bytes`."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"expected bytes, got {type(data).__name__}")
+        data = bytes(data)
         if len(data) != 36:
             raise DecodeError("outpoint key must be 36 bytes")
         return cls(data[:32], int.from_bytes(data[32:], "big"))
@@ -244,6 +247,8 @@ class Tx:
     @classmethod
     def from_bytes(cls, data: bytes) -> Tx:
         """Decode exactly one transaction; trailing bytes are an error."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise DecodeError(f"expected bytes, got {type(data).__name__}")
         if len(data) > MAX_TX_BYTES:
             raise DecodeError(f"transaction too large: {len(data)} bytes")
         r = Reader(data)

@@ -1,0 +1,1 @@
+"""Tests of the pure data layer (:mod:`o2ocli.core`)."""
