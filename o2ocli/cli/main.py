@@ -30,6 +30,7 @@ class Context:
     rpc: str | None
     wallet: str
     json: bool
+    chain_explicit: bool = False
 
 
 class CliError(click.ClickException):
@@ -90,7 +91,21 @@ def cli(
     Commands talk to a running node over JSON-RPC; `node start` runs one.
     Exit codes: 0 ok, 1 refused, 2 usage error, 3 node unreachable.
     """
-    ctx.obj = Context(datadir, chain, rpc, wallet, as_json)
+    explicit = ctx.get_parameter_source("chain") != click.core.ParameterSource.DEFAULT
+    ctx.obj = Context(datadir, chain, rpc, wallet, as_json, explicit)
+
+
+def _register() -> None:
+    from .chain import chain
+    from .node import node
+    from .validator import validator
+
+    cli.add_command(node)
+    cli.add_command(chain)
+    cli.add_command(validator)
+
+
+_register()
 
 
 def main() -> None:

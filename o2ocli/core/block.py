@@ -19,13 +19,21 @@ Byte layout::
   empty otherwise.
 * The genesis header carries an all-zero seal.
 
-Merkle root (:func:`merkle_root`): the leaves are the txids in block order.
-``root([]) = 32 zero bytes``, ``root([x]) = x``, and for ``n > 1`` leaves,
-with ``k`` the largest power of two below ``n``:
-``root(L) = SHA-256d(0x01 ‖ root(L[:k]) ‖ root(L[k:]))``.  The tree is never
-padded by duplicating a leaf, so two different transaction lists cannot share
-a root (the CVE-2012-2459 shape cannot occur), and the 0x01 prefix keeps inner
-nodes apart from 64-byte leaves.
+Merkle root (:func:`merkle_root`), with domain-separated leaves and nodes
+(RFC 6962 style)::
+
+    leaf(txid)   = SHA-256d(0x00 ‖ txid)
+    node(l, r)   = SHA-256d(0x01 ‖ l ‖ r)
+    root([])     = 32 zero bytes
+    root([x])    = leaf(x)
+    root(L)      = node(root(L[:k]), root(L[k:]))   for n > 1 leaves, where
+                   k is the largest power of two below n
+
+The tree is never padded by duplicating a leaf, and because leaves and inner
+nodes hash different prefixes, a transaction whose encoding happens to look
+like an inner node (``0x01 ‖ a ‖ b``) cannot stand for two transactions: two
+different transaction lists cannot share a root without a SHA-256 collision
+(the CVE-2012-2459 family of attacks does not apply).
 """
 
 from __future__ import annotations
@@ -58,13 +66,17 @@ NO_ADDRESS = bytes(20)
 
 def merkle_root(txids: list[bytes]) -> bytes:
     """Merkle root of ``txids`` (see the module docstring for the exact rule)."""
-    n = len(txids)
-    if n == 0:
+    if not txids:
         return ZERO_HASH
+    return _subtree_root([sha256d(b"\x00" + txid) for txid in txids])
+
+
+def _subtree_root(leaves: list[bytes]) -> bytes:
+    n = len(leaves)
     if n == 1:
-        return txids[0]
+        return leaves[0]
     k = 1 << ((n - 1).bit_length() - 1)
-    return sha256d(b"\x01" + merkle_root(txids[:k]) + merkle_root(txids[k:]))
+    return sha256d(b"\x01" + _subtree_root(leaves[:k]) + _subtree_root(leaves[k:]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def test_unknown_command_is_a_usage_error():
 
 
 def test_every_command_has_help_with_an_example_and_a_man_page():
-    for path, command in walk(cli):
+    for path, _command in walk(cli):
         result = CliRunner().invoke(cli, [*path, "--help"])
         assert result.exit_code == 0, path
         assert "Example" in result.output, f"{' '.join(path) or 'o2ocli'} --help has no example"

@@ -312,30 +312,48 @@ def test_header_layout_sizes():
 # -- merkle root ----------------------------------------------------------------------
 
 
+def _leaf(txid: bytes) -> bytes:
+    return sha256d(b"\x00" + txid)
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return sha256d(b"\x01" + left + right)
+
+
 def _reference_root(leaves: list[bytes]) -> bytes:
-    """Independent, iterative restatement of the documented rule."""
+    """Independent, bottom-up restatement of the documented rule: pair from the
+    left at each level, an odd last node moves up unchanged (never duplicated)."""
     if not leaves:
         return bytes(32)
-    if len(leaves) == 1:
-        return leaves[0]
-    k = 1
-    while k * 2 < len(leaves):
-        k *= 2
-    return sha256d(b"\x01" + _reference_root(leaves[:k]) + _reference_root(leaves[k:]))
+    level = [_leaf(x) for x in leaves]
+    while len(level) > 1:
+        nxt = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
 
 
 def test_merkle_small_cases():
     a, b, c, d = (bytes([i]) * 32 for i in range(1, 5))
+    la, lb, lc, ld = map(_leaf, (a, b, c, d))
     assert merkle_root([]) == bytes(32)
-    assert merkle_root([a]) == a
-    ab = sha256d(b"\x01" + a + b)
+    assert merkle_root([a]) == la != a
+    ab = _node(la, lb)
     assert merkle_root([a, b]) == ab
-    assert merkle_root([a, b, c]) == sha256d(b"\x01" + ab + c)
-    cd = sha256d(b"\x01" + c + d)
-    assert merkle_root([a, b, c, d]) == sha256d(b"\x01" + ab + cd)
+    assert merkle_root([a, b, c]) == _node(ab, lc)
+    cd = _node(lc, ld)
+    assert merkle_root([a, b, c, d]) == _node(ab, cd)
     # five leaves: the left subtree takes the largest power of two below 5
     e = b"\x05" * 32
-    assert merkle_root([a, b, c, d, e]) == sha256d(b"\x01" + merkle_root([a, b, c, d]) + e)
+    assert merkle_root([a, b, c, d, e]) == _node(merkle_root([a, b, c, d]), _leaf(e))
+
+
+def test_merkle_leaf_cannot_pose_as_inner_node():
+    """A txid equal to an inner node of another list does not give the same root."""
+    a, b = bytes([1]) * 32, bytes([2]) * 32
+    forged = merkle_root([a, b])
+    assert merkle_root([forged]) != merkle_root([a, b])
 
 
 def test_merkle_no_duplicate_padding():

@@ -1,0 +1,403 @@
+"""``o2ocli node``: initialise, run, stop and inspect a node."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import CliError, emit, get_context, resolve_datadir, resolve_spec, rpc_call
+from .main import EXIT_UNREACHABLE
+
+DETACH_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
+
+
+def _host_port(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=what)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@click.group()
+def node() -> None:
+    """Run and manage a node.
+
+    \b
+    Example:
+        o2ocli node start --dev          # a private one-validator chain, a block a second
+        o2ocli node status
+        o2ocli node stop
+    """
+
+
+@node.command("init")
+@click.option(
+    "--validator-key-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also generate a validator key and write it (WIF, mode 0600) to FILE.",
+)
+def init_cmd(validator_key_out: Path | None) -> None:
+    """Create the datadir with the chain's genesis.
+
+    \b
+    Example:
+        o2ocli --chain testnet node init
+        o2ocli --chain ./mychain/mychain.json --datadir ./node1 node init
+    """
+    from o2ocli.crypto.keys import PrivateKey
+    from o2ocli.node.chain import ChainManager
+    from o2ocli.node.datadir import DatadirError, chaindata_path, init_datadir, write_key_file
+    from o2ocli.storage.db import Database, DatabaseError
+
+    ctx = get_context()
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    if validator_key_out is not None and validator_key_out.exists():
+        raise CliError(f"{validator_key_out} already exists; refusing to overwrite a key file")
+    try:
+        created = init_datadir(datadir, spec)
+        with Database(chaindata_path(datadir)) as db:
+            chain = ChainManager(db, spec)
+            genesis_hash = chain.genesis.hash.hex()
+    except DatadirError as exc:
+        raise CliError(str(exc)) from None
+    except DatabaseError as exc:
+        raise CliError(f"{exc} (is a node running? stop it first)") from None
+    result: dict[str, Any] = {
+        "datadir": str(datadir),
+        "chain_id": spec.chain_id,
+        "genesis_hash": genesis_hash,
+        "created": created,
+    }
+    if validator_key_out is not None:
+        key = PrivateKey.generate()
+        write_key_file(validator_key_out, key, spec.wif_version)
+        result["validator_address"] = spec.address(key.public_key.hash160())
+        result["validator_key"] = str(validator_key_out)
+    lines = [
+        f"{'initialised' if created else 'already initialised'}: {datadir}",
+        f"chain {spec.chain_id}  genesis {genesis_hash}",
+    ]
+    if validator_key_out is not None:
+        lines.append(
+            f"validator key written to {validator_key_out}; address {result['validator_address']}"
+            " (ask the validators to propose it)"
+        )
+    emit(ctx, result, "\n".join(lines))
+
+
+def _configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@node.command("start")
+@click.option("--dev", is_flag=True, help="Private one-validator devnet (public dev keys).")
+@click.option(
+    "--dev-period",
+    type=click.IntRange(0, 3600),
+    default=None,
+    help="Block period in seconds for --dev; 0 seals only when transactions wait.",
+)
+@click.option(
+    "--validator-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Seal blocks with this key (WIF file).",
+)
+@click.option("--listen", metavar="HOST:PORT", help="P2P listen address (P2P: see README).")
+@click.option("--rpc-listen", metavar="HOST:PORT", help="RPC address (default 127.0.0.1:<spec>).")
+@click.option("--rpc-allow-remote", is_flag=True, help="Allow RPC on a non-loopback address.")
+@click.option("--connect", multiple=True, metavar="HOST:PORT", help="Peer to connect to.")
+@click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
+def start_cmd(
+    dev: bool,
+    dev_period: int | None,
+    validator_key: Path | None,
+    listen: str | None,
+    rpc_listen: str | None,
+    rpc_allow_remote: bool,
+    connect: tuple[str, ...],
+    detach: bool,
+) -> None:
+    """Run the node (in the foreground unless --detach).
+
+    \b
+    Example:
+        o2ocli node start --dev
+        o2ocli node start --dev --dev-period 0 --detach
+        o2ocli --datadir ./node1 node start --validator-key ./net/validator-1.key
+    """
+    import asyncio
+
+    from o2ocli.chainspec import SpecError, load_spec
+    from o2ocli.node.datadir import (
+        DatadirError,
+        init_datadir,
+        read_key_file,
+        read_node_info,
+        read_spec,
+        write_private_file,
+    )
+    from o2ocli.node.runtime import NodeConfig, NodeStartError, run_node
+
+    ctx = get_context()
+    if dev_period is not None and not dev:
+        raise click.UsageError("--dev-period only goes with --dev")
+    rpc_host, rpc_port = ("127.0.0.1", None)
+    if rpc_listen:
+        rpc_host, rpc_port = _host_port(rpc_listen, "--rpc-listen")
+    if listen:
+        _host_port(listen, "--listen")
+    for peer in connect:
+        _host_port(peer, "--connect")
+    datadir = resolve_datadir(ctx, "devnet" if dev else None)
+    try:
+        if dev:
+            spec = load_spec("devnet")
+            stored = read_spec(datadir)
+            if stored is not None and stored.chain_id != spec.chain_id:
+                raise CliError(f"datadir {datadir} belongs to chain {stored.chain_id!r}")
+            init_datadir(datadir, spec)
+            key_path = datadir / "validator.key"
+            if not key_path.exists():
+                write_private_file(key_path, spec.dev_keys["validator"] + "\n")
+            validator_key = validator_key or key_path
+        else:
+            spec = read_spec(datadir)
+            if spec is None:
+                raise CliError(
+                    f"datadir {datadir} is not initialised; run: o2ocli node init "
+                    "(or node start --dev)"
+                )
+        key = read_key_file(validator_key, spec.wif_version) if validator_key else None
+    except (DatadirError, SpecError) as exc:
+        raise CliError(str(exc)) from None
+    if key is not None and key.public_key.hash160() not in spec.validators:
+        click.echo(
+            f"note: {spec.address(key.public_key.hash160())} is not (yet) a validator of "
+            f"{spec.chain_id}; it will seal once voted in",
+            err=True,
+        )
+    info = read_node_info(datadir)
+    if info and _pid_alive(info.get("pid")):
+        raise CliError(f"a node is already running on {datadir} (pid {info['pid']})")
+    if detach:
+        _start_detached(datadir, ctx.json)
+        return
+    if dev:
+        click.echo(
+            "WARNING: dev mode. The devnet's validator and funds keys are PUBLIC "
+            "(chaindata/devnet.json); never use this chain for anything of value.",
+            err=True,
+        )
+    if listen or connect:
+        click.echo("note: peer-to-peer networking is not in this build yet; "
+                   "--listen/--connect are ignored", err=True)
+    _configure_logging()
+    config = NodeConfig(
+        datadir=datadir,
+        spec=spec,
+        validator_key=key,
+        rpc_host=rpc_host,
+        rpc_port=rpc_port,
+        rpc_fallback=dev and rpc_port is None,
+        rpc_allow_remote=rpc_allow_remote,
+        only_with_txs=dev and dev_period == 0,
+        period=dev_period if dev else None,
+    )
+    try:
+        asyncio.run(run_node(config))
+    except NodeStartError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_detached(datadir: Path, as_json: bool) -> None:
+    """Re-run this command in the background and wait until its RPC answers."""
+    from o2ocli.node.datadir import node_info_path, read_node_info
+
+    args = [a for a in sys.argv[1:] if a != "--detach"]
+    if "--datadir" not in args:
+        args = ["--datadir", str(datadir), *args]
+    args = [a for a in args if a != "--json"]
+    log_path = datadir / "node.log"
+    datadir.mkdir(parents=True, exist_ok=True)
+    node_info_path(datadir).unlink(missing_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "o2ocli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + DETACH_TIMEOUT
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise CliError(f"node exited during start-up ({tail[0]}); see {log_path}")
+        info = read_node_info(datadir)
+        if info and info.get("pid") == proc.pid:
+            result = {"pid": proc.pid, "rpc": info["rpc"], "log": str(log_path)}
+            if as_json:
+                import json
+
+                click.echo(json.dumps(result, indent=2))
+            else:
+                click.echo(f"node started in the background: pid {proc.pid}, RPC {info['rpc']}, "
+                           f"log {log_path}")
+            return
+        time.sleep(0.1)
+    proc.terminate()
+    raise CliError(f"node did not start within {DETACH_TIMEOUT:.0f} s; see {log_path}")
+
+
+@node.command("stop")
+def stop_cmd() -> None:
+    """Stop the running node gracefully (flushes and closes the database).
+
+    \b
+    Example:
+        o2ocli node stop
+    """
+    from o2ocli.node.datadir import read_node_info
+
+    ctx = get_context()
+    datadir = resolve_datadir(ctx)
+    info = read_node_info(datadir) or {}
+    rpc_call(ctx, "stop")
+    pid = info.get("pid")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and (
+        _pid_alive(pid) if pid else read_node_info(datadir) is not None
+    ):
+        time.sleep(0.1)
+    if pid and _pid_alive(pid) and not _is_zombie(pid):
+        raise CliError(f"node (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s")
+    emit(ctx, {"stopped": True}, "node stopped")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@node.command("status")
+def status_cmd() -> None:
+    """Tip, finality, mempool and sync state of the running node.
+
+    \b
+    Example:
+        o2ocli node status
+        o2ocli --json node status
+    """
+    ctx = get_context()
+    info = rpc_call(ctx, "getinfo")
+    data = {
+        "height": info["height"],
+        "tip": info["tip"],
+        "finalized_height": info["finalized_height"],
+        "peers": info["peers"],
+        "mempool_size": info["mempool_size"],
+        "syncing": info["syncing"],
+        "chain_id": info["chain_id"],
+        "validator": info["validator"],
+    }
+    lines = [
+        f"chain      {info['chain_id']}",
+        f"height     {info['height']}  (finalized {info['finalized_height']})",
+        f"tip        {info['tip']}",
+        f"mempool    {info['mempool_size']} txs",
+        f"peers      {info['peers']}",
+        f"syncing    {'yes' if info['syncing'] else 'no'}",
+    ]
+    if info["validator"]:
+        lines.append(f"validator  {info['validator']}")
+    emit(ctx, data, "\n".join(lines))
+
+
+@node.command("reindex")
+def reindex_cmd() -> None:
+    """Rebuild the chainstate from the stored blocks (the node must be stopped).
+
+    Every block is validated again; the UTXO set, indexes and validator
+    snapshots are rebuilt.
+
+    \b
+    Example:
+        o2ocli node reindex
+    """
+    from o2ocli.node.chain import ChainManager, ReindexProgress
+    from o2ocli.node.datadir import chaindata_path
+    from o2ocli.storage.db import Database, DatabaseError, DatabaseLocked
+
+    ctx = get_context()
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    if not chaindata_path(datadir).is_dir():
+        raise CliError(f"datadir {datadir} has no chain database; nothing to reindex")
+    try:
+        db = Database(chaindata_path(datadir), create=False)
+    except DatabaseLocked:
+        raise CliError(f"a node is running on {datadir}; stop it first (o2ocli node stop)")
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    started = time.monotonic()
+    with db:
+        chain = ChainManager(db, spec)
+        interactive = sys.stderr.isatty() and not ctx.json
+        if interactive:
+            with click.progressbar(length=1, label="reindexing", file=sys.stderr) as bar:
+
+                def show(p: ReindexProgress) -> None:
+                    bar.length = max(p.total, 1)
+                    bar.update(1)
+
+                height = chain.reindex(show)
+        else:
+            last = [0.0]
+
+            def log_line(p: ReindexProgress) -> None:
+                if p.done == p.total or time.monotonic() - last[0] > 2:
+                    last[0] = time.monotonic()
+                    click.echo(f"reindex: {p.done}/{p.total} blocks (height {p.height})", err=True)
+
+            height = chain.reindex(log_line)
+        stats = chain.state.utxo_stats()
+    elapsed = time.monotonic() - started
+    emit(
+        ctx,
+        {"height": height, "tip": stats.tip.hex(), "utxo_set_hash": stats.hash.hex(),
+         "seconds": round(elapsed, 3)},
+        f"reindexed to height {height} in {elapsed:.1f} s; utxo set hash {stats.hash.hex()}",
+    )
+
+
+__all__ = ["node", "EXIT_UNREACHABLE"]

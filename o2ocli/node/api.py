@@ -1,0 +1,368 @@
+"""The node's JSON-RPC methods.
+
+Each method validates its parameters (bad input → an :class:`RpcError` with a
+specific code and message, never a state change) and returns plain JSON.
+Registered on an :class:`o2ocli.rpc.server.RpcMethods` by :func:`build_methods`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from o2ocli import __version__
+from o2ocli.core.encoding import DecodeError
+from o2ocli.core.tx import Coin, Outpoint, Tx
+from o2ocli.crypto.address import AddressError
+from o2ocli.rpc import errors as E
+from o2ocli.rpc.errors import RpcError
+from o2ocli.rpc.server import RpcMethods
+
+from .mempool import MempoolError
+from .render import amount_json, asset_json, block_json, coin_json, tx_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runtime import Node
+
+__all__ = ["build_methods", "MEMPOOL_REASON_CODES"]
+
+MEMPOOL_REASON_CODES = {
+    "txn-already-known": E.TX_ALREADY_KNOWN,
+    "txn-already-in-mempool": E.TX_ALREADY_KNOWN,
+    "bad-txns-inputs-missingorspent": E.TX_MISSING_INPUTS,
+}
+
+
+def _hex_arg(value: Any, what: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str):
+        raise RpcError(E.INVALID_PARAMS, f"{what} must be a hex string")
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise RpcError(E.INVALID_PARAMS, f"{what} is not valid hex") from None
+    if size is not None and len(data) != size:
+        raise RpcError(E.INVALID_PARAMS, f"{what} must be {size} bytes ({2 * size} hex digits)")
+    return data
+
+
+def _int_arg(value: Any, what: str, lo: int = 0, hi: int = 2**32 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RpcError(E.INVALID_PARAMS, f"{what} must be an integer within {lo}..{hi}")
+    return value
+
+
+def build_methods(node: Node) -> RpcMethods:
+    """All RPC methods of ``node``."""
+    methods = RpcMethods()
+    spec = node.spec
+    chain = node.chain
+    state = chain.state
+
+    def address_arg(value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise RpcError(E.INVALID_ADDRESS, "address must be a string")
+        try:
+            return spec.decode_address(value)
+        except AddressError as exc:
+            raise RpcError(E.INVALID_ADDRESS, f"invalid address: {exc}") from None
+
+    def block_ref(ref: Any) -> bytes:
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            block_hash = state.get_block_hash(ref) if ref >= 0 else None
+            if block_hash is None:
+                raise RpcError(E.NOT_FOUND, f"no block at height {ref} (tip is {chain.height})")
+            return block_hash
+        return _hex_arg(ref, "block hash", 32)
+
+    def confirmations(height: int) -> int:
+        return chain.height - height + 1
+
+    def spent_coins(tx: Tx) -> list[Coin | None]:
+        coins: list[Coin | None] = []
+        for txin in tx.inputs:
+            prev = txin.prevout
+            coin = None
+            found = state.get_tx(prev.txid)
+            if found is not None and prev.index < len(found[0].outputs):
+                coin = Coin(found[0].outputs[prev.index], found[2], found[0].is_coinbase)
+            else:
+                entry = node.mempool.get_entry(prev.txid)
+                if entry is not None and prev.index < len(entry.tx.outputs):
+                    coin = Coin(entry.tx.outputs[prev.index], chain.height + 1, False)
+            coins.append(coin)
+        return coins
+
+    @methods.method("getinfo")
+    def getinfo() -> dict[str, Any]:
+        """Node and chain summary."""
+        tip = chain.tip
+        return {
+            "version": __version__,
+            "chain": spec.name,
+            "chain_id": spec.chain_id,
+            "native_symbol": spec.native_symbol,
+            "decimals": spec.native_decimals,
+            "genesis_hash": chain.genesis.hash.hex(),
+            "height": tip.height,
+            "tip": tip.hash.hex(),
+            "tip_time": tip.header.time,
+            "finalized_height": chain.finalized_height,
+            "validators": [spec.address(v) for v in chain.tip_snapshot().validators],
+            "validator": spec.address(node.validator_address) if node.validator_address else None,
+            "mempool_size": len(node.mempool),
+            "mempool_bytes": node.mempool.total_bytes,
+            "peers": node.peer_count(),
+            "syncing": node.syncing(),
+            "min_relay_fee": spec.format(spec.min_relay_fee),
+        }
+
+    @methods.method("getblockcount")
+    def getblockcount() -> int:
+        """Height of the tip."""
+        return chain.height
+
+    @methods.method("getbestblockhash")
+    def getbestblockhash() -> str:
+        """Hash of the tip."""
+        return chain.tip.hash.hex()
+
+    @methods.method("getblockhash")
+    def getblockhash(height: Any) -> str:
+        """Hash of the main-chain block at ``height``."""
+        return block_ref(_int_arg(height, "height")).hex()
+
+    @methods.method("getblock")
+    def getblock(ref: Any, verbosity: Any = 1) -> Any:
+        """A block by height or hash; verbosity 0 = hex, 1 = JSON with txids, 2 = full txs."""
+        level = _int_arg(verbosity, "verbosity", 0, 2)
+        block_hash = block_ref(ref)
+        block = state.get_block(block_hash)
+        if block is None:
+            raise RpcError(E.NOT_FOUND, f"block {block_hash.hex()} not found")
+        if level == 0:
+            return block.to_bytes().hex()
+        data = block_json(spec, block, full_txs=level == 2)
+        entry = state.get_index(block_hash)
+        main = entry is not None and state.is_main_chain(entry)
+        data["main_chain"] = main
+        data["confirmations"] = confirmations(block.height) if main else 0
+        data["final"] = main and block.height <= chain.finalized_height
+        return data
+
+    @methods.method("gettx")
+    def gettx(txid: Any) -> dict[str, Any]:
+        """A confirmed or mempool transaction with its status."""
+        raw_id = _hex_arg(txid, "txid", 32)
+        found = state.get_tx(raw_id)
+        if found is not None:
+            tx, block_hash, height = found
+            data = tx_json(spec, tx, spent_coins(tx))
+            data.update(
+                {
+                    "block": block_hash.hex(),
+                    "height": height,
+                    "confirmations": confirmations(height),
+                    "final": height <= chain.finalized_height,
+                    "in_mempool": False,
+                }
+            )
+            return data
+        entry = node.mempool.get_entry(raw_id)
+        if entry is None:
+            raise RpcError(E.NOT_FOUND, f"transaction {txid} is not in the chain or mempool")
+        data = tx_json(spec, entry.tx, spent_coins(entry.tx))
+        data.update(
+            {"block": None, "height": None, "confirmations": 0, "final": False, "in_mempool": True}
+        )
+        return data
+
+    @methods.method("getrawtx")
+    def getrawtx(txid: Any) -> str:
+        """The hex encoding of a confirmed or mempool transaction."""
+        raw_id = _hex_arg(txid, "txid", 32)
+        found = state.get_tx(raw_id)
+        if found is not None:
+            return found[0].to_bytes().hex()
+        entry = node.mempool.get_entry(raw_id)
+        if entry is None:
+            raise RpcError(E.NOT_FOUND, f"transaction {txid} is not in the chain or mempool")
+        return entry.tx.to_bytes().hex()
+
+    def decode_tx(raw: Any) -> Tx:
+        data = _hex_arg(raw, "raw transaction")
+        try:
+            return Tx.from_bytes(data)
+        except DecodeError as exc:
+            raise RpcError(E.DESERIALIZATION_ERROR, f"transaction decode failed: {exc}") from None
+
+    def refusal(exc: MempoolError) -> RpcError:
+        data: dict[str, Any] = {"reason": exc.reason}
+        if getattr(exc, "conflict", None):
+            data["conflict"] = exc.conflict.hex()
+        code = MEMPOOL_REASON_CODES.get(exc.reason, E.TX_REJECTED)
+        return RpcError(code, f"transaction rejected: {exc.reason}: {exc.message}", data)
+
+    @methods.method("sendrawtx")
+    def sendrawtx(raw: Any) -> str:
+        """Validate a signed transaction, add it to the mempool and relay it."""
+        tx = decode_tx(raw)
+        try:
+            entry = node.submit_tx(tx)
+        except MempoolError as exc:
+            raise refusal(exc) from None
+        return entry.txid.hex()
+
+    @methods.method("sendrawtxs")
+    def sendrawtxs(raws: Any) -> list[Any]:
+        """Many transactions at once (signatures verified in one batch); one
+        result per tx: its txid, or ``{"error": {"code", "message", "data"}}``."""
+        if not isinstance(raws, list) or len(raws) > 10_000:
+            raise RpcError(E.INVALID_PARAMS, "expected a list of at most 10000 hex transactions")
+        txs: list[Tx | RpcError] = []
+        for raw in raws:
+            try:
+                txs.append(decode_tx(raw))
+            except RpcError as exc:
+                txs.append(exc)
+        good = [t for t in txs if isinstance(t, Tx)]
+        results = iter(node.submit_txs(good))
+        out: list[Any] = []
+        for item in txs:
+            if isinstance(item, RpcError):
+                out.append({"error": {"code": item.code, "message": item.message}})
+                continue
+            result = next(results)
+            if isinstance(result, MempoolError):
+                err = refusal(result)
+                out.append({"error": {"code": err.code, "message": err.message, "data": err.data}})
+            else:
+                out.append(result.txid.hex())
+        return out
+
+    @methods.method("getmempool")
+    def getmempool(verbose: Any = False) -> Any:
+        """Mempool txids, or with ``verbose`` a list of entries (fee, size, fee rate)."""
+        entries = node.mempool.entries()
+        if not verbose:
+            return [e.txid.hex() for e in entries]
+        return [
+            {
+                "txid": e.txid.hex(),
+                "fee": spec.format(e.fee),
+                "size": e.size,
+                "fee_rate": spec.format(e.fee_rate),
+                "time": e.time,
+            }
+            for e in entries
+        ]
+
+    @methods.method("getutxos")
+    def getutxos(address: Any, include_mempool: Any = True) -> list[dict[str, Any]]:
+        """Unspent outputs touching ``address``.  With ``include_mempool`` (the
+        default), outputs spent by mempool txs are left out and unconfirmed
+        outputs are added (height null, 0 confirmations)."""
+        pkh = address_arg(address)
+        mempool = node.mempool
+        result = []
+        for outpoint, coin in state.address_coins(pkh):
+            if include_mempool and mempool.spender_of(outpoint) is not None:
+                continue
+            item = coin_json(spec, outpoint.txid, outpoint.index, coin)
+            item["confirmations"] = confirmations(coin.height)
+            result.append(item)
+        if include_mempool:
+            for entry in mempool.entries():
+                for index, out in enumerate(entry.tx.outputs):
+                    if pkh not in out.lock.addresses():
+                        continue
+                    if mempool.spender_of(Outpoint(entry.txid, index)) is not None:
+                        continue
+                    item = coin_json(spec, entry.txid, index, Coin(out, 0, False))
+                    item.update({"height": None, "confirmations": 0})
+                    result.append(item)
+        return result
+
+    @methods.method("getaddresshistory")
+    def getaddresshistory(address: Any) -> list[dict[str, Any]]:
+        """Transactions touching ``address``: confirmed (oldest first), then mempool."""
+        pkh = address_arg(address)
+        history: list[dict[str, Any]] = [
+            {"txid": txid.hex(), "height": height, "confirmations": confirmations(height)}
+            for height, txid in state.address_history(pkh)
+        ]
+        for entry in node.mempool.entries():
+            touches = any(pkh in o.lock.addresses() for o in entry.tx.outputs) or any(
+                c is not None and pkh in c.output.lock.addresses()
+                for c in spent_coins(entry.tx)
+            )
+            if touches:
+                history.append({"txid": entry.txid.hex(), "height": None, "confirmations": 0})
+        return history
+
+    @methods.method("getutxosetinfo")
+    def getutxosetinfo() -> dict[str, Any]:
+        """Hash, count and per-asset totals of the UTXO set at the tip."""
+        stats = state.utxo_stats()
+        return {
+            "height": stats.height,
+            "tip": stats.tip.hex(),
+            "utxo_set_hash": stats.hash.hex(),
+            "utxo_count": stats.count,
+            "totals": {
+                asset_json(spec, asset): amount_json(spec, asset, total)
+                for asset, total in sorted(stats.totals.items())
+            },
+        }
+
+    def proposals_json() -> list[dict[str, str]]:
+        return [
+            {"address": spec.address(a), "action": "add" if add else "remove"}
+            for a, add in sorted(node.proposals.votes.items())
+        ]
+
+    @methods.method("getvalidators")
+    def getvalidators() -> dict[str, Any]:
+        """Validator set after the tip, pending votes, and this node's proposals."""
+        snap = chain.tip_snapshot()
+        return {
+            "validators": [spec.address(v) for v in snap.validators],
+            "in_turn": spec.address(snap.in_turn(chain.height + 1)),
+            "signer_limit": snap.limit(),
+            "pending_votes": [
+                {
+                    "signer": spec.address(v.signer),
+                    "address": spec.address(v.address),
+                    "action": "add" if v.authorize else "remove",
+                    "height": v.height,
+                }
+                for v in snap.votes
+            ],
+            "proposals": proposals_json(),
+            "finalized_height": chain.finalized_height,
+        }
+
+    @methods.method("propose")
+    def propose(address: Any, add: Any = True) -> dict[str, Any]:
+        """Vote (in every block this validator seals) to add or remove ``address``."""
+        if not isinstance(add, bool):
+            raise RpcError(E.INVALID_PARAMS, "add must be true (add) or false (remove)")
+        if node.validator_address is None:
+            raise RpcError(E.MISC_ERROR, "this node is not a validator: it cannot vote")
+        node.proposals.votes[address_arg(address)] = add
+        return {"proposals": proposals_json()}
+
+    @methods.method("discard")
+    def discard(address: Any) -> dict[str, Any]:
+        """Withdraw this validator's proposal about ``address``."""
+        pkh = address_arg(address)
+        if pkh not in node.proposals.votes:
+            raise RpcError(E.NOT_FOUND, f"no proposal about {address}")
+        del node.proposals.votes[pkh]
+        return {"proposals": proposals_json()}
+
+    @methods.method("stop")
+    def stop() -> str:
+        """Shut the node down gracefully."""
+        node.request_stop()
+        return "o2ocli node stopping"
+
+    return methods

@@ -1,0 +1,280 @@
+"""The node process: one asyncio loop running the RPC server, the block
+producer (for a validator) and housekeeping, over one chain database.
+
+Everything that changes chain or mempool state runs on the event loop thread
+without awaiting in between, so there are no data races; signature batches
+are verified on worker threads (libsecp256k1 releases the GIL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from o2ocli.chainspec import ChainSpec
+from o2ocli.core.block import Block
+from o2ocli.core.tx import Tx
+from o2ocli.crypto.batch import ThreadedVerifier
+from o2ocli.crypto.keys import PrivateKey
+from o2ocli.rpc.server import RpcServer
+from o2ocli.storage.chainstate import TipChange
+from o2ocli.storage.db import Database, DatabaseLocked
+
+from .api import build_methods
+from .chain import ChainManager
+from .datadir import (
+    chaindata_path,
+    cookie_path,
+    node_info_path,
+    read_node_info,
+    write_node_info,
+)
+from .mempool import Mempool, MempoolEntry, MempoolError
+from .producer import Producer, Proposals
+
+__all__ = ["NodeConfig", "Node", "NodeAlreadyRunning", "NodeStartError", "run_node"]
+
+log = logging.getLogger("o2ocli.node")
+
+HOUSEKEEPING_SECONDS = 30
+
+
+class NodeStartError(Exception):
+    """The node cannot start (port in use, bad address, …)."""
+
+
+class NodeAlreadyRunning(NodeStartError):
+    """Another node process holds this datadir."""
+
+
+@dataclass
+class NodeConfig:
+    """How to run a node."""
+
+    datadir: Path
+    spec: ChainSpec
+    validator_key: PrivateKey | None = None
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int | None = None
+    """None: the spec's port; if ``rpc_fallback`` and it is taken, a free one."""
+    rpc_fallback: bool = False
+    rpc_allow_remote: bool = False
+    only_with_txs: bool = False
+    """Seal only when transactions wait (``--dev-period 0``)."""
+    period: int | None = None
+    """Override the spec's block period (``--dev-period``)."""
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Node:
+    """A running node.  Create, ``await start()``, then ``await wait_stopped()``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.spec = config.spec
+        self.datadir = config.datadir
+        self.validator_key = config.validator_key
+        self.validator_address = (
+            config.validator_key.public_key.hash160() if config.validator_key else None
+        )
+        self.proposals = Proposals()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.db: Database | None = None
+        self.rpc: Any = None
+        self.rpc_url = ""
+        self.producer: Producer | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open the database, start RPC and (for a validator) the producer."""
+        cfg = self.config
+        if not _is_loopback(cfg.rpc_host) and not cfg.rpc_allow_remote:
+            raise NodeStartError(
+                f"refusing to serve RPC on non-loopback address {cfg.rpc_host}; "
+                "pass --rpc-allow-remote if you really mean it"
+            )
+        try:
+            self.db = Database(chaindata_path(self.datadir))
+        except DatabaseLocked:
+            info = read_node_info(self.datadir) or {}
+            pid = f" (pid {info['pid']})" if "pid" in info else ""
+            raise NodeAlreadyRunning(
+                f"a node is already running on {self.datadir}{pid}"
+            ) from None
+        spec = self.spec
+        if cfg.period is not None:
+            spec = self.spec = replace(self.spec, period=cfg.period)
+        self.verifier = ThreadedVerifier()
+        self.chain = ChainManager(self.db, spec, verifier=self.verifier)
+        self.mempool = Mempool(
+            self.chain.state,
+            spec.consensus_params,
+            min_fee_rate=spec.min_relay_fee,
+            verifier=self.verifier,
+        )
+        port = cfg.rpc_port if cfg.rpc_port is not None else spec.rpc_port
+        if cfg.rpc_fallback and port and not _port_free(cfg.rpc_host, port):
+            port = 0
+        self.rpc = RpcServer(
+            build_methods(self),
+            host=cfg.rpc_host,
+            port=port,
+            cookie_path=cookie_path(self.datadir),
+            allow_remote=cfg.rpc_allow_remote,
+        )
+        try:
+            bound = await self.rpc.start()
+        except OSError as exc:
+            self.db.close()
+            raise NodeStartError(
+                f"cannot serve RPC on {cfg.rpc_host}:{port}: {exc.strerror or exc}"
+            ) from None
+        host = f"[{cfg.rpc_host}]" if ":" in cfg.rpc_host else cfg.rpc_host
+        self.rpc_url = f"http://{host}:{bound}"
+        write_node_info(
+            self.datadir,
+            {
+                "pid": os.getpid(),
+                "rpc": self.rpc_url,
+                "chain_id": spec.chain_id,
+                "validator": spec.address(self.validator_address)
+                if self.validator_address
+                else None,
+                "started": int(time.time()),
+            },
+        )
+        if self.validator_key is not None:
+            self.producer = Producer(
+                self.chain,
+                self.mempool,
+                self.validator_key,
+                submit=self.submit_block,
+                proposals=self.proposals,
+                only_with_txs=cfg.only_with_txs,
+            )
+            self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        log.info(
+            "node started: chain %s height %d tip %s rpc %s%s",
+            spec.chain_id,
+            self.chain.height,
+            self.chain.tip.hash.hex()[:16],
+            self.rpc_url,
+            f" validator {spec.address(self.validator_address)}" if self.validator_address else "",
+        )
+
+    def request_stop(self) -> None:
+        """Ask the node to shut down (signal handlers and the ``stop`` RPC)."""
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Run until a stop is requested, then shut down cleanly."""
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop tasks, the RPC server and close the database (idempotent)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: PERF203
+                pass
+        self._tasks.clear()
+        if self.rpc is not None:
+            await self.rpc.stop()
+            self.rpc = None
+        node_info_path(self.datadir).unlink(missing_ok=True)
+        if self.db is not None and not self.db.closed:
+            self.db.close()
+            log.info("node stopped; database closed")
+        verifier = getattr(self, "verifier", None)
+        if verifier is not None:
+            verifier.close()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            expired = self.mempool.expire(int(time.time()))
+            if expired:
+                log.info("expired %d mempool transactions", len(expired))
+
+    # ---------------------------------------------------------------- state
+    def peer_count(self) -> int:
+        """Connected peers (P2P arrives with its own module)."""
+        return 0
+
+    def syncing(self) -> bool:
+        """True while catching up with peers."""
+        return False
+
+    def submit_block(self, block: Block, now: int | None = None) -> TipChange:
+        """Connect a block (own or received) and bring the mempool along."""
+        change = self.chain.add_block(block, now=now)
+        if change:
+            self._apply_tip_change(change)
+        return change
+
+    def _apply_tip_change(self, change: TipChange) -> None:
+        now = int(time.time())
+        for block in change.connected:
+            self.mempool.remove_for_block(block)
+        if change.disconnected:
+            back = [tx for block in reversed(change.disconnected) for tx in block.txs]
+            self.mempool.readd_txs(back, now)
+        if self.producer is not None:
+            self.producer.poke()
+
+    def submit_tx(self, tx: Tx) -> MempoolEntry:
+        """Accept a transaction into the mempool (raises MempoolError)."""
+        entry = self.mempool.accept(tx, int(time.time()))
+        if self.producer is not None and self.config.only_with_txs:
+            self.producer.poke()
+        return entry
+
+    def submit_txs(self, txs: list[Tx]) -> list[MempoolEntry | MempoolError]:
+        """Accept many transactions, verifying their signatures in one batch."""
+        results = self.mempool.accept_many(txs, int(time.time()))
+        if self.producer is not None and self.config.only_with_txs:
+            self.producer.poke()
+        return results
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Start a node, install SIGINT/SIGTERM handlers and run until stopped."""
+    node = Node(config)
+    await node.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.request_stop)
+    try:
+        await node.wait_stopped()
+    finally:
+        await node.shutdown()
