@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
-from o2ocli.consensus.poa import PoAParams
+from o2ocli.consensus.poa import MAX_VALIDATORS, PoAParams
 from o2ocli.core.block import Block, BlockHeader, merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import GenesisAlloc
@@ -308,6 +308,8 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
     validators = [addr(v, f"validators[{i}]") for i, v in enumerate(raw_validators)]
     if len(set(validators)) != len(validators):
         raise SpecError("chain spec field 'validators' lists a validator twice")
+    if len(validators) > MAX_VALIDATORS:
+        raise SpecError(f"chain spec field 'validators' lists more than {MAX_VALIDATORS}")
     period = _int(data, "consensus.period", 0, 3600)
     epoch = _int(data, "consensus.epoch", 1, 10**9)
     max_future = _int(data, "consensus.max_future", 0, 3600, 15)

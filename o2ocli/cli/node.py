@@ -291,12 +291,15 @@ def stop_cmd() -> None:
     info = read_node_info(datadir) or {}
     rpc_call(ctx, "stop")
     pid = info.get("pid")
+    def running() -> bool:
+        if pid:
+            return _pid_alive(pid) and not _is_zombie(pid)
+        return read_node_info(datadir) is not None
+
     deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline and (
-        _pid_alive(pid) if pid else read_node_info(datadir) is not None
-    ):
+    while time.monotonic() < deadline and running():
         time.sleep(0.1)
-    if pid and _pid_alive(pid) and not _is_zombie(pid):
+    if running():
         raise CliError(f"node (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s")
     emit(ctx, {"stopped": True}, "node stopped")
 

@@ -33,6 +33,10 @@ semantics, checked against the EIP-225 test table: one live vote per signer
 per target, votes only count when meaningful (add a non-validator, remove a
 validator), a strict majority (``> N/2``) applies the change, epoch blocks
 clear pending votes, and a removed validator's own votes are discarded.
+Two bounds beyond Clique keep every snapshot storable and every epoch block
+makeable: the set never grows past :data:`MAX_VALIDATORS` (an add vote on a
+full set is ignored), and a validator has at most
+:data:`MAX_PENDING_VOTES_PER_SIGNER` live votes (further ones are ignored).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, VOTE_REMOVE, BlockHeader
 from o2ocli.core.encoding import Reader, Writer
+from o2ocli.core.limits import MAX_CHECKPOINT_VALIDATORS
 from o2ocli.crypto.backends import verify as ecdsa_verify
 from o2ocli.crypto.hashes import hash160
 from o2ocli.crypto.keys import PrivateKey
@@ -70,6 +75,11 @@ __all__ = [
 
 DIFF_IN_TURN = 2
 DIFF_NO_TURN = 1
+MAX_VALIDATORS = MAX_CHECKPOINT_VALIDATORS
+"""Largest validator set: an epoch block must list the whole set in its header."""
+MAX_PENDING_VOTES_PER_SIGNER = 32
+"""Live votes one validator may have pending; further votes are ignored until
+some of its proposals pass or the epoch clears them.  Bounds the snapshot size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,14 +188,18 @@ class Snapshot:
             target = vote_address
             # One live vote per signer and target: a new vote replaces the old one.
             votes = [v for v in votes if not (v.signer == signer and v.address == target)]
-            if (target in validators) != authorize:  # only meaningful votes count
+            meaningful = (target in validators) != authorize
+            room = not authorize or len(validators) < MAX_VALIDATORS
+            mine = sum(1 for v in votes if v.signer == signer)
+            if meaningful and room and mine < MAX_PENDING_VOTES_PER_SIGNER:
                 votes.append(Vote(signer, target, authorize, height))
             # Every live vote about a target points the same way (membership has
             # not changed since they were cast), so the tally is their number.
             # It is checked even when this vote was not counted: a proposal that
             # gained a majority because the set shrank passes on its next vote.
             about = [v for v in votes if v.address == target]
-            if len(about) > len(validators) // 2:
+            full = about and about[0].authorize and len(validators) >= MAX_VALIDATORS
+            if len(about) > len(validators) // 2 and not full:
                 if about[0].authorize:
                     validators.append(target)
                     validators.sort()
@@ -222,7 +236,8 @@ class Snapshot:
         """Inverse of :meth:`to_bytes`."""
         r = Reader(data)
         height = r.u32("snapshot height")
-        validators = tuple(r.raw(20, "validator") for _ in range(r.count("validator", 1024)))
+        n_validators = r.count("validator", MAX_VALIDATORS)
+        validators = tuple(r.raw(20, "validator") for _ in range(n_validators))
         recents = tuple(
             (r.u32("recent height"), r.raw(20, "recent signer"))
             for _ in range(r.count("recent", 1024))
@@ -230,7 +245,7 @@ class Snapshot:
         votes = tuple(
             Vote(r.raw(20, "vote signer"), r.raw(20, "vote address"), r.u8("vote") == 1,
                  r.u32("vote height"))
-            for _ in range(r.count("vote", 1 << 16))
+            for _ in range(r.count("vote", MAX_VALIDATORS * MAX_PENDING_VOTES_PER_SIGNER))
         )
         r.finish("snapshot")
         return cls(height, validators, recents, votes)
