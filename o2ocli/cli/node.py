@@ -109,7 +109,8 @@ def _configure_logging() -> None:
     "--dev-period",
     type=click.IntRange(0, 3600),
     default=None,
-    help="Block period in seconds for --dev; 0 seals only when transactions wait.",
+    help="Seconds between --dev blocks (at least the spec's 1 s); 0 seals only when "
+    "transactions wait.",
 )
 @click.option(
     "--validator-key",
@@ -215,7 +216,7 @@ def start_cmd(
         rpc_fallback=dev and rpc_port is None,
         rpc_allow_remote=rpc_allow_remote,
         only_with_txs=dev and dev_period == 0,
-        period=dev_period if dev else None,
+        block_interval=dev_period if dev and dev_period else 0,
     )
     try:
         asyncio.run(run_node(config))

@@ -103,7 +103,8 @@ class Producer:
     updates the mempool and relays it, and returns the tip change.  The node
     calls :meth:`poke` whenever the tip moves or a transaction arrives, so the
     loop re-plans at once.  With ``only_with_txs`` (``--dev-period 0``) a block
-    is sealed only while transactions wait in the mempool.
+    is sealed only while transactions wait in the mempool; ``interval`` spaces
+    blocks further apart than the spec's period (``--dev-period N``).
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Producer:
         submit: Callable[[Block, int], TipChange],
         proposals: Proposals | None = None,
         only_with_txs: bool = False,
+        interval: int = 0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         lock: asyncio.Lock | None = None,
@@ -126,6 +128,7 @@ class Producer:
         self.proposals = proposals or Proposals()
         self.submit = submit
         self.only_with_txs = only_with_txs
+        self.interval = interval
         self.clock = clock
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()
@@ -149,7 +152,7 @@ class Producer:
             return None
         if self.only_with_txs and len(self.mempool) == 0:
             return None
-        due = tip.header.time + self.chain.poa.period
+        due = tip.header.time + max(self.chain.poa.period, self.interval)
         delay = max(0.0, due - self.clock())
         if snap.in_turn(height) != self.address:
             delay += self.rng.uniform(0, limit * WIGGLE_STEP)

@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,10 @@ class NodeConfig:
     rpc_allow_remote: bool = False
     only_with_txs: bool = False
     """Seal only when transactions wait (``--dev-period 0``)."""
-    period: int | None = None
-    """Override the spec's block period (``--dev-period``)."""
+    block_interval: int = 0
+    """Seconds between this validator's blocks when more than the spec's
+    period (``--dev-period N``).  A schedule only: consensus still uses the
+    spec's period as the minimum gap, so every node agrees on validity."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -128,8 +130,6 @@ class Node:
                 f"a node is already running on {self.datadir}{pid}"
             ) from None
         spec = self.spec
-        if cfg.period is not None:
-            spec = self.spec = replace(self.spec, period=cfg.period)
         self.verifier = ThreadedVerifier()
         self.chain = ChainManager(self.db, spec, verifier=self.verifier)
         self.mempool = Mempool(
@@ -177,6 +177,7 @@ class Node:
                 submit=self.submit_block,
                 proposals=self.proposals,
                 only_with_txs=cfg.only_with_txs,
+                interval=cfg.block_interval,
             )
             self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))

@@ -23,7 +23,8 @@ def test_dev_node_seals_a_block_every_second_and_answers(node_factory):
     assert info["chain_id"] == "o2o-devnet"
     assert info["finalized_height"] == info["height"]  # one validator: every block final
     status = node.cli_json("node", "status")
-    assert {"height", "tip", "finalized_height", "peers", "mempool_size", "syncing"} <= status.keys()
+    keys = {"height", "tip", "finalized_height", "peers", "mempool_size", "syncing"}
+    assert keys <= status.keys()
     block = node.cli_json("chain", "block", "2")
     assert {"hash", "height", "prev", "time", "validator", "txs"} <= block.keys()
     assert block["validator"] == info["validators"][0]
