@@ -255,48 +255,77 @@ def build_methods(node: Node) -> RpcMethods:
             for e in entries
         ]
 
+    def unspent_for(pkhs: list[bytes], include_mempool: bool) -> list[dict[str, Any]]:
+        wanted = set(pkhs)
+        mempool = node.mempool
+        result = []
+        for pkh in dict.fromkeys(pkhs):
+            for outpoint, coin in state.address_coins(pkh):
+                if include_mempool and mempool.spender_of(outpoint) is not None:
+                    continue
+                item = coin_json(spec, outpoint.txid, outpoint.index, coin)
+                item["confirmations"] = confirmations(coin.height)
+                item["owner"] = spec.address(pkh)
+                result.append(item)
+        if include_mempool:
+            for entry in mempool.entries():
+                for index, out in enumerate(entry.tx.outputs):
+                    owners = [a for a in out.lock.addresses() if a in wanted]
+                    if not owners or mempool.spender_of(Outpoint(entry.txid, index)) is not None:
+                        continue
+                    item = coin_json(spec, entry.txid, index, Coin(out, 0, False))
+                    item.update({"height": None, "confirmations": 0,
+                                 "owner": spec.address(owners[0])})
+                    result.append(item)
+        return result
+
+    def address_list(addresses: Any) -> list[bytes]:
+        if not isinstance(addresses, list) or len(addresses) > 100_000:
+            raise RpcError(E.INVALID_PARAMS, "expected a list of at most 100000 addresses")
+        return [address_arg(a) for a in addresses]
+
     @methods.method("getutxos")
     def getutxos(address: Any, include_mempool: Any = True) -> list[dict[str, Any]]:
         """Unspent outputs touching ``address``.  With ``include_mempool`` (the
         default), outputs spent by mempool txs are left out and unconfirmed
         outputs are added (height null, 0 confirmations)."""
-        pkh = address_arg(address)
-        mempool = node.mempool
-        result = []
-        for outpoint, coin in state.address_coins(pkh):
-            if include_mempool and mempool.spender_of(outpoint) is not None:
-                continue
-            item = coin_json(spec, outpoint.txid, outpoint.index, coin)
-            item["confirmations"] = confirmations(coin.height)
-            result.append(item)
-        if include_mempool:
-            for entry in mempool.entries():
-                for index, out in enumerate(entry.tx.outputs):
-                    if pkh not in out.lock.addresses():
-                        continue
-                    if mempool.spender_of(Outpoint(entry.txid, index)) is not None:
-                        continue
-                    item = coin_json(spec, entry.txid, index, Coin(out, 0, False))
-                    item.update({"height": None, "confirmations": 0})
-                    result.append(item)
-        return result
+        return unspent_for([address_arg(address)], bool(include_mempool))
+
+    @methods.method("listunspent")
+    def listunspent(addresses: Any, include_mempool: Any = True) -> list[dict[str, Any]]:
+        """Like ``getutxos`` for many addresses at once (``owner`` names the
+        address each output belongs to)."""
+        return unspent_for(address_list(addresses), bool(include_mempool))
+
+    def history_for(pkhs: list[bytes]) -> list[dict[str, Any]]:
+        seen: dict[bytes, dict[str, Any]] = {}
+        for pkh in dict.fromkeys(pkhs):
+            for height, txid in state.address_history(pkh):
+                seen.setdefault(
+                    txid,
+                    {"txid": txid.hex(), "height": height, "confirmations": confirmations(height)},
+                )
+        confirmed = sorted(seen.values(), key=lambda h: (h["height"], h["txid"]))
+        wanted = set(pkhs)
+        pending = []
+        for entry in node.mempool.entries():
+            touches = any(wanted.intersection(o.lock.addresses()) for o in entry.tx.outputs) or any(
+                c is not None and wanted.intersection(c.output.lock.addresses())
+                for c in spent_coins(entry.tx)
+            )
+            if touches:
+                pending.append({"txid": entry.txid.hex(), "height": None, "confirmations": 0})
+        return confirmed + pending
 
     @methods.method("getaddresshistory")
     def getaddresshistory(address: Any) -> list[dict[str, Any]]:
         """Transactions touching ``address``: confirmed (oldest first), then mempool."""
-        pkh = address_arg(address)
-        history: list[dict[str, Any]] = [
-            {"txid": txid.hex(), "height": height, "confirmations": confirmations(height)}
-            for height, txid in state.address_history(pkh)
-        ]
-        for entry in node.mempool.entries():
-            touches = any(pkh in o.lock.addresses() for o in entry.tx.outputs) or any(
-                c is not None and pkh in c.output.lock.addresses()
-                for c in spent_coins(entry.tx)
-            )
-            if touches:
-                history.append({"txid": entry.txid.hex(), "height": None, "confirmations": 0})
-        return history
+        return history_for([address_arg(address)])
+
+    @methods.method("getaddresseshistory")
+    def getaddresseshistory(addresses: Any) -> list[dict[str, Any]]:
+        """``getaddresshistory`` for many addresses at once (each tx once)."""
+        return history_for(address_list(addresses))
 
     @methods.method("getutxosetinfo")
     def getutxosetinfo() -> dict[str, Any]:
