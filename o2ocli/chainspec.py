@@ -295,9 +295,12 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
         if not isinstance(entry, dict):
             raise SpecError(f"chain spec field '{where}' must be an object")
         pkh = addr(entry.get("address"), f"{where}.address")
-        amount = _amount(entry, "amount", decimals) if "amount" in entry else None
-        if amount is None:
+        if "amount" not in entry:
             raise SpecError(f"chain spec field '{where}.amount' is missing")
+        try:
+            amount = parse_amount(entry["amount"], decimals, f"{where}.amount")
+        except ValueError as exc:
+            raise SpecError(f"chain spec field '{where}.amount': {exc}") from None
         total += amount
         if total > MAX_AMOUNT:
             raise SpecError("chain spec field 'genesis.allocations' exceeds the maximum supply")

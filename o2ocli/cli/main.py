@@ -43,10 +43,13 @@ class CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        # Read --json now: click shows the error after the command's context closed.
+        ctx = click.get_current_context(silent=True)
+        root = ctx.find_root().obj if ctx is not None else None
+        self.as_json = bool(getattr(root, "json", False))
 
     def show(self, file: object = None) -> None:  # noqa: ARG002 - click's signature
-        ctx = click.get_current_context(silent=True)
-        if ctx is not None and ctx.find_root().obj is not None and ctx.find_root().obj.json:
+        if self.as_json:
             click.echo(json.dumps({"error": {"code": self.exit_code, "message": self.message}}))
         click.echo(f"error: {self.message}", err=True)
 

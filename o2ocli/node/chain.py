@@ -186,12 +186,23 @@ class ChainManager:
     def reindex(self, progress: Callable[[ReindexProgress], None] | None = None) -> int:
         """Rebuild the chainstate from the stored blocks (headers re-validated,
         every transaction re-checked).  Returns the new tip height."""
-        stored: list[tuple[int, bytes]] = []
+        # The main chain first (in order), then every other stored block: side
+        # branches then meet the fork choice and the finality guard exactly as
+        # they did when they first arrived.
+        main = [
+            (int.from_bytes(key[1:], "big"), value)
+            for key, value in self.db.iterate(k.HEIGHT)
+            if key[1:] != bytes(4)
+        ]
+        main.sort()
+        on_main = {block_hash for _, block_hash in main}
+        others: list[tuple[int, bytes]] = []
         for _, value in self.db.iterate(k.INDEX):
             entry = IndexEntry.from_bytes(value)
-            if entry.height > 0:
-                stored.append((entry.height, entry.hash))
-        stored.sort()
+            if entry.height > 0 and entry.hash not in on_main:
+                others.append((entry.height, entry.hash))
+        others.sort()
+        stored = main + others
         keep = (k.BLOCK,)
         while True:
             keys = [key for key in self.db.iterate_keys(b"") if not key.startswith(keep)][:50_000]

@@ -1,0 +1,538 @@
+"""ChainManager: PoA header rules, fork choice, finality, snapshots, reindex.
+
+Everything is real: a 3-validator spec validated by ``spec_from_dict``, blocks
+made and sealed by :func:`o2ocli.node.producer.build_block` (honest difficulty
+from the parent snapshot), signed payments, and LevelDB in a temp dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from o2ocli.chainspec import ChainSpec, builtin_spec_path, spec_from_dict
+from o2ocli.consensus.errors import BlockInvalid
+from o2ocli.consensus.poa import (
+    DIFF_IN_TURN,
+    DIFF_NO_TURN,
+    ForkChoiceKey,
+    Snapshot,
+    Vote,
+    prefer_chain,
+    seal_header,
+)
+from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader, merkle_root
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
+from o2ocli.crypto.address import encode_address
+from o2ocli.crypto.keys import PrivateKey
+from o2ocli.node.chain import ChainManager, ReindexProgress
+from o2ocli.node.mempool import Mempool
+from o2ocli.node.producer import Proposals, build_block
+from o2ocli.storage.chainstate import TipChange
+from o2ocli.storage.db import Database
+from o2ocli.testing.chaingen import deterministic_key, p2a, sign_tx
+
+CHAIN_ID = "o2o-cm-test"
+VERSION = 127
+T0 = 1_700_000_000
+PERIOD = 2
+COIN = 10**8
+COINS = 4
+COIN_VALUE = 1000 * COIN
+
+
+def addr(key: PrivateKey) -> bytes:
+    return key.public_key.hash160()
+
+
+VALIDATORS = sorted((deterministic_key(b"cm-validator", i) for i in range(3)), key=addr)
+V0, V1, V2 = VALIDATORS
+FUNDS = deterministic_key(b"cm-funds", 0)
+OUTSIDER = deterministic_key(b"cm-outsider", 0)
+
+
+def make_spec(*, epoch: int = 30_000, period: int = PERIOD) -> ChainSpec:
+    path = builtin_spec_path("devnet")
+    assert path is not None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["name"] = "cmtest"
+    data["chain_id"] = CHAIN_ID
+    data["address_version"] = VERSION
+    funds = encode_address(addr(FUNDS), VERSION)
+    data["genesis"] = {
+        "time": T0,
+        "allocations": [{"address": funds, "amount": "1000"} for _ in range(COINS)],
+    }
+    data["validators"] = [encode_address(addr(k), VERSION) for k in reversed(VALIDATORS)]
+    data["consensus"] = {"period": period, "epoch": epoch, "max_future": 15}
+    del data["dev_keys"]
+    return spec_from_dict(data)
+
+
+class Net:
+    """A chain manager on a fresh LevelDB plus helpers to seal blocks on it."""
+
+    def __init__(self, path: Path, spec: ChainSpec) -> None:
+        self.path = path
+        self.spec = spec
+        self.db = Database(path)
+        self.chain = ChainManager(self.db, spec, clock=lambda: T0 + 10**6)
+        self.pool = self.new_pool()
+        genesis_tx = self.chain.genesis.txs[0]
+        self.coins = [Outpoint(genesis_tx.txid, i) for i in range(COINS)]
+
+    def new_pool(self) -> Mempool:
+        return Mempool(
+            self.chain.state, self.spec.consensus_params, min_fee_rate=self.spec.min_relay_fee
+        )
+
+    def reopen(self) -> None:
+        self.db.close()
+        self.db = Database(self.path)
+        self.chain = ChainManager(self.db, self.spec, clock=lambda: T0 + 10**6)
+        self.pool = self.new_pool()
+
+    def in_turn_key(self) -> PrivateKey:
+        snap = self.chain.tip_snapshot()
+        wanted = snap.in_turn(self.chain.height + 1)
+        return next(k for k in VALIDATORS + [OUTSIDER] if addr(k) == wanted)
+
+    def block(
+        self,
+        key: PrivateKey | None = None,
+        *,
+        pool: Mempool | None = None,
+        now: int | None = None,
+        proposals: Proposals | None = None,
+    ) -> Block:
+        """The next block on the tip, sealed by ``key`` (default: the in-turn one)."""
+        key = key or self.in_turn_key()
+        now = self.chain.tip.header.time + PERIOD if now is None else now
+        return build_block(
+            self.chain, pool or self.new_pool(), key, now, proposals, random.Random(7)
+        )
+
+    def add(self, block: Block, now: int | None = None) -> TipChange:
+        return self.chain.add_block(block, now=block.header.time if now is None else now)
+
+    def seal(self, key: PrivateKey | None = None, **kw: object) -> Block:
+        block = self.block(key, **kw)
+        change = self.add(block)
+        assert change.connected == (block,)
+        return block
+
+    def payment(self, coin: int, fee: int) -> Tx:
+        dest = deterministic_key(b"cm-dest", coin)
+        tx = Tx(
+            (TxIn(self.coins[coin]),), (TxOut(NATIVE_ASSET, COIN_VALUE - fee, p2a(dest)),)
+        )
+        return sign_tx(tx, [[FUNDS]], CHAIN_ID)
+
+
+@pytest.fixture
+def net(tmp_path):
+    n = Net(tmp_path / "db", make_spec())
+    yield n
+    n.db.close()
+
+
+def reason(fn, *args, **kw) -> str:
+    with pytest.raises(BlockInvalid) as info:
+        fn(*args, **kw)
+    return info.value.reason
+
+
+def resealed(block: Block, key: PrivateKey, **changes: object) -> Block:
+    header = dataclasses.replace(block.header, **changes)
+    return Block(seal_header(header, key, CHAIN_ID), block.txs)
+
+
+def fork_key(net: Net, block: Block) -> ForkChoiceKey:
+    entry = net.chain.state.get_index(block.hash)
+    assert entry is not None
+    validators = net.chain.snapshot(block.header.prev_hash).validators
+    signer = block.header.seal_pubkey
+    index = [k.public_key.to_bytes() for k in VALIDATORS].index(signer)
+    assert validators[index] == addr(VALIDATORS[index])
+    return ForkChoiceKey(entry.total_difficulty, block.height, index, len(validators), block.hash)
+
+
+# ------------------------------------------------------------- header rules
+def test_spec_validators_are_sorted_and_genesis_snapshot_stored(net):
+    assert net.chain.spec.validators == tuple(addr(k) for k in VALIDATORS)
+    assert net.chain.tip_snapshot() == Snapshot(0, tuple(addr(k) for k in VALIDATORS))
+    assert net.chain.height == 0
+    assert net.chain.finalized_height == 0
+
+
+def test_in_turn_blocks_connect(net):
+    for height in range(1, 7):
+        key = net.in_turn_key()
+        assert addr(key) == addr(VALIDATORS[height % 3])
+        block = net.block(key)
+        assert block.header.difficulty == DIFF_IN_TURN
+        assert block.header.time == T0 + PERIOD * height
+        change = net.add(block)
+        assert change == TipChange(connected=(block,))
+        assert net.chain.tip.hash == block.hash
+        assert net.chain.sealer_of(net.chain.tip) == addr(key)
+    assert net.chain.height == 6
+    assert net.chain.tip.total_difficulty == 6 * DIFF_IN_TURN
+    snap = net.chain.tip_snapshot()
+    assert snap.height == 6
+    # The last `limit` (2) sealers: the next block's pruning keeps only height 6.
+    assert snap.recents == ((5, addr(V2)), (6, addr(V0)))
+
+
+def test_out_of_turn_block_connects_with_difficulty_one(net):
+    block = net.block(V0)  # height 1 is V1's turn
+    assert block.header.difficulty == DIFF_NO_TURN
+    assert net.add(block).connected == (block,)
+    assert net.chain.tip.total_difficulty == DIFF_NO_TURN
+
+
+def test_block_by_non_validator_is_refused(net):
+    block = net.block(OUTSIDER)
+    assert reason(net.add, block) == "bad-poa-unauthorized"
+    assert net.chain.height == 0
+    assert net.chain.state.get_index(block.hash) is None
+
+
+def test_same_validator_twice_in_a_row_is_refused(net):
+    first = net.seal(V1)
+    again = net.block(V1)
+    assert reason(net.add, again) == "bad-poa-recently-signed"
+    assert net.chain.tip.hash == first.hash
+    # With 3 validators the window is 2: V1 may seal again after one other block.
+    net.seal(V2)
+    net.seal(V1)
+    assert net.chain.height == 3
+
+
+@pytest.mark.parametrize(("key", "wrong"), [(V1, DIFF_NO_TURN), (V0, DIFF_IN_TURN), (V1, 3)])
+def test_wrong_difficulty_is_refused(net, key, wrong):
+    honest = net.block(key)
+    assert honest.header.difficulty != wrong
+    bad = resealed(honest, key, difficulty=wrong)
+    assert reason(net.add, bad) == "bad-poa-difficulty"
+    assert net.add(honest).connected == (honest,)
+
+
+def test_block_before_parent_time_plus_period_is_refused(net):
+    net.seal()
+    key = net.in_turn_key()
+    honest = net.block(key)
+    parent_time = net.chain.tip.header.time
+    early = resealed(honest, key, time=parent_time + PERIOD - 1)
+    assert reason(net.add, early, now=parent_time + 100) == "bad-poa-time-too-early"
+    on_time = resealed(honest, key, time=parent_time + PERIOD)
+    assert net.add(on_time, now=parent_time + 100).connected == (on_time,)
+
+
+def test_block_too_far_in_the_future_is_refused(net):
+    block = net.block(now=T0 + 100)
+    assert block.header.time == T0 + 100
+    assert reason(net.add, block, now=T0 + 100 - 16) == "bad-poa-time-future"
+    assert net.chain.height == 0
+    assert net.add(block, now=T0 + 100 - 15).connected == (block,)
+
+
+def test_block_time_uses_the_clock_when_now_is_omitted(tmp_path):
+    spec = make_spec()
+    with Database(tmp_path / "db") as db:
+        chain = ChainManager(db, spec, clock=lambda: T0)
+        block = build_block(
+            chain, Mempool(chain.state, spec.consensus_params, min_fee_rate=1000), V1, T0 + 30
+        )
+        assert reason(chain.add_block, block) == "bad-poa-time-future"
+        chain.clock = lambda: T0 + 15
+        assert chain.add_block(block).connected == (block,)
+
+
+def test_tampered_seal_is_refused(net):
+    key = net.in_turn_key()
+    honest = net.block(key)
+    sig = bytearray(honest.header.seal_signature)
+    sig[5] ^= 0x01
+    flipped = Block(dataclasses.replace(honest.header, seal_signature=bytes(sig)), honest.txs)
+    assert reason(net.add, flipped) == "bad-poa-seal"
+    # A seal moved to another validator's public key does not verify either.
+    stolen = Block(
+        dataclasses.replace(honest.header, seal_pubkey=V0.public_key.to_bytes()), honest.txs
+    )
+    assert reason(net.add, stolen) == "bad-poa-seal"
+    # Nor does a header changed after sealing.
+    moved = Block(dataclasses.replace(honest.header, time=honest.header.time + 1), honest.txs)
+    assert reason(net.add, moved) == "bad-poa-seal"
+    assert net.chain.height == 0
+    assert net.add(honest).connected == (honest,)
+
+
+def test_block_sealed_for_another_chain_is_refused(net):
+    honest = net.block(V1)
+    other = Block(seal_header(honest.header, V1, "o2o-other"), honest.txs)
+    assert reason(net.add, other) == "bad-poa-seal"
+
+
+# -------------------------------------------------------------- fork choice
+@pytest.mark.parametrize("order", ["v2-first", "v0-first"])
+def test_competing_out_of_turn_blocks_follow_eip3436(net, order):
+    tx = net.payment(0, fee=20_000)
+    net.pool.accept(tx, T0)
+    # Height 1 is V1's turn: V0 and V2 both seal out of turn (difficulty 1).
+    b0 = net.block(V0)  # empty
+    b2 = net.block(V2, pool=net.pool)  # carries the payment and a fee claim
+    assert b0.header.difficulty == b2.header.difficulty == DIFF_NO_TURN
+    assert tx in b2.txs
+    first, second = (b2, b0) if order == "v2-first" else (b0, b2)
+    change1 = net.add(first)
+    assert change1.connected == (first,)
+    if first is b2:
+        net.pool.remove_for_block(b2)
+        assert tx.txid not in net.pool
+    change2 = net.add(second)
+
+    k0, k2 = fork_key(net, b0), fork_key(net, b2)
+    assert k0.total_difficulty == k2.total_difficulty and k0.height == k2.height
+    winner = b0 if prefer_chain(k0, k2) else b2
+    # (1 - 0) % 3 = 1 beats (1 - 2) % 3 = 2: V0's head is preferred.
+    assert winner is b0
+    assert net.chain.tip.hash == winner.hash
+    if order == "v2-first":
+        assert change2 == TipChange(disconnected=(b2,), connected=(b0,))
+        back = [t for block in reversed(change2.disconnected) for t in block.txs]
+        net.pool.readd_txs(back, T0 + 5)
+        assert [e.txid for e in net.pool.entries()] == [tx.txid]
+        assert net.chain.state.get_tx(tx.txid) is None
+        assert net.chain.state.get(net.coins[0]) is not None
+        assert net.chain.state.get(Outpoint(b2.txs[0].txid, 0)) is None  # V2's fee claim
+    else:
+        assert not change2
+        assert net.chain.state.get_index(b2.hash) is not None  # stored as a side branch
+
+
+def test_in_turn_block_beats_out_of_turn_block(net):
+    out_of_turn = net.block(V2)
+    in_turn = net.block(V1)
+    net.add(out_of_turn)
+    change = net.add(in_turn)
+    assert change == TipChange(disconnected=(out_of_turn,), connected=(in_turn,))
+    assert net.chain.tip.total_difficulty == DIFF_IN_TURN
+
+
+def test_lower_height_wins_at_equal_total_difficulty(net):
+    # Main: V1 in turn at height 1 (2).  Branch: V2 then V0, both out of turn (1 + 1):
+    # the same total difficulty at a greater height, so the main chain stays.
+    main = net.seal(V1)
+    genesis = net.chain.state.get_index(main.header.prev_hash)
+    assert genesis is not None
+    b1 = build_block_on(net, genesis.hash, V2, T0 + PERIOD)
+    net.add(b1)
+    b2 = build_block_on(net, b1.hash, V0, T0 + 2 * PERIOD)
+    assert b2.header.difficulty == DIFF_NO_TURN  # height 2 is V2's turn
+    change = net.add(b2)
+    assert not change
+    assert net.chain.tip.hash == main.hash
+    assert net.chain.state.get_index(b2.hash).total_difficulty == main.header.difficulty
+
+
+def build_block_on(net: Net, parent_hash: bytes, key: PrivateKey, now: int) -> Block:
+    """A block on a stored, possibly non-tip block (temporarily viewing it as tip)."""
+    entry = net.chain.state.get_index(parent_hash)
+    assert entry is not None
+    snap = net.chain.snapshot(parent_hash)
+    height = entry.height + 1
+    header = BlockHeader(
+        height,
+        parent_hash,
+        merkle_root([]),
+        max(entry.header.time + PERIOD, now),
+        DIFF_IN_TURN if snap.in_turn(height) == addr(key) else DIFF_NO_TURN,
+        checkpoint=snap.validators if height % net.spec.epoch == 0 else (),
+    )
+    return Block(seal_header(header, key, CHAIN_ID), ())
+
+
+# ----------------------------------------------------------------- finality
+def test_finality_needs_two_distinct_sealers_and_guards_reorgs(net):
+    genesis_hash = net.chain.tip.hash
+    b1 = net.seal(V1)
+    assert net.chain.finalized_height == 0  # one sealer is not enough
+    b2 = net.seal(V2)
+    assert net.chain.finalized_height == 1  # V2 and V1 sealed at or above 1
+
+    # A heavier branch from genesis (below the finalized height) is not adopted.
+    parent = genesis_hash
+    for height, key in ((1, V0), (2, V2), (3, V0)):
+        block = build_block_on(net, parent, key, T0 + height * PERIOD)
+        assert not net.add(block)
+        parent = block.hash
+    f3 = block
+    heavy = net.chain.state.get_index(f3.hash)
+    assert heavy is not None and heavy.total_difficulty > net.chain.tip.total_difficulty
+    assert prefer_chain(fork_key(net, f3), fork_key(net, b2))
+    assert net.chain.tip.hash == b2.hash
+    assert net.chain.finalized_height == 1
+
+    # Still refused after a restart (the finalized height is recomputed).
+    net.reopen()
+    assert net.chain.tip.hash == b2.hash
+    assert net.chain.finalized_height == 1
+    assert not net.chain.add_block(f3, now=T0 + 100)
+    assert net.chain.tip.hash == b2.hash
+
+    # A heavier branch forking at the finalized height is adopted.
+    g2 = build_block_on(net, b1.hash, V0, T0 + 2 * PERIOD)
+    assert not net.add(g2)
+    g3 = build_block_on(net, g2.hash, V2, T0 + 3 * PERIOD)
+    assert not net.add(g3)
+    g4 = build_block_on(net, g3.hash, V1, T0 + 4 * PERIOD)
+    change = net.add(g4)
+    assert change == TipChange(disconnected=(b2,), connected=(g2, g3, g4))
+    assert net.chain.tip.hash == g4.hash
+    assert net.chain.finalized_height == 3  # V1 at 4 and V2 at 3
+
+
+def test_finalized_height_follows_the_tip(net):
+    net.seal(V1)
+    net.seal(V2)
+    net.seal(V0)
+    assert net.chain.finalized_height == 2
+    net.seal(V2)  # out of turn at height 4
+    assert net.chain.finalized_height == 3
+
+
+# -------------------------------------------------------- snapshots & votes
+def test_vote_adds_a_validator_once_a_majority_voted(net):
+    newcomer = OUTSIDER
+    proposals = Proposals({addr(newcomer): True})
+    assert reason(net.add, net.block(newcomer)) == "bad-poa-unauthorized"
+
+    b1 = net.seal(V1, proposals=proposals)
+    assert (b1.header.vote_kind, b1.header.vote_address) == (VOTE_ADD, addr(newcomer))
+    snap1 = net.chain.tip_snapshot()
+    assert snap1.validators == tuple(addr(k) for k in VALIDATORS)
+    assert snap1.votes == (Vote(addr(V1), addr(newcomer), True, 1),)
+    assert net.chain.snapshot(b1.hash) == snap1
+
+    b2 = net.seal(V2, proposals=proposals)  # 2 of 3: a majority
+    assert b2.header.vote_kind == VOTE_ADD
+    snap2 = net.chain.tip_snapshot()
+    assert addr(newcomer) in snap2.validators and len(snap2.validators) == 4
+    assert snap2.validators == tuple(sorted(snap2.validators))
+    assert snap2.votes == ()
+    # The earlier snapshots are kept per block.
+    assert net.chain.snapshot(b1.hash) == snap1
+
+    # The proposal is no longer meaningful: the next block carries no vote.
+    b3 = net.block(V0, proposals=proposals)
+    assert b3.header.vote_kind == VOTE_NONE
+    # The newcomer may now seal.
+    b3 = net.block(newcomer)
+    assert net.add(b3).connected == (b3,)
+
+
+def test_single_vote_does_not_change_the_set(net):
+    proposals = Proposals({addr(OUTSIDER): True})
+    net.seal(V1, proposals=proposals)
+    net.seal(V2)
+    net.seal(V0)
+    assert len(net.chain.tip_snapshot().validators) == 3
+    assert [v.signer for v in net.chain.tip_snapshot().votes] == [addr(V1)]
+
+
+def test_snapshots_and_finality_survive_reopen(net):
+    proposals = Proposals({addr(OUTSIDER): True})
+    tx = net.payment(1, fee=5_000)
+    net.pool.accept(tx, T0)
+    blocks = [net.seal(V1, pool=net.pool, proposals=proposals), net.seal(V2), net.seal(V0)]
+    before = {b.hash: net.chain.snapshot(b.hash) for b in blocks}
+    tip, final = net.chain.tip.hash, net.chain.finalized_height
+    utxo = net.chain.state.utxo_set_hash()
+    assert final == 2
+
+    net.reopen()
+    assert net.chain.tip.hash == tip
+    assert net.chain.finalized_height == final
+    assert net.chain.state.utxo_set_hash() == utxo
+    assert {h: net.chain.snapshot(h) for h in before} == before
+    assert net.chain.state.get_tx(tx.txid) is not None
+    # And the reopened chain keeps applying the rules with those snapshots.
+    assert reason(net.add, net.block(V0)) == "bad-poa-recently-signed"
+    net.seal()
+    assert net.chain.height == 4
+
+
+# ------------------------------------------------------------------ reindex
+def test_reindex_rebuilds_the_same_state_and_reports_progress(net):
+    for coin, fee in ((0, 3_000), (1, 7_000)):
+        net.pool.accept(net.payment(coin, fee), T0)
+    main = []
+    for height in range(1, 5):
+        votes = Proposals({addr(OUTSIDER): True}) if height == 1 else None
+        block = net.seal(pool=net.pool, proposals=votes)
+        net.pool.remove_for_block(block)
+        main.append(block)
+    # A stale side block at height 4 (out of turn, loses to the in-turn tip).
+    side = build_block_on(net, main[2].hash, V2, T0 + 4 * PERIOD)
+    assert not net.add(side)
+    stats = net.chain.state.utxo_stats()
+    snaps = {b.hash: net.chain.snapshot(b.hash) for b in main}
+    final = net.chain.finalized_height
+
+    progress: list[ReindexProgress] = []
+    height = net.chain.reindex(progress.append)
+
+    assert height == 4 == net.chain.height
+    assert net.chain.tip.hash == main[-1].hash
+    assert net.chain.state.utxo_stats() == stats
+    assert net.chain.finalized_height == final
+    assert {h: net.chain.snapshot(h) for h in snaps} == snaps
+    assert [p.done for p in progress] == [1, 2, 3, 4, 5]
+    assert {p.total for p in progress} == {5}
+    assert [p.height for p in progress] == sorted(p.height for p in progress)
+    assert progress[-1].height == 4
+    assert net.chain.state.get_index(side.hash) is not None
+    assert not net.chain.state.is_main_chain(net.chain.state.get_index(side.hash))
+    # The rebuilt chain keeps going.
+    net.pool = net.new_pool()
+    net.seal()
+    assert net.chain.height == 5
+
+
+def test_reindex_of_a_fresh_chain(net):
+    progress: list[ReindexProgress] = []
+    assert net.chain.reindex(progress.append) == 0
+    assert progress == []
+    assert net.chain.tip.hash == net.chain.genesis.hash
+    assert net.chain.state.utxo_stats().count == COINS
+
+
+def test_reindex_keeps_a_branch_refused_below_the_finalized_height(net):
+    # Main chain: three out-of-turn blocks (total difficulty 3), finalized at 2.
+    main = [net.seal(V0), net.seal(V1), net.seal(V2)]
+    assert [b.header.difficulty for b in main] == [DIFF_NO_TURN] * 3
+    assert net.chain.finalized_height == 2
+    # A heavier branch from genesis (two in-turn blocks, total 4) arrives later: refused.
+    f1 = build_block_on(net, net.chain.genesis.hash, V1, T0 + PERIOD)
+    assert not net.add(f1)
+    f2 = build_block_on(net, f1.hash, V2, T0 + 2 * PERIOD)
+    assert not net.add(f2)
+    assert net.chain.state.get_index(f2.hash).total_difficulty == 4 > net.chain.tip.total_difficulty
+    assert net.chain.tip.hash == main[-1].hash
+    stats = net.chain.state.utxo_stats()
+
+    net.chain.reindex()
+
+    # A reindex must not reorganise below the finalized height either.
+    tip = net.chain.tip
+    assert tip.hash == main[-1].hash, (
+        f"reindex moved the tip to height {tip.height} "
+        f"({'the refused branch' if tip.hash == f2.hash else 'another block'})"
+    )
+    assert net.chain.state.utxo_stats() == stats
+    assert net.chain.finalized_height == 2
