@@ -301,20 +301,25 @@ def build_methods(node: Node) -> RpcMethods:
         seen: dict[bytes, dict[str, Any]] = {}
         for pkh in dict.fromkeys(pkhs):
             for height, txid in state.address_history(pkh):
-                seen.setdefault(
+                entry = seen.setdefault(
                     txid,
-                    {"txid": txid.hex(), "height": height, "confirmations": confirmations(height)},
+                    {"txid": txid.hex(), "height": height, "confirmations": confirmations(height),
+                     "addresses": []},
                 )
+                entry["addresses"].append(spec.address(pkh))
         confirmed = sorted(seen.values(), key=lambda h: (h["height"], h["txid"]))
         wanted = set(pkhs)
         pending = []
-        for entry in node.mempool.entries():
-            touches = any(wanted.intersection(o.lock.addresses()) for o in entry.tx.outputs) or any(
-                c is not None and wanted.intersection(c.output.lock.addresses())
-                for c in spent_coins(entry.tx)
-            )
-            if touches:
-                pending.append({"txid": entry.txid.hex(), "height": None, "confirmations": 0})
+        for mem in node.mempool.entries():
+            touched: set[bytes] = set()
+            for out in mem.tx.outputs:
+                touched.update(wanted.intersection(out.lock.addresses()))
+            for coin in spent_coins(mem.tx):
+                if coin is not None:
+                    touched.update(wanted.intersection(coin.output.lock.addresses()))
+            if touched:
+                pending.append({"txid": mem.txid.hex(), "height": None, "confirmations": 0,
+                                "addresses": sorted(spec.address(p) for p in touched)})
         return confirmed + pending
 
     @methods.method("getaddresshistory")

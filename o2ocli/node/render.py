@@ -59,6 +59,8 @@ def output_json(spec: ChainSpec, index: int, out: TxOut) -> dict[str, Any]:
         "index": index,
         "asset": asset_json(spec, out.asset),
         "amount": amount_json(spec, out.asset, out.amount),
+        "asset_id": out.asset.hex(),
+        "units": out.amount,
         "lock": lock_json(spec, out.lock),
     }
     if isinstance(out.lock, PayToAddress):
@@ -93,6 +95,8 @@ def tx_json(
                 {
                     "asset": asset_json(spec, coin.output.asset),
                     "amount": amount_json(spec, coin.output.asset, coin.output.amount),
+                    "asset_id": coin.output.asset.hex(),
+                    "units": coin.output.amount,
                     "lock": lock_json(spec, coin.output.lock),
                 }
             )
@@ -113,6 +117,7 @@ def tx_json(
         paid_in = sum(c.output.amount for c in spent if c and c.output.asset == NATIVE_ASSET)
         paid_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)
         data["fee"] = format_amount(paid_in - paid_out, spec.native_decimals)
+        data["fee_units"] = paid_in - paid_out
     return data
 
 

@@ -211,7 +211,8 @@ DESCRIPTIONS = {
     "genesis-block": (
         'The genesis block, ``make_genesis("o2o-test", <the three outputs>)``: '
         "height 0, zero ``prev_hash``, time 1 700 000 000, difficulty 0, all-zero seal, "
-        "one transaction (``genesis-alloc``, so the merkle root is its txid)."
+        "one transaction (``genesis-alloc``, so the merkle root is ``leaf(txid)``, the "
+        "leaf hash of its txid, not the txid itself)."
     ),
     "header-vote": (
         "A header (of an empty block 2, so the merkle root is 32 zero bytes) carrying "
@@ -254,8 +255,9 @@ def vector_entry(name: str, kind: str, obj: Any) -> dict[str, Any]:
 
 def golden_document(v: Vectors) -> dict[str, Any]:
     """The complete golden JSON document."""
-    leaves = [tx.txid for tx in v.block1.txs]
-    inner = sha256d(b"\x01" + leaves[0] + leaves[1])
+    txids = [tx.txid for tx in v.block1.txs]
+    leaves = [sha256d(b"\x00" + txid) for txid in txids]  # leaf(txid) = SHA-256d(00 ‖ txid)
+    inner = sha256d(b"\x01" + leaves[0] + leaves[1])  # node(l, r) = SHA-256d(01 ‖ l ‖ r)
     return {
         "about": "o2ocli.core encoding test vectors; see docs/protocol.rst. "
         "Hashes are raw 32 bytes in hex (internal byte order, not reversed). "
@@ -278,6 +280,7 @@ def golden_document(v: Vectors) -> dict[str, Any]:
         },
         "vectors": [vector_entry(*item) for item in named_objects(v)],
         "merkle_example": {
+            "txids": [txid.hex() for txid in txids],
             "leaves": [leaf.hex() for leaf in leaves],
             "inner": inner.hex(),
             "root": sha256d(b"\x01" + inner + leaves[2]).hex(),

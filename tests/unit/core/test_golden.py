@@ -140,11 +140,14 @@ def test_vectors_are_signed_correctly(golden, by_name):
 
 def test_merkle_example(golden, by_name):
     ex = golden["merkle_example"]
-    leaves = [bytes.fromhex(x) for x in ex["leaves"]]
-    inner = sha256d(b"\x01" + leaves[0] + leaves[1])
+    assert ex["txids"] == by_name["block-1"]["txids"]
+    txids = [bytes.fromhex(x) for x in ex["txids"]]
+    leaves = [sha256d(b"\x00" + txid) for txid in txids]  # leaf(txid) = SHA-256d(00 ‖ txid)
+    assert [leaf.hex() for leaf in leaves] == ex["leaves"]
+    inner = sha256d(b"\x01" + leaves[0] + leaves[1])  # node(l, r) = SHA-256d(01 ‖ l ‖ r)
     assert inner.hex() == ex["inner"]
     assert sha256d(b"\x01" + inner + leaves[2]).hex() == ex["root"]
-    assert merkle_root(leaves).hex() == ex["root"] == by_name["block-1"]["merkle_root"]
+    assert merkle_root(txids).hex() == ex["root"] == by_name["block-1"]["merkle_root"]
 
 
 def test_constants(golden):
