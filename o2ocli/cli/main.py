@@ -102,10 +102,12 @@ def _register() -> None:
     from .chain import chain
     from .node import node
     from .validator import validator
+    from .wallet import wallet
 
     cli.add_command(node)
     cli.add_command(chain)
     cli.add_command(validator)
+    cli.add_command(wallet)
 
 
 _register()

@@ -175,6 +175,7 @@ def start_cmd(
             if not key_path.exists():
                 write_private_file(key_path, spec.dev_keys["validator"] + "\n")
             validator_key = validator_key or key_path
+            _ensure_dev_wallet(datadir, spec)
         else:
             spec = read_spec(datadir)
             if spec is None:
@@ -222,6 +223,28 @@ def start_cmd(
         asyncio.run(run_node(config))
     except NodeStartError as exc:
         raise CliError(str(exc)) from None
+
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+"""Recovery phrase of the ``dev`` wallet: PUBLIC, like the devnet's keys."""
+
+
+def _ensure_dev_wallet(datadir: Path, spec: Any) -> None:
+    """Create the passphrase-less ``dev`` wallet holding the devnet funds key."""
+    from o2ocli.crypto.address import decode_wif
+    from o2ocli.crypto.keys import PrivateKey
+    from o2ocli.wallet.wallet import WalletExists, create_wallet, list_wallets
+
+    if "dev" in list_wallets(datadir):
+        return
+    secret, _ = decode_wif(spec.dev_keys["funds"], version=spec.wif_version)
+    try:
+        create_wallet(datadir, "dev", spec, DEV_MNEMONIC, None,
+                      imported=[PrivateKey(secret)]).close()
+    except WalletExists:
+        return
+    click.echo("created the funded 'dev' wallet (NOT encrypted; its keys are public): "
+               "o2ocli -w dev wallet balance", err=True)
 
 
 def _pid_alive(pid: Any) -> bool:

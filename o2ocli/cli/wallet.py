@@ -1,0 +1,497 @@
+"""``o2ocli wallet``: create, restore and use wallets (sign locally, talk to the node over RPC)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import CliError, emit, get_context, resolve_datadir, resolve_spec, rpc_client, table
+from .main import EXIT_REFUSED, EXIT_UNREACHABLE
+
+PASSPHRASE_ENV = "O2OCLI_PASSPHRASE"
+
+passphrase_file_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"Read the passphrase from FILE (or set {PASSPHRASE_ENV}).",
+)
+
+
+def _read_passphrase_file(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read passphrase file {path}: {exc.strerror}") from None
+    return text.rstrip("\r\n")
+
+
+def _given_passphrase(passphrase_file: Path | None) -> str | None:
+    if passphrase_file is not None:
+        return _read_passphrase_file(passphrase_file)
+    return os.environ.get(PASSPHRASE_ENV)
+
+
+def new_passphrase(passphrase_file: Path | None, no_passphrase: bool) -> str | None:
+    """The passphrase to encrypt a new wallet with (None = unencrypted)."""
+    if no_passphrase:
+        if passphrase_file is not None:
+            raise click.UsageError("--no-passphrase and --passphrase-file contradict each other")
+        return None
+    given = _given_passphrase(passphrase_file)
+    if given is None:
+        if not sys.stdin.isatty():
+            raise CliError(
+                "no passphrase: give --passphrase-file FILE or set "
+                f"{PASSPHRASE_ENV} (or --no-passphrase for an unencrypted wallet)"
+            )
+        given = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True,
+                             err=True)
+    if not given:
+        raise CliError("the passphrase is empty; use --no-passphrase for an unencrypted wallet")
+    return given
+
+
+def unlock_passphrase(wallet: Any, passphrase_file: Path | None) -> str | None:
+    """The passphrase to unlock ``wallet`` (None for an unencrypted one)."""
+    if not wallet.encrypted:
+        return None
+    given = _given_passphrase(passphrase_file)
+    if given is None:
+        if not sys.stdin.isatty():
+            raise CliError(
+                f"wallet {wallet.name!r} is encrypted: give --passphrase-file FILE or set "
+                f"{PASSPHRASE_ENV}"
+            )
+        given = click.prompt(f"Passphrase for wallet {wallet.name!r}", hide_input=True, err=True)
+    return given
+
+
+@contextmanager
+def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
+    """Open the ``-w`` wallet; wallet errors become CLI errors."""
+    from o2ocli.wallet.wallet import Wallet, WalletError
+
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    try:
+        wallet = Wallet.open(datadir, name or ctx.wallet, spec)
+    except WalletError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        yield wallet
+    finally:
+        wallet.close()
+
+
+@contextmanager
+def node_errors() -> Iterator[None]:
+    """Map node/RPC/wallet failures to one-line CLI errors."""
+    from o2ocli.rpc.client import NodeUnreachable, RpcAuthError
+    from o2ocli.rpc.errors import RpcError
+    from o2ocli.wallet.builder import InsufficientFunds, TooManyInputs
+    from o2ocli.wallet.keystore import KeystoreError, WrongPassphrase
+    from o2ocli.wallet.wallet import WalletError
+
+    try:
+        yield
+    except NodeUnreachable as exc:
+        raise CliError(str(exc), EXIT_UNREACHABLE) from None
+    except RpcAuthError as exc:
+        raise CliError(str(exc), EXIT_REFUSED) from None
+    except RpcError as exc:
+        raise CliError(exc.message, EXIT_REFUSED) from None
+    except WrongPassphrase:
+        raise CliError("wrong passphrase") from None
+    except (KeystoreError, WalletError, TooManyInputs) as exc:
+        raise CliError(str(exc)) from None
+    except InsufficientFunds as exc:
+        raise CliError(_insufficient(exc)) from None
+
+
+def _insufficient(exc: Any) -> str:
+    from o2ocli.chainspec import format_amount
+    from o2ocli.core.tx import NATIVE_ASSET
+
+    ctx = get_context()
+    spec = resolve_spec(ctx)
+    if exc.asset == NATIVE_ASSET:
+        need = format_amount(exc.needed, spec.native_decimals)
+        have = format_amount(exc.available, spec.native_decimals)
+        return (f"insufficient funds: this payment needs {need} {spec.native_symbol} "
+                f"(amount + fee), the wallet has {have} {spec.native_symbol} available")
+    return (f"insufficient funds: need {exc.needed} of asset {exc.asset.hex()[:16]}…, "
+            f"the wallet has {exc.available}")
+
+
+@click.group()
+def wallet() -> None:
+    """Wallets: HD keys encrypted at rest; transactions are signed here, sent to the node.
+
+    The wallet that signs is chosen with the global -w/--wallet NAME.
+
+    \b
+    Example:
+        o2ocli wallet create alice
+        o2ocli -w alice wallet address
+        o2ocli -w dev wallet send --to dXyz… --amount 12.5
+    """
+
+
+@wallet.command("create")
+@click.argument("name")
+@click.option("--words", type=click.Choice(["12", "24"]), default="12", show_default=True,
+              help="Length of the recovery phrase.")
+@click.option("--no-passphrase", is_flag=True, help="Store keys unencrypted (test wallets).")
+@passphrase_file_option
+def create_cmd(name: str, words: str, no_passphrase: bool, passphrase_file: Path | None) -> None:
+    """Create a wallet; prints its first address and recovery phrase (shown once).
+
+    \b
+    Example:
+        o2ocli wallet create alice
+        O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
+    """
+    from o2ocli.wallet.hd import generate_mnemonic
+    from o2ocli.wallet.wallet import WalletError, create_wallet
+
+    ctx = get_context()
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    passphrase = new_passphrase(passphrase_file, no_passphrase)
+    phrase = generate_mnemonic(int(words))
+    try:
+        with create_wallet(datadir, name, spec, phrase, passphrase) as w:
+            address = w.receive_address()
+    except WalletError as exc:
+        raise CliError(str(exc)) from None
+    note = "" if passphrase else "\nWARNING: this wallet is NOT encrypted (--no-passphrase)."
+    emit(ctx, {"name": name, "address": address, "mnemonic": phrase,
+               "encrypted": passphrase is not None},
+         f"created wallet {name!r}\naddress   {address}\nrecovery phrase (write it down; it is "
+         f"shown only once):\n  {phrase}{note}")
+
+
+@wallet.command("restore")
+@click.argument("name")
+@click.option("--mnemonic-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File holding the recovery phrase.")
+@click.option("--no-passphrase", is_flag=True, help="Store keys unencrypted.")
+@passphrase_file_option
+def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
+                passphrase_file: Path | None) -> None:
+    """Restore a wallet from its recovery phrase and find its funds (gap limit 20).
+
+    \b
+    Example:
+        o2ocli wallet restore alice --mnemonic-file ./alice.words
+    """
+    from o2ocli.rpc.client import NodeUnreachable
+    from o2ocli.wallet.hd import HDError
+    from o2ocli.wallet.service import sync
+    from o2ocli.wallet.wallet import WalletError, create_wallet
+
+    ctx = get_context()
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    try:
+        phrase = mnemonic_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {mnemonic_file}: {exc.strerror}") from None
+    from o2ocli.wallet.hd import validate_mnemonic
+
+    try:
+        validate_mnemonic(phrase)
+    except HDError as exc:
+        raise CliError(f"invalid recovery phrase: {exc}") from None
+    passphrase = new_passphrase(passphrase_file, no_passphrase)
+    try:
+        with create_wallet(datadir, name, spec, phrase, passphrase) as w:
+            scanned = True
+            try:
+                with node_errors():
+                    sync(w, rpc_client(ctx))
+            except CliError as exc:
+                if exc.exit_code != EXIT_UNREACHABLE:
+                    raise
+                scanned = False
+            address = w.receive_address()
+    except (WalletError, HDError) as exc:
+        raise CliError(str(exc)) from None
+    except NodeUnreachable:  # pragma: no cover - handled above
+        scanned = False
+    text = f"restored wallet {name!r}; address {address}"
+    if not scanned:
+        click.echo("note: node not running; addresses will be scanned on first use", err=True)
+    emit(ctx, {"name": name, "address": address, "scanned": scanned}, text)
+
+
+@wallet.command("list")
+def list_cmd() -> None:
+    """The wallets of this datadir.
+
+    \b
+    Example:
+        o2ocli wallet list
+    """
+    from o2ocli.wallet.wallet import list_wallets
+
+    ctx = get_context()
+    names = list_wallets(resolve_datadir(ctx))
+    text = "\n".join(names) or "no wallets (create one: o2ocli wallet create NAME)"
+    emit(ctx, {"wallets": names}, text)
+
+
+@wallet.command("address")
+@click.option("--new", "new", is_flag=True, help="Derive a fresh receiving address.")
+def address_cmd(new: bool) -> None:
+    """The wallet's receiving address.
+
+    \b
+    Example:
+        o2ocli -w alice wallet address
+        o2ocli -w alice wallet address --new
+    """
+    ctx = get_context()
+    with open_wallet(ctx) as w:
+        address = w.receive_address(new=new)
+    emit(ctx, {"address": address}, address)
+
+
+@wallet.command("balance")
+def balance_cmd() -> None:
+    """Confirmed balance and pending (mempool) change, per asset.
+
+    \b
+    Example:
+        o2ocli -w alice wallet balance
+    """
+    from o2ocli.wallet.service import balances, format_units
+
+    ctx = get_context()
+    with open_wallet(ctx) as w, node_errors():
+        rows = balances(w, rpc_client(ctx))
+        spec = w.spec
+        data = [
+            {
+                "asset": spec.native_symbol if b.asset == bytes(32) else b.asset.hex(),
+                "confirmed": format_units(w, b.asset, b.confirmed),
+                "unconfirmed": format_units(w, b.asset, b.unconfirmed),
+            }
+            for b in rows
+        ]
+    emit(ctx, {"balances": data},
+         lambda: table([[d["asset"], d["confirmed"], d["unconfirmed"]] for d in data],
+                       ["asset", "confirmed", "unconfirmed"]))
+
+
+def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...],
+                        splits: tuple[str, ...], asset: bytes) -> list[Any]:
+    from o2ocli.core.locks import PayToAddress
+    from o2ocli.core.tx import NATIVE_ASSET, TxOut
+    from o2ocli.crypto.address import AddressError
+    from o2ocli.wallet.builder import split_amount
+
+    def addr(text: str) -> bytes:
+        try:
+            return spec.decode_address(text)
+        except AddressError as exc:
+            raise CliError(f"bad address {text!r}: {exc}") from None
+
+    def amount(text: str) -> int:
+        try:
+            if asset == NATIVE_ASSET:
+                return spec.amount(text)
+            from o2ocli.chainspec import parse_amount
+
+            return parse_amount(text, 0)
+        except ValueError as exc:
+            raise CliError(f"bad amount: {exc}") from None
+
+    if splits:
+        if to or len(amounts) != 1:
+            raise click.UsageError("--split goes with exactly one --amount and no --to")
+        recipients, percents = [], []
+        for item in splits:
+            where, sep, pct = item.rpartition("=")
+            if not sep or not pct.isdigit():
+                raise click.UsageError(f"--split expects ADDRESS=PERCENT, got {item!r}")
+            recipients.append(addr(where))
+            percents.append(int(pct))
+        try:
+            shares = split_amount(amount(amounts[0]), percents)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        return [TxOut(asset, s, PayToAddress(r)) for r, s in zip(recipients, shares, strict=True)]
+    if not to:
+        raise click.UsageError("say whom to pay: --to ADDRESS --amount X (or --split)")
+    if len(to) != len(amounts):
+        raise click.UsageError("give one --amount per --to")
+    pairs = zip(to, amounts, strict=True)
+    return [TxOut(asset, amount(a), PayToAddress(addr(t))) for t, a in pairs]
+
+
+@wallet.command("send")
+@click.option("--to", "to", multiple=True, metavar="ADDRESS", help="Recipient (repeatable).")
+@click.option("--amount", "amounts", multiple=True, metavar="X",
+              help="Amount for the matching --to (decimal, display units).")
+@click.option("--split", "splits", multiple=True, metavar="ADDRESS=PCT",
+              help="Divide the one --amount among recipients by whole percentages.")
+@click.option("--asset", default=None, metavar="SYM",
+              help="Asset to send (default: the native coin).")
+@click.option("--fee", default=None, metavar="X", help="Absolute fee instead of the fee rate.")
+@click.option("--max-inputs", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
+@passphrase_file_option
+def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, ...],
+             asset: str | None, fee: str | None, max_inputs: int, dry_run: bool,
+             passphrase_file: Path | None) -> None:
+    """Pay one or more recipients; change goes to a fresh change address.
+
+    The fee defaults to the node's minimum relay fee rate for the exact size
+    of the signed transaction.  --split divides the amount by percentages;
+    each share is rounded down to a base unit and the remainder goes to the
+    first recipient.
+
+    \b
+    Example:
+        o2ocli -w alice wallet send --to dAbc… --amount 12.5
+        o2ocli -w alice wallet send --to dA… --amount 1 --to dB… --amount 2
+        o2ocli -w shop wallet send --amount 100 --split dMerchant…=70 \\
+            --split dCourier…=20 --split dPlatform…=10
+    """
+    from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.service import broadcast, prepare_payment
+
+    ctx = get_context()
+    with open_wallet(ctx) as w:
+        spec = w.spec
+        if asset is None or asset.upper() == spec.native_symbol:
+            asset_id = NATIVE_ASSET
+        elif len(asset) == 64 and all(c in "0123456789abcdef" for c in asset.lower()):
+            asset_id = bytes.fromhex(asset)
+        else:
+            raise CliError(f"unknown asset {asset!r}")
+        outputs = _parse_send_outputs(spec, to, amounts, splits, asset_id)
+        fixed_fee = None
+        if fee is not None:
+            try:
+                fixed_fee = spec.amount(fee, "fee")
+            except ValueError as exc:
+                raise CliError(f"bad fee: {exc}") from None
+        passphrase = unlock_passphrase(w, passphrase_file)
+        with node_errors():
+            unlocked = w.unlock(passphrase)
+            client = rpc_client(ctx)
+            tx, plan = prepare_payment(w, client, outputs, unlocked, fixed_fee=fixed_fee,
+                                       max_inputs=max_inputs)
+            raw = tx.to_bytes().hex()
+            fee_text = spec.format(plan.fee)
+            if dry_run:
+                emit(ctx, {"txid": tx.txid.hex(), "fee": fee_text, "raw": raw},
+                     f"{raw}\n(not broadcast; txid {tx.txid.hex()}, fee {fee_text})")
+                return
+            txid = broadcast(client, tx)
+    emit(ctx, {"txid": txid, "fee": fee_text},
+         f"sent {txid}\nfee {fee_text} {spec.native_symbol}")
+
+
+@wallet.command("history")
+def history_cmd() -> None:
+    """The wallet's transactions with direction, counterparties, fee and status.
+
+    \b
+    Example:
+        o2ocli -w alice wallet history
+    """
+    from o2ocli.wallet.service import format_units, history
+
+    ctx = get_context()
+    with open_wallet(ctx) as w, node_errors():
+        entries = history(w, rpc_client(ctx))
+        spec = w.spec
+        data = [
+            {
+                "txid": e.txid,
+                "height": e.height,
+                "asset": spec.native_symbol if e.asset == bytes(32) else e.asset.hex(),
+                "delta": format_units(w, e.asset, e.delta),
+                "kind": e.kind,
+                "fee": None if e.fee is None else spec.format(e.fee),
+                "counterparties": e.counterparties,
+                "confirmations": e.confirmations,
+                "final": e.final,
+            }
+            for e in entries
+        ]
+
+    def human() -> str:
+        rows = [
+            [d["height"] if d["height"] is not None else "mempool", d["kind"], d["delta"],
+             d["asset"], d["fee"] or "", ", ".join(d["counterparties"])[:40],
+             "final" if d["final"] else f"{d['confirmations']} conf", d["txid"][:16]]
+            for d in data
+        ]
+        return table(rows, ["height", "kind", "amount", "asset", "fee", "counterparty",
+                            "status", "txid"]) if rows else "no transactions yet"
+
+    emit(ctx, {"txs": data}, human)
+
+
+@wallet.command("export-key")
+@click.argument("address")
+@passphrase_file_option
+def export_key_cmd(address: str, passphrase_file: Path | None) -> None:
+    """Print the private key of ADDRESS in WIF (handle with care).
+
+    \b
+    Example:
+        o2ocli -w alice wallet export-key dAbc…
+    """
+    from o2ocli.crypto.address import AddressError, encode_wif
+
+    ctx = get_context()
+    with open_wallet(ctx) as w:
+        try:
+            pkh = w.spec.decode_address(address)
+        except AddressError as exc:
+            raise CliError(f"bad address {address!r}: {exc}") from None
+        if not w.owns(pkh):
+            raise CliError(f"address {address} is not in wallet {w.name!r}")
+        passphrase = unlock_passphrase(w, passphrase_file)
+        with node_errors():
+            key = w.key_for(pkh, w.unlock(passphrase))
+        wif = encode_wif(key.secret, version=w.spec.wif_version)
+    emit(ctx, {"wif": wif}, wif)
+
+
+@wallet.command("import-key")
+@click.argument("wif")
+@passphrase_file_option
+def import_key_cmd(wif: str, passphrase_file: Path | None) -> None:
+    """Add a private key (WIF, this chain's version) to the wallet.
+
+    \b
+    Example:
+        o2ocli -w alice wallet import-key Z…
+    """
+    from o2ocli.crypto.address import AddressError, decode_wif
+    from o2ocli.crypto.keys import InvalidKeyError, PrivateKey
+
+    ctx = get_context()
+    with open_wallet(ctx) as w:
+        try:
+            secret, _ = decode_wif(wif.strip(), version=w.spec.wif_version)
+            key = PrivateKey(secret)
+        except (AddressError, InvalidKeyError) as exc:
+            raise CliError(f"bad private key: {exc}") from None
+        passphrase = unlock_passphrase(w, passphrase_file)
+        with node_errors():
+            pkh = w.import_key(key, passphrase)
+        address = w.spec.address(pkh)
+    emit(ctx, {"address": address}, address)

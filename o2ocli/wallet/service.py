@@ -1,0 +1,211 @@
+"""Wallet operations that talk to a node over JSON-RPC.
+
+Every function takes an open :class:`~o2ocli.wallet.wallet.Wallet` and an RPC
+client (anything with ``call(method, *params)``), so a wallet works against a
+node on another machine as well.  Nothing is written to the wallet before the
+node accepted what it had to accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from o2ocli.chainspec import format_amount
+from o2ocli.core.locks import Multisig, PayToAddress
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxOut
+
+from .builder import DEFAULT_MAX_INPUTS, PaymentPlan, Spendable, plan_payment
+from .wallet import Unlocked, Wallet
+
+__all__ = [
+    "sync",
+    "wallet_coins",
+    "Balance",
+    "balances",
+    "prepare_payment",
+    "broadcast",
+    "HistoryEntry",
+    "history",
+]
+
+MAX_SYNC_ROUNDS = 100
+
+
+def _addresses(wallet: Wallet) -> list[str]:
+    return [wallet.spec.address(pkh) for pkh in wallet.pubkey_hashes()]
+
+
+def sync(wallet: Wallet, client: Any) -> list[dict[str, Any]]:
+    """Find the wallet's used addresses and keep the gap limit of fresh ones
+    beyond them (gap-limit discovery, so a restored wallet finds its funds).
+    Returns the address history (confirmed then mempool)."""
+    for _ in range(MAX_SYNC_ROUNDS):
+        entries = client.call("getaddresseshistory", _addresses(wallet))
+        used = {
+            wallet.spec.decode_address(a) for entry in entries for a in entry.get("addresses", [])
+        }
+        if not wallet.extend_gap(used):
+            return entries
+    return entries
+
+
+def _lock_from_json(wallet: Wallet, data: dict[str, Any]) -> Any:
+    if data["type"] == "address":
+        return PayToAddress(wallet.spec.decode_address(data["address"]))
+    if data["type"] == "multisig":
+        return Multisig(data["m"], tuple(wallet.spec.decode_address(a) for a in data["addresses"]))
+    raise ValueError(f"unsupported lock {data['type']}")
+
+
+def wallet_coins(wallet: Wallet, client: Any, include_mempool: bool = True) -> list[Spendable]:
+    """The wallet's spendable coins (pay-to-address ones it holds keys for)."""
+    items = client.call("listunspent", _addresses(wallet), include_mempool)
+    coins = []
+    for item in items:
+        if item["lock"]["type"] != "address":
+            continue  # multisig coins need co-signers: not spent by plain sends
+        lock = _lock_from_json(wallet, item["lock"])
+        out = TxOut(bytes.fromhex(item["asset_id"]), item["units"], lock)
+        coins.append(
+            Spendable(
+                Outpoint(bytes.fromhex(item["txid"]), item["index"]),
+                out,
+                item["height"] is not None,
+                out.lock.pubkey_hash,
+            )
+        )
+    return coins
+
+
+@dataclass
+class Balance:
+    """One asset's balance: confirmed in the chain, and the mempool's net change."""
+
+    asset: bytes
+    confirmed: int = 0
+    unconfirmed: int = 0
+
+
+def balances(wallet: Wallet, client: Any) -> list[Balance]:
+    """Per asset: ``confirmed`` = the wallet's coins in the chain's UTXO set;
+    ``unconfirmed`` = what pending mempool txs add or take away (may be negative)."""
+    sync(wallet, client)
+    chain_coins = wallet_coins(wallet, client, include_mempool=False)
+    pending = wallet_coins(wallet, client, include_mempool=True)
+    result: dict[bytes, Balance] = {NATIVE_ASSET: Balance(NATIVE_ASSET)}
+    for coin in chain_coins:
+        result.setdefault(coin.output.asset, Balance(coin.output.asset)).confirmed += (
+            coin.output.amount
+        )
+    spendable: dict[bytes, int] = {}
+    for coin in pending:
+        spendable[coin.output.asset] = spendable.get(coin.output.asset, 0) + coin.output.amount
+    for asset in set(result) | set(spendable):
+        entry = result.setdefault(asset, Balance(asset))
+        entry.unconfirmed = spendable.get(asset, 0) - entry.confirmed
+    return sorted(result.values(), key=lambda b: (b.asset != NATIVE_ASSET, b.asset))
+
+
+def prepare_payment(
+    wallet: Wallet,
+    client: Any,
+    outputs: Sequence[TxOut],
+    unlocked: Unlocked,
+    *,
+    fixed_fee: int | None = None,
+    max_inputs: int = DEFAULT_MAX_INPUTS,
+) -> tuple[Tx, PaymentPlan]:
+    """Select coins, add change, sign.  Nothing is broadcast or recorded yet
+    except the new change address (harmless: it is only watched)."""
+    sync(wallet, client)
+    coins = wallet_coins(wallet, client)
+    info = client.call("getinfo")
+    fee_rate = wallet.spec.amount(info["min_relay_fee"])
+    plan = plan_payment(
+        coins,
+        outputs,
+        wallet.change_lock(),
+        fee_rate=fee_rate,
+        fixed_fee=fixed_fee,
+        max_inputs=max_inputs,
+    )
+    signed = wallet.sign(plan.tx, [c.owner for c in plan.spent], unlocked)
+    return signed, plan
+
+
+def broadcast(client: Any, tx: Tx) -> str:
+    """Send a signed tx to the node; returns its txid (RpcError on refusal)."""
+    return client.call("sendrawtx", tx.to_bytes().hex())
+
+
+@dataclass
+class HistoryEntry:
+    """One wallet transaction, per asset it moved."""
+
+    txid: str
+    height: int | None
+    confirmations: int
+    final: bool
+    asset: bytes
+    delta: int
+    kind: str
+    """``receive``, ``send``, ``self`` (only own addresses) or ``fee-claim``."""
+    fee: int | None
+    counterparties: list[str] = field(default_factory=list)
+
+
+def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
+    """The wallet's transactions, oldest first, with per-asset deltas."""
+    entries = sync(wallet, client)
+    mine = set(wallet.pubkey_hashes())
+    txs = client.batch([("gettx", [e["txid"]]) for e in entries]) if entries else []
+    result: list[HistoryEntry] = []
+    for tx in txs:
+        if isinstance(tx, Exception):
+            continue
+        deltas: dict[bytes, int] = {}
+        ours_in = False
+        outsiders_out: list[str] = []
+        outsiders_in: list[str] = []
+        for inp in tx["inputs"]:
+            owner = inp.get("address")
+            if owner is not None and wallet.spec.decode_address(owner) in mine:
+                ours_in = True
+                asset = bytes.fromhex(inp["asset_id"])
+                deltas[asset] = deltas.get(asset, 0) - inp["units"]
+            elif owner is not None:
+                outsiders_in.append(owner)
+        for out in tx["outputs"]:
+            owner = out.get("address")
+            asset = bytes.fromhex(out["asset_id"])
+            if owner is not None and wallet.spec.decode_address(owner) in mine:
+                deltas[asset] = deltas.get(asset, 0) + out["units"]
+            else:
+                outsiders_out.append(owner or "(contract)")
+        if tx["coinbase"]:
+            kind = "fee-claim"
+        elif ours_in and not outsiders_out:
+            kind = "self"
+        elif ours_in:
+            kind = "send"
+        else:
+            kind = "receive"
+        fee = tx.get("fee_units") if ours_in else None
+        others = sorted(set(outsiders_out if ours_in else outsiders_in))
+        if not deltas:
+            deltas[NATIVE_ASSET] = 0
+        for asset, delta in sorted(deltas.items(), key=lambda kv: (kv[0] != NATIVE_ASSET, kv[0])):
+            result.append(
+                HistoryEntry(tx["txid"], tx["height"], tx["confirmations"], tx["final"], asset,
+                             delta, kind, fee if asset == NATIVE_ASSET else None, others)
+            )
+    return result
+
+
+def format_units(wallet: Wallet, asset: bytes, units: int) -> str:
+    """Display string for an amount of ``asset``."""
+    if asset == NATIVE_ASSET:
+        return format_amount(units, wallet.spec.native_decimals)
+    return str(units)

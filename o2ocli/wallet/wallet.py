@@ -1,0 +1,365 @@
+"""Wallets: an HD key tree (BIP39/BIP32) plus imported keys, in LevelDB.
+
+Layout of ``DATADIR/wallets/NAME`` (its own LevelDB; keys are ASCII prefixes)::
+
+    meta            JSON: name, chain_id, version, created, encrypted, hd,
+                    receive_index, next_index {"0": n, "1": n}
+    seed            keystore blob (JSON) of the BIP39 mnemonic
+    xpub            the account's extended public key (addresses are derived
+                    without the passphrase)
+    a<pubkeyhash>   JSON: {"chain": 0|1, "index": i} or {"imported": true}
+    k<pubkeyhash>   keystore blob (JSON) of an imported private key
+
+Creation is atomic: the wallet is built in a hidden temporary folder and
+renamed into place only when complete, so a crash never leaves a half-made
+wallet that looks valid.  Only one process may open a wallet (LevelDB lock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from o2ocli.chainspec import ChainSpec
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.tx import SigPair, Tx
+from o2ocli.crypto.keys import PrivateKey
+
+from .hd import (
+    ACCOUNT_PATH,
+    CHANGE,
+    EXTERNAL,
+    GAP_LIMIT,
+    ExtendedKey,
+    mnemonic_to_seed,
+    validate_mnemonic,
+)
+from .keystore import decrypt_secret, encrypt_secret, plain_secret
+
+__all__ = [
+    "Wallet",
+    "WalletError",
+    "WalletExists",
+    "WalletLocked",
+    "WalletNotFound",
+    "Unlocked",
+    "create_wallet",
+    "list_wallets",
+    "wallets_dir",
+    "NAME_RE",
+]
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+VERSION = 1
+
+
+class WalletError(Exception):
+    """A wallet operation failed; the message says why."""
+
+
+class WalletNotFound(WalletError):
+    """No wallet of that name."""
+
+
+class WalletExists(WalletError):
+    """A wallet of that name already exists."""
+
+
+class WalletLocked(WalletError):
+    """Another process has the wallet open."""
+
+
+def wallets_dir(datadir: Path) -> Path:
+    """Folder holding all wallets of a datadir."""
+    return datadir / "wallets"
+
+
+def list_wallets(datadir: Path) -> list[str]:
+    """Names of the complete wallets in ``datadir`` (temporary folders excluded)."""
+    folder = wallets_dir(datadir)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+        and (p / "CURRENT").exists()
+    )
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise WalletError(
+            f"invalid wallet name {name!r}: use 1-64 letters, digits, '-' or '_'"
+        )
+
+
+def create_wallet(
+    datadir: Path,
+    name: str,
+    spec: ChainSpec,
+    mnemonic: str,
+    passphrase: str | None,
+    *,
+    imported: list[PrivateKey] | None = None,
+    scrypt_n: int | None = None,
+) -> Wallet:
+    """Create wallet ``name`` from ``mnemonic`` (validated), encrypted with
+    ``passphrase`` (None = not encrypted), atomically.  Returns it open."""
+    _check_name(name)
+    text = validate_mnemonic(mnemonic)
+    final = wallets_dir(datadir) / name
+    if final.exists():
+        raise WalletExists(f"wallet {name!r} already exists")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{name}.tmp-{secrets.token_hex(4)}"
+    kdf = {} if scrypt_n is None else {"n": scrypt_n}
+
+    def protect(secret: bytes) -> dict[str, Any]:
+        if passphrase is None:
+            return plain_secret(secret)
+        return encrypt_secret(secret, passphrase, **kdf)
+
+    try:
+        master = ExtendedKey.from_seed(mnemonic_to_seed(text))
+        account = master.derive_path(ACCOUNT_PATH).neuter()
+        db = plyvel.DB(str(tmp), create_if_missing=True, error_if_exists=True)
+        try:
+            meta = {
+                "name": name,
+                "chain_id": spec.chain_id,
+                "version": VERSION,
+                "created": int(time.time()),
+                "encrypted": passphrase is not None,
+                "hd": True,
+                "receive_index": 0,
+                "next_index": {str(EXTERNAL): 0, str(CHANGE): 0},
+            }
+            with db.write_batch(transaction=True, sync=True) as batch:
+                batch.put(b"seed", json.dumps(protect(text.encode())).encode())
+                batch.put(b"xpub", account.serialize(private=False).encode())
+                for key in imported or []:
+                    pkh = key.public_key.hash160()
+                    batch.put(b"k" + pkh, json.dumps(protect(key.secret)).encode())
+                    batch.put(b"a" + pkh, json.dumps({"imported": True}).encode())
+                batch.put(b"meta", json.dumps(meta).encode())
+        finally:
+            db.close()
+        os.rename(tmp, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    wallet = Wallet.open(datadir, name, spec)
+    wallet.issue(EXTERNAL)
+    return wallet
+
+
+@dataclass
+class Unlocked:
+    """Signing material of an open wallet (lives only for one command)."""
+
+    account: ExtendedKey | None
+    imported: dict[bytes, PrivateKey]
+
+
+class Wallet:
+    """An open wallet.  Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path, db: Any, spec: ChainSpec) -> None:
+        self.path = path
+        self.db = db
+        self.spec = spec
+        self.name = path.name
+        raw = db.get(b"meta")
+        if raw is None:
+            raise WalletError(f"wallet {self.name!r} is damaged (no metadata)")
+        self.meta: dict[str, Any] = json.loads(raw)
+        if self.meta.get("chain_id") != spec.chain_id:
+            raise WalletError(
+                f"wallet {self.name!r} belongs to chain {self.meta.get('chain_id')!r}, "
+                f"not {spec.chain_id!r}"
+            )
+        xpub = db.get(b"xpub")
+        self.account = ExtendedKey.parse(xpub.decode()) if xpub else None
+        self._chain_keys: dict[int, ExtendedKey] = {}
+
+    @classmethod
+    def open(cls, datadir: Path, name: str, spec: ChainSpec) -> Wallet:
+        """Open an existing wallet (one process at a time)."""
+        _check_name(name)
+        path = wallets_dir(datadir) / name
+        if not (path / "CURRENT").exists():
+            known = ", ".join(list_wallets(datadir)) or "none"
+            raise WalletNotFound(f"no wallet named {name!r} (wallets: {known})")
+        try:
+            db = plyvel.DB(str(path), create_if_missing=False)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise WalletLocked(f"wallet {name!r} is open in another process") from None
+            raise WalletError(f"cannot open wallet {name!r}: {exc}") from None
+        try:
+            return cls(path, db, spec)
+        except BaseException:
+            db.close()
+            raise
+
+    def close(self) -> None:
+        """Close the wallet's database."""
+        if not self.db.closed:
+            self.db.close()
+
+    def __enter__(self) -> Wallet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- addresses
+    @property
+    def encrypted(self) -> bool:
+        """True if secrets need the passphrase."""
+        return bool(self.meta.get("encrypted"))
+
+    def _save_meta(self, batch: Any = None) -> None:
+        (batch or self.db).put(b"meta", json.dumps(self.meta).encode())
+
+    def _derive_pkh(self, chain: int, index: int) -> bytes:
+        if self.account is None:
+            raise WalletError("wallet has no HD keys")
+        chain_key = self._chain_keys.get(chain)
+        if chain_key is None:
+            chain_key = self._chain_keys[chain] = self.account.derive(chain)
+        return chain_key.derive(index).pubkey_hash
+
+    def issue(self, chain: int) -> bytes:
+        """Derive and record the next address of ``chain``; returns its pubkey hash."""
+        index = self.meta["next_index"][str(chain)]
+        pkh = self._derive_pkh(chain, index)
+        self.meta["next_index"][str(chain)] = index + 1
+        if chain == EXTERNAL:
+            self.meta["receive_index"] = index
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(b"a" + pkh, json.dumps({"chain": chain, "index": index}).encode())
+            self._save_meta(batch)
+        return pkh
+
+    def receive_address(self, new: bool = False) -> str:
+        """The current receiving address, or a fresh one with ``new``."""
+        if new or self.meta["next_index"][str(EXTERNAL)] == 0:
+            return self.spec.address(self.issue(EXTERNAL))
+        index = self.meta["receive_index"]
+        return self.spec.address(self._derive_pkh(EXTERNAL, index))
+
+    def change_lock(self) -> PayToAddress:
+        """A fresh change address (recorded, so it is watched from now on)."""
+        return PayToAddress(self.issue(CHANGE))
+
+    def iter_addresses(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
+        """(pubkey hash, info) of every address the wallet watches."""
+        for key, value in self.db.iterator(prefix=b"a"):
+            yield key[1:], json.loads(value)
+
+    def pubkey_hashes(self) -> list[bytes]:
+        """Every watched pubkey hash."""
+        return [pkh for pkh, _ in self.iter_addresses()]
+
+    def owns(self, pkh: bytes) -> bool:
+        """True if the wallet watches ``pkh``."""
+        return self.db.get(b"a" + pkh) is not None
+
+    def extend_gap(self, used: set[bytes]) -> bool:
+        """Keep GAP_LIMIT unused addresses after the last used one on each chain.
+        Returns True if new addresses were derived (the caller rescans)."""
+        grew = False
+        for chain in (EXTERNAL, CHANGE):
+            last_used = -1
+            for pkh, info in self.iter_addresses():
+                if info.get("chain") == chain and pkh in used:
+                    last_used = max(last_used, info["index"])
+            target = last_used + 1 + GAP_LIMIT
+            next_index = self.meta["next_index"][str(chain)]
+            if next_index < target:
+                with self.db.write_batch(transaction=True, sync=True) as batch:
+                    for index in range(next_index, target):
+                        pkh = self._derive_pkh(chain, index)
+                        batch.put(b"a" + pkh, json.dumps({"chain": chain, "index": index}).encode())
+                    self.meta["next_index"][str(chain)] = target
+                    if chain == EXTERNAL and last_used >= self.meta["receive_index"]:
+                        self.meta["receive_index"] = last_used + 1
+                    self._save_meta(batch)
+                grew = True
+        return grew
+
+    # --------------------------------------------------------------- secrets
+    def unlock(self, passphrase: str | None) -> Unlocked:
+        """Decrypt the signing keys (raises keystore.WrongPassphrase)."""
+        account = None
+        seed_blob = self.db.get(b"seed")
+        if seed_blob is not None:
+            text = decrypt_secret(json.loads(seed_blob), passphrase or "").decode()
+            master = ExtendedKey.from_seed(mnemonic_to_seed(text))
+            account = master.derive_path(ACCOUNT_PATH)
+        imported = {}
+        for key, value in self.db.iterator(prefix=b"k"):
+            imported[key[1:]] = PrivateKey(decrypt_secret(json.loads(value), passphrase or ""))
+        return Unlocked(account, imported)
+
+    def mnemonic(self, passphrase: str | None) -> str:
+        """The wallet's recovery phrase."""
+        blob = self.db.get(b"seed")
+        if blob is None:
+            raise WalletError("wallet has no recovery phrase")
+        return decrypt_secret(json.loads(blob), passphrase or "").decode()
+
+    def key_for(self, pkh: bytes, unlocked: Unlocked) -> PrivateKey:
+        """The private key of a watched address."""
+        if pkh in unlocked.imported:
+            return unlocked.imported[pkh]
+        raw = self.db.get(b"a" + pkh)
+        if raw is None:
+            raise WalletError(f"address {self.spec.address(pkh)} is not in this wallet")
+        info = json.loads(raw)
+        if "chain" not in info or unlocked.account is None:
+            raise WalletError(f"no private key for {self.spec.address(pkh)}")
+        child = unlocked.account.derive(info["chain"]).derive(info["index"])
+        if child.key is None or child.pubkey_hash != pkh:
+            raise WalletError(f"key derivation mismatch for {self.spec.address(pkh)}")
+        return child.key
+
+    def import_key(self, key: PrivateKey, passphrase: str | None) -> bytes:
+        """Add a private key (encrypted like the rest); returns its pubkey hash."""
+        if self.encrypted:
+            if passphrase is None:
+                raise WalletError("wallet is encrypted: a passphrase is needed")
+            self.unlock(passphrase)  # proves the passphrase before storing anything
+            blob = encrypt_secret(key.secret, passphrase)
+        else:
+            blob = plain_secret(key.secret)
+        pkh = key.public_key.hash160()
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(b"k" + pkh, json.dumps(blob).encode())
+            if self.db.get(b"a" + pkh) is None:
+                batch.put(b"a" + pkh, json.dumps({"imported": True}).encode())
+        return pkh
+
+    def sign(self, tx: Tx, owners: list[bytes], unlocked: Unlocked) -> Tx:
+        """Sign every input of ``tx``; ``owners[i]`` is the pubkey hash of input i's coin."""
+        digest = tx.sighash(self.spec.chain_id)
+        witnesses = []
+        for pkh in owners:
+            key = self.key_for(pkh, unlocked)
+            witnesses.append((SigPair(key.public_key.to_bytes(), key.sign(digest)),))
+        return tx.with_witnesses(witnesses)
