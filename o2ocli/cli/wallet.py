@@ -366,7 +366,7 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
             --split dCourier…=20 --split dPlatform…=10
     """
     from o2ocli.core.tx import NATIVE_ASSET
-    from o2ocli.wallet.service import broadcast, prepare_payment
+    from o2ocli.wallet.service import broadcast, prepare_payment, record_change
 
     ctx = get_context()
     with open_wallet(ctx) as w:
@@ -393,10 +393,12 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
             raw = tx.to_bytes().hex()
             fee_text = spec.format(plan.fee)
             if dry_run:
+                record_change(w, plan)
                 emit(ctx, {"txid": tx.txid.hex(), "fee": fee_text, "raw": raw},
                      f"{raw}\n(not broadcast; txid {tx.txid.hex()}, fee {fee_text})")
                 return
             txid = broadcast(client, tx)
+            record_change(w, plan)
     emit(ctx, {"txid": txid, "fee": fee_text},
          f"sent {txid}\nfee {fee_text} {spec.native_symbol}")
 

@@ -117,8 +117,9 @@ def prepare_payment(
     fixed_fee: int | None = None,
     max_inputs: int = DEFAULT_MAX_INPUTS,
 ) -> tuple[Tx, PaymentPlan]:
-    """Select coins, add change, sign.  Nothing is broadcast or recorded yet
-    except the new change address (harmless: it is only watched)."""
+    """Select coins, add change, sign.  Nothing is broadcast or recorded: the
+    caller records the change address (``wallet.commit_change``) only once the
+    transaction went out (or was handed to the user with ``--dry-run``)."""
     sync(wallet, client)
     coins = wallet_coins(wallet, client)
     info = client.call("getinfo")
@@ -126,7 +127,7 @@ def prepare_payment(
     plan = plan_payment(
         coins,
         outputs,
-        wallet.change_lock(),
+        wallet.peek_change(),
         fee_rate=fee_rate,
         fixed_fee=fixed_fee,
         max_inputs=max_inputs,
@@ -138,6 +139,13 @@ def prepare_payment(
 def broadcast(client: Any, tx: Tx) -> str:
     """Send a signed tx to the node; returns its txid (RpcError on refusal)."""
     return client.call("sendrawtx", tx.to_bytes().hex())
+
+
+def record_change(wallet: Wallet, plan: PaymentPlan) -> None:
+    """After a payment went out: mark its change address as used."""
+    native_change = [o for o in plan.change if isinstance(o.lock, PayToAddress)]
+    if native_change:
+        wallet.commit_change(native_change[0].lock)
 
 
 @dataclass

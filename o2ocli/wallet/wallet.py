@@ -3,7 +3,8 @@
 Layout of ``DATADIR/wallets/NAME`` (its own LevelDB; keys are ASCII prefixes)::
 
     meta            JSON: name, chain_id, version, created, encrypted, hd,
-                    receive_index, next_index {"0": n, "1": n}
+                    receive_index, next_index {"0": n, "1": n} (addresses handed
+                    out per chain), derived {"0": n, "1": n} (addresses watched)
     seed            keystore blob (JSON) of the BIP39 mnemonic
     xpub            the account's extended public key (addresses are derived
                     without the passphrase)
@@ -142,6 +143,7 @@ def create_wallet(
                 "hd": True,
                 "receive_index": 0,
                 "next_index": {str(EXTERNAL): 0, str(CHANGE): 0},
+                "derived": {str(EXTERNAL): 0, str(CHANGE): 0},
             }
             with db.write_batch(transaction=True, sync=True) as batch:
                 batch.put(b"seed", json.dumps(protect(text.encode())).encode())
@@ -245,10 +247,13 @@ class Wallet:
         return chain_key.derive(index).pubkey_hash
 
     def issue(self, chain: int) -> bytes:
-        """Derive and record the next address of ``chain``; returns its pubkey hash."""
+        """Hand out the next address of ``chain`` (recorded and watched);
+        returns its pubkey hash."""
         index = self.meta["next_index"][str(chain)]
         pkh = self._derive_pkh(chain, index)
         self.meta["next_index"][str(chain)] = index + 1
+        derived = self.meta["derived"]
+        derived[str(chain)] = max(derived[str(chain)], index + 1)
         if chain == EXTERNAL:
             self.meta["receive_index"] = index
         with self.db.write_batch(transaction=True, sync=True) as batch:
@@ -258,13 +263,23 @@ class Wallet:
 
     def receive_address(self, new: bool = False) -> str:
         """The current receiving address, or a fresh one with ``new``."""
-        if new or self.meta["next_index"][str(EXTERNAL)] == 0:
-            return self.spec.address(self.issue(EXTERNAL))
         index = self.meta["receive_index"]
+        if new or self.meta["next_index"][str(EXTERNAL)] <= index:
+            return self.spec.address(self.issue(EXTERNAL))
         return self.spec.address(self._derive_pkh(EXTERNAL, index))
 
+    def peek_change(self) -> PayToAddress:
+        """The change address the next payment will use (not recorded yet: call
+        :meth:`commit_change` once the payment went out)."""
+        return PayToAddress(self._derive_pkh(CHANGE, self.meta["next_index"][str(CHANGE)]))
+
+    def commit_change(self, lock: PayToAddress) -> None:
+        """Record that ``lock`` (from :meth:`peek_change`) has been used."""
+        if self.issue(CHANGE) != lock.pubkey_hash:
+            raise WalletError("change address changed underneath the payment")
+
     def change_lock(self) -> PayToAddress:
-        """A fresh change address (recorded, so it is watched from now on)."""
+        """A fresh change address, recorded at once (watched from now on)."""
         return PayToAddress(self.issue(CHANGE))
 
     def iter_addresses(self) -> Iterator[tuple[bytes, dict[str, Any]]]:
@@ -281,26 +296,31 @@ class Wallet:
         return self.db.get(b"a" + pkh) is not None
 
     def extend_gap(self, used: set[bytes]) -> bool:
-        """Keep GAP_LIMIT unused addresses after the last used one on each chain.
+        """Watch GAP_LIMIT unused addresses after the last used one on each
+        chain, and never hand out an address at or below the last used one.
         Returns True if new addresses were derived (the caller rescans)."""
         grew = False
-        for chain in (EXTERNAL, CHANGE):
-            last_used = -1
-            for pkh, info in self.iter_addresses():
-                if info.get("chain") == chain and pkh in used:
-                    last_used = max(last_used, info["index"])
-            target = last_used + 1 + GAP_LIMIT
-            next_index = self.meta["next_index"][str(chain)]
-            if next_index < target:
-                with self.db.write_batch(transaction=True, sync=True) as batch:
-                    for index in range(next_index, target):
-                        pkh = self._derive_pkh(chain, index)
-                        batch.put(b"a" + pkh, json.dumps({"chain": chain, "index": index}).encode())
-                    self.meta["next_index"][str(chain)] = target
-                    if chain == EXTERNAL and last_used >= self.meta["receive_index"]:
-                        self.meta["receive_index"] = last_used + 1
-                    self._save_meta(batch)
-                grew = True
+        last_used = {EXTERNAL: -1, CHANGE: -1}
+        for pkh, info in self.iter_addresses():
+            chain = info.get("chain")
+            if chain in last_used and pkh in used:
+                last_used[chain] = max(last_used[chain], info["index"])
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for chain, last in last_used.items():
+                key = str(chain)
+                if self.meta["next_index"][key] <= last:
+                    self.meta["next_index"][key] = last + 1
+                    if chain == EXTERNAL:
+                        self.meta["receive_index"] = last + 1
+                target = max(self.meta["next_index"][key], last + 1) + GAP_LIMIT
+                derived = self.meta["derived"][key]
+                for index in range(derived, target):
+                    pkh = self._derive_pkh(chain, index)
+                    batch.put(b"a" + pkh, json.dumps({"chain": chain, "index": index}).encode())
+                if target > derived:
+                    self.meta["derived"][key] = target
+                    grew = True
+            self._save_meta(batch)
         return grew
 
     # --------------------------------------------------------------- secrets
