@@ -33,6 +33,7 @@ Bitcoin (0x00 → 0x80, 0x6f → 0xef).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -105,6 +106,16 @@ def format_amount(units: int, decimals: int) -> str:
     return f"{sign}{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"
 
 
+@functools.lru_cache(maxsize=65536)
+def _encode_address_cached(pubkey_hash: bytes, version: int) -> str:
+    return encode_address(pubkey_hash, version)
+
+
+@functools.lru_cache(maxsize=65536)
+def _decode_address_cached(text: str, version: int) -> bytes:
+    return decode_address(text, version)
+
+
 @dataclass(frozen=True)
 class ChainSpec:
     """A validated chain spec."""
@@ -160,11 +171,11 @@ class ChainSpec:
 
     def address(self, pubkey_hash: bytes) -> str:
         """Base58Check address of a pubkey hash on this chain."""
-        return encode_address(pubkey_hash, self.address_version)
+        return _encode_address_cached(pubkey_hash, self.address_version)
 
     def decode_address(self, text: str) -> bytes:
         """Pubkey hash of an address of this chain (AddressError otherwise)."""
-        return decode_address(text, self.address_version)
+        return _decode_address_cached(text, self.address_version)
 
     def amount(self, text: str | int, what: str = "amount") -> int:
         """Parse a native-coin display amount."""

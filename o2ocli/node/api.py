@@ -255,27 +255,38 @@ def build_methods(node: Node) -> RpcMethods:
             for e in entries
         ]
 
-    def unspent_for(pkhs: list[bytes], include_mempool: bool) -> list[dict[str, Any]]:
+    def unspent_for(
+        pkhs: list[bytes], include_mempool: bool, include_spent: bool = False
+    ) -> list[dict[str, Any]]:
         wanted = set(pkhs)
         mempool = node.mempool
         result = []
         for pkh in dict.fromkeys(pkhs):
+            owner = spec.address(pkh)
             for outpoint, coin in state.address_coins(pkh):
-                if include_mempool and mempool.spender_of(outpoint) is not None:
+                spender = mempool.spender_of(outpoint) if include_mempool else None
+                if spender is not None and not include_spent:
                     continue
                 item = coin_json(spec, outpoint.txid, outpoint.index, coin)
                 item["confirmations"] = confirmations(coin.height)
-                item["owner"] = spec.address(pkh)
+                item["owner"] = owner
+                if spender is not None:
+                    item["spent_by"] = spender.hex()
                 result.append(item)
         if include_mempool:
             for entry in mempool.entries():
                 for index, out in enumerate(entry.tx.outputs):
                     owners = [a for a in out.lock.addresses() if a in wanted]
-                    if not owners or mempool.spender_of(Outpoint(entry.txid, index)) is not None:
+                    if not owners:
+                        continue
+                    spender = mempool.spender_of(Outpoint(entry.txid, index))
+                    if spender is not None and not include_spent:
                         continue
                     item = coin_json(spec, entry.txid, index, Coin(out, 0, False))
                     item.update({"height": None, "confirmations": 0,
                                  "owner": spec.address(owners[0])})
+                    if spender is not None:
+                        item["spent_by"] = spender.hex()
                     result.append(item)
         return result
 
@@ -292,10 +303,13 @@ def build_methods(node: Node) -> RpcMethods:
         return unspent_for([address_arg(address)], bool(include_mempool))
 
     @methods.method("listunspent")
-    def listunspent(addresses: Any, include_mempool: Any = True) -> list[dict[str, Any]]:
+    def listunspent(
+        addresses: Any, include_mempool: Any = True, include_spent: Any = False
+    ) -> list[dict[str, Any]]:
         """Like ``getutxos`` for many addresses at once (``owner`` names the
-        address each output belongs to)."""
-        return unspent_for(address_list(addresses), bool(include_mempool))
+        address each output belongs to).  With ``include_spent``, outputs that
+        a mempool tx spends are listed too, with ``spent_by`` (its txid)."""
+        return unspent_for(address_list(addresses), bool(include_mempool), bool(include_spent))
 
     def history_for(pkhs: list[bytes]) -> list[dict[str, Any]]:
         seen: dict[bytes, dict[str, Any]] = {}

@@ -59,24 +59,28 @@ def _lock_from_json(wallet: Wallet, data: dict[str, Any]) -> Any:
     raise ValueError(f"unsupported lock {data['type']}")
 
 
-def wallet_coins(wallet: Wallet, client: Any, include_mempool: bool = True) -> list[Spendable]:
-    """The wallet's spendable coins (pay-to-address ones it holds keys for)."""
-    items = client.call("listunspent", _addresses(wallet), include_mempool)
+def _coins_from_json(wallet: Wallet, items: list[dict[str, Any]]) -> list[tuple[Spendable, bool]]:
+    """(coin, spent by a mempool tx) for each pay-to-address item."""
     coins = []
     for item in items:
         if item["lock"]["type"] != "address":
             continue  # multisig coins need co-signers: not spent by plain sends
         lock = _lock_from_json(wallet, item["lock"])
         out = TxOut(bytes.fromhex(item["asset_id"]), item["units"], lock)
-        coins.append(
-            Spendable(
-                Outpoint(bytes.fromhex(item["txid"]), item["index"]),
-                out,
-                item["height"] is not None,
-                out.lock.pubkey_hash,
-            )
+        coin = Spendable(
+            Outpoint(bytes.fromhex(item["txid"]), item["index"]),
+            out,
+            item["height"] is not None,
+            out.lock.pubkey_hash,
         )
+        coins.append((coin, "spent_by" in item))
     return coins
+
+
+def wallet_coins(wallet: Wallet, client: Any, include_mempool: bool = True) -> list[Spendable]:
+    """The wallet's spendable coins (pay-to-address ones it holds keys for)."""
+    items = client.call("listunspent", _addresses(wallet), include_mempool)
+    return [coin for coin, _ in _coins_from_json(wallet, items)]
 
 
 @dataclass
@@ -92,19 +96,17 @@ def balances(wallet: Wallet, client: Any) -> list[Balance]:
     """Per asset: ``confirmed`` = the wallet's coins in the chain's UTXO set;
     ``unconfirmed`` = what pending mempool txs add or take away (may be negative)."""
     sync(wallet, client)
-    chain_coins = wallet_coins(wallet, client, include_mempool=False)
-    pending = wallet_coins(wallet, client, include_mempool=True)
+    items = client.call("listunspent", _addresses(wallet), True, True)
     result: dict[bytes, Balance] = {NATIVE_ASSET: Balance(NATIVE_ASSET)}
-    for coin in chain_coins:
-        result.setdefault(coin.output.asset, Balance(coin.output.asset)).confirmed += (
-            coin.output.amount
-        )
-    spendable: dict[bytes, int] = {}
-    for coin in pending:
-        spendable[coin.output.asset] = spendable.get(coin.output.asset, 0) + coin.output.amount
-    for asset in set(result) | set(spendable):
-        entry = result.setdefault(asset, Balance(asset))
-        entry.unconfirmed = spendable.get(asset, 0) - entry.confirmed
+    for coin, spent_in_mempool in _coins_from_json(wallet, items):
+        entry = result.setdefault(coin.output.asset, Balance(coin.output.asset))
+        amount = coin.output.amount
+        if coin.confirmed:
+            entry.confirmed += amount
+            if spent_in_mempool:
+                entry.unconfirmed -= amount
+        elif not spent_in_mempool:
+            entry.unconfirmed += amount
     return sorted(result.values(), key=lambda b: (b.asset != NATIVE_ASSET, b.asset))
 
 
