@@ -97,7 +97,7 @@ def list_wallets(datadir: Path) -> list[str]:
 
 
 def _check_name(name: str) -> None:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise WalletError(
             f"invalid wallet name {name!r}: use 1-64 letters, digits, '-' or '_'"
         )
@@ -275,8 +275,9 @@ class Wallet:
 
     def commit_change(self, lock: PayToAddress) -> None:
         """Record that ``lock`` (from :meth:`peek_change`) has been used."""
-        if self.issue(CHANGE) != lock.pubkey_hash:
+        if self.peek_change() != lock:
             raise WalletError("change address changed underneath the payment")
+        self.issue(CHANGE)
 
     def change_lock(self) -> PayToAddress:
         """A fresh change address, recorded at once (watched from now on)."""
