@@ -117,7 +117,9 @@ def _configure_logging() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Seal blocks with this key (WIF file).",
 )
-@click.option("--listen", metavar="HOST:PORT", help="P2P listen address (P2P: see README).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Accept peers here (default 0.0.0.0:<spec port>; --dev: not listening).")
+@click.option("--no-listen", is_flag=True, help="Do not accept inbound peers.")
 @click.option("--rpc-listen", metavar="HOST:PORT", help="RPC address (default 127.0.0.1:<spec>).")
 @click.option("--rpc-allow-remote", is_flag=True, help="Allow RPC on a non-loopback address.")
 @click.option("--connect", multiple=True, metavar="HOST:PORT", help="Peer to connect to.")
@@ -127,6 +129,7 @@ def start_cmd(
     dev_period: int | None,
     validator_key: Path | None,
     listen: str | None,
+    no_listen: bool,
     rpc_listen: str | None,
     rpc_allow_remote: bool,
     connect: tuple[str, ...],
@@ -159,10 +162,10 @@ def start_cmd(
     rpc_host, rpc_port = ("127.0.0.1", None)
     if rpc_listen:
         rpc_host, rpc_port = _host_port(rpc_listen, "--rpc-listen")
-    if listen:
-        _host_port(listen, "--listen")
-    for peer in connect:
-        _host_port(peer, "--connect")
+    p2p_listen = _host_port(listen, "--listen") if listen else None
+    if listen and no_listen:
+        raise click.UsageError("--listen and --no-listen contradict each other")
+    peers = tuple(_host_port(peer, "--connect") for peer in connect)
     datadir = resolve_datadir(ctx, "devnet" if dev else None)
     try:
         if dev:
@@ -204,9 +207,8 @@ def start_cmd(
             "(chaindata/devnet.json); never use this chain for anything of value.",
             err=True,
         )
-    if listen or connect:
-        click.echo("note: peer-to-peer networking is not in this build yet; "
-                   "--listen/--connect are ignored", err=True)
+    if p2p_listen is None and not dev and not no_listen:
+        p2p_listen = ("0.0.0.0", spec.p2p_port)
     _configure_logging()
     config = NodeConfig(
         datadir=datadir,
@@ -218,6 +220,8 @@ def start_cmd(
         rpc_allow_remote=rpc_allow_remote,
         only_with_txs=dev and dev_period == 0,
         block_interval=dev_period if dev and dev_period else 0,
+        p2p_listen=p2p_listen,
+        connect=peers,
     )
     try:
         asyncio.run(run_node(config))
@@ -368,6 +372,66 @@ def status_cmd() -> None:
     if info["validator"]:
         lines.append(f"validator  {info['validator']}")
     emit(ctx, data, "\n".join(lines))
+
+
+@node.command("peers")
+def peers_cmd() -> None:
+    """Connected peers, bans and where this node listens.
+
+    \b
+    Example:
+        o2ocli node peers
+        o2ocli --json node peers
+    """
+    from .common import table
+
+    ctx = get_context()
+    data = rpc_call(ctx, "getpeerinfo")
+
+    def human() -> str:
+        rows = [[p["address"], "in" if p["inbound"] else "out", p["height"],
+                 p["latency_ms"] if p["latency_ms"] is not None else "", p["user_agent"] or ""]
+                for p in data["peers"]]
+        text = table(rows, ["peer", "dir", "height", "ping ms", "agent"]) if rows else "no peers"
+        text += f"\nlistening on {data['listen'] or '(not listening)'}"
+        if not data["network_active"]:
+            text += "  (networking disabled)"
+        if data["banned"]:
+            text += "\nbanned: " + ", ".join(
+                f"{b['host']} until {time.strftime('%Y-%m-%d %H:%M', time.gmtime(b['until']))}"
+                for b in data["banned"])
+        return text
+
+    emit(ctx, data, human)
+
+
+@node.command("addpeer")
+@click.argument("address", metavar="HOST:PORT")
+def addpeer_cmd(address: str) -> None:
+    """Connect to a peer and keep that connection (redialed if it drops).
+
+    \b
+    Example:
+        o2ocli node addpeer 192.0.2.10:18444
+    """
+    ctx = get_context()
+    _host_port(address, "HOST:PORT")
+    data = rpc_call(ctx, "addpeer", address)
+    emit(ctx, data, f"added {data['added']}")
+
+
+@node.command("unban")
+@click.argument("host")
+def unban_cmd(host: str) -> None:
+    """Lift the ban on a peer's host.
+
+    \b
+    Example:
+        o2ocli node unban 192.0.2.66
+    """
+    ctx = get_context()
+    data = rpc_call(ctx, "unban", host)
+    emit(ctx, data, f"unbanned {data['unbanned']}")
 
 
 @node.command("reindex")

@@ -232,6 +232,7 @@ class Block:
     txs: tuple[Tx, ...]
     """Transactions in block order (a fee claim, if any, first)."""
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
+    _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def hash(self) -> bytes:
@@ -244,13 +245,17 @@ class Block:
         return self.header.height
 
     def to_bytes(self) -> bytes:
-        """Full canonical encoding."""
-        w = Writer()
-        self.header.encode(w)
-        w.varint(len(self.txs))
-        for tx in self.txs:
-            tx.encode(w)
-        return w.getvalue()
+        """Full canonical encoding (cached)."""
+        cached = self._raw
+        if cached is None:
+            w = Writer()
+            self.header.encode(w)
+            w.varint(len(self.txs))
+            for tx in self.txs:
+                tx.encode(w)
+            cached = w.getvalue()
+            object.__setattr__(self, "_raw", cached)
+        return cached
 
     @property
     def size(self) -> int:
@@ -279,4 +284,5 @@ class Block:
         r.finish("block")
         block = cls(header, txs)
         object.__setattr__(block, "_size", len(data))
+        object.__setattr__(block, "_raw", bytes(data))
         return block

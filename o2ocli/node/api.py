@@ -112,6 +112,7 @@ def build_methods(node: Node) -> RpcMethods:
             "mempool_bytes": node.mempool.total_bytes,
             "peers": node.peer_count(),
             "syncing": node.syncing(),
+            "sync_height": node.p2p.sync.target_height() if node.p2p else tip.height,
             "min_relay_fee": spec.format(spec.min_relay_fee),
         }
 
@@ -406,6 +407,59 @@ def build_methods(node: Node) -> RpcMethods:
             raise RpcError(E.NOT_FOUND, f"no proposal about {address}")
         del node.proposals.votes[pkh]
         return {"proposals": proposals_json()}
+
+    def p2p() -> Any:
+        if node.p2p is None:
+            raise RpcError(E.MISC_ERROR, "peer-to-peer networking is not running")
+        return node.p2p
+
+    @methods.method("getpeerinfo")
+    def getpeerinfo() -> dict[str, Any]:
+        """Connected peers, bans and the listening address."""
+        manager = p2p()
+        listen = f"{manager.listen[0]}:{manager.listen_port}" if manager.listen else None
+        return {
+            "peers": [peer.info() for peer in manager.peers.values() if not peer.closed],
+            "banned": manager.banned_list(),
+            "network_active": manager.network_active,
+            "listen": listen,
+            "known_addresses": len(manager.addrbook),
+        }
+
+    def host_port(value: Any) -> tuple[str, int]:
+        if not isinstance(value, str):
+            raise RpcError(E.INVALID_PARAMS, "address must be a HOST:PORT string")
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise RpcError(E.INVALID_PARAMS, f"expected HOST:PORT, got {value!r}")
+        return host.strip("[]"), int(port)
+
+    @methods.method("addpeer")
+    def addpeer(address: Any) -> dict[str, Any]:
+        """Keep a connection to ``HOST:PORT`` (dialed at once, redialed if lost)."""
+        host, port = host_port(address)
+        manager = p2p()
+        if manager.banned(host):
+            raise RpcError(E.MISC_ERROR, f"{host} is banned; unban it first")
+        manager.add_address(host, port, manual=True)
+        return {"added": f"{host}:{port}"}
+
+    @methods.method("unban")
+    def unban(host: Any) -> dict[str, Any]:
+        """Lift the ban on ``host``."""
+        if not isinstance(host, str) or not host:
+            raise RpcError(E.INVALID_PARAMS, "host must be a string")
+        if not p2p().unban(host):
+            raise RpcError(E.NOT_FOUND, f"{host} is not banned")
+        return {"unbanned": host}
+
+    @methods.method("setnetworkactive")
+    def setnetworkactive(active: Any) -> dict[str, Any]:
+        """Turn peer-to-peer networking off (drop all peers) or on again."""
+        if not isinstance(active, bool):
+            raise RpcError(E.INVALID_PARAMS, "active must be true or false")
+        p2p().set_active(active)
+        return {"network_active": active}
 
     @methods.method("stop")
     def stop() -> str:

@@ -117,6 +117,7 @@ class Producer:
         proposals: Proposals | None = None,
         only_with_txs: bool = False,
         interval: int = 0,
+        can_seal: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         lock: asyncio.Lock | None = None,
@@ -129,6 +130,7 @@ class Producer:
         self.submit = submit
         self.only_with_txs = only_with_txs
         self.interval = interval
+        self.can_seal = can_seal or (lambda: True)
         self.clock = clock
         self.rng = rng or random.Random()
         self.wake = asyncio.Event()
@@ -145,7 +147,7 @@ class Producer:
         tip = self.chain.tip
         snap = self.chain.tip_snapshot()
         height = tip.height + 1
-        if not snap.is_validator(self.address):
+        if not snap.is_validator(self.address) or not self.can_seal():
             return None
         limit = signer_limit(len(snap.validators))
         if any(s == self.address and h > height - limit for h, s in snap.recents):

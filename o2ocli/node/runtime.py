@@ -24,6 +24,7 @@ from o2ocli.core.block import Block
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.batch import ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
+from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import RpcServer
 from o2ocli.storage.chainstate import TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
@@ -73,6 +74,12 @@ class NodeConfig:
     """Seconds between this validator's blocks when more than the spec's
     period (``--dev-period N``).  A schedule only: consensus still uses the
     spec's period as the minimum gap, so every node agrees on validity."""
+    p2p_listen: tuple[str, int] | None = None
+    """Where to accept peers (None: do not listen)."""
+    connect: tuple[tuple[str, int], ...] = ()
+    """Peers to keep connected to (``--connect``)."""
+    use_bootstrap: bool = True
+    """Also dial the chain spec's bootstrap peers."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -111,6 +118,7 @@ class Node:
         self.rpc: Any = None
         self.rpc_url = ""
         self.producer: Producer | None = None
+        self.p2p: PeerManager | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -169,6 +177,24 @@ class Node:
                 "started": int(time.time()),
             },
         )
+        bootstrap = []
+        if cfg.use_bootstrap:
+            for item in spec.bootstrap:
+                host, _, port = item.rpartition(":")
+                if port.isdigit():
+                    bootstrap.append((host.strip("[]"), int(port)))
+        self.p2p = PeerManager(self, listen=cfg.p2p_listen, connect=cfg.connect,
+                               bootstrap=bootstrap)
+        try:
+            await self.p2p.start()
+        except OSError as exc:
+            await self.rpc.stop()
+            self.db.close()
+            host, port = cfg.p2p_listen or ("?", 0)
+            raise NodeStartError(
+                f"cannot listen for peers on {host}:{port}: {exc.strerror or exc} "
+                "(choose another with --listen, or --no-listen)"
+            ) from None
         if self.validator_key is not None:
             self.producer = Producer(
                 self.chain,
@@ -178,6 +204,7 @@ class Node:
                 proposals=self.proposals,
                 only_with_txs=cfg.only_with_txs,
                 interval=cfg.block_interval,
+                can_seal=lambda: not self.syncing(),
             )
             self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -209,6 +236,9 @@ class Node:
             except (asyncio.CancelledError, Exception):  # noqa: PERF203
                 pass
         self._tasks.clear()
+        if self.p2p is not None:
+            await self.p2p.stop()
+            self.p2p = None
         if self.rpc is not None:
             await self.rpc.stop()
             self.rpc = None
@@ -229,33 +259,46 @@ class Node:
 
     # ---------------------------------------------------------------- state
     def peer_count(self) -> int:
-        """Connected peers (P2P arrives with its own module)."""
-        return 0
+        """Peers that completed the handshake."""
+        return len(self.p2p.ready_peers()) if self.p2p is not None else 0
 
     def syncing(self) -> bool:
-        """True while catching up with peers."""
-        return False
+        """True while catching up with peers (blocks queued or headers awaited)."""
+        return self.p2p is not None and self.p2p.sync.syncing()
 
-    def submit_block(self, block: Block, now: int | None = None) -> TipChange:
-        """Connect a block (own or received) and bring the mempool along."""
+    def submit_block(
+        self, block: Block, now: int | None = None, source: Any = None
+    ) -> TipChange:
+        """Connect a block (own or received), bring the mempool along, relay."""
         change = self.chain.add_block(block, now=now)
         if change:
-            self._apply_tip_change(change)
+            self._apply_tip_change(change, source)
         return change
 
-    def _apply_tip_change(self, change: TipChange) -> None:
+    def _apply_tip_change(self, change: TipChange, source: Any = None) -> None:
         now = int(time.time())
         for block in change.connected:
             self.mempool.remove_for_block(block)
         if change.disconnected:
             back = [tx for block in reversed(change.disconnected) for tx in block.txs]
+            before = set(e.txid for e in self.mempool.entries())
             self.mempool.readd_txs(back, now)
+            if self.p2p is not None:
+                for entry in self.mempool.entries():
+                    if entry.txid not in before:
+                        self.p2p.announce_tx(entry.txid)  # relayed again after a reorg
+            log.info("reorganised: %d blocks disconnected, %d connected; tip %d",
+                     len(change.disconnected), len(change.connected), self.chain.height)
+        if self.p2p is not None and change.connected:
+            self.p2p.announce_blocks(list(change.connected), source)
         if self.producer is not None:
             self.producer.poke()
 
-    def submit_tx(self, tx: Tx) -> MempoolEntry:
-        """Accept a transaction into the mempool (raises MempoolError)."""
+    def submit_tx(self, tx: Tx, source: Any = None) -> MempoolEntry:
+        """Accept a transaction into the mempool and relay it (raises MempoolError)."""
         entry = self.mempool.accept(tx, int(time.time()))
+        if self.p2p is not None:
+            self.p2p.announce_tx(entry.txid, source)
         if self.producer is not None and self.config.only_with_txs:
             self.producer.poke()
         return entry
@@ -263,6 +306,10 @@ class Node:
     def submit_txs(self, txs: list[Tx]) -> list[MempoolEntry | MempoolError]:
         """Accept many transactions, verifying their signatures in one batch."""
         results = self.mempool.accept_many(txs, int(time.time()))
+        if self.p2p is not None:
+            for result in results:
+                if isinstance(result, MempoolEntry):
+                    self.p2p.announce_tx(result.txid)
         if self.producer is not None and self.config.only_with_txs:
             self.producer.poke()
         return results

@@ -68,6 +68,7 @@ class NodeProcess:
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.rpc_port = free_port()
+        self.p2p_port = free_port()
         self.log_path = datadir / "test-node.log"
 
     # ---------------------------------------------------------------- process
@@ -76,6 +77,8 @@ class NodeProcess:
         self.datadir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "o2ocli", "--datadir", str(self.datadir), "node", "start",
                "--rpc-listen", f"127.0.0.1:{self.rpc_port}", *args]
+        if "--listen" not in args and "--no-listen" not in args:
+            cmd += ["--listen", f"127.0.0.1:{self.p2p_port}"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
@@ -149,6 +152,11 @@ class NodeProcess:
         assert out.returncode == 0, f"{args} failed ({out.returncode}): {out.stderr}"
         return json.loads(out.stdout)
 
+    @property
+    def p2p_address(self) -> str:
+        """Where this node accepts peers."""
+        return f"127.0.0.1:{self.p2p_port}"
+
     def height(self) -> int:
         """Tip height."""
         return self.rpc("getblockcount")
@@ -156,3 +164,51 @@ class NodeProcess:
     def wait_height(self, height: int, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Wait until the tip reaches ``height``."""
         wait_until(lambda: self.height() >= height, timeout, f"{self.name} height {height}")
+
+
+class Network:
+    """N validator nodes of a freshly generated chain spec, connected in a mesh."""
+
+    def __init__(self, root: Path, factory: Callable[[str], NodeProcess], validators: int,
+                 period: int = 1) -> None:
+        self.root = root
+        spec_dir = root / "spec"
+        out = run_cli(root / "unused", "chain", "spec", "new", "testchain", "--validators",
+                      str(validators), "--period", str(period), "--out", str(spec_dir),
+                      json_out=True)
+        assert out.returncode == 0, out.stderr
+        self.spec_info = json.loads(out.stdout)
+        self.spec_path = Path(self.spec_info["spec"])
+        self.nodes = [factory(f"v{i + 1}") for i in range(validators)]
+        for node in self.nodes:
+            init = run_cli(node.datadir, "--chain", str(self.spec_path), "node", "init")
+            assert init.returncode == 0, init.stderr
+
+    def key(self, index: int) -> str:
+        return self.spec_info["validator_keys"][index]
+
+    def start_all(self, *extra: str) -> None:
+        for i, node in enumerate(self.nodes):
+            peers = [a for other in self.nodes[:i] for a in ("--connect", other.p2p_address)]
+            node.start("--validator-key", self.key(i), *peers, *extra)
+
+    def add_full_node(self, factory: Callable[[str], NodeProcess], name: str) -> NodeProcess:
+        node = factory(name)
+        init = run_cli(node.datadir, "--chain", str(self.spec_path), "node", "init")
+        assert init.returncode == 0, init.stderr
+        return node
+
+    def tips(self) -> set[str]:
+        return {n.rpc("getbestblockhash") for n in self.nodes if n.running()}
+
+    def wait_synced(self, nodes: list[NodeProcess] | None = None, timeout: float = 60) -> str:
+        """Wait until ``nodes`` share one tip and one UTXO set hash; returns the tip."""
+        nodes = nodes or self.nodes
+
+        def same() -> str | None:
+            infos = [n.rpc("getutxosetinfo") for n in nodes]
+            tips = {i["tip"] for i in infos}
+            hashes = {i["utxo_set_hash"] for i in infos}
+            return infos[0]["tip"] if len(tips) == 1 and len(hashes) == 1 else None
+
+        return wait_until(same, timeout, "nodes to agree on tip and UTXO set")

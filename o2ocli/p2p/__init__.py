@@ -1,0 +1,1 @@
+"""Peer-to-peer networking: wire messages, peer sessions, header-first sync, relay."""

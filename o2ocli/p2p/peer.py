@@ -1,0 +1,231 @@
+"""One peer connection: framing, handshake, send buffer limits, misbehaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from .messages import (
+    FRAME_HEADER_SIZE,
+    PROTOCOL_VERSION,
+    Message,
+    ProtocolError,
+    Verack,
+    Version,
+    decode_payload,
+    encode_frame,
+    parse_frame_header,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import PeerManager
+
+__all__ = ["Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER"]
+
+log = logging.getLogger("o2ocli.p2p")
+
+HANDSHAKE_TIMEOUT = 10.0
+MAX_SEND_BUFFER = 64 * 1024 * 1024
+_ids = itertools.count(1)
+
+
+class KnownSet:
+    """A bounded set of hashes (oldest forgotten first)."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, item: bytes) -> None:
+        self._items[item] = None
+        self._items.move_to_end(item)
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+
+class HandshakeRefused(Exception):
+    """The peer is on another chain, too old, or ourselves."""
+
+
+class Peer:
+    """A connected peer.  :meth:`run` handshakes, then hands each message to
+    the manager until the connection ends."""
+
+    def __init__(
+        self,
+        manager: PeerManager,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        inbound: bool,
+        dialed: tuple[str, int] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.reader = reader
+        self.writer = writer
+        self.inbound = inbound
+        peername = writer.get_extra_info("peername") or ("?", 0)
+        self.host: str = peername[0]
+        self.port: int = peername[1]
+        self.dialed = dialed
+        self.id = next(_ids)
+        self.version: Version | None = None
+        self.best_height = 0
+        self.best_td = 0
+        self.known_blocks = KnownSet()
+        self.known_txs = KnownSet()
+        self.inflight: dict[bytes, float] = {}
+        self.score = 0
+        self.connected_at = time.time()
+        self.last_recv = time.monotonic()
+        self.ping_nonce: int | None = None
+        self.ping_sent = 0.0
+        self.latency: float | None = None
+        self.closed = False
+        self.bytes_sent = 0
+        self.bytes_recv = 0
+        self._verack = False
+
+    # ------------------------------------------------------------ identity
+    @property
+    def address(self) -> str:
+        """``host:port`` of the remote socket."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        """Where this peer accepts connections (learned from its version)."""
+        if self.dialed is not None:
+            return self.dialed
+        if self.version is not None and self.version.listen_port:
+            return (self.host, self.version.listen_port)
+        return None
+
+    @property
+    def ready(self) -> bool:
+        """True once the handshake completed."""
+        return self.version is not None and self._verack and not self.closed
+
+    # -------------------------------------------------------------- sending
+    def send(self, msg: Message) -> None:
+        """Queue ``msg``; a peer that does not read its data is dropped."""
+        if self.closed:
+            return
+        frame = encode_frame(self.manager.magic, msg)
+        self.bytes_sent += len(frame)
+        try:
+            self.writer.write(frame)
+        except (ConnectionError, RuntimeError):
+            self.close("connection lost")
+            return
+        transport = self.writer.transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.close("not reading its data (send buffer full)")
+
+    def close(self, reason: str) -> None:
+        """Disconnect (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        log.info("peer %s disconnected: %s", self.address, reason)
+        try:
+            self.writer.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
+
+    # ------------------------------------------------------------ receiving
+    async def read_message(self) -> Message:
+        """Read one frame; ProtocolError for anything malformed."""
+        head = await self.reader.readexactly(FRAME_HEADER_SIZE)
+        kind, length, checksum = parse_frame_header(self.manager.magic, head)
+        payload = await self.reader.readexactly(length) if length else b""
+        self.bytes_recv += FRAME_HEADER_SIZE + length
+        self.last_recv = time.monotonic()
+        return decode_payload(kind, payload, checksum)
+
+    async def handshake(self) -> None:
+        """Exchange version/verack; refuse other chains and self-connections."""
+        self.send(self.manager.our_version())
+        while not (self.version is not None and self._verack):
+            msg = await self.read_message()
+            if isinstance(msg, Version):
+                if self.version is not None:
+                    raise ProtocolError("second version message")
+                self._check_version(msg)
+                self.version = msg
+                self.best_height = msg.height
+                self.best_td = msg.total_difficulty
+                self.send(Verack())
+            elif isinstance(msg, Verack):
+                if self.version is None:
+                    raise ProtocolError("verack before version")
+                self._verack = True
+            else:
+                raise ProtocolError(f"{type(msg).__name__} before the handshake finished")
+
+    def _check_version(self, msg: Version) -> None:
+        manager = self.manager
+        if msg.nonce in manager.own_nonces:
+            raise HandshakeRefused("connected to ourselves")
+        if msg.genesis != manager.genesis_hash or msg.chain_id != manager.chain_id:
+            raise HandshakeRefused(
+                f"peer follows another chain ({msg.chain_id}, genesis {msg.genesis.hex()[:16]}…)"
+            )
+        if msg.protocol < 1:
+            raise HandshakeRefused(f"unsupported protocol version {msg.protocol}")
+
+    async def run(self) -> None:
+        """Handshake, then dispatch messages until the connection ends."""
+        manager = self.manager
+        try:
+            await asyncio.wait_for(self.handshake(), HANDSHAKE_TIMEOUT)
+            manager.on_ready(self)
+            while not self.closed:
+                msg = await self.read_message()
+                await manager.handle(self, msg)
+        except HandshakeRefused as exc:
+            self.close(f"handshake refused: {exc}")
+        except ProtocolError as exc:
+            manager.misbehaving(self, 100, f"protocol violation: {exc}")
+        except TimeoutError:
+            self.close("handshake timed out")
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.close("connection closed")
+        except asyncio.CancelledError:
+            self.close("shutting down")
+            raise
+        except Exception as exc:  # noqa: BLE001 - never let one peer take the node down
+            log.exception("peer %s: unexpected error", self.address)
+            self.close(f"internal error: {type(exc).__name__}")
+        finally:
+            self.close("done")
+            manager.on_disconnect(self)
+
+    def info(self) -> dict[str, Any]:
+        """JSON summary for ``getpeerinfo``."""
+        listen = self.listen_address
+        return {
+            "id": self.id,
+            "address": self.address,
+            "listen": f"{listen[0]}:{listen[1]}" if listen else None,
+            "inbound": self.inbound,
+            "height": self.best_height,
+            "total_difficulty": self.best_td,
+            "user_agent": self.version.user_agent if self.version else None,
+            "ready": self.ready,
+            "score": self.score,
+            "inflight": len(self.inflight),
+            "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
+            "bytes_sent": self.bytes_sent,
+            "bytes_recv": self.bytes_recv,
+            "connected_at": int(self.connected_at),
+        }
+
+    PROTOCOL = PROTOCOL_VERSION

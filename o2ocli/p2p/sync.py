@@ -1,0 +1,303 @@
+"""Header-first block download.
+
+Headers are validated as they arrive (links, PoA seal, schedule, difficulty,
+timestamps: :func:`o2ocli.consensus.poa.validate_header` against snapshots
+computed from the headers themselves), before any body is requested.  Bodies
+are then fetched in parallel from every peer that has them, at most
+``WINDOW`` requests in flight per peer, and connected strictly in header
+order.  A peer that lets a request sit for ``STALL_SECONDS`` is dropped and
+its requests go to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+from o2ocli.consensus.errors import BlockInvalid
+from o2ocli.consensus.poa import Snapshot, validate_header
+from o2ocli.core.block import Block, BlockHeader
+from o2ocli.storage.chainstate import STATUS_INVALID, ChainStateError
+
+from .messages import INV_BLOCK, MAX_HEADERS, GetData, GetHeaders
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .manager import PeerManager
+    from .peer import Peer
+
+__all__ = ["BlockSync", "WINDOW", "STALL_SECONDS"]
+
+log = logging.getLogger("o2ocli.p2p.sync")
+
+WINDOW = 16
+STALL_SECONDS = 20.0
+HEADERS_TIMEOUT = 30.0
+MAX_PENDING = 200_000
+
+
+class BlockSync:
+    """Tracks validated headers whose blocks are still to be fetched and connected."""
+
+    def __init__(self, manager: PeerManager) -> None:
+        self.manager = manager
+        self.pending: dict[bytes, tuple[BlockHeader, Snapshot, int]] = {}
+        """hash → (header, snapshot after it, total difficulty)."""
+        self.queue: deque[bytes] = deque()
+        self.received: dict[bytes, tuple[Block, Peer]] = {}
+        self.inflight_by: dict[bytes, int] = {}
+        self.headers_from: dict[int, float] = {}
+        """peer id → when we asked it for headers (an outstanding request)."""
+        self.best_header_height = 0
+        self.connected_count = 0
+
+    @property
+    def chain(self):  # noqa: ANN201 - ChainManager, avoids an import cycle
+        return self.manager.node.chain
+
+    # ---------------------------------------------------------------- status
+    def syncing(self) -> bool:
+        """True while blocks are queued or a header request is outstanding."""
+        now = time.monotonic()
+        waiting = any(now - t < HEADERS_TIMEOUT for t in self.headers_from.values())
+        return bool(self.queue) or waiting
+
+    def target_height(self) -> int:
+        """Highest header height known (ours or validated from peers)."""
+        return max(self.chain.height, self.best_header_height)
+
+    # -------------------------------------------------------------- headers
+    def locator(self, start: bytes | None = None) -> tuple[bytes, ...]:
+        """Block locator: recent hashes densely, older ones exponentially sparser."""
+        hashes: list[bytes] = []
+        if start is not None and start in self.pending:
+            header = self.pending[start][0]
+            while header.hash in self.pending and len(hashes) < 10:
+                hashes.append(header.hash)
+                parent = self.pending.get(header.prev_hash)
+                if parent is None:
+                    break
+                header = parent[0]
+        state = self.chain.state
+        height = self.chain.height
+        step = 1
+        while height > 0 and len(hashes) < 63:
+            block_hash = state.get_block_hash(height)
+            if block_hash is not None:
+                hashes.append(block_hash)
+            if len(hashes) >= 10:
+                step *= 2
+            height -= step
+        hashes.append(self.chain.genesis.hash)
+        return tuple(dict.fromkeys(hashes))
+
+    def request_headers(self, peer: Peer, start: bytes | None = None) -> None:
+        """Ask ``peer`` for the headers after our best (pending) block."""
+        self.headers_from[peer.id] = time.monotonic()
+        peer.send(GetHeaders(self.locator(start)))
+
+    def on_peer_ready(self, peer: Peer) -> None:
+        """A new peer: fetch its headers if it claims more work than we have."""
+        if peer.best_td > self.chain.tip.total_difficulty:
+            self.request_headers(peer)
+
+    def _parent_info(self, prev: bytes) -> tuple[BlockHeader, Snapshot, int] | None:
+        if prev in self.pending:
+            return self.pending[prev]
+        entry = self.chain.state.get_index(prev)
+        if entry is None or entry.status == STATUS_INVALID:
+            return None
+        return entry.header, self.chain.snapshot(prev), entry.total_difficulty
+
+    def on_headers(self, peer: Peer, headers: tuple[BlockHeader, ...]) -> None:
+        """Validate a batch of headers and queue their blocks for download."""
+        self.headers_from.pop(peer.id, None)
+        if not headers:
+            return
+        manager = self.manager
+        parent = self._parent_info(headers[0].prev_hash)
+        if parent is None:
+            if self.chain.state.get_index(headers[0].prev_hash) is not None:
+                manager.misbehaving(peer, 100, "headers build on an invalid block")
+                return
+            # They do not connect to anything we know: ask with a full locator.
+            self.request_headers(peer)
+            return
+        state = self.chain.state
+        now = int(time.time())
+        first_parent = parent[0]
+        if (
+            first_parent.height < self.chain.finalized_height
+            and state.get_block_hash(first_parent.height + 1) != headers[0].hash
+        ):
+            manager.misbehaving(peer, 20, "branch forks below our finalized height")
+            return
+        header_parent, snap, td = parent
+        last = None
+        for header in headers:
+            if header.prev_hash != header_parent.hash:
+                manager.misbehaving(peer, 100, "headers are not a chain")
+                return
+            known = self.pending.get(header.hash)
+            entry = state.get_index(header.hash) if known is None else None
+            if entry is not None and entry.status == STATUS_INVALID:
+                manager.misbehaving(peer, 100, "header of a block known to be invalid")
+                return
+            if known is not None:
+                header_parent, snap, td = known
+            elif entry is not None:
+                header_parent, snap, td = entry.header, self.chain.snapshot(entry.hash), (
+                    entry.total_difficulty
+                )
+            else:
+                try:
+                    snap = validate_header(header, header_parent, snap, self.chain.poa, now)
+                except BlockInvalid as exc:
+                    manager.misbehaving(peer, 100, f"invalid header {header.height}: {exc}")
+                    return
+                td += header.difficulty
+                if len(self.pending) >= MAX_PENDING:
+                    break
+                self.pending[header.hash] = (header, snap, td)
+                self.queue.append(header.hash)
+                header_parent = header
+            peer.known_blocks.add(header.hash)
+            last = header
+        if last is not None:
+            peer.best_height = max(peer.best_height, last.height)
+            peer.best_td = max(peer.best_td, td)
+            self.best_header_height = max(self.best_header_height, last.height)
+        if len(headers) == MAX_HEADERS and last is not None:
+            self.request_headers(peer, last.hash)
+        self.schedule()
+
+    # --------------------------------------------------------------- bodies
+    def schedule(self) -> None:
+        """Hand out block requests to peers with free slots."""
+        if not self.queue:
+            return
+        peers = [p for p in self.manager.ready_peers() if len(p.inflight) < WINDOW]
+        if not peers:
+            return
+        now = time.monotonic()
+        wanted: dict[int, list[bytes]] = {p.id: [] for p in peers}
+        by_id = {p.id: p for p in peers}
+        free = {p.id: WINDOW - len(p.inflight) for p in peers}
+        scanned = 0
+        for block_hash in self.queue:
+            scanned += 1
+            if scanned > 4 * WINDOW * len(peers) + 64 or not free:
+                break
+            if block_hash in self.inflight_by or block_hash in self.received:
+                continue
+            height = self.pending[block_hash][0].height
+            candidates = [
+                pid for pid in free
+                if by_id[pid].best_height >= height or block_hash in by_id[pid].known_blocks
+            ]
+            if not candidates:
+                continue
+            pid = max(candidates, key=lambda i: free[i])
+            wanted[pid].append(block_hash)
+            self.inflight_by[block_hash] = pid
+            by_id[pid].inflight[block_hash] = now
+            free[pid] -= 1
+            if free[pid] == 0:
+                del free[pid]
+        for pid, hashes in wanted.items():
+            if hashes:
+                by_id[pid].send(GetData(tuple((INV_BLOCK, h) for h in hashes)))
+
+    def on_block(self, peer: Peer, block: Block) -> None:
+        """A block arrived (requested, or announced by its sealer)."""
+        block_hash = block.hash
+        peer.inflight.pop(block_hash, None)
+        self.inflight_by.pop(block_hash, None)
+        peer.known_blocks.add(block_hash)
+        if block_hash in self.pending:
+            self.received[block_hash] = (block, peer)
+            self._connect_ready()
+        else:
+            state = self.chain.state
+            if state.get_index(block_hash) is not None:
+                return
+            if state.get_index(block.header.prev_hash) is None:
+                self.request_headers(peer)
+                return
+            self._submit(peer, block)
+        self.schedule()
+
+    def on_notfound(self, peer: Peer, hashes: list[bytes]) -> None:
+        """The peer does not have blocks we asked for: ask someone else."""
+        for block_hash in hashes:
+            if peer.inflight.pop(block_hash, None) is not None:
+                self.inflight_by.pop(block_hash, None)
+        self.schedule()
+
+    def _submit(self, peer: Peer, block: Block) -> bool:
+        try:
+            self.manager.node.submit_block(block, source=peer)
+        except BlockInvalid as exc:
+            self.manager.misbehaving(peer, 100, f"invalid block {block.height}: {exc}")
+            return False
+        except ChainStateError as exc:
+            log.info("block %d from %s not connected: %s", block.height, peer.address, exc)
+            return False
+        self.connected_count += 1
+        return True
+
+    def _connect_ready(self) -> None:
+        state = self.chain.state
+        while self.queue:
+            head = self.queue[0]
+            if head not in self.pending:
+                self.queue.popleft()
+                continue
+            if state.get_index(head) is not None:
+                self.queue.popleft()
+                self.pending.pop(head, None)
+                self.received.pop(head, None)
+                continue
+            arrived = self.received.pop(head, None)
+            if arrived is None:
+                return
+            self.queue.popleft()
+            self.pending.pop(head, None)
+            block, peer = arrived
+            if not self._submit(peer, block):
+                self._drop_pending()
+                return
+
+    def _drop_pending(self) -> None:
+        """Forget queued headers (after an invalid block): start over with
+        the headers of the remaining peers."""
+        self.pending.clear()
+        self.queue.clear()
+        self.received.clear()
+        for pid in list(self.inflight_by):
+            self.inflight_by.pop(pid, None)
+        for peer in self.manager.ready_peers():
+            peer.inflight.clear()
+            if peer.best_td > self.chain.tip.total_difficulty:
+                self.request_headers(peer)
+
+    # -------------------------------------------------------------- upkeep
+    def on_peer_gone(self, peer: Peer) -> None:
+        """Re-queue what the peer still owed us."""
+        self.headers_from.pop(peer.id, None)
+        for block_hash in peer.inflight:
+            if self.inflight_by.get(block_hash) == peer.id:
+                del self.inflight_by[block_hash]
+        peer.inflight.clear()
+        self.schedule()
+
+    def check_stalls(self) -> None:
+        """Drop peers that sit on our requests."""
+        now = time.monotonic()
+        for peer in self.manager.ready_peers():
+            if peer.inflight and now - min(peer.inflight.values()) > STALL_SECONDS:
+                peer.close("stalled block download")
+        for pid, asked in list(self.headers_from.items()):
+            if now - asked > HEADERS_TIMEOUT:
+                del self.headers_from[pid]
