@@ -155,33 +155,51 @@ class Reader:
 
     def u16(self, what: str = "u16") -> int:
         """Read a little-endian u16."""
-        return _U16.unpack(self.raw(2, what))[0]
+        pos = self._pos
+        if pos + 2 > self._end:
+            raise DecodeError(f"truncated {what}: need 2 bytes, {self._end - pos} left")
+        self._pos = pos + 2
+        return _U16.unpack_from(self._data, pos)[0]
 
     def u32(self, what: str = "u32") -> int:
         """Read a little-endian u32."""
-        return _U32.unpack(self.raw(4, what))[0]
+        pos = self._pos
+        if pos + 4 > self._end:
+            raise DecodeError(f"truncated {what}: need 4 bytes, {self._end - pos} left")
+        self._pos = pos + 4
+        return _U32.unpack_from(self._data, pos)[0]
 
     def u64(self, what: str = "u64") -> int:
         """Read a little-endian u64."""
-        return _U64.unpack(self.raw(8, what))[0]
+        pos = self._pos
+        if pos + 8 > self._end:
+            raise DecodeError(f"truncated {what}: need 8 bytes, {self._end - pos} left")
+        self._pos = pos + 8
+        return _U64.unpack_from(self._data, pos)[0]
 
     def varint(self, what: str = "varint", maximum: int = MAX_U64) -> int:
         """Read a canonical varint no larger than ``maximum``."""
-        first = self.u8(what)
+        pos = self._pos
+        if pos >= self._end:
+            raise DecodeError(f"truncated {what}: need 1 byte, 0 left")
+        first = self._data[pos]
         if first < 0xFD:
+            self._pos = pos + 1
             n = first
-        elif first == 0xFD:
-            n = self.u16(what)
-            if n < 0xFD:
-                raise DecodeError(f"non-canonical varint in {what}")
-        elif first == 0xFE:
-            n = self.u32(what)
-            if n <= 0xFFFF:
-                raise DecodeError(f"non-canonical varint in {what}")
         else:
-            n = self.u64(what)
-            if n <= MAX_U32:
-                raise DecodeError(f"non-canonical varint in {what}")
+            self._pos = pos + 1
+            if first == 0xFD:
+                n = self.u16(what)
+                if n < 0xFD:
+                    raise DecodeError(f"non-canonical varint in {what}")
+            elif first == 0xFE:
+                n = self.u32(what)
+                if n <= 0xFFFF:
+                    raise DecodeError(f"non-canonical varint in {what}")
+            else:
+                n = self.u64(what)
+                if n <= MAX_U32:
+                    raise DecodeError(f"non-canonical varint in {what}")
         if n > maximum:
             raise DecodeError(f"{what} too large: {n} > {maximum}")
         return n

@@ -31,7 +31,7 @@ __all__ = ["BlockSync", "WINDOW", "STALL_SECONDS"]
 
 log = logging.getLogger("o2ocli.p2p.sync")
 
-WINDOW = 16
+WINDOW = 64
 STALL_SECONDS = 20.0
 HEADERS_TIMEOUT = 30.0
 MAX_PENDING = 200_000
