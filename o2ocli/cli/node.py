@@ -222,6 +222,7 @@ def start_cmd(
         block_interval=dev_period if dev and dev_period else 0,
         p2p_listen=p2p_listen,
         connect=peers,
+        progress_bar=sys.stderr.isatty(),
     )
     try:
         asyncio.run(run_node(config))

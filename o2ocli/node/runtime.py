@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ class NodeConfig:
     """Peers to keep connected to (``--connect``)."""
     use_bootstrap: bool = True
     """Also dial the chain spec's bootstrap peers."""
+    progress_bar: bool = False
+    """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -208,6 +211,7 @@ class Node:
             )
             self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self._sync_progress(), name="sync-progress"))
         log.info(
             "node started: chain %s height %d tip %s rpc %s%s",
             spec.chain_id,
@@ -256,6 +260,34 @@ class Node:
             expired = self.mempool.expire(int(time.time()))
             if expired:
                 log.info("expired %d mempool transactions", len(expired))
+
+    async def _sync_progress(self) -> None:
+        """Report initial sync: a click progress bar on a terminal, log lines otherwise."""
+        import click
+
+        bar: Any = None
+        last_log = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            if not self.syncing():
+                if bar is not None:
+                    bar.render_finish()
+                    bar = None
+                    log.info("sync finished at height %d", self.chain.height)
+                continue
+            target = max(self.p2p.sync.target_height() if self.p2p else 0, self.chain.height)
+            height = self.chain.height
+            if self.config.progress_bar:
+                if bar is None:
+                    bar = click.progressbar(length=max(target, 1), label="syncing",
+                                            file=sys.stderr, show_pos=True)
+                bar.length = max(target, 1)
+                bar.update(max(0, height - bar.pos))
+            elif time.monotonic() - last_log >= 5:
+                last_log = time.monotonic()
+                pct = 100.0 * height / target if target else 100.0
+                log.info("syncing: height %d of %d (%.0f%%), %d peers", height, target, pct,
+                         self.peer_count())
 
     # ---------------------------------------------------------------- state
     def peer_count(self) -> int:
