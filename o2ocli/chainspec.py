@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 BUILTIN_SPECS = ("devnet", "testnet")
+MAX_BLOCK_SIZE_LIMIT = 8_000_000
+"""Largest block a spec may allow: a block must fit in one P2P frame (8 MiB)."""
 CHAINDATA_DIR = Path(__file__).resolve().parent / "chaindata"
 _SOURCE_CHAINDATA_DIR = Path(__file__).resolve().parent.parent / "chaindata"
 
@@ -349,7 +351,7 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
         period=period,
         epoch=epoch,
         max_future=max_future,
-        max_block_size=_int(data, "limits.max_block_size", 1000, 64_000_000),
+        max_block_size=_int(data, "limits.max_block_size", 1000, MAX_BLOCK_SIZE_LIMIT),
         max_tx_size=_int(data, "limits.max_tx_size", 200, 4_000_000),
         max_block_txs=_int(data, "limits.max_block_txs", 1, 200_000),
         min_relay_fee=_amount(data, "fees.min_relay_fee", decimals),

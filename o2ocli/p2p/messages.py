@@ -354,6 +354,8 @@ def encode_frame(magic: bytes, msg: Message) -> bytes:
 
 def parse_frame_header(magic: bytes, head: bytes) -> tuple[int, int, bytes]:
     """Check a 13-byte frame header; returns (type, length, checksum)."""
+    if len(head) != FRAME_HEADER_SIZE:
+        raise ProtocolError(f"frame header must be {FRAME_HEADER_SIZE} bytes")
     if head[:4] != magic:
         raise ProtocolError(f"wrong network magic {head[:4].hex()}")
     kind = head[4]
