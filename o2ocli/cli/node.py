@@ -359,6 +359,7 @@ def status_cmd() -> None:
         "peers": info["peers"],
         "mempool_size": info["mempool_size"],
         "syncing": info["syncing"],
+        "sync_height": info.get("sync_height", info["height"]),
         "chain_id": info["chain_id"],
         "validator": info["validator"],
     }
@@ -368,7 +369,8 @@ def status_cmd() -> None:
         f"tip        {info['tip']}",
         f"mempool    {info['mempool_size']} txs",
         f"peers      {info['peers']}",
-        f"syncing    {'yes' if info['syncing'] else 'no'}",
+        f"syncing    {'yes' if info['syncing'] else 'no'}"
+        + (f" (height {info['height']} of {info.get('sync_height')})" if info["syncing"] else ""),
     ]
     if info["validator"]:
         lines.append(f"validator  {info['validator']}")
