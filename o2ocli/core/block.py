@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from o2ocli.crypto.hashes import sha256d
 
-from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer
+from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
 from .limits import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_CHECKPOINT_VALIDATORS
 from .tx import PUBKEY_SIZE, SIGNATURE_SIZE, Tx
 
@@ -216,11 +216,7 @@ class BlockHeader:
 
     def seal_hash(self, chain_id: str) -> bytes:
         """The digest the sealing validator signs."""
-        w = Writer()
-        w.var_bytes(SEAL_TAG)
-        w.var_bytes(chain_id.encode())
-        w.raw(self.unsealed_bytes())
-        return sha256d(w.getvalue())
+        return sha256d(domain_preimage(SEAL_TAG, chain_id, self.unsealed_bytes()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,15 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["DecodeError", "Reader", "Writer", "varint_size", "MAX_U64", "MAX_U32"]
+__all__ = [
+    "DecodeError",
+    "Reader",
+    "Writer",
+    "varint_size",
+    "domain_preimage",
+    "MAX_U64",
+    "MAX_U32",
+]
 
 MAX_U32 = 0xFFFF_FFFF
 MAX_U64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -104,6 +112,16 @@ class Writer:
         """Append a varint length and then ``data``."""
         self.varint(len(data))
         self._buf += data
+
+
+def domain_preimage(tag: bytes, chain_id: str, data: bytes) -> bytes:
+    """``var_bytes(tag) ‖ var_bytes(chain_id as UTF-8) ‖ data``: what every
+    signed digest hashes, so a signature is bound to its purpose and network."""
+    w = Writer()
+    w.var_bytes(tag)
+    w.var_bytes(chain_id.encode())
+    w.raw(data)
+    return w.getvalue()
 
 
 class Reader:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from o2ocli.crypto.hashes import sha256d
 
-from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer
+from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
 from .limits import MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS, MAX_WITNESS_PAIRS
 from .locks import Lock, decode_lock, encode_lock
 from .payloads import NO_PAYLOAD, Coinbase, Payload, decode_payload, encode_payload
@@ -277,11 +277,7 @@ class Tx:
 
     def sighash(self, chain_id: str) -> bytes:
         """The digest every witness signature of this tx signs."""
-        w = Writer()
-        w.var_bytes(SIGHASH_TAG)
-        w.var_bytes(chain_id.encode())
-        w.raw(self.stripped_bytes())
-        return sha256d(w.getvalue())
+        return sha256d(domain_preimage(SIGHASH_TAG, chain_id, self.stripped_bytes()))
 
     @property
     def is_coinbase(self) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from o2ocli.asyncutil import cancel_and_wait
 from o2ocli.chainspec import ChainSpec
 from o2ocli.core.block import Block
 from o2ocli.core.tx import Tx
@@ -232,14 +233,7 @@ class Node:
 
     async def shutdown(self) -> None:
         """Stop tasks, the RPC server and close the database (idempotent)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: PERF203
-                pass
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
         if self.p2p is not None:
             await self.p2p.stop()
             self.p2p = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from o2ocli import __version__
+from o2ocli.asyncutil import cancel_and_wait
 from o2ocli.core.tx import Tx
 
 from .messages import (
@@ -170,14 +171,7 @@ class PeerManager:
 
     async def stop(self) -> None:
         """Close every connection and stop listening."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: PERF203
-                pass
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
