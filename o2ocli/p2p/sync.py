@@ -11,6 +11,7 @@ its requests go to the others.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -34,7 +35,11 @@ log = logging.getLogger("o2ocli.p2p.sync")
 WINDOW = 64
 STALL_SECONDS = 20.0
 HEADERS_TIMEOUT = 30.0
+UNAVAILABLE_SECONDS = 10.0
+"""A queued block that no connected peer can serve for this long is given up
+(with the headers queued after it); headers are then asked for afresh."""
 MAX_PENDING = 200_000
+CONNECT_SCAN = 256
 
 
 class BlockSync:
@@ -51,6 +56,10 @@ class BlockSync:
         """peer id → when we asked it for headers (an outstanding request)."""
         self.best_header_height = 0
         self.connected_count = 0
+        self.unavailable: dict[bytes, set[int]] = {}
+        """block hash → ids of peers that answered notfound for it."""
+        self.waiting_since: dict[bytes, float] = {}
+        """block hash → when we first found nobody to ask for it."""
 
     @property
     def chain(self):  # noqa: ANN201 - ChainManager, avoids an import cycle
@@ -192,9 +201,11 @@ class BlockSync:
             if block_hash in self.inflight_by or block_hash in self.received:
                 continue
             height = self.pending[block_hash][0].height
+            refused = self.unavailable.get(block_hash, ())
             candidates = [
                 pid for pid in free
-                if by_id[pid].best_height >= height or block_hash in by_id[pid].known_blocks
+                if pid not in refused
+                and (by_id[pid].best_height >= height or block_hash in by_id[pid].known_blocks)
             ]
             if not candidates:
                 continue
@@ -233,6 +244,8 @@ class BlockSync:
         for block_hash in hashes:
             if peer.inflight.pop(block_hash, None) is not None:
                 self.inflight_by.pop(block_hash, None)
+            if block_hash in self.pending:
+                self.unavailable.setdefault(block_hash, set()).add(peer.id)
         self.schedule()
 
     def _submit(self, peer: Peer, block: Block) -> bool:
@@ -247,36 +260,51 @@ class BlockSync:
         self.connected_count += 1
         return True
 
+    def _forget(self, block_hash: bytes) -> None:
+        self.pending.pop(block_hash, None)
+        self.received.pop(block_hash, None)
+        self.unavailable.pop(block_hash, None)
+        self.waiting_since.pop(block_hash, None)
+
     def _connect_ready(self) -> None:
+        """Connect every received block whose parent is stored, in header order.
+
+        Blocks of one branch wait for their parent; blocks of another branch
+        (or after a gap) do not wait for unrelated ones.
+        """
         state = self.chain.state
-        while self.queue:
-            head = self.queue[0]
-            if head not in self.pending:
-                self.queue.popleft()
-                continue
-            if state.get_index(head) is not None:
-                self.queue.popleft()
-                self.pending.pop(head, None)
-                self.received.pop(head, None)
-                continue
-            arrived = self.received.pop(head, None)
-            if arrived is None:
-                return
-            self.queue.popleft()
-            self.pending.pop(head, None)
-            block, peer = arrived
-            if not self._submit(peer, block):
-                self._drop_pending()
-                return
+        progress = True
+        while progress and self.queue:
+            progress = False
+            for block_hash in itertools.islice(self.queue, CONNECT_SCAN):
+                if block_hash not in self.pending or state.get_index(block_hash) is not None:
+                    self.queue.remove(block_hash)
+                    self._forget(block_hash)
+                    progress = True
+                    break
+                arrived = self.received.get(block_hash)
+                if arrived is None:
+                    continue
+                block, peer = arrived
+                if state.get_index(block.header.prev_hash) is None:
+                    continue  # its parent comes first
+                self.queue.remove(block_hash)
+                self._forget(block_hash)
+                if not self._submit(peer, block):
+                    self._drop_pending()
+                    return
+                progress = True
+                break
 
     def _drop_pending(self) -> None:
-        """Forget queued headers (after an invalid block): start over with
-        the headers of the remaining peers."""
+        """Forget queued headers (after an invalid block, or a block nobody can
+        serve): start over with the headers of the remaining peers."""
         self.pending.clear()
         self.queue.clear()
         self.received.clear()
-        for pid in list(self.inflight_by):
-            self.inflight_by.pop(pid, None)
+        self.inflight_by.clear()
+        self.unavailable.clear()
+        self.waiting_since.clear()
         for peer in self.manager.ready_peers():
             peer.inflight.clear()
             if peer.best_td > self.chain.tip.total_difficulty:
@@ -301,3 +329,27 @@ class BlockSync:
         for pid, asked in list(self.headers_from.items()):
             if now - asked > HEADERS_TIMEOUT:
                 del self.headers_from[pid]
+        self._give_up_unavailable(now)
+
+    def _give_up_unavailable(self, now: float) -> None:
+        """Drop the queue when its first missing block has had no possible
+        source for UNAVAILABLE_SECONDS (its announcer left, others lack it)."""
+        head = next((h for h in self.queue if h not in self.received), None)
+        if head is None or head in self.inflight_by or head not in self.pending:
+            if head is not None:
+                self.waiting_since.pop(head, None)
+            return
+        height = self.pending[head][0].height
+        refused = self.unavailable.get(head, set())
+        holders = [
+            p for p in self.manager.ready_peers()
+            if p.id not in refused and (head in p.known_blocks or p.best_height >= height)
+        ]
+        if holders:
+            self.waiting_since.pop(head, None)
+            return
+        since = self.waiting_since.setdefault(head, now)
+        if now - since >= UNAVAILABLE_SECONDS:
+            log.info("no peer can serve block %s at height %d; dropping %d queued headers",
+                     head.hex()[:16], height, len(self.queue))
+            self._drop_pending()
