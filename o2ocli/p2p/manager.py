@@ -269,7 +269,20 @@ class PeerManager:
         return [p for p in self.peers.values() if p.ready]
 
     def on_ready(self, peer: Peer) -> None:
-        """Handshake done: exchange addresses, start syncing if they are ahead."""
+        """Handshake done: exchange addresses, start syncing if they are ahead.
+
+        If both sides dialled each other at once there are two links; each end
+        keeps the one with the smaller pair of handshake nonces (both ends see
+        the same nonces, so they make the same choice) and closes the other."""
+        listen = peer.listen_address
+        twin = next((p for p in self.ready_peers()
+                     if p is not peer and listen is not None and p.listen_address == listen),
+                    None)
+        if twin is not None:
+            loser = peer if peer.link_key() > twin.link_key() else twin
+            loser.close("duplicate connection")
+            if loser is peer:
+                return
         log.info("peer %s connected (%s, height %d, %s)", peer.address,
                  "inbound" if peer.inbound else "outbound", peer.best_height,
                  peer.version.user_agent if peer.version else "?")

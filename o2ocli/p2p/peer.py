@@ -92,6 +92,7 @@ class Peer:
         self.bytes_sent = 0
         self.bytes_recv = 0
         self._verack = False
+        self.sent_nonce = 0
 
     # ------------------------------------------------------------ identity
     @property
@@ -150,9 +151,16 @@ class Peer:
         self.last_recv = time.monotonic()
         return decode_payload(kind, payload, checksum)
 
+    def link_key(self) -> tuple[int, int]:
+        """Both handshake nonces, smaller first: the same value at both ends."""
+        theirs = self.version.nonce if self.version is not None else 0
+        return (min(self.sent_nonce, theirs), max(self.sent_nonce, theirs))
+
     async def handshake(self) -> None:
         """Exchange version/verack; refuse other chains and self-connections."""
-        self.send(self.manager.our_version())
+        version = self.manager.our_version()
+        self.sent_nonce = version.nonce
+        self.send(version)
         while not (self.version is not None and self._verack):
             msg = await self.read_message()
             if isinstance(msg, Version):

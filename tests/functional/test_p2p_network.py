@@ -300,3 +300,22 @@ def test_node_does_not_keep_a_connection_to_itself(tmp_path, node_factory):
     assert node.rpc("getinfo")["peers"] == 0
     start = node.height()
     node.wait_height(start + 2, timeout=20)  # still sealing on its own
+
+
+def test_nodes_dialling_each_other_keep_one_link(tmp_path, node_factory):
+    """Both sides --connect the other: exactly one connection survives, at both ends."""
+    net = Network(tmp_path, node_factory, 2)
+    a, b = net.nodes
+    a.start("--validator-key", net.key(0), "--connect", b.p2p_address)
+    b.start("--validator-key", net.key(1), "--connect", a.p2p_address)
+
+    def one_link() -> bool:
+        peers_a = [p for p in a.rpc("getpeerinfo")["peers"] if p["ready"]]
+        peers_b = [p for p in b.rpc("getpeerinfo")["peers"] if p["ready"]]
+        return len(peers_a) == 1 and len(peers_b) == 1
+
+    wait_until(one_link, 30, "a single link between the two nodes")
+    time.sleep(3)  # and it stays that way (no flapping)
+    assert one_link()
+    a.wait_height(3)
+    net.wait_synced()
