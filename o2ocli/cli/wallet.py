@@ -290,18 +290,24 @@ def balance_cmd() -> None:
                        ["asset", "confirmed", "unconfirmed"]))
 
 
+def _address(spec: Any, text: str) -> bytes:
+    """The pubkey hash of an address of this chain, or a one-line CLI error."""
+    from o2ocli.crypto.address import AddressError
+
+    try:
+        return spec.decode_address(text)
+    except AddressError as exc:
+        raise CliError(f"bad address {text!r}: {exc}") from None
+
+
 def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...],
                         splits: tuple[str, ...], asset: bytes) -> list[Any]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import NATIVE_ASSET, TxOut
-    from o2ocli.crypto.address import AddressError
     from o2ocli.wallet.builder import split_amount
 
     def addr(text: str) -> bytes:
-        try:
-            return spec.decode_address(text)
-        except AddressError as exc:
-            raise CliError(f"bad address {text!r}: {exc}") from None
+        return _address(spec, text)
 
     def amount(text: str) -> int:
         try:
@@ -455,14 +461,11 @@ def export_key_cmd(address: str, passphrase_file: Path | None) -> None:
     Example:
         o2ocli -w alice wallet export-key dAbc…
     """
-    from o2ocli.crypto.address import AddressError, encode_wif
+    from o2ocli.crypto.address import encode_wif
 
     ctx = get_context()
     with open_wallet(ctx) as w:
-        try:
-            pkh = w.spec.decode_address(address)
-        except AddressError as exc:
-            raise CliError(f"bad address {address!r}: {exc}") from None
+        pkh = _address(w.spec, address)
         if not w.owns(pkh):
             raise CliError(f"address {address} is not in wallet {w.name!r}")
         passphrase = unlock_passphrase(w, passphrase_file)
