@@ -31,7 +31,7 @@ from _devnode import free_port
 
 from o2ocli.chainspec import load_spec
 from o2ocli.consensus.poa import seal_header
-from o2ocli.core.block import Block, BlockHeader, merkle_root
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
@@ -87,7 +87,7 @@ def build_chain(spec, n_blocks: int, per_block: int) -> list[Block]:
         if fees:
             body.insert(0, Tx((), (TxOut(NATIVE_ASSET, fees, claim_lock),),
                               payload=Coinbase(height)))
-        header = BlockHeader(height, parent.hash, merkle_root([t.txid for t in body]),
+        header = BlockHeader(height, parent.hash, tx_merkle_root(body),
                              parent.time + 1, 2)
         block = Block(seal_header(header, validator, spec.chain_id), tuple(body))
         parent = block.header

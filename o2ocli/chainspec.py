@@ -42,7 +42,7 @@ from typing import Any
 
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
 from o2ocli.consensus.poa import MAX_VALIDATORS, PoAParams
-from o2ocli.core.block import Block, BlockHeader, merkle_root
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import GenesisAlloc
 from o2ocli.core.tx import NATIVE_ASSET, Tx, TxOut
@@ -199,7 +199,7 @@ class ChainSpec:
         header = BlockHeader(
             0,
             bytes(32),
-            merkle_root([t.txid for t in txs]),
+            tx_merkle_root(txs),
             self.genesis_time,
             0,
             checkpoint=self.validators,

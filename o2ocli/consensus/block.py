@@ -63,7 +63,8 @@ def check_block_size(block: Block, params: ConsensusParams) -> None:
 
 
 def check_merkle_root(block: Block) -> None:
-    """Rule: the header's merkle root is the root of the block's txids."""
+    """Rule: the header's merkle root is the root of the block's wtxids (full
+    encodings, witnesses included; see :func:`o2ocli.core.block.tx_merkle_root`)."""
     if block.compute_merkle_root() != block.header.merkle_root:
         raise BlockInvalid("bad-txnmrklroot", "merkle root does not match the transactions")
 

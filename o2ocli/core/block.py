@@ -19,8 +19,11 @@ Byte layout::
   empty otherwise.
 * The genesis header carries an all-zero seal.
 
-Merkle root (:func:`merkle_root`), with domain-separated leaves and nodes
-(RFC 6962 style)::
+Merkle root (:func:`merkle_root`) of a block: the leaves are the *wtxids*
+(SHA-256d of each transaction's full encoding, witnesses included, see
+:func:`tx_merkle_root`), so the block hash commits to every signature: nobody
+can relay a copy of a block with a corrupted witness under the same hash.
+Leaves and nodes are domain-separated (RFC 6962 style)::
 
     leaf(txid)   = SHA-256d(0x00 ‖ txid)
     node(l, r)   = SHA-256d(0x01 ‖ l ‖ r)
@@ -38,6 +41,7 @@ different transaction lists cannot share a root without a SHA-256 collision
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from o2ocli.crypto.hashes import sha256d
@@ -50,6 +54,7 @@ __all__ = [
     "BlockHeader",
     "Block",
     "merkle_root",
+    "tx_merkle_root",
     "VOTE_NONE",
     "VOTE_ADD",
     "VOTE_REMOVE",
@@ -62,6 +67,13 @@ VOTE_NONE, VOTE_ADD, VOTE_REMOVE = 0, 1, 2
 SEAL_TAG = b"o2o/seal/v1"
 ZERO_HASH = bytes(32)
 NO_ADDRESS = bytes(20)
+
+
+def tx_merkle_root(txs: Sequence[Tx]) -> bytes:
+    """The merkle root a block header carries: over the transactions' *wtxids*
+    (hash of the full encoding, witnesses included), so the block hash commits
+    to every signature and a block cannot be altered without changing its hash."""
+    return merkle_root([tx.wtxid for tx in txs])
 
 
 def merkle_root(txids: list[bytes]) -> bytes:
@@ -263,8 +275,8 @@ class Block:
         return cached
 
     def compute_merkle_root(self) -> bytes:
-        """Merkle root of this block's txids."""
-        return merkle_root([tx.txid for tx in self.txs])
+        """Merkle root of this block's transactions (over their wtxids)."""
+        return tx_merkle_root(self.txs)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Block:

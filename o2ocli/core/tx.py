@@ -174,6 +174,8 @@ class Tx:
     _stripped: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _txid: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
+    _wtxid: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _full: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.lock_height <= MAX_U32:
@@ -211,10 +213,14 @@ class Tx:
                 w.raw(pair.signature)
 
     def to_bytes(self) -> bytes:
-        """Full canonical encoding."""
-        w = Writer()
-        self.encode(w)
-        return w.getvalue()
+        """Full canonical encoding (cached)."""
+        cached = self._full
+        if cached is None:
+            w = Writer()
+            self.encode(w)
+            cached = w.getvalue()
+            object.__setattr__(self, "_full", cached)
+        return cached
 
     @classmethod
     def decode(cls, r: Reader) -> Tx:
@@ -242,6 +248,7 @@ class Tx:
         tx = cls(tuple(inputs), outputs, lock_height, payload, version)
         object.__setattr__(tx, "_stripped", r.slice(start, stripped_end))
         object.__setattr__(tx, "_size", r.pos - start)
+        object.__setattr__(tx, "_full", r.slice(start, r.pos))
         return tx
 
     @classmethod
@@ -264,6 +271,16 @@ class Tx:
         if cached is None:
             cached = sha256d(self.stripped_bytes())
             object.__setattr__(self, "_txid", cached)
+        return cached
+
+    @property
+    def wtxid(self) -> bytes:
+        """SHA-256d of the full encoding, witnesses included: what a block's
+        merkle root commits to, so a block hash fixes every signature too."""
+        cached = self._wtxid
+        if cached is None:
+            cached = sha256d(self.to_bytes())
+            object.__setattr__(self, "_wtxid", cached)
         return cached
 
     @property

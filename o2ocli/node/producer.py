@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.poa import DIFF_IN_TURN, DIFF_NO_TURN, seal_header, signer_limit
-from o2ocli.core.block import VOTE_ADD, VOTE_NONE, VOTE_REMOVE, Block, BlockHeader, merkle_root
+from o2ocli.core.block import (
+    VOTE_ADD,
+    VOTE_NONE,
+    VOTE_REMOVE,
+    Block,
+    BlockHeader,
+    tx_merkle_root,
+)
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
 from o2ocli.core.tx import NATIVE_ASSET, Tx, TxOut
@@ -86,7 +93,7 @@ def build_block(
     header = BlockHeader(
         height,
         tip.hash,
-        merkle_root([t.txid for t in txs]),
+        tx_merkle_root(txs),
         max(tip.header.time + chain.poa.period, now),
         DIFF_IN_TURN if snap.in_turn(height) == signer else DIFF_NO_TURN,
         vote_kind,

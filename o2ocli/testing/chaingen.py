@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from o2ocli.core.block import Block, BlockHeader, merkle_root
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.locks import Lock, PayToAddress
 from o2ocli.core.payloads import Coinbase, GenesisAlloc
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
@@ -59,7 +59,7 @@ def make_genesis(chain_id: str, outputs: Sequence[TxOut], time: int = 1_700_000_
         if chunk:
             note = f"{chain_id}/{start // 1000}".encode()
             txs.append(Tx((), chunk, payload=GenesisAlloc(note)))
-    header = BlockHeader(0, bytes(32), merkle_root([t.txid for t in txs]), time)
+    header = BlockHeader(0, bytes(32), tx_merkle_root(txs), time)
     return Block(header, tuple(txs))
 
 
@@ -81,7 +81,7 @@ def make_block(
     header = BlockHeader(
         height,
         parent.hash,
-        merkle_root([t.txid for t in body]),
+        tx_merkle_root(body),
         parent.time + 1 if time is None else time,
         difficulty,
     )

@@ -27,7 +27,7 @@ from o2ocli.consensus.block import (
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
 from o2ocli.consensus.tx import serial_verifier
-from o2ocli.core.block import Block, BlockHeader, merkle_root
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import NO_PAYLOAD, Coinbase, GenesisAlloc
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, SigPair, Tx, TxIn, TxOut
@@ -65,7 +65,7 @@ def with_bad_signature(tx, index=0):
 
 
 def genesis_block(txs, *, height=0, prev_hash=bytes(32), root=None):
-    root = merkle_root([t.txid for t in txs]) if root is None else root
+    root = tx_merkle_root(txs) if root is None else root
     return Block(BlockHeader(height, prev_hash, root, 1_700_000_000), tuple(txs))
 
 
@@ -136,12 +136,16 @@ def test_wrong_merkle_root_is_rejected(kit, params, genesis):
         assert e.value.reason == "bad-txnmrklroot"
 
 
-def test_merkle_root_ignores_witnesses(kit, genesis):
-    # witnesses are outside the txid: re-signing does not change the root, so a
-    # witness swap is caught by the signature rules (apply_block), not here
+def test_merkle_root_commits_to_witnesses(kit, genesis):
+    # The root is over wtxids: a copy of a block with one corrupted signature has
+    # the same header (hash) but fails here, before it could be stored and get the
+    # genuine block's hash marked invalid.
     tx = pay(kit, genesis, [0], [COIN - 100])
     block = kit.block(genesis.header, [tx])
-    check_merkle_root(Block(block.header, (with_bad_signature(tx),)))
+    check_merkle_root(block)
+    with pytest.raises(BlockInvalid) as e:
+        check_merkle_root(Block(block.header, (with_bad_signature(tx),)))
+    assert e.value.reason == "bad-txnmrklroot"
 
 
 def test_duplicate_tx_is_rejected(kit, params, genesis):

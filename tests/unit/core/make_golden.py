@@ -211,7 +211,7 @@ DESCRIPTIONS = {
     "genesis-block": (
         'The genesis block, ``make_genesis("o2o-test", <the three outputs>)``: '
         "height 0, zero ``prev_hash``, time 1 700 000 000, difficulty 0, all-zero seal, "
-        "one transaction (``genesis-alloc``, so the merkle root is ``leaf(txid)``, the "
+        "one transaction (``genesis-alloc``, so the merkle root is ``leaf(wtxid)``, the "
         "leaf hash of its txid, not the txid itself)."
     ),
     "header-vote": (
@@ -255,8 +255,8 @@ def vector_entry(name: str, kind: str, obj: Any) -> dict[str, Any]:
 
 def golden_document(v: Vectors) -> dict[str, Any]:
     """The complete golden JSON document."""
-    txids = [tx.txid for tx in v.block1.txs]
-    leaves = [sha256d(b"\x00" + txid) for txid in txids]  # leaf(txid) = SHA-256d(00 ‖ txid)
+    wtxids = [tx.wtxid for tx in v.block1.txs]  # SHA-256d of each full encoding
+    leaves = [sha256d(b"\x00" + w) for w in wtxids]  # leaf(wtxid) = SHA-256d(00 ‖ wtxid)
     inner = sha256d(b"\x01" + leaves[0] + leaves[1])  # node(l, r) = SHA-256d(01 ‖ l ‖ r)
     return {
         "about": "o2ocli.core encoding test vectors; see docs/protocol.rst. "
@@ -280,7 +280,7 @@ def golden_document(v: Vectors) -> dict[str, Any]:
         },
         "vectors": [vector_entry(*item) for item in named_objects(v)],
         "merkle_example": {
-            "txids": [txid.hex() for txid in txids],
+            "wtxids": [w.hex() for w in wtxids],
             "leaves": [leaf.hex() for leaf in leaves],
             "inner": inner.hex(),
             "root": sha256d(b"\x01" + inner + leaves[2]).hex(),

@@ -140,9 +140,10 @@ def test_vectors_are_signed_correctly(golden, by_name):
 
 def test_merkle_example(golden, by_name):
     ex = golden["merkle_example"]
-    assert ex["txids"] == by_name["block-1"]["txids"]
-    txids = [bytes.fromhex(x) for x in ex["txids"]]
-    leaves = [sha256d(b"\x00" + txid) for txid in txids]  # leaf(txid) = SHA-256d(00 ‖ txid)
+    block = Block.from_bytes(bytes.fromhex(by_name["block-1"]["hex"]))
+    assert ex["wtxids"] == [sha256d(tx.to_bytes()).hex() for tx in block.txs]
+    txids = [bytes.fromhex(x) for x in ex["wtxids"]]
+    leaves = [sha256d(b"\x00" + w) for w in txids]  # leaf(wtxid) = SHA-256d(00 ‖ wtxid)
     assert [leaf.hex() for leaf in leaves] == ex["leaves"]
     inner = sha256d(b"\x01" + leaves[0] + leaves[1])  # node(l, r) = SHA-256d(01 ‖ l ‖ r)
     assert inner.hex() == ex["inner"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from o2ocli.core.block import SEAL_TAG, Block, BlockHeader, merkle_root
+from o2ocli.core.block import SEAL_TAG, Block, BlockHeader, merkle_root, tx_merkle_root
 from o2ocli.core.encoding import MAX_U32, MAX_U64, Reader, Writer
 from o2ocli.core.locks import Multisig, PayToAddress, decode_lock, encode_lock
 from o2ocli.core.payloads import NO_PAYLOAD, Coinbase, GenesisAlloc, decode_payload, encode_payload
@@ -371,7 +371,11 @@ def test_merkle_matches_reference(leaves):
 @settings(max_examples=40, deadline=None)
 @given(S.blocks())
 def test_block_compute_merkle_root(block):
-    assert block.compute_merkle_root() == merkle_root([t.txid for t in block.txs])
+    assert block.compute_merkle_root() == tx_merkle_root(block.txs)
+    assert block.compute_merkle_root() == merkle_root([t.wtxid for t in block.txs])
+    if any(i.witness for t in block.txs for i in t.inputs):
+        # The root commits to witnesses: it is not the root over the txids.
+        assert block.compute_merkle_root() != merkle_root([t.txid for t in block.txs])
 
 
 # -- constructors refuse values that have no encoding ---------------------------------

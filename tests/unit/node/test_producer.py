@@ -14,7 +14,7 @@ import pytest
 
 from o2ocli.chainspec import ChainSpec, builtin_spec_path, spec_from_dict
 from o2ocli.consensus.poa import DIFF_IN_TURN, DIFF_NO_TURN
-from o2ocli.core.block import VOTE_ADD, VOTE_NONE, VOTE_REMOVE, merkle_root
+from o2ocli.core.block import VOTE_ADD, VOTE_NONE, VOTE_REMOVE, merkle_root, tx_merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
@@ -108,7 +108,7 @@ def test_block_takes_txs_by_fee_rate_and_claims_exactly_the_fees(chain, pool):
     assert sorted(t.txid for t in body) == sorted(t.txid for t in txs)
     assert [rates[t.txid] for t in body] == sorted(rates.values(), reverse=True)
     assert [t.txid for t in body] == [txs[1].txid, txs[3].txid, txs[2].txid, txs[0].txid]
-    assert block.header.merkle_root == merkle_root([t.txid for t in block.txs])
+    assert block.header.merkle_root == tx_merkle_root(block.txs)
     assert block.header.prev_hash == chain.tip.hash
     connect(chain, block)
     coin = chain.state.get(Outpoint(claim.txid, 0))

@@ -8,7 +8,7 @@ import pytest
 
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.params import ConsensusParams
-from o2ocli.core.block import Block, BlockHeader
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.encoding import Writer
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
 from o2ocli.storage import ChainState, ChainStateError, Database, DatabaseLocked, schema
@@ -48,14 +48,38 @@ def fresh_hash(tmp_path, name, gen, params, blocks) -> bytes:
 
 
 def with_bad_signature(block: Block) -> Block:
-    """A copy of ``block`` whose last tx carries a corrupted signature (same txids)."""
+    """A copy of ``block`` whose last tx carries a corrupted signature (same txids;
+    the header's merkle root is recomputed, since it commits to witnesses)."""
     tx = block.txs[-1]
     pair = tx.inputs[0].witness[0]
     sig = bytearray(pair.signature)
     sig[10] ^= 1
     bad_inputs = (TxIn(tx.inputs[0].prevout, (SigPair(pair.pubkey, bytes(sig)),)),)
     bad_tx = Tx(bad_inputs + tx.inputs[1:], tx.outputs, tx.lock_height, tx.payload)
-    return Block(block.header, block.txs[:-1] + (bad_tx,))
+    txs = block.txs[:-1] + (bad_tx,)
+    h = block.header
+    header = BlockHeader(h.height, h.prev_hash, tx_merkle_root(txs), h.time, h.difficulty)
+    return Block(header, txs)
+
+
+def test_witness_malleated_copy_does_not_poison_the_genuine_block(tmp_path, gen, params):
+    """Same header, one corrupted signature: refused on the merkle root, never
+    stored, so the genuine block (same hash) is still accepted afterwards."""
+    state = open_state(tmp_path / "db", gen, params)
+    block = gen.next_block(4)
+    tx = block.txs[-1]
+    pair = tx.inputs[0].witness[0]
+    bad_sig = bytes([pair.signature[0] ^ 1]) + pair.signature[1:]
+    bad_tx = Tx((TxIn(tx.inputs[0].prevout, (SigPair(pair.pubkey, bad_sig),)),) + tx.inputs[1:],
+                tx.outputs, tx.lock_height, tx.payload)
+    forged = Block(block.header, block.txs[:-1] + (bad_tx,))
+    assert forged.hash == block.hash
+    with pytest.raises(BlockInvalid) as err:
+        state.add_block(forged)
+    assert err.value.reason == "bad-txnmrklroot"
+    assert state.get_index(block.hash) is None
+    assert state.add_block(block)
+    assert state.tip.hash == block.hash
 
 
 def test_genesis_creates_its_outputs(tmp_path, gen, params):
@@ -187,7 +211,10 @@ def test_reorg_to_branch_with_invalid_block_restores_old_branch(tmp_path, gen, p
     before = (state.tip.hash, state.utxo_set_hash())
     b1 = other.next_block(4)
     b2 = with_bad_signature(other.next_block(4))
-    b3 = other.next_block(4)
+    raw3 = other.next_block(4)
+    payments = raw3.txs[1:]  # fee claim first
+    b3 = make_block(b2.header, payments, fees=other.fee * len(payments),
+                    fee_lock=p2a(other.miner))
     assert not state.add_block(b1)
     assert not state.add_block(b2)  # equal weight: stored, not yet connected
     with pytest.raises(BlockInvalid) as err:
@@ -197,8 +224,9 @@ def test_reorg_to_branch_with_invalid_block_restores_old_branch(tmp_path, gen, p
     assert state.get_index(b2.hash).status == STATUS_INVALID
     assert state.get_index(b3.hash).status == STATUS_INVALID
     # A block on top of the invalid one is refused at once.
-    with pytest.raises(BlockInvalid):
-        state.add_block(other.next_block(1))
+    with pytest.raises(BlockInvalid) as err:
+        state.add_block(make_block(b3.header, []))
+    assert err.value.reason == "bad-prevblk"
     # The old branch keeps growing normally.
     assert state.add_block(gen.next_block(2))
 
