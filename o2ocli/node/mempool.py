@@ -295,6 +295,7 @@ class Mempool:
         final: list[MempoolEntry | MempoolError] = []
         height = self.chain.height
         evicted = False
+        refused: set[bytes] = set()
         by_index = {p.index: p for p in prepared}
         for i, result in enumerate(results):
             p = by_index.get(i)
@@ -302,10 +303,12 @@ class Mempool:
                 assert result is not None
                 final.append(result)
                 continue
-            if evicted:
-                # An eviction for an earlier tx of the batch may have taken a parent.
+            if evicted or any(txin.prevout.txid in refused for txin in p.tx.inputs):
+                # An eviction, or a refusal at the size cap, of an earlier tx of the
+                # batch may have taken a parent: never admit an orphan.
                 missing = self._missing_input(p.tx)
                 if missing is not None:
+                    refused.add(p.tx.txid)
                     final.append(missing)
                     continue
             size = p.tx.size
@@ -313,6 +316,7 @@ class Mempool:
             try:
                 evicted |= self._insert_capped(entry, readd)
             except MempoolError as exc:
+                refused.add(p.tx.txid)
                 final.append(exc)
                 continue
             final.append(entry)

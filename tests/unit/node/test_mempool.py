@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import serial_verifier
 from o2ocli.core.block import Block
@@ -510,3 +511,21 @@ def test_batch_eviction_takes_a_parent_of_a_later_batch_tx(state, params, gen):
     assert results[1].reason == "bad-txns-inputs-missingorspent"
     assert [e.txid for e in pool.entries()] == [rich.txid, newcomer.txid]
     assert pool.spender_of(poor_outs[0].outpoint) is None
+
+
+def test_batch_never_admits_the_child_of_a_parent_refused_at_the_cap(gen, params, state):
+    """accept_many: a parent refused 'mempool-full' must not let its child in
+    (an orphan in the pool would make every block template invalid)."""
+    filler, _ = spend([gen.pool.popleft()], fee=5_000, n_out=1)
+    pool = Mempool(state, params, min_fee_rate=MIN_FEE_RATE, max_bytes=filler.size + 300)
+    pool.accept(filler, NOW)
+    parent, outs = spend([gen.pool.popleft()], fee=600, n_out=10)
+    child, _ = spend([outs[0]], fee=50_000, n_out=1)
+    results = pool.accept_many([parent, child], NOW)
+    assert isinstance(results[0], MempoolError) and results[0].reason == "mempool-full"
+    assert isinstance(results[1], MempoolError)
+    assert results[1].reason == "bad-txns-inputs-missingorspent"
+    assert child.txid not in pool and parent.txid not in pool
+    entries = pool.block_template(10**6, 100)
+    apply_block(block_on(state, gen, [e.tx for e in entries], sum(e.fee for e in entries)),
+                state, params)
