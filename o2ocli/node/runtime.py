@@ -167,6 +167,26 @@ class Node:
             raise NodeStartError(
                 f"cannot serve RPC on {cfg.rpc_host}:{port}: {exc.strerror or exc}"
             ) from None
+        bootstrap = []
+        if cfg.use_bootstrap:
+            for item in spec.bootstrap:
+                host, _, port = item.rpartition(":")
+                if port.isdigit():
+                    bootstrap.append((host.strip("[]"), int(port)))
+        self.p2p = PeerManager(self, listen=cfg.p2p_listen, connect=cfg.connect,
+                               bootstrap=bootstrap)
+        try:
+            await self.p2p.start()
+        except OSError as exc:
+            await self.rpc.stop()
+            self.rpc = None
+            self.db.close()
+            self.verifier.close()
+            host, port = cfg.p2p_listen or ("?", 0)
+            raise NodeStartError(
+                f"cannot listen for peers on {host}:{port}: {exc.strerror or exc} "
+                "(choose another with --listen, or --no-listen)"
+            ) from None
         host = f"[{cfg.rpc_host}]" if ":" in cfg.rpc_host else cfg.rpc_host
         self.rpc_url = f"http://{host}:{bound}"
         write_node_info(
@@ -181,24 +201,6 @@ class Node:
                 "started": int(time.time()),
             },
         )
-        bootstrap = []
-        if cfg.use_bootstrap:
-            for item in spec.bootstrap:
-                host, _, port = item.rpartition(":")
-                if port.isdigit():
-                    bootstrap.append((host.strip("[]"), int(port)))
-        self.p2p = PeerManager(self, listen=cfg.p2p_listen, connect=cfg.connect,
-                               bootstrap=bootstrap)
-        try:
-            await self.p2p.start()
-        except OSError as exc:
-            await self.rpc.stop()
-            self.db.close()
-            host, port = cfg.p2p_listen or ("?", 0)
-            raise NodeStartError(
-                f"cannot listen for peers on {host}:{port}: {exc.strerror or exc} "
-                "(choose another with --listen, or --no-listen)"
-            ) from None
         if self.validator_key is not None:
             self.producer = Producer(
                 self.chain,

@@ -61,6 +61,7 @@ CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
 MAX_ADDRBOOK = 10_000
 MAX_ORPHANS = 100
+MAX_INBOUND_PER_HOST = 8
 ORPHAN_SECONDS = 600
 ADDR_PREFIX = b"n"
 BAN_PREFIX = b"x"
@@ -136,7 +137,7 @@ class PeerManager:
 
     def _save_addr(self, host: str, port: int) -> None:
         info = self.addrbook[(host, port)]
-        with self.node.db.write_batch() as batch:
+        with self.node.db.write_batch(sync=False) as batch:
             batch.put(ADDR_PREFIX + f"{host}:{port}".encode(),
                       json.dumps({"seen": info.last_seen}).encode())
 
@@ -146,15 +147,18 @@ class PeerManager:
         if not 0 < port < 65536 or not host:
             return False
         info = self.addrbook.get(key)
+        new = info is None
         if info is None:
             if len(self.addrbook) >= MAX_ADDRBOOK and not manual:
                 return False
             info = self.addrbook[key] = AddrInfo()
         info.manual = info.manual or manual
+        fresher = seen > info.last_seen + 3600
         info.last_seen = max(info.last_seen, seen)
         if manual:
             info.next_try = 0.0
-        self._save_addr(host, port)
+        if new or fresher:
+            self._save_addr(host, port)
         return True
 
     # --------------------------------------------------------------- lifecycle
@@ -227,7 +231,9 @@ class PeerManager:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = (writer.get_extra_info("peername") or ("?",))[0]
         inbound = sum(1 for p in self.peers.values() if p.inbound)
-        if not self.network_active or self.banned(host) or inbound >= self.max_inbound:
+        same_host = sum(1 for p in self.peers.values() if p.inbound and p.host == host)
+        if (not self.network_active or self.banned(host) or inbound >= self.max_inbound
+                or same_host >= MAX_INBOUND_PER_HOST):
             writer.close()
             return
         await self._run_peer(Peer(self, reader, writer, inbound=True))
@@ -289,15 +295,23 @@ class PeerManager:
         listen = peer.listen_address
         if listen is not None:
             self.add_address(*listen, seen=int(time.time()))
-            info = self.addrbook[listen]
-            info.failures = 0
+            info = self.addrbook.get(listen)  # absent if the book is full
+            if info is not None:
+                info.failures = 0
         if not peer.inbound:
             peer.send(GetAddr())
         self.sync.on_peer_ready(peer)
 
+    def forget_address(self, key: tuple[str, int]) -> None:
+        """Drop an address from the book (e.g. it turned out to be ourselves)."""
+        if self.addrbook.pop(key, None) is not None:
+            with self.node.db.write_batch(sync=False) as batch:
+                batch.delete(ADDR_PREFIX + f"{key[0]}:{key[1]}".encode())
+
     def on_disconnect(self, peer: Peer) -> None:
         """Forget a closed peer and re-queue its work."""
         self.peers.pop(peer.id, None)
+        self.own_nonces.discard(peer.sent_nonce)
         self.sync.on_peer_gone(peer)
         if peer.dialed is not None:
             info = self.addrbook.get(peer.dialed)
@@ -375,7 +389,9 @@ class PeerManager:
         elif isinstance(msg, NotFound):
             self.sync.on_notfound(peer, [h for kind, h in msg.items if kind == INV_BLOCK])
         elif isinstance(msg, GetAddr):
-            self._serve_addr(peer)
+            if not peer.served_addr:  # once per connection
+                peer.served_addr = True
+                self._serve_addr(peer)
         elif isinstance(msg, Addr):
             for host, port, seen in msg.addresses[:MAX_ADDR]:
                 if not self.banned(host) and not self._is_self((host, port)):
@@ -442,16 +458,19 @@ class PeerManager:
     def _on_inv(self, peer: Peer, msg: Inv) -> None:
         state = self.node.chain.state
         want_txs = []
+        unknown_block = False
         for kind, item in msg.items:
             if kind == INV_BLOCK:
                 peer.known_blocks.add(item)
                 if state.get_index(item) is None and item not in self.sync.pending:
-                    self.sync.request_headers(peer)
+                    unknown_block = True
             else:
                 peer.known_txs.add(item)
                 if (item not in self.node.mempool and item not in self._rejected
                         and item not in self._orphans and state.get_tx(item) is None):
                     want_txs.append((INV_TX, item))
+        if unknown_block and not self.sync.headers_pending(peer.id):
+            self.sync.request_headers(peer)  # one request per message at most
         if want_txs:
             peer.send(GetData(tuple(want_txs[:1000])))
 
@@ -504,13 +523,13 @@ class PeerManager:
     # ------------------------------------------------------------------ relay
     def announce_blocks(self, blocks: list[Any], source: Peer | None = None) -> None:
         """Tell every peer that does not know them about new main-chain blocks."""
+        headers = tuple(b.header for b in blocks)[-MAX_HEADERS:]
         for peer in self.ready_peers():
-            fresh = tuple(b.header for b in blocks if b.hash not in peer.known_blocks)
-            if not fresh or peer is source:
+            if peer is source or all(h.hash in peer.known_blocks for h in headers):
                 continue
-            for block in blocks:
-                peer.known_blocks.add(block.hash)
-            peer.send(Headers(fresh[-MAX_HEADERS:]))
+            for header in headers:
+                peer.known_blocks.add(header.hash)
+            peer.send(Headers(headers))  # always the whole run: headers must form a chain
 
     def announce_tx(self, txid: bytes, source: Peer | None = None) -> None:
         """Queue a transaction announcement (sent in batches every 100 ms)."""

@@ -93,6 +93,7 @@ class Peer:
         self.bytes_recv = 0
         self._verack = False
         self.sent_nonce = 0
+        self.served_addr = False
 
     # ------------------------------------------------------------ identity
     @property
@@ -200,6 +201,8 @@ class Peer:
                 await manager.handle(self, msg)
         except HandshakeRefused as exc:
             self.close(f"handshake refused: {exc}")
+            if self.dialed is not None and "ourselves" in str(exc):
+                manager.forget_address(self.dialed)
         except ProtocolError as exc:
             manager.misbehaving(self, 100, f"protocol violation: {exc}")
         except TimeoutError:

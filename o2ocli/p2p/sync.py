@@ -67,10 +67,18 @@ class BlockSync:
 
     # ---------------------------------------------------------------- status
     def syncing(self) -> bool:
-        """True while blocks are queued or a header request is outstanding."""
-        now = time.monotonic()
-        waiting = any(now - t < HEADERS_TIMEOUT for t in self.headers_from.values())
-        return bool(self.queue) or waiting
+        """True while validated headers wait for their blocks.
+
+        Only headers that passed the PoA checks count (a peer cannot fake them
+        without a validator key), so no peer can keep a validator from sealing
+        by announcing work it does not have; a block nobody can serve is given
+        up after UNAVAILABLE_SECONDS."""
+        return bool(self.queue)
+
+    def headers_pending(self, peer_id: int) -> bool:
+        """True if a header request to this peer is still unanswered."""
+        asked = self.headers_from.get(peer_id)
+        return asked is not None and time.monotonic() - asked < HEADERS_TIMEOUT
 
     def target_height(self) -> int:
         """Highest header height known (ours or validated from peers)."""

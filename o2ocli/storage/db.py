@@ -58,10 +58,12 @@ class Database:
         return self._db.iterator(prefix=prefix, include_value=False)
 
     @contextmanager
-    def write_batch(self) -> Iterator[Any]:
+    def write_batch(self, *, sync: bool = True) -> Iterator[Any]:
         """A batch (``put(k, v)`` / ``delete(k)``) committed atomically, with
-        fsync, when the block exits normally; discarded on an exception."""
-        with self._db.write_batch(transaction=True, sync=True) as batch:
+        fsync unless ``sync=False`` (for data that may be lost in a power cut,
+        like the peer address book), when the block exits normally; discarded
+        on an exception."""
+        with self._db.write_batch(transaction=True, sync=sync) as batch:
             yield batch
 
     def close(self) -> None:

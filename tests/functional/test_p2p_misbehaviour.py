@@ -23,11 +23,15 @@ from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import read_key_file
 from o2ocli.p2p.messages import (
     FRAME_HEADER_SIZE,
+    INV_BLOCK,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
+    Addr,
     BlockMsg,
     GetData,
+    GetHeaders,
     Headers,
+    Inv,
     Ping,
     Pong,
     Verack,
@@ -334,3 +338,58 @@ def test_announced_header_whose_block_never_comes_does_not_stall_the_network(
             f"(v2 at {v2.height()}); v1 log:\n{v1.log_tail(8)}") from None
     net.wait_synced([v1, v2], timeout=20)
     assert v1.rpc("getinfo")["syncing"] is False
+
+
+def test_inv_and_addr_floods_neither_stall_sealing_nor_lock_out_peers(setup):
+    """Review findings: an inv flood of unknown block hashes (and a version
+    claiming huge work) must not stop a validator from sealing, must not be
+    amplified into one getheaders per hash, and filling the address book must
+    not make the node drop every new peer."""
+    s = setup
+    info = s.v1.rpc("getinfo")
+    raw = s.connect("127.0.0.80")
+    try:
+        theirs = raw.read_message()
+        assert isinstance(theirs, Version)
+        ours = Version(PROTOCOL_VERSION, info["chain_id"], bytes.fromhex(info["genesis_hash"]),
+                       10**6, 10**12, 0, secrets.randbits(64), "flooder")
+        raw.send(encode_frame(s.magic, ours))
+        raw.send(encode_frame(s.magic, Verack()))
+        start = s.v1.height()
+        flood = Inv(tuple((INV_BLOCK, os.urandom(32)) for _ in range(5000)))
+        for _ in range(3):
+            raw.send(encode_frame(s.magic, flood))
+        addrs = Addr(tuple((f"10.9.{i // 250}.{i % 250}", 18444, int(time.time()))
+                           for i in range(1000)))
+        for _ in range(11):
+            raw.send(encode_frame(s.magic, addrs))
+        # Count the getheaders the flood caused (read for a few seconds).
+        getheaders = 0
+        raw.sock.settimeout(0.5)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            try:
+                msg = raw.read_message()
+            except (TimeoutError, OSError):
+                continue
+            if isinstance(msg, GetHeaders):
+                getheaders += 1
+        assert getheaders <= 4, f"{getheaders} getheaders for 3 inv messages"
+        # Sealing went on during the flood.
+        wait_until(lambda: s.v1.height() >= start + 3, 20, "v1 to keep sealing during the flood")
+        assert s.v1.rpc("getinfo")["syncing"] is False
+        # A well-behaved newcomer still gets in although the address book is full.
+        newcomer = s.connect("127.0.0.81")
+        try:
+            newcomer.handshake(info)
+            newcomer.send(encode_frame(s.magic, Ping(7)))
+            newcomer.sock.settimeout(5)
+            while True:
+                msg = newcomer.read_message()
+                if isinstance(msg, Pong):
+                    assert msg.nonce == 7
+                    break
+        finally:
+            newcomer.close()
+    finally:
+        raw.close()
