@@ -80,7 +80,10 @@ def build_methods(node: Node) -> RpcMethods:
         coins: list[Coin | None] = []
         for txin in tx.inputs:
             prev = txin.prevout
-            coin = None
+            coin = state.get(prev)  # still unspent in the chain: a mempool tx's input
+            if coin is not None:
+                coins.append(coin)
+                continue
             found = state.get_tx(prev.txid)
             if found is not None and prev.index < len(found[0].outputs):
                 coin = Coin(found[0].outputs[prev.index], found[2], found[0].is_coinbase)

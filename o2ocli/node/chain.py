@@ -10,6 +10,7 @@ consensus code.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SNAPSHOT_PREFIX = b"p"
 """``p`` ‖ block hash → PoA :class:`Snapshot` after that block."""
 
 FAR_FUTURE = 2**62
+log = logging.getLogger("o2ocli.chain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +80,19 @@ class ChainManager:
                     Snapshot.genesis(spec.validators).to_bytes(),
                 )
         self.state = ChainState(
-            db, spec.consensus_params, self.genesis, verifier=verifier, prefer=self._prefer
+            db, spec.consensus_params, self.genesis, verifier=verifier, prefer=self._prefer,
+            activate=False,
         )
+        # Finality first, so an interrupted reorg is finished (or refused) under
+        # the same guard as when the node was running.
         self._update_finality()
+        try:
+            if self.state.activate_best_chain():
+                self._update_finality()
+        except BlockInvalid as exc:
+            log.warning("stored branch found invalid at start-up: %s", exc)
+            self.state.activate_best_chain()
+            self._update_finality()
 
     # ------------------------------------------------------------------ reads
     @property
@@ -154,7 +166,10 @@ class ChainManager:
         best branch.  Raises BlockInvalid / ChainStateError (unknown parent)."""
         header = block.header
         if self.state.get_index(block.hash) is not None:
-            return self.state.add_block(block)
+            change = self.state.add_block(block)
+            if change:
+                self._update_finality()
+            return change
         parent = self.state.get_index(header.prev_hash)
         if parent is None:
             raise ChainStateError(
@@ -203,14 +218,21 @@ class ChainManager:
                 others.append((entry.height, entry.hash))
         others.sort()
         stored = main + others
-        keep = (k.BLOCK,)
-        while True:
-            keys = [key for key in self.db.iterate_keys(b"") if not key.startswith(keep)][:50_000]
-            if not keys:
-                break
+        # Everything derived from the blocks goes; the blocks themselves and the
+        # peer address book and bans (not chain state) stay.
+        for prefix in (k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO,
+                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX):
+            keys: list[bytes] = []
+            for key in self.db.iterate_keys(prefix):
+                keys.append(key)
+                if len(keys) >= 50_000:
+                    with self.db.write_batch() as batch:
+                        for old in keys:
+                            batch.delete(old)
+                    keys.clear()
             with self.db.write_batch() as batch:
-                for key in keys:
-                    batch.delete(key)
+                for old in keys:
+                    batch.delete(old)
         self._snapshots.clear()
         fresh = ChainManager(self.db, self.spec, verifier=self.verifier, clock=self.clock)
         self.state = fresh.state

@@ -129,6 +129,8 @@ def read_key_file(path: Path, wif_version: int) -> PrivateKey:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise DatadirError(f"cannot read key file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise DatadirError(f"key file {path} is not text (expected one WIF line)") from None
     try:
         secret, _ = decode_wif(text, version=wif_version)
         return PrivateKey(secret)

@@ -65,6 +65,10 @@ class ChainView(Protocol):
         """The unspent coin at ``outpoint`` in the tip's UTXO set."""
         ...
 
+    def has_tx(self, txid: bytes) -> bool:
+        """True if ``txid`` is confirmed."""
+        ...
+
     def get_tx(self, txid: bytes) -> tuple | None:
         """A confirmed transaction's record, or None."""
         ...
@@ -158,7 +162,7 @@ class _Prepared:
 class Mempool:
     """Unconfirmed transactions valid on top of ``chain``'s tip.
 
-    ``chain`` is anything with ``get(outpoint)``, ``height`` and ``get_tx(txid)``
+    ``chain`` is anything with ``get(outpoint)``, ``height`` and ``has_tx(txid)``
     (a :class:`~o2ocli.storage.chainstate.ChainState`).  The node keeps the pool
     in step with the chain: :meth:`remove_for_block` after each connected block,
     :meth:`readd_txs` after blocks were disconnected.
@@ -355,7 +359,7 @@ class Mempool:
         txid = tx.txid
         if txid in self._entries or txid in view.txs:
             raise MempoolError("txn-already-in-mempool", f"tx {txid.hex()} is already in the pool")
-        if self.chain.get_tx(txid) is not None:
+        if self.chain.has_tx(txid):
             raise MempoolError("txn-already-known", f"tx {txid.hex()} is already confirmed")
         try:
             check_transaction(tx, self.params)

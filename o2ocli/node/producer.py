@@ -78,15 +78,16 @@ def build_block(
     height = tip.height + 1
     snap = chain.tip_snapshot()
     signer = key.public_key.hash160()
-    entries = mempool.block_template(
-        params.max_block_size - HEADER_RESERVE, params.max_block_txs - 1
-    )
+    epoch_block = height % chain.poa.epoch == 0
+    # Room for the header (an epoch block lists every validator), the seal, the
+    # tx-count varint and the fee claim.
+    reserve = HEADER_RESERVE + (20 * len(snap.validators) if epoch_block else 0)
+    entries = mempool.block_template(params.max_block_size - reserve, params.max_block_txs - 1)
     fees = sum(e.fee for e in entries)
     txs: list[Tx] = [e.tx for e in entries]
     if fees:
         claim = Tx((), (TxOut(NATIVE_ASSET, fees, PayToAddress(signer)),), payload=Coinbase(height))
         txs.insert(0, claim)
-    epoch_block = height % chain.poa.epoch == 0
     vote_kind, vote_address = VOTE_NONE, bytes(20)
     if not epoch_block and proposals is not None:
         vote_kind, vote_address = proposals.pick(snap.validators, rng or random.Random())

@@ -467,7 +467,7 @@ class PeerManager:
             else:
                 peer.known_txs.add(item)
                 if (item not in self.node.mempool and item not in self._rejected
-                        and item not in self._orphans and state.get_tx(item) is None):
+                        and item not in self._orphans and not state.has_tx(item)):
                     want_txs.append((INV_TX, item))
         if unknown_block and not self.sync.headers_pending(peer.id):
             self.sync.request_headers(peer)  # one request per message at most

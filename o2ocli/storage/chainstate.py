@@ -176,6 +176,7 @@ class ChainState:
         *,
         verifier: Verifier = serial_verifier,
         prefer: Callable[[IndexEntry, IndexEntry], bool] = default_prefer,
+        activate: bool = True,
     ) -> None:
         self.db = db
         self.params = params
@@ -196,7 +197,8 @@ class ChainState:
         self._tip = self._require_index(tip_hash)
         self.finalized_height = 0
         """The node never reorganises below this height (set by the PoA layer)."""
-        self.activate_best_chain()
+        if activate:  # the PoA layer sets the finalized height first, then activates
+            self.activate_best_chain()
 
     # ------------------------------------------------------------------ reads
     @property
@@ -239,6 +241,10 @@ class ChainState:
     def is_main_chain(self, entry: IndexEntry) -> bool:
         """True if ``entry`` is on the main chain."""
         return self.get_block_hash(entry.height) == entry.hash
+
+    def has_tx(self, txid: bytes) -> bool:
+        """True if ``txid`` is in a main-chain block (one index read, no decoding)."""
+        return self.db.get(k.tx_key(txid)) is not None
 
     def get_tx(self, txid: bytes) -> tuple[Tx, bytes, int] | None:
         """(tx, block hash, height) of a main-chain transaction, or None."""
@@ -386,7 +392,7 @@ class ChainState:
             entry = self._require_index(entry.header.prev_hash)
             if entry.status == STATUS_INVALID:
                 self._mark_invalid(branch)
-                return NO_CHANGE
+                return self.activate_best_chain()
         fork = entry
         if fork.height < self.finalized_height:
             with self.db.write_batch() as batch:
@@ -414,10 +420,49 @@ class ChainState:
         return TipChange(tuple(old_blocks), tuple(connected))
 
     def _mark_invalid(self, entries: list[IndexEntry]) -> None:
+        """Mark ``entries`` invalid and point the best-block marker at the best
+        stored block that is still valid (the old tip, usually)."""
         with self.db.write_batch() as batch:
             for entry in entries:
                 batch.put(k.index_key(entry.hash), entry.with_status(STATUS_INVALID).to_bytes())
-            batch.put(k.META_BEST, self._tip.hash)
+        best = self._best_valid_leaf()
+        with self.db.write_batch() as batch:
+            batch.put(k.META_BEST, best.hash)
+
+    def _best_valid_leaf(self) -> IndexEntry:
+        """The most preferred stored block with no invalid block at or below it
+        (a scan of the block index: only run after something was found invalid)."""
+        best = self._tip
+        verdict: dict[bytes, bool] = {}
+
+        def valid(entry: IndexEntry) -> bool:
+            path = []
+            ok = True
+            while True:
+                known = verdict.get(entry.hash)
+                if known is not None:
+                    ok = known
+                    break
+                if entry.status == STATUS_INVALID:
+                    ok = False
+                    break
+                path.append(entry.hash)
+                if self.is_main_chain(entry) or entry.height == 0:
+                    break
+                parent = self.get_index(entry.header.prev_hash)
+                if parent is None:
+                    ok = False
+                    break
+                entry = parent
+            for h in path:
+                verdict[h] = ok
+            return ok
+
+        for _, value in self.db.iterate(k.INDEX):
+            entry = IndexEntry.from_bytes(value)
+            if valid(entry) and self.prefer(entry, best):
+                best = entry
+        return best
 
     def _connect(
         self,

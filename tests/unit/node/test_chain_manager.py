@@ -536,3 +536,22 @@ def test_reindex_keeps_a_branch_refused_below_the_finalized_height(net):
     )
     assert net.chain.state.utxo_stats() == stats
     assert net.chain.finalized_height == 2
+
+
+def test_reindex_keeps_the_address_book_and_bans(tmp_path):
+    """Reindex rebuilds chain state only: peers and bans (not derived from the
+    blocks) survive it."""
+    from o2ocli.chainspec import load_spec
+    from o2ocli.node.chain import ChainManager as Manager
+    from o2ocli.storage.db import Database as DB
+
+    with DB(tmp_path / "db") as db:
+        chain = Manager(db, load_spec("devnet"))
+        with db.write_batch() as batch:
+            batch.put(b"n127.0.0.9:18444", b'{"seen": 1}')
+            batch.put(b"x127.0.0.66", (2**40).to_bytes(8, "big"))
+        assert chain.reindex() == 0
+        assert db.get(b"n127.0.0.9:18444") == b'{"seen": 1}'
+        assert db.get(b"x127.0.0.66") == (2**40).to_bytes(8, "big")
+        assert chain.state.has_tx(chain.genesis.txs[0].txid)
+        assert not chain.state.has_tx(bytes(32))

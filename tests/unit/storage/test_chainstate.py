@@ -356,3 +356,43 @@ def test_no_reorg_below_the_finalized_height(tmp_path, gen, params):
         assert not state.add_block(block)
     assert state.tip.hash == a[-1].hash
     assert state.utxo_set_hash() == before
+
+
+def test_restart_after_crash_mid_reorg_onto_invalid_branch_returns_to_old_tip(
+    tmp_path, gen, params
+):
+    """The process dies while connecting an invalid block of a heavier branch
+    (the old branch's blocks were only in memory).  On restart the invalid
+    block is found and marked, and the node goes back to the old, valid tip."""
+    state = open_state(tmp_path / "db", gen, params)
+    other = gen.fork()
+    other.fee += 1
+    for block in [gen.next_block(4) for _ in range(2)]:
+        state.add_block(block)
+    old_tip, old_hash = state.tip.hash, state.utxo_set_hash()
+    b1 = other.next_block(4)
+    b2 = with_bad_signature(other.next_block(4))
+    raw3 = other.next_block(4)
+    b3 = make_block(b2.header, raw3.txs[1:], fees=other.fee * (len(raw3.txs) - 1),
+                    fee_lock=p2a(other.miner))
+    state.add_block(b1)
+    state.add_block(b2)
+    real_connect = state._connect
+
+    def dies_on_b2(block, entry, **kw):
+        if block.hash == b2.hash:
+            raise KeyboardInterrupt("power cut")
+        return real_connect(block, entry, **kw)
+
+    state._connect = dies_on_b2
+    with pytest.raises(KeyboardInterrupt):
+        state.add_block(b3)
+    state.db.close()
+    db = Database(tmp_path / "db")
+    with pytest.raises(BlockInvalid):
+        ChainState(db, params, gen.genesis)  # finds b2 invalid and marks it
+    again = ChainState(db, params, gen.genesis)
+    assert again.tip.hash == old_tip
+    assert again.utxo_set_hash() == old_hash
+    assert again.get_index(b2.hash).status == STATUS_INVALID
+    assert again.get_index(b3.hash).status == STATUS_INVALID
