@@ -73,7 +73,7 @@ def block_cmd(ref: str, raw: bool) -> None:
         o2ocli --json chain block 9f2c…
     """
     ctx = get_context()
-    key: Any = int(ref) if ref.isdigit() else ref
+    key: Any = int(ref) if ref.isascii() and ref.isdigit() else ref
     if raw:
         hexdata = rpc_call(ctx, "getblock", key, 0)
         emit(ctx, {"raw": hexdata}, hexdata)

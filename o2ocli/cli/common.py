@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .main import EXIT_REFUSED, EXIT_UNREACHABLE, CliError, Context
+from .main import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, Context
 
 __all__ = [
     "get_context",
@@ -77,7 +77,10 @@ def rpc_client(ctx: Context) -> Any:
     datadir = resolve_datadir(ctx)
     if ctx.rpc:
         cookie = cookie_path(datadir)
-        return RpcClient(ctx.rpc, cookie_path=cookie if cookie.exists() else None)
+        try:
+            return RpcClient(ctx.rpc, cookie_path=cookie if cookie.is_file() else None)
+        except ValueError as exc:
+            raise CliError(f"bad --rpc URL {ctx.rpc!r}: {exc}", EXIT_USAGE) from None
     info = read_node_info(datadir)
     if not info or "rpc" not in info:
         raise CliError(

@@ -123,7 +123,10 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # pragma: no cover - last-resort guard
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if "--json" in sys.argv[1:]:
+            click.echo(json.dumps({"error": {"code": EXIT_REFUSED, "message": message}}))
+        click.echo(f"error: {message}", err=True)
         sys.exit(EXIT_REFUSED)
 
 

@@ -70,6 +70,8 @@ def init_cmd(validator_key_out: Path | None) -> None:
         raise CliError(str(exc)) from None
     except DatabaseError as exc:
         raise CliError(f"{exc} (is a node running? stop it first)") from None
+    except OSError as exc:
+        raise CliError(f"cannot use datadir {datadir}: {exc.strerror or exc}") from None
     result: dict[str, Any] = {
         "datadir": str(datadir),
         "chain_id": spec.chain_id,
@@ -180,15 +182,17 @@ def start_cmd(
             validator_key = validator_key or key_path
             _ensure_dev_wallet(datadir, spec)
         else:
-            spec = read_spec(datadir)
-            if spec is None:
+            if read_spec(datadir) is None:
                 raise CliError(
                     f"datadir {datadir} is not initialised; run: o2ocli node init "
                     "(or node start --dev)"
                 )
+            spec = resolve_spec(ctx, datadir)  # refuses an explicit --chain of another chain
         key = read_key_file(validator_key, spec.wif_version) if validator_key else None
     except (DatadirError, SpecError) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot use datadir {datadir}: {exc.strerror or exc}") from None
     if key is not None and key.public_key.hash160() not in spec.validators:
         click.echo(
             f"note: {spec.address(key.public_key.hash160())} is not (yet) a validator of "

@@ -170,6 +170,8 @@ def create_cmd(name: str, words: str, no_passphrase: bool, passphrase_file: Path
             address = w.receive_address()
     except WalletError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot create wallet in {datadir}: {exc.strerror or exc}") from None
     note = "" if passphrase else "\nWARNING: this wallet is NOT encrypted (--no-passphrase)."
     emit(ctx, {"name": name, "address": address, "mnemonic": phrase,
                "encrypted": passphrase is not None},
@@ -216,10 +218,9 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
             try:
                 with node_errors():
                     sync(w, rpc_client(ctx))
-            except CliError as exc:
-                if exc.exit_code != EXIT_UNREACHABLE:
-                    raise
+            except CliError as exc:  # the wallet exists now: scanning can wait
                 scanned = False
+                reason = exc.message
             address = w.receive_address()
     except (WalletError, HDError) as exc:
         raise CliError(str(exc)) from None
@@ -227,7 +228,8 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
         scanned = False
     text = f"restored wallet {name!r}; address {address}"
     if not scanned:
-        click.echo("note: node not running; addresses will be scanned on first use", err=True)
+        click.echo(f"note: could not scan for funds now ({reason}); "
+                   "addresses will be scanned on first use", err=True)
     emit(ctx, {"name": name, "address": address, "scanned": scanned}, text)
 
 

@@ -170,7 +170,9 @@ def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
     """The wallet's transactions, oldest first, with per-asset deltas."""
     entries = sync(wallet, client)
     mine = set(wallet.pubkey_hashes())
-    txs = client.batch([("gettx", [e["txid"]]) for e in entries]) if entries else []
+    txs: list[Any] = []
+    for start in range(0, len(entries), 1000):  # the node caps a batch at 10,000 calls
+        txs += client.batch([("gettx", [e["txid"]]) for e in entries[start : start + 1000]])
     result: list[HistoryEntry] = []
     for tx in txs:
         if isinstance(tx, Exception):
