@@ -338,6 +338,13 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
             decode_wif(wif, version=(version + 0x80) & 0xFF)
         except (AddressError, TypeError) as exc:
             raise SpecError(f"chain spec field 'dev_keys.{role}': {exc}") from None
+    max_block_size = _int(data, "limits.max_block_size", 1000, MAX_BLOCK_SIZE_LIMIT)
+    max_tx_size = _int(data, "limits.max_tx_size", 200, 4_000_000)
+    if max_tx_size > max_block_size - 2_000:
+        raise SpecError(
+            "chain spec field 'limits.max_tx_size' must leave 2000 bytes of "
+            "'limits.max_block_size' for the header and fee claim"
+        )
     return ChainSpec(
         name=name,
         chain_id=chain_id,
@@ -351,8 +358,8 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
         period=period,
         epoch=epoch,
         max_future=max_future,
-        max_block_size=_int(data, "limits.max_block_size", 1000, MAX_BLOCK_SIZE_LIMIT),
-        max_tx_size=_int(data, "limits.max_tx_size", 200, 4_000_000),
+        max_block_size=max_block_size,
+        max_tx_size=max_tx_size,
         max_block_txs=_int(data, "limits.max_block_txs", 1, 200_000),
         min_relay_fee=_amount(data, "fees.min_relay_fee", decimals),
         token_issue_fee=_amount(data, "fees.token_issue_fee", decimals),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from o2ocli.core.block import Block, BlockHeader
+from o2ocli.core.block import BLOCK_VERSION, Block, BlockHeader
 from o2ocli.core.payloads import Coinbase, GenesisAlloc
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
@@ -21,6 +21,7 @@ from .tx import Verifier, check_transaction, check_tx_inputs, serial_verifier
 
 __all__ = [
     "BlockEffects",
+    "check_header_version",
     "check_block_size",
     "check_merkle_root",
     "check_fee_claim_placement",
@@ -49,6 +50,13 @@ class BlockEffects:
 
 def _fail(tx_index: int, tx: Tx, exc: TxInvalid) -> BlockInvalid:
     return BlockInvalid(exc.reason, f"tx {tx_index} ({tx.txid.hex()[:16]}…): {exc.message}")
+
+
+def check_header_version(header: BlockHeader) -> None:
+    """Rule: the header format version is :data:`~o2ocli.core.block.BLOCK_VERSION`
+    (a later format must be introduced deliberately, not slipped in)."""
+    if header.version != BLOCK_VERSION:
+        raise BlockInvalid("bad-blk-version", f"unsupported block version {header.version}")
 
 
 def check_block_size(block: Block, params: ConsensusParams) -> None:
@@ -94,6 +102,7 @@ def check_no_duplicate_txids(block: Block) -> None:
 
 def check_block_structure(block: Block, params: ConsensusParams) -> None:
     """All context-free block rules, then every transaction's context-free rules."""
+    check_header_version(block.header)
     check_block_size(block, params)
     check_merkle_root(block)
     check_no_duplicate_txids(block)

@@ -51,6 +51,7 @@ from o2ocli.crypto.backends import verify as ecdsa_verify
 from o2ocli.crypto.hashes import hash160
 from o2ocli.crypto.keys import PrivateKey
 
+from .block import check_header_version
 from .errors import BlockInvalid
 
 __all__ = [
@@ -338,6 +339,7 @@ def validate_header(
     the parent).  Returns the snapshot after ``header``."""
     if snapshot.height != parent.height or header.height != parent.height + 1:
         raise BlockInvalid("bad-blk-height", "header does not follow its parent")
+    check_header_version(header)
     if header.vote_kind not in (VOTE_NONE, VOTE_ADD, VOTE_REMOVE):
         raise BlockInvalid("bad-poa-vote", "unknown vote kind")
     check_header_time(header, parent, params, now)

@@ -178,10 +178,11 @@ class PeerManager:
         await cancel_and_wait(self._tasks)
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-            self._server = None
         for peer in list(self.peers.values()):
             peer.close("node shutting down")
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     def our_version(self) -> Version:
         """The version message we open every connection with."""
@@ -275,20 +276,7 @@ class PeerManager:
         return [p for p in self.peers.values() if p.ready]
 
     def on_ready(self, peer: Peer) -> None:
-        """Handshake done: exchange addresses, start syncing if they are ahead.
-
-        If both sides dialled each other at once there are two links; each end
-        keeps the one with the smaller pair of handshake nonces (both ends see
-        the same nonces, so they make the same choice) and closes the other."""
-        listen = peer.listen_address
-        twin = next((p for p in self.ready_peers()
-                     if p is not peer and listen is not None and p.listen_address == listen),
-                    None)
-        if twin is not None:
-            loser = peer if peer.link_key() > twin.link_key() else twin
-            loser.close("duplicate connection")
-            if loser is peer:
-                return
+        """Handshake done: exchange addresses, start syncing if they are ahead."""
         log.info("peer %s connected (%s, height %d, %s)", peer.address,
                  "inbound" if peer.inbound else "outbound", peer.best_height,
                  peer.version.user_agent if peer.version else "?")
@@ -421,7 +409,6 @@ class PeerManager:
         peer.send(Headers(tuple(headers)))
 
     def _serve_data(self, peer: Peer, msg: GetData) -> None:
-        state = self.node.chain.state
         missing = []
         for kind, item in msg.items:
             if kind == INV_BLOCK:
@@ -432,15 +419,13 @@ class PeerManager:
                 peer.send(BlockMsg(RawBlock(raw)))
                 peer.known_blocks.add(item)
             else:
+                # Only mempool transactions are served (as in Bitcoin Core): a
+                # confirmed one would cost a block decode per request.
                 entry = self.node.mempool.get_entry(item)
                 if entry is None:
-                    found = state.get_tx(item)
-                    if found is None:
-                        missing.append((kind, item))
-                        continue
-                    peer.send(TxMsg(found[0]))
-                else:
-                    peer.send(TxMsg(entry.tx))
+                    missing.append((kind, item))
+                    continue
+                peer.send(TxMsg(entry.tx))
                 peer.known_txs.add(item)
         if missing:
             peer.send(NotFound(tuple(missing)))

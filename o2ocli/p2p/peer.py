@@ -152,11 +152,6 @@ class Peer:
         self.last_recv = time.monotonic()
         return decode_payload(kind, payload, checksum)
 
-    def link_key(self) -> tuple[int, int]:
-        """Both handshake nonces, smaller first: the same value at both ends."""
-        theirs = self.version.nonce if self.version is not None else 0
-        return (min(self.sent_nonce, theirs), max(self.sent_nonce, theirs))
-
     async def handshake(self) -> None:
         """Exchange version/verack; refuse other chains and self-connections."""
         version = self.manager.our_version()

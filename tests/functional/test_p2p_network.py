@@ -303,7 +303,8 @@ def test_node_does_not_keep_a_connection_to_itself(tmp_path, node_factory):
 
 
 def test_nodes_dialling_each_other_keep_one_link(tmp_path, node_factory):
-    """Both sides --connect the other: exactly one connection survives, at both ends."""
+    """Both sides --connect the other: a node that already has a link to a peer's
+    listening address does not dial it again, so one connection serves both."""
     net = Network(tmp_path, node_factory, 2)
     a, b = net.nodes
     a.start("--validator-key", net.key(0), "--connect", b.p2p_address)

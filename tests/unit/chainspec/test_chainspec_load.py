@@ -426,3 +426,17 @@ def test_format_of_parse_is_the_normalized_text(whole, frac):
             parse_amount(text, 8)
         return
     assert format_amount(parse_amount(text, 8), 8) == normalized
+
+
+def test_max_tx_size_must_fit_in_a_block_with_room_to_spare():
+    import json as _json
+
+    from o2ocli.chainspec import SpecError, builtin_spec_path, spec_from_dict
+
+    data = _json.loads(builtin_spec_path("devnet").read_text(encoding="utf-8"))
+    data["limits"]["max_block_size"] = 50_000
+    data["limits"]["max_tx_size"] = 49_000
+    with pytest.raises(SpecError, match="limits.max_tx_size"):
+        spec_from_dict(data)
+    data["limits"]["max_tx_size"] = 48_000
+    assert spec_from_dict(data).max_tx_size == 48_000

@@ -658,3 +658,20 @@ def test_genesis_native_allocation_is_spendable(kit, view, params, genesis):
     assert view[gop(genesis, 2)] == Coin(TxOut(NATIVE_ASSET, COIN, kit.p2a(2)), 0, False)
     tx = pay(kit, genesis, [2], [COIN - 1])
     assert apply_block(kit.block(genesis.header, [kit.claim(1, 1), tx]), view, params).fees == 1
+
+
+def test_header_version_must_be_current(kit, params, genesis):
+    from dataclasses import replace as dc_replace
+
+    from o2ocli.consensus.block import check_header_version
+    from o2ocli.core.block import BLOCK_VERSION
+
+    block = kit.block(genesis.header, [pay(kit, genesis, [0], [COIN - 100])])
+    check_header_version(block.header)
+    future = dc_replace(block.header, version=BLOCK_VERSION + 1)
+    with pytest.raises(BlockInvalid) as e:
+        check_header_version(future)
+    assert e.value.reason == "bad-blk-version"
+    with pytest.raises(BlockInvalid) as e:
+        check_block_structure(Block(future, block.txs), params)
+    assert e.value.reason == "bad-blk-version"
