@@ -285,14 +285,19 @@ class BlockSync:
         while progress and self.queue:
             progress = False
             for block_hash in itertools.islice(self.queue, CONNECT_SCAN):
-                if block_hash not in self.pending or state.get_index(block_hash) is not None:
+                if block_hash not in self.pending:
                     self.queue.remove(block_hash)
                     self._forget(block_hash)
                     progress = True
                     break
                 arrived = self.received.get(block_hash)
                 if arrived is None:
-                    continue
+                    continue  # (cheap: no database read for blocks still on the way)
+                if state.get_index(block_hash) is not None:  # stored meanwhile
+                    self.queue.remove(block_hash)
+                    self._forget(block_hash)
+                    progress = True
+                    break
                 block, peer = arrived
                 if state.get_index(block.header.prev_hash) is None:
                     continue  # its parent comes first
