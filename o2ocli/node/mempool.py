@@ -548,6 +548,8 @@ class Mempool:
         removed with all their descendants.  Returns only those *conflicting*
         txids (with descendants), in pool order.
         """
+        if not self._entries:
+            return []  # nothing to reconcile (the common case while syncing)
         for tx in block.txs:
             self._remove(tx.txid)
         conflicts: list[bytes] = []

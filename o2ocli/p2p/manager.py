@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,7 @@ class PeerManager:
         self._dialing: set[tuple[str, int]] = set()
         self._tx_announce: list[tuple[bytes, int | None]] = []
         self._orphans: dict[bytes, tuple[Tx, int, float]] = {}
+        self.decode_pool = ThreadPoolExecutor(1, thread_name_prefix="p2p-decode")
         self._rejected: dict[bytes, float] = {}
         self._load()
         for host, port in connect:
@@ -183,6 +185,7 @@ class PeerManager:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
 
     def our_version(self) -> Version:
         """The version message we open every connection with."""

@@ -29,6 +29,10 @@ __all__ = ["Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER"]
 log = logging.getLogger("o2ocli.p2p")
 
 HANDSHAKE_TIMEOUT = 10.0
+OFFLOAD_DECODE_BYTES = 64 * 1024
+"""Payloads at least this big are decoded on the manager's decode thread."""
+READ_AHEAD = 4
+"""Messages read (and being decoded) ahead of the one being handled."""
 MAX_SEND_BUFFER = 64 * 1024 * 1024
 _ids = itertools.count(1)
 
@@ -152,6 +156,45 @@ class Peer:
         self.last_recv = time.monotonic()
         return decode_payload(kind, payload, checksum)
 
+    async def _read_frames(self, queue: asyncio.Queue[Any]) -> None:
+        """Reader task: frames off the socket, big payloads decoded on a worker
+        thread, so decoding block N+1 overlaps connecting block N (which spends
+        much of its time in libsecp256k1 and LevelDB with the GIL released)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while not self.closed:
+                head = await self.reader.readexactly(FRAME_HEADER_SIZE)
+                kind, length, checksum = parse_frame_header(self.manager.magic, head)
+                payload = await self.reader.readexactly(length) if length else b""
+                self.bytes_recv += FRAME_HEADER_SIZE + length
+                self.last_recv = time.monotonic()
+                if length >= OFFLOAD_DECODE_BYTES:
+                    pending = loop.run_in_executor(
+                        self.manager.decode_pool, decode_payload, kind, payload, checksum
+                    )
+                else:
+                    pending = loop.create_future()
+                    try:
+                        pending.set_result(decode_payload(kind, payload, checksum))
+                    except ProtocolError as exc:
+                        pending.set_exception(exc)
+                await queue.put(pending)
+        except Exception as exc:  # noqa: BLE001 - handed to the dispatcher, which raises it
+            await queue.put(exc)
+
+    async def _dispatch(self) -> None:
+        """Hand messages to the manager in order, as the reader task decodes them."""
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=READ_AHEAD)
+        reader = asyncio.create_task(self._read_frames(queue), name=f"peer-{self.id}-reader")
+        try:
+            while not self.closed:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                await self.manager.handle(self, await item)
+        finally:
+            reader.cancel()
+
     async def handshake(self) -> None:
         """Exchange version/verack; refuse other chains and self-connections."""
         version = self.manager.our_version()
@@ -191,9 +234,7 @@ class Peer:
         try:
             await asyncio.wait_for(self.handshake(), HANDSHAKE_TIMEOUT)
             manager.on_ready(self)
-            while not self.closed:
-                msg = await self.read_message()
-                await manager.handle(self, msg)
+            await self._dispatch()
         except HandshakeRefused as exc:
             self.close(f"handshake refused: {exc}")
             if self.dialed is not None and "ourselves" in str(exc):
