@@ -40,6 +40,10 @@ UNAVAILABLE_SECONDS = 10.0
 (with the headers queued after it); headers are then asked for afresh."""
 MAX_PENDING = 200_000
 CONNECT_SCAN = 256
+MAX_AHEAD = 256
+"""Most blocks held received but not yet connectable (waiting for a parent):
+no more are requested until the queue moves, which bounds memory when a peer
+withholds the next block."""
 
 
 class BlockSync:
@@ -194,6 +198,9 @@ class BlockSync:
         """Hand out block requests to peers with free slots."""
         if not self.queue:
             return
+        # At the cap, only the first missing block may still be asked for: it is
+        # what lets the queue move.
+        at_cap = len(self.received) + len(self.inflight_by) >= MAX_AHEAD
         peers = [p for p in self.manager.ready_peers() if len(p.inflight) < WINDOW]
         if not peers:
             return
@@ -207,6 +214,8 @@ class BlockSync:
             if scanned > 4 * WINDOW * len(peers) + 64 or not free:
                 break
             if block_hash in self.inflight_by or block_hash in self.received:
+                if at_cap:
+                    break  # the first missing block is already on its way
                 continue
             height = self.pending[block_hash][0].height
             refused = self.unavailable.get(block_hash, ())
@@ -224,6 +233,8 @@ class BlockSync:
             free[pid] -= 1
             if free[pid] == 0:
                 del free[pid]
+            if at_cap:
+                break
         for pid, hashes in wanted.items():
             if hashes:
                 by_id[pid].send(GetData(tuple((INV_BLOCK, h) for h in hashes)))
