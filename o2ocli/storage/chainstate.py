@@ -35,7 +35,7 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import Verifier, serial_verifier
 from o2ocli.core.block import Block, BlockHeader
-from o2ocli.core.encoding import DecodeError, Reader, Writer
+from o2ocli.core.encoding import DecodeError, Reader, Writer, varint_size
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from . import schema as k
@@ -251,11 +251,20 @@ class ChainState:
         data = self.db.get(k.tx_key(txid))
         if data is None:
             return None
-        block_hash, position = data[:32], int.from_bytes(data[32:36], "little")
-        block = self.get_block(block_hash)
-        if block is None:
+        block_hash = data[:32]
+        if len(data) < 44:  # schema 1 entries (no offset): decode the block
+            block = self.get_block(block_hash)
+            if block is None:
+                raise ChainStateError(f"tx index points to missing block {block_hash.hex()}")
+            return block.txs[int.from_bytes(data[32:36], "little")], block_hash, block.height
+        offset = int.from_bytes(data[36:40], "little")
+        length = int.from_bytes(data[40:44], "little")
+        raw = self.db.get(k.block_key(block_hash))
+        entry = self.get_index(block_hash)
+        if raw is None or entry is None or offset + length > len(raw):
             raise ChainStateError(f"tx index points to missing block {block_hash.hex()}")
-        return block.txs[position], block_hash, block.height
+        # Decode only this transaction, not the whole block.
+        return Tx.from_bytes(raw[offset : offset + length]), block_hash, entry.height
 
     def address_coins(self, pubkey_hash: bytes) -> list[tuple[Outpoint, Coin]]:
         """Unspent outputs whose lock involves ``pubkey_hash``."""
@@ -507,9 +516,13 @@ class ChainState:
             put(k.UTXO + key, coin.to_bytes())
             for address in coin.output.lock.addresses():
                 put(k.ADDR_UTXO + address + key, b"")
+        offset = len(block.header.to_bytes()) + varint_size(len(block.txs))
         for position, tx in enumerate(block.txs):
             txid = tx.txid
-            put(k.tx_key(txid), block.hash + position.to_bytes(4, "little"))
+            size = tx.size
+            put(k.tx_key(txid), block.hash + position.to_bytes(4, "little")
+                + offset.to_bytes(4, "little") + size.to_bytes(4, "little"))
+            offset += size
             for address in _tx_addresses(tx, block, spent_coins):
                 put(k.addr_history_key(address, height, txid), b"")
         put(k.height_key(height), block.hash)

@@ -10,7 +10,9 @@ Keys (integers inside keys are big-endian):
 * ``h`` ‖ height u32 → main-chain block hash at that height
 * ``u`` ‖ txid ‖ output index u32 → :class:`~o2ocli.core.tx.Coin` encoding (the UTXO set)
 * ``d`` ‖ block hash → undo data: the coins the block spent
-* ``t`` ‖ txid → block hash ‖ position in the block (u32 little-endian)
+* ``t`` ‖ txid → block hash ‖ position in the block ‖ byte offset of the tx in
+  the block encoding ‖ its length (three u32 little-endian): a tx is read
+  without decoding its whole block
 * ``a`` ‖ pubkey hash (20) ‖ txid ‖ index u32 → empty: an unspent output touching the address
 * ``r`` ‖ pubkey hash (20) ‖ height u32 ‖ txid → empty: a main-chain tx touching the address
 * ``m`` ‖ name → metadata: ``tip``, ``genesis``, ``best`` (best known block), ``schema``
@@ -36,7 +38,7 @@ META_GENESIS = META + b"genesis"
 META_BEST = META + b"best"
 META_SCHEMA = META + b"schema"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def block_key(block_hash: bytes) -> bytes:

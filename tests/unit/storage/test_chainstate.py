@@ -396,3 +396,20 @@ def test_restart_after_crash_mid_reorg_onto_invalid_branch_returns_to_old_tip(
     assert again.utxo_set_hash() == old_hash
     assert again.get_index(b2.hash).status == STATUS_INVALID
     assert again.get_index(b3.hash).status == STATUS_INVALID
+
+
+def test_get_tx_reads_one_transaction_by_offset(tmp_path, gen, params):
+    state = open_state(tmp_path / "db", gen, params)
+    blocks = [gen.next_block(12) for _ in range(3)]
+    for block in blocks:
+        state.add_block(block)
+    for block in blocks:
+        for tx in block.txs:
+            found, block_hash, height = state.get_tx(tx.txid)
+            assert found.to_bytes() == tx.to_bytes()
+            assert (block_hash, height) == (block.hash, block.height)
+            assert state.has_tx(tx.txid)
+    assert state.get_tx(bytes(32)) is None
+    # After a disconnect the index forgets the block's transactions.
+    state.disconnect_tip()
+    assert all(state.get_tx(t.txid) is None for t in blocks[-1].txs)
