@@ -152,3 +152,38 @@ def test_validator_propose_and_discard(node_factory):
     assert newcomer in listed["validators"]
     block = node.cli_json("chain", "block", "1")
     assert block["vote"] == {"address": newcomer, "action": "add"}
+
+
+def test_rpc_methods_refuse_bad_params_without_side_effects(node_factory):
+    from o2ocli.rpc.errors import RpcError
+
+    node = node_factory()
+    node.start("--dev", "--dev-period", "0")
+    client = node.client()
+    before = client.call("getpeerinfo")
+    cases = [
+        ("addpeer", ["no-port"], -32602),
+        ("addpeer", ["host:70000"], -32602),
+        ("addpeer", [5], -32602),
+        ("unban", ["192.0.2.1"], -8),
+        ("unban", [""], -32602),
+        ("setnetworkactive", ["yes"], -32602),
+        ("listunspent", ["not-a-list"], -32602),
+        ("listunspent", [["not-an-address"]], -5),
+        ("getaddresseshistory", [[1]], -5),
+        ("getblock", [10**9], -8),
+        ("getblock", [0, 7], -32602),
+        ("gettx", ["00" * 31], -32602),
+        ("propose", ["not-an-address", True], -5),
+    ]
+    for method, params, code in cases:
+        try:
+            client.call(method, *params)
+        except RpcError as exc:
+            assert exc.code == code, (method, params, exc.code, exc.message)
+        else:
+            raise AssertionError(f"{method}{params} was accepted")
+    after = client.call("getpeerinfo")
+    assert after["banned"] == before["banned"]
+    assert after["known_addresses"] == before["known_addresses"]
+    assert after["network_active"] is True
