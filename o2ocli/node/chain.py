@@ -86,13 +86,14 @@ class ChainManager:
         # Finality first, so an interrupted reorg is finished (or refused) under
         # the same guard as when the node was running.
         self._update_finality()
-        try:
-            if self.state.activate_best_chain():
+        for _ in range(100):  # each failure marks a branch invalid, so this ends
+            try:
+                if self.state.activate_best_chain():
+                    self._update_finality()
+                break
+            except BlockInvalid as exc:
+                log.warning("stored branch found invalid at start-up: %s", exc)
                 self._update_finality()
-        except BlockInvalid as exc:
-            log.warning("stored branch found invalid at start-up: %s", exc)
-            self.state.activate_best_chain()
-            self._update_finality()
 
     # ------------------------------------------------------------------ reads
     @property

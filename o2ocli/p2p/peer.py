@@ -31,7 +31,7 @@ log = logging.getLogger("o2ocli.p2p")
 HANDSHAKE_TIMEOUT = 10.0
 OFFLOAD_DECODE_BYTES = 64 * 1024
 """Payloads at least this big are decoded on the manager's decode thread."""
-READ_AHEAD = 4
+READ_AHEAD = 2
 """Messages read (and being decoded) ahead of the one being handled."""
 MAX_SEND_BUFFER = 64 * 1024 * 1024
 _ids = itertools.count(1)
