@@ -22,13 +22,14 @@ Byte layout (all integers little-endian, see :mod:`o2ocli.core.encoding`)::
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from o2ocli.crypto.hashes import sha256d
 
 from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
 from .limits import MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS, MAX_WITNESS_PAIRS
-from .locks import Lock, decode_lock, encode_lock
+from .locks import Lock, PayToAddress, decode_lock, encode_lock
 from .payloads import NO_PAYLOAD, Coinbase, Payload, decode_payload, encode_payload
 
 __all__ = [
@@ -50,6 +51,12 @@ TX_VERSION = 1
 SIGHASH_TAG = b"o2o/sighash/v1"
 PUBKEY_SIZE = 33
 SIGNATURE_SIZE = 64
+
+
+_new = object.__new__
+_set = object.__setattr__
+_U32_FROM = struct.Struct("<I").unpack_from
+_U64_FROM = struct.Struct("<Q").unpack_from
 
 
 def _check_hash(value: bytes, what: str) -> None:
@@ -224,31 +231,82 @@ class Tx:
 
     @classmethod
     def decode(cls, r: Reader) -> Tx:
-        """Read one transaction from ``r`` (leaves the reader after it)."""
+        """Read one transaction from ``r`` (leaves the reader after it).
+
+        This is the hot path of block download, so the common shapes (native
+        or token outputs under pay-to-address locks, one-key witnesses) are read
+        inline; the values are bounds- and range-checked here, so the objects
+        are assembled without re-running their constructors' checks.  Anything
+        else goes through the generic decoders.
+        """
         start = r.pos
         version = r.u32("tx version")
         n_in = r.count("input", MAX_TX_INPUTS)
+        data = r._data
+        end = r._end
+        pos = r._pos
+        if pos + 36 * n_in > end:  # the generic reads name the exact truncated field
+            for _ in range(n_in):
+                r.raw(32, "input txid")
+                r.u32("input index")
         prevouts = []
         for _ in range(n_in):
-            txid = r.raw(32, "input txid")
-            prevouts.append(Outpoint(txid, r.u32("input index")))
+            op = _new(Outpoint)
+            _set(op, "txid", data[pos : pos + 32])
+            _set(op, "index", _U32_FROM(data, pos + 32)[0])
+            prevouts.append(op)
+            pos += 36
+        r._pos = pos
         n_out = r.count("output", MAX_TX_OUTPUTS)
-        outputs = tuple(TxOut.decode(r) for _ in range(n_out))
+        outputs = []
+        for _ in range(n_out):
+            pos = r._pos
+            if pos + 30 <= end and data[pos] == 0 and data[pos + 9] == PayToAddress.TAG:
+                lock = _new(PayToAddress)
+                _set(lock, "pubkey_hash", data[pos + 10 : pos + 30])
+                out = _new(TxOut)
+                _set(out, "asset", NATIVE_ASSET)
+                _set(out, "amount", _U64_FROM(data, pos + 1)[0])
+                _set(out, "lock", lock)
+                r._pos = pos + 30
+                outputs.append(out)
+            else:
+                outputs.append(TxOut.decode(r))
         lock_height = r.u32("lock_height")
         payload = decode_payload(r)
         stripped_end = r.pos
         inputs = []
         for prevout in prevouts:
             n_pairs = r.count("witness pair", MAX_WITNESS_PAIRS)
-            pairs = tuple(
-                SigPair(r.raw(PUBKEY_SIZE, "witness pubkey"), r.raw(SIGNATURE_SIZE, "signature"))
-                for _ in range(n_pairs)
-            )
-            inputs.append(TxIn(prevout, pairs))
-        tx = cls(tuple(inputs), outputs, lock_height, payload, version)
-        object.__setattr__(tx, "_stripped", r.slice(start, stripped_end))
-        object.__setattr__(tx, "_size", r.pos - start)
-        object.__setattr__(tx, "_full", r.slice(start, r.pos))
+            pos = r._pos
+            if pos + (PUBKEY_SIZE + SIGNATURE_SIZE) * n_pairs > end:
+                for _ in range(n_pairs):  # names the exact truncated field
+                    r.raw(PUBKEY_SIZE, "witness pubkey")
+                    r.raw(SIGNATURE_SIZE, "signature")
+            pairs = []
+            for _ in range(n_pairs):
+                pair = _new(SigPair)
+                sig_at = pos + PUBKEY_SIZE
+                _set(pair, "pubkey", data[pos:sig_at])
+                _set(pair, "signature", data[sig_at : sig_at + SIGNATURE_SIZE])
+                pairs.append(pair)
+                pos = sig_at + SIGNATURE_SIZE
+            r._pos = pos
+            txin = _new(TxIn)
+            _set(txin, "prevout", prevout)
+            _set(txin, "witness", tuple(pairs))
+            inputs.append(txin)
+        tx = _new(cls)
+        _set(tx, "inputs", tuple(inputs))
+        _set(tx, "outputs", tuple(outputs))
+        _set(tx, "lock_height", lock_height)
+        _set(tx, "payload", payload)
+        _set(tx, "version", version)
+        _set(tx, "_stripped", r.slice(start, stripped_end))
+        _set(tx, "_txid", None)
+        _set(tx, "_size", r.pos - start)
+        _set(tx, "_wtxid", None)
+        _set(tx, "_full", r.slice(start, r.pos))
         return tx
 
     @classmethod
