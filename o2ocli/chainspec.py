@@ -164,6 +164,9 @@ class ChainSpec:
             max_block_size=self.max_block_size,
             max_tx_size=self.max_tx_size,
             max_block_txs=self.max_block_txs,
+            token_issue_fee=self.token_issue_fee,
+            review_window=self.review_window,
+            min_purchase=self.min_purchase,
         )
 
     @property

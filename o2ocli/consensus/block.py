@@ -8,7 +8,7 @@ anything: the caller (the chainstate) writes them atomically.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from o2ocli.core.block import BLOCK_VERSION, Block, BlockHeader
 from o2ocli.core.payloads import Coinbase, GenesisAlloc
@@ -16,8 +16,9 @@ from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from .errors import BlockInvalid, TxInvalid
 from .locks import SigCheck
+from .o2o import EMPTY_STATE, O2OBlockView, O2OEffect, O2OState
 from .params import MAX_AMOUNT, ConsensusParams
-from .tx import Verifier, check_transaction, check_tx_inputs, serial_verifier
+from .tx import Verifier, check_transaction, check_tx_contextual, serial_verifier
 
 __all__ = [
     "BlockEffects",
@@ -46,6 +47,8 @@ class BlockEffects:
     """Coins created and still unspent at the end of the block."""
     fees: int
     """Sum of the native-coin fees of the block's ordinary transactions."""
+    o2o: O2OEffect = field(default_factory=O2OEffect)
+    """Changes to the O2O state (token registry, rewards, reviews, replies)."""
 
 
 def _fail(tx_index: int, tx: Tx, exc: TxInvalid) -> BlockInvalid:
@@ -151,9 +154,11 @@ def apply_block(
     view: object,
     params: ConsensusParams,
     verifier: Verifier = serial_verifier,
+    state: O2OState = EMPTY_STATE,
 ) -> BlockEffects:
     """Check every transaction of ``block`` in order against ``view`` (the UTXO
-    set at the parent, anything with ``get(outpoint) -> Coin | None``).
+    set at the parent, anything with ``get(outpoint) -> Coin | None``) and
+    ``state`` (the O2O state at the parent).
 
     Rules applied on top of each transaction's own:
 
@@ -175,6 +180,7 @@ def apply_block(
     all_checks: list[SigCheck] = []
     check_owner: list[int] = []
     fees = 0
+    o2o = O2OBlockView(state)
     for i, tx in enumerate(block.txs):
         txid = tx.txid
         if not tx.is_coinbase:
@@ -199,9 +205,10 @@ def apply_block(
                     spent.append((prevout, coin))
                 coins.append(coin)
             try:
-                fee, checks = check_tx_inputs(tx, coins, height, params)
+                fee, checks, effect = check_tx_contextual(tx, coins, height, params, o2o)
             except TxInvalid as exc:
                 raise _fail(i, tx, exc) from None
+            o2o.apply(effect)
             fees += fee
             if fees > MAX_AMOUNT:
                 raise BlockInvalid("bad-blk-fees", "block fees overflow")
@@ -218,7 +225,7 @@ def apply_block(
         raise _fail(
             i, block.txs[i], TxInvalid("bad-txns-signature", "a witness signature does not verify")
         )
-    return BlockEffects(tuple(spent), tuple(created.items()), fees)
+    return BlockEffects(tuple(spent), tuple(created.items()), fees, o2o.changes)
 
 
 def check_genesis_block(block: Block) -> None:

@@ -26,3 +26,9 @@ class ConsensusParams:
     """Most inputs in one transaction."""
     max_tx_outputs: int = 2_000
     """Most outputs in one transaction."""
+    token_issue_fee: int = 0
+    """Native coin (base units) a token issue must burn."""
+    review_window: int = 100_000
+    """A review may cite a purchase at most this many blocks older than itself."""
+    min_purchase: int = 1
+    """Least native coin (base units) a purchase must pay a merchant to back a review."""

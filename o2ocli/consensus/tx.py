@@ -25,6 +25,14 @@ from o2ocli.crypto.backends import verify as ecdsa_verify
 
 from .errors import TxInvalid
 from .locks import SigCheck, lock_signature_checks
+from .o2o import (
+    EMPTY_STATE,
+    O2O_PAYLOADS,
+    O2OEffect,
+    O2OState,
+    check_o2o_inputs,
+    check_o2o_payload,
+)
 from .params import MAX_AMOUNT, ConsensusParams
 
 __all__ = [
@@ -41,6 +49,7 @@ __all__ = [
     "check_asset_conservation",
     "collect_signature_checks",
     "check_tx_inputs",
+    "check_tx_contextual",
     "resolve_inputs",
     "validate_transaction",
 ]
@@ -137,7 +146,7 @@ def check_payload_placement(tx: Tx) -> None:
             if txin.witness:
                 raise TxInvalid("bad-cb-witness", "fee claim carries a witness")
         return
-    if not isinstance(payload, NoPayload):
+    if not isinstance(payload, (NoPayload, *O2O_PAYLOADS)):
         raise TxInvalid("bad-txns-payload", f"payload {type(payload).__name__} is not allowed")
 
 
@@ -149,6 +158,7 @@ def check_transaction(tx: Tx, params: ConsensusParams) -> None:
     check_no_duplicate_inputs(tx)
     check_output_amounts(tx)
     check_payload_placement(tx)
+    check_o2o_payload(tx)
 
 
 # --------------------------------------------------------------------------
@@ -183,13 +193,18 @@ def check_lock_height(tx: Tx, height: int) -> None:
         )
 
 
-def check_asset_conservation(tx: Tx, coins: Sequence[Coin]) -> int:
+def check_asset_conservation(
+    tx: Tx, coins: Sequence[Coin], deltas: Mapping[bytes, int] | None = None
+) -> int:
     """Rule: per asset, the inputs cover the outputs.
 
-    For the native coin the surplus is the fee (returned).  For every other asset
-    inputs and outputs must be exactly equal: tokens are created and destroyed
-    only by the payload types that say so (added with the token rules).
+    For the native coin the surplus is returned (the fee, plus any native coin
+    the payload burns).  For every other asset ``outputs - inputs`` must equal
+    what the payload allows in ``deltas`` (asset → change; 0 when absent): tokens
+    are created and destroyed only by issue, mint and burn payloads
+    (:mod:`o2ocli.consensus.o2o`).
     """
+    deltas = deltas or {}
     totals_in: dict[bytes, int] = {}
     for coin in coins:
         out = coin.output
@@ -202,16 +217,21 @@ def check_asset_conservation(tx: Tx, coins: Sequence[Coin]) -> int:
             raise TxInvalid("bad-txns-inputvalues-outofrange", "inputs of one asset overflow")
     for asset, spent in totals_out.items():
         available = totals_in.get(asset, 0)
-        if spent > available:
+        if spent > available and deltas.get(asset, 0) <= 0:
             raise TxInvalid(
                 "bad-txns-in-belowout",
                 f"outputs of asset {asset.hex()[:16]} ({spent}) exceed inputs ({available})",
             )
-    for asset, available in totals_in.items():
-        if asset != NATIVE_ASSET and totals_out.get(asset, 0) != available:
+    for asset in totals_in.keys() | totals_out.keys() | deltas.keys():
+        if asset == NATIVE_ASSET:
+            continue
+        available, spent = totals_in.get(asset, 0), totals_out.get(asset, 0)
+        allowed = deltas.get(asset, 0)
+        if spent - available != allowed:
             raise TxInvalid(
                 "bad-txns-asset-unbalanced",
-                f"asset {asset.hex()[:16]}: {available} in, {totals_out.get(asset, 0)} out",
+                f"asset {asset.hex()[:16]}: {available} in, {spent} out"
+                + (f", the payload allows a change of {allowed}" if allowed else ""),
             )
     return totals_in.get(NATIVE_ASSET, 0) - totals_out.get(NATIVE_ASSET, 0)
 
@@ -235,16 +255,44 @@ def collect_signature_checks(
     return checks
 
 
-def check_tx_inputs(
-    tx: Tx, coins: Sequence[Coin], height: int, params: ConsensusParams
-) -> tuple[int, list[SigCheck]]:
-    """Contextual rules for a non-fee-claim tx spending ``coins`` at ``height``.
+def check_tx_contextual(
+    tx: Tx,
+    coins: Sequence[Coin],
+    height: int,
+    params: ConsensusParams,
+    state: O2OState = EMPTY_STATE,
+) -> tuple[int, list[SigCheck], O2OEffect]:
+    """Contextual rules for a non-fee-claim tx spending ``coins`` at ``height``,
+    with ``state`` the O2O state of the parent block.
 
-    Returns ``(fee, signature checks)``; the caller verifies the checks.
+    Returns ``(fee, signature checks, payload effect)``; the caller verifies the
+    checks.  The fee is the native surplus minus what the payload burns (a token
+    issue's fee is destroyed, not claimable by the validator).
     """
     check_lock_height(tx, height)
-    fee = check_asset_conservation(tx, coins)
-    return fee, collect_signature_checks(tx, coins, params)
+    effect = check_o2o_inputs(tx, coins, height, params, state)
+    surplus = check_asset_conservation(tx, coins, effect.deltas)
+    if surplus < effect.burned:
+        raise TxInvalid(
+            "bad-token-issue-fee",
+            f"the tx must burn {effect.burned} base units of native coin, it leaves {surplus}",
+        )
+    checks = collect_signature_checks(tx, coins, params)
+    if effect.checks:
+        checks.extend(effect.checks)
+    return surplus - effect.burned, checks, effect
+
+
+def check_tx_inputs(
+    tx: Tx,
+    coins: Sequence[Coin],
+    height: int,
+    params: ConsensusParams,
+    state: O2OState = EMPTY_STATE,
+) -> tuple[int, list[SigCheck]]:
+    """:func:`check_tx_contextual` without the payload effect: ``(fee, checks)``."""
+    fee, checks, _ = check_tx_contextual(tx, coins, height, params, state)
+    return fee, checks
 
 
 def validate_transaction(
@@ -253,6 +301,7 @@ def validate_transaction(
     height: int,
     params: ConsensusParams,
     verifier: Verifier = serial_verifier,
+    state: O2OState = EMPTY_STATE,
 ) -> int:
     """Full validity of a standalone transaction (as a mempool would check it).
 
@@ -262,7 +311,7 @@ def validate_transaction(
     if tx.is_coinbase:
         raise TxInvalid("bad-txns-coinbase", "a fee claim is only valid inside a block")
     coins = resolve_inputs(tx, view)
-    fee, checks = check_tx_inputs(tx, coins, height, params)
+    fee, checks = check_tx_inputs(tx, coins, height, params, state)
     failed = verifier(checks)
     if failed is not None:
         raise TxInvalid("bad-txns-signature", "a witness signature does not verify")

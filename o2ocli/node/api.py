@@ -17,6 +17,7 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 from o2ocli.rpc.server import RpcMethods
 
+from .api_o2o import register_o2o_methods
 from .mempool import MempoolError
 from .render import amount_json, asset_json, block_json, coin_json, tx_json
 
@@ -76,6 +77,13 @@ def build_methods(node: Node) -> RpcMethods:
     def confirmations(height: int) -> int:
         return chain.height - height + 1
 
+    def tokens(asset: bytes) -> tuple[str, int] | None:
+        record = chain.state.token(asset)
+        if record is not None:
+            return record.symbol, record.decimals
+        record = chain.state.token_of_authority(asset)
+        return None if record is None else (record.symbol + "!", 0)
+
     def spent_coins(tx: Tx) -> list[Coin | None]:
         coins: list[Coin | None] = []
         for txin in tx.inputs:
@@ -93,6 +101,8 @@ def build_methods(node: Node) -> RpcMethods:
                     coin = Coin(entry.tx.outputs[prev.index], chain.height + 1, False)
             coins.append(coin)
         return coins
+
+    register_o2o_methods(methods, node, address_arg, confirmations, tokens)
 
     @methods.method("getinfo")
     def getinfo() -> dict[str, Any]:
@@ -159,7 +169,7 @@ def build_methods(node: Node) -> RpcMethods:
         found = state.get_tx(raw_id)
         if found is not None:
             tx, block_hash, height = found
-            data = tx_json(spec, tx, spent_coins(tx))
+            data = tx_json(spec, tx, spent_coins(tx), tokens)
             data.update(
                 {
                     "block": block_hash.hex(),
@@ -173,7 +183,7 @@ def build_methods(node: Node) -> RpcMethods:
         entry = node.mempool.get_entry(raw_id)
         if entry is None:
             raise RpcError(E.NOT_FOUND, f"transaction {txid} is not in the chain or mempool")
-        data = tx_json(spec, entry.tx, spent_coins(entry.tx))
+        data = tx_json(spec, entry.tx, spent_coins(entry.tx), tokens)
         data.update(
             {"block": None, "height": None, "confirmations": 0, "final": False, "in_mempool": True}
         )
@@ -271,7 +281,7 @@ def build_methods(node: Node) -> RpcMethods:
                 spender = mempool.spender_of(outpoint) if include_mempool else None
                 if spender is not None and not include_spent:
                     continue
-                item = coin_json(spec, outpoint.txid, outpoint.index, coin)
+                item = coin_json(spec, outpoint.txid, outpoint.index, coin, tokens)
                 item["confirmations"] = confirmations(coin.height)
                 item["owner"] = owner
                 if spender is not None:
@@ -286,7 +296,7 @@ def build_methods(node: Node) -> RpcMethods:
                     spender = mempool.spender_of(Outpoint(entry.txid, index))
                     if spender is not None and not include_spent:
                         continue
-                    item = coin_json(spec, entry.txid, index, Coin(out, 0, False))
+                    item = coin_json(spec, entry.txid, index, Coin(out, 0, False), tokens)
                     item.update({"height": None, "confirmations": 0,
                                  "owner": spec.address(owners[0])})
                     if spender is not None:
@@ -360,7 +370,7 @@ def build_methods(node: Node) -> RpcMethods:
             "utxo_set_hash": stats.hash.hex(),
             "utxo_count": stats.count,
             "totals": {
-                asset_json(spec, asset): amount_json(spec, asset, total)
+                asset_json(spec, asset, tokens): amount_json(spec, asset, total, tokens)
                 for asset, total in sorted(stats.totals.items())
             },
         }

@@ -222,7 +222,7 @@ class ChainManager:
         # Everything derived from the blocks goes; the blocks themselves and the
         # peer address book and bans (not chain state) stay.
         for prefix in (k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO,
-                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX):
+                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX, *k.O2O_PREFIXES):
             keys: list[bytes] = []
             for key in self.db.iterate_keys(prefix):
                 keys.append(key)

@@ -11,7 +11,13 @@ therefore allowed.  On top of the consensus rules the pool applies policy:
 * a size cap: when the pool would exceed ``max_bytes``, the transactions with
   the lowest fee rate (newest first on a tie) are evicted with their
   descendants; if the newcomer would be among them it is refused instead;
-* an expiry age.
+* an expiry age;
+* one pending tx per one-time O2O claim (a token symbol, the review of a
+  purchase, the reply to a review, a token's reward for a purchase): a second
+  tx with the same claim is refused as ``txn-mempool-conflict``.  After every
+  block the O2O txs are checked again against the new tip (a review's window
+  may have closed, a claim may have been taken by the block), and dropped if
+  they no longer pass.
 
 Every refusal is a :class:`MempoolError` (consensus failures are wrapped with
 their :class:`~o2ocli.consensus.errors.TxInvalid` reason and message) and a
@@ -33,6 +39,7 @@ from typing import Protocol
 
 from o2ocli.consensus.errors import TxInvalid
 from o2ocli.consensus.locks import SigCheck
+from o2ocli.consensus.o2o import O2O_PAYLOADS, check_o2o_inputs, o2o_claims
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import (
     Verifier,
@@ -51,6 +58,14 @@ DEFAULT_MAX_BYTES = 300_000_000
 DEFAULT_EXPIRY = 14 * 24 * 3600
 _NOT_MISBEHAVIOUR = frozenset({"bad-txns-inputs-missingorspent", "bad-txns-premature"})
 """Consensus reasons that a valid tx can hit too (unknown parent, lock not yet reached)."""
+
+
+_CLAIM_NAMES = {
+    b"T": "token symbol",
+    b"V": "purchase (one review per purchase)",
+    b"Y": "review (one reply per review)",
+    b"W": "reward (one reward per purchase and token)",
+}
 
 
 class ChainView(Protocol):
@@ -194,6 +209,10 @@ class Mempool:
         """txid → mempool txs spending one of its outputs."""
         self._parents: dict[bytes, set[bytes]] = {}
         """txid → mempool txs whose outputs it spends."""
+        self._claims: dict[bytes, bytes] = {}
+        """O2O claim key → txid of the mempool tx holding it."""
+        self._o2o: set[bytes] = set()
+        """Txids of mempool txs with an O2O payload (re-checked after each block)."""
         self._evict_heap: list[tuple[int, int, bytes]] = []
         """(fee_rate, -sequence, txid), lazily pruned: lowest rate, newest first."""
         self._seq = 0
@@ -218,6 +237,11 @@ class Mempool:
     def entries(self) -> list[MempoolEntry]:
         """All entries, in the order they entered the pool."""
         return list(self._entries.values())
+
+    def claimed(self, claim: bytes) -> bytes | None:
+        """Txid of the mempool tx holding O2O claim ``claim`` (see
+        :func:`~o2ocli.consensus.o2o.o2o_claims`), or None."""
+        return self._claims.get(claim)
 
     def spender_of(self, outpoint: Outpoint) -> bytes | None:
         """Txid of the mempool tx spending ``outpoint``, or None."""
@@ -333,6 +357,7 @@ class Mempool:
         against the pool plus the earlier batch txs that passed (minus ``bad_sigs``)."""
         batch_txs: dict[bytes, Tx] = {}
         batch_spent: dict[Outpoint, bytes] = {}
+        batch_claims: dict[bytes, bytes] = {}
         view = _BatchView(self, batch_txs)
         results: list[MempoolError | None] = []
         prepared: list[_Prepared] = []
@@ -341,6 +366,7 @@ class Mempool:
             if bad is None:
                 try:
                     fee, checks = self._precheck(tx, view, batch_spent, check_fee)
+                    self._check_claims(tx, batch_claims)
                 except MempoolError as exc:
                     bad = exc
             results.append(bad)
@@ -349,6 +375,8 @@ class Mempool:
                 batch_txs[txid] = tx
                 for txin in tx.inputs:
                     batch_spent[txin.prevout] = txid
+                for claim in o2o_claims(tx):
+                    batch_claims[claim] = txid
                 prepared.append(_Prepared(i, tx, fee, checks))
         return results, prepared
 
@@ -375,7 +403,9 @@ class Mempool:
                         conflict=other,
                     )
             coins = resolve_inputs(tx, view)
-            fee, checks = check_tx_inputs(tx, coins, self.chain.height + 1, self.params)
+            fee, checks = check_tx_inputs(
+                tx, coins, self.chain.height + 1, self.params, self.chain  # type: ignore[arg-type]
+            )
         except TxInvalid as exc:
             raise MempoolError.from_invalid(exc) from None
         size = tx.size
@@ -387,6 +417,18 @@ class Mempool:
                 f"({self.min_fee_rate} per 1000 bytes for {size} bytes)",
             )
         return fee, checks
+
+    def _check_claims(self, tx: Tx, batch_claims: dict[bytes, bytes]) -> None:
+        """Refuse ``tx`` if a pool or batch tx already holds one of its O2O claims."""
+        for claim in o2o_claims(tx):
+            other = self._claims.get(claim) or batch_claims.get(claim)
+            if other is not None:
+                raise MempoolError(
+                    "txn-mempool-conflict",
+                    f"mempool tx {other.hex()} already claims the same "
+                    + _CLAIM_NAMES.get(claim[:1], "thing"),
+                    conflict=other,
+                )
 
     def _verify(self, prepared: list[_Prepared]) -> set[int]:
         """Batch indexes of the txs in ``prepared`` whose signatures fail.
@@ -495,6 +537,10 @@ class Mempool:
             self._parents[txid] = parents
         if children:
             self._children[txid] = children
+        if isinstance(entry.tx.payload, O2O_PAYLOADS):
+            self._o2o.add(txid)
+            for claim in o2o_claims(entry.tx):
+                self._claims[claim] = txid
         self._total_bytes += entry.size
         heapq.heappush(self._evict_heap, (entry.fee_rate, -self._seq, txid))
 
@@ -519,6 +565,11 @@ class Mempool:
                 others.discard(txid)
                 if not others:
                     del self._parents[child]
+        if txid in self._o2o:
+            self._o2o.discard(txid)
+            for claim in o2o_claims(entry.tx):
+                if self._claims.get(claim) == txid:
+                    del self._claims[claim]
         self._total_bytes -= entry.size
         heap = self._evict_heap
         if len(heap) > 2 * len(self._entries) + 1024:
@@ -558,7 +609,23 @@ class Mempool:
                 spender = self._spenders.get(txin.prevout)
                 if spender is not None:
                     conflicts.append(spender)
+        conflicts.extend(self._stale_o2o())
         return self._remove_trees(conflicts)
+
+    def _stale_o2o(self) -> list[bytes]:
+        """O2O txs whose payload rules fail on the current tip (for the next block)."""
+        stale = []
+        height = self.chain.height + 1
+        for txid in list(self._o2o):
+            tx = self._entries[txid].tx
+            coins = [self._unspent_coin(txin.prevout) for txin in tx.inputs]
+            if any(c is None for c in coins):
+                continue  # the input checks of revalidate() deal with it
+            try:
+                check_o2o_inputs(tx, coins, height, self.params, self.chain)  # type: ignore[arg-type]
+            except TxInvalid:
+                stale.append(txid)
+        return stale
 
     def readd_txs(self, txs: list[Tx], now: int) -> None:
         """Put back the txs of disconnected blocks (oldest block first, in block
@@ -590,6 +657,7 @@ class Mempool:
                 if self.chain.get(prevout) is None:
                     stale.append(txid)
                     break
+        stale.extend(self._stale_o2o())
         return self._remove_trees(stale)
 
     def expire(self, now: int) -> list[bytes]:

@@ -6,16 +6,31 @@ in internal byte order; addresses use the chain's Base58Check version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from o2ocli.chainspec import ChainSpec, format_amount
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
 from o2ocli.core.locks import Lock, Multisig, PayToAddress
-from o2ocli.core.payloads import Coinbase, GenesisAlloc, NoPayload, Payload
+from o2ocli.core.payloads import (
+    Coinbase,
+    GenesisAlloc,
+    NoPayload,
+    Payload,
+    Review,
+    ReviewReply,
+    TokenBurn,
+    TokenCommit,
+    TokenFreeze,
+    TokenIssue,
+    TokenMint,
+    TokenReward,
+)
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Tx, TxOut
 from o2ocli.crypto.hashes import hash160
 
 __all__ = [
+    "TokenLookup",
     "asset_json",
     "amount_json",
     "lock_json",
@@ -28,16 +43,28 @@ __all__ = [
 ]
 
 
-def asset_json(spec: ChainSpec, asset: bytes) -> str:
-    """The native coin's symbol, or a token's hex id."""
-    return spec.native_symbol if asset == NATIVE_ASSET else asset.hex()
+TokenLookup = Callable[[bytes], tuple[str, int] | None]
+"""Asset id → (display symbol, decimals) of a known token (or authority), or None."""
 
 
-def amount_json(spec: ChainSpec, asset: bytes, units: int) -> str:
-    """Display amount: native coin with the chain's decimals, tokens in base units."""
+def asset_json(spec: ChainSpec, asset: bytes, tokens: TokenLookup | None = None) -> str:
+    """The native coin's symbol, a known token's symbol (``SYM!`` for its mint
+    authority), or else the hex asset id."""
+    if asset == NATIVE_ASSET:
+        return spec.native_symbol
+    known = tokens(asset) if tokens is not None else None
+    return known[0] if known is not None else asset.hex()
+
+
+def amount_json(
+    spec: ChainSpec, asset: bytes, units: int, tokens: TokenLookup | None = None
+) -> str:
+    """Display amount: the native coin with the chain's decimals, a known token
+    with its own, an unknown asset in base units."""
     if asset == NATIVE_ASSET:
         return format_amount(units, spec.native_decimals)
-    return str(units)
+    known = tokens(asset) if tokens is not None else None
+    return format_amount(units, known[1]) if known is not None else str(units)
 
 
 def lock_json(spec: ChainSpec, lock: Lock) -> dict[str, Any]:
@@ -53,12 +80,14 @@ def lock_json(spec: ChainSpec, lock: Lock) -> dict[str, Any]:
     return {"type": type(lock).__name__}
 
 
-def output_json(spec: ChainSpec, index: int, out: TxOut) -> dict[str, Any]:
+def output_json(
+    spec: ChainSpec, index: int, out: TxOut, tokens: TokenLookup | None = None
+) -> dict[str, Any]:
     """One output as JSON (with ``address`` for pay-to-address locks)."""
     data: dict[str, Any] = {
         "index": index,
-        "asset": asset_json(spec, out.asset),
-        "amount": amount_json(spec, out.asset, out.amount),
+        "asset": asset_json(spec, out.asset, tokens),
+        "amount": amount_json(spec, out.asset, out.amount, tokens),
         "asset_id": out.asset.hex(),
         "units": out.amount,
         "lock": lock_json(spec, out.lock),
@@ -68,19 +97,48 @@ def output_json(spec: ChainSpec, index: int, out: TxOut) -> dict[str, Any]:
     return data
 
 
-def payload_json(payload: Payload) -> dict[str, Any]:
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def payload_json(spec: ChainSpec, payload: Payload) -> dict[str, Any]:
     """A payload as JSON."""
     if isinstance(payload, NoPayload):
         return {"type": "none"}
     if isinstance(payload, Coinbase):
         return {"type": "coinbase", "height": payload.height}
     if isinstance(payload, GenesisAlloc):
-        return {"type": "genesis", "note": payload.note.decode("utf-8", "replace")}
+        return {"type": "genesis", "note": _text(payload.note)}
+    if isinstance(payload, TokenCommit):
+        return {"type": "token-commit", "commitment": payload.commitment.hex()}
+    if isinstance(payload, TokenIssue):
+        return {"type": "token-issue", "symbol": _text(payload.symbol), "name": _text(payload.name),
+                "decimals": payload.decimals, "mintable": payload.mintable,
+                "asset": payload.asset.hex(), "salt": payload.salt.hex()}
+    if isinstance(payload, (TokenMint, TokenBurn)):
+        kind = "token-mint" if isinstance(payload, TokenMint) else "token-burn"
+        return {"type": kind, "asset": payload.asset.hex(), "units": payload.amount}
+    if isinstance(payload, TokenFreeze):
+        return {"type": "token-freeze", "asset": payload.asset.hex()}
+    if isinstance(payload, TokenReward):
+        return {"type": "token-reward", "asset": payload.asset.hex(),
+                "for": "reviews" if payload.kind == 1 else "purchases",
+                "refs": [r.hex() for r in payload.refs]}
+    if isinstance(payload, Review):
+        return {"type": "review", "merchant": spec.address(payload.merchant),
+                "purchase": payload.purchase.hex(), "rating": payload.rating,
+                "text": _text(payload.text), "reviewer": spec.address(hash160(payload.pubkey))}
+    if isinstance(payload, ReviewReply):
+        return {"type": "review-reply", "review": payload.review.hex(),
+                "text": _text(payload.text), "merchant": spec.address(hash160(payload.pubkey))}
     return {"type": type(payload).__name__}
 
 
 def tx_json(
-    spec: ChainSpec, tx: Tx, spent: list[Coin | None] | None = None
+    spec: ChainSpec,
+    tx: Tx,
+    spent: list[Coin | None] | None = None,
+    tokens: TokenLookup | None = None,
 ) -> dict[str, Any]:
     """A transaction as JSON; ``spent`` (the coins its inputs spent, when known)
     adds each input's address and amount and the fee."""
@@ -93,8 +151,8 @@ def tx_json(
         if coin is not None:
             entry.update(
                 {
-                    "asset": asset_json(spec, coin.output.asset),
-                    "amount": amount_json(spec, coin.output.asset, coin.output.amount),
+                    "asset": asset_json(spec, coin.output.asset, tokens),
+                    "amount": amount_json(spec, coin.output.asset, coin.output.amount, tokens),
                     "asset_id": coin.output.asset.hex(),
                     "units": coin.output.amount,
                     "lock": lock_json(spec, coin.output.lock),
@@ -109,8 +167,8 @@ def tx_json(
         "size": tx.size,
         "lock_height": tx.lock_height,
         "inputs": inputs,
-        "outputs": [output_json(spec, i, out) for i, out in enumerate(tx.outputs)],
-        "payload": payload_json(tx.payload),
+        "outputs": [output_json(spec, i, out, tokens) for i, out in enumerate(tx.outputs)],
+        "payload": payload_json(spec, tx.payload),
         "coinbase": tx.is_coinbase,
     }
     if spent is not None and all(c is not None for c in spent) and not tx.is_coinbase:
@@ -151,8 +209,10 @@ def block_json(spec: ChainSpec, block: Block, *, full_txs: bool = False) -> dict
     return data
 
 
-def coin_json(spec: ChainSpec, txid: bytes, index: int, coin: Coin) -> dict[str, Any]:
+def coin_json(
+    spec: ChainSpec, txid: bytes, index: int, coin: Coin, tokens: TokenLookup | None = None
+) -> dict[str, Any]:
     """An unspent output as JSON."""
-    data = output_json(spec, index, coin.output)
+    data = output_json(spec, index, coin.output, tokens)
     data.update({"txid": txid.hex(), "height": coin.height, "coinbase": coin.coinbase})
     return data

@@ -32,11 +32,13 @@ from o2ocli.consensus.block import (
     genesis_effects,
 )
 from o2ocli.consensus.errors import BlockInvalid
+from o2ocli.consensus.o2o import O2OEffect, ReviewRecord, TokenRecord
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import Verifier, serial_verifier
 from o2ocli.core.block import Block, BlockHeader
 from o2ocli.core.encoding import DecodeError, Reader, Writer, varint_size
-from o2ocli.core.tx import Coin, Outpoint, Tx
+from o2ocli.core.payloads import authority_asset_id
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, Tx
 
 from . import schema as k
 from .db import Database
@@ -158,6 +160,48 @@ def _decode_undo(data: bytes) -> list[tuple[Outpoint, Coin]]:
         out.append((outpoint, Coin.from_bytes(r.var_bytes("undo coin", 1 << 20))))
     r.finish("undo data")
     return out
+
+
+def _encode_o2o_undo(entries: list[tuple[bytes, bytes | None]]) -> bytes:
+    w = Writer()
+    w.varint(len(entries))
+    for key, old in entries:
+        w.var_bytes(key)
+        w.u8(0 if old is None else 1)
+        if old is not None:
+            w.var_bytes(old)
+    return w.getvalue()
+
+
+def _decode_o2o_undo(data: bytes) -> list[tuple[bytes, bytes | None]]:
+    r = Reader(data)
+    n = r.count("o2o undo entry", 10_000_000)
+    out: list[tuple[bytes, bytes | None]] = []
+    for _ in range(n):
+        key = r.var_bytes("o2o undo key", 1024)
+        old = r.var_bytes("o2o undo value", 1 << 20) if r.u8("o2o undo flag") else None
+        out.append((key, old))
+    r.finish("o2o undo data")
+    return out
+
+
+def _o2o_puts(changes: O2OEffect) -> list[tuple[bytes, bytes]]:
+    """The O2O state and index keys a block's changes write."""
+    puts: list[tuple[bytes, bytes]] = []
+    for asset, record in changes.tokens.items():
+        puts.append((k.TOKEN + asset, record.to_bytes()))
+        puts.append((k.AUTHORITY + authority_asset_id(asset), asset))
+    for (asset, ref), reward in changes.rewarded.items():
+        puts.append((k.REWARDED + asset + ref, reward))
+    for txid, review in changes.reviews.items():
+        puts.append((k.REVIEWED + review.purchase, txid))
+        puts.append((k.REVIEW + txid, review.to_bytes()))
+        height = review.height.to_bytes(4, "big")
+        puts.append((k.BY_MERCHANT + review.merchant + height + txid, b""))
+        puts.append((k.BY_REVIEWER + review.reviewer + height + txid, b""))
+    for review_txid, reply in changes.replies.items():
+        puts.append((k.REPLY + review_txid, reply))
+    return puts
 
 
 class ChainState:
@@ -283,6 +327,65 @@ class ChainState:
             (int.from_bytes(key[21:25], "big"), key[25:57])
             for key in self.db.iterate_keys(prefix)
         ]
+
+    # ---------------------------------------------------- O2O state (consensus)
+    def token(self, asset: bytes) -> TokenRecord | None:
+        """The registry record of token ``asset``, or None."""
+        data = self.db.get(k.TOKEN + asset)
+        return None if data is None else TokenRecord.from_bytes(data)
+
+    def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
+        """A main-chain tx and its height, or None."""
+        found = self.get_tx(txid)
+        return None if found is None else (found[0], found[2])
+
+    def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
+        """Txid of the reward that paid ``asset`` for ``ref``, or None."""
+        return self.db.get(k.REWARDED + asset + ref)
+
+    def review_of_purchase(self, purchase: bytes) -> bytes | None:
+        """Txid of the review of ``purchase``, or None."""
+        return self.db.get(k.REVIEWED + purchase)
+
+    def review(self, txid: bytes) -> ReviewRecord | None:
+        """The record of review ``txid``, or None."""
+        data = self.db.get(k.REVIEW + txid)
+        return None if data is None else ReviewRecord.from_bytes(data)
+
+    def reply_of(self, review: bytes) -> bytes | None:
+        """Txid of the reply to ``review``, or None."""
+        return self.db.get(k.REPLY + review)
+
+    # ------------------------------------------------------- O2O query indexes
+    def iter_tokens(self) -> Iterator[TokenRecord]:
+        """Every issued token, in asset id order."""
+        for _, value in self.db.iterate(k.TOKEN):
+            yield TokenRecord.from_bytes(value)
+
+    def token_of_authority(self, authority: bytes) -> TokenRecord | None:
+        """The token whose mint authority asset is ``authority``, or None."""
+        asset = self.db.get(k.AUTHORITY + authority)
+        return None if asset is None else self.token(asset)
+
+    def asset_coins(self, asset: bytes) -> list[tuple[Outpoint, Coin]]:
+        """Unspent outputs of a non-native ``asset``."""
+        result = []
+        for key in self.db.iterate_keys(k.ASSET_UTXO + asset):
+            outpoint = Outpoint.from_bytes(key[33:])
+            coin = self.get(outpoint)
+            if coin is not None:
+                result.append((outpoint, coin))
+        return result
+
+    def reviews_by_merchant(self, merchant: bytes) -> list[bytes]:
+        """Txids of the reviews of ``merchant``, oldest first."""
+        prefix = k.BY_MERCHANT + merchant
+        return [key[25:57] for key in self.db.iterate_keys(prefix)]
+
+    def reviews_by_reviewer(self, reviewer: bytes) -> list[bytes]:
+        """Txids of the reviews written by ``reviewer``, oldest first."""
+        prefix = k.BY_REVIEWER + reviewer
+        return [key[25:57] for key in self.db.iterate_keys(prefix)]
 
     def iter_utxos(self) -> Iterator[tuple[Outpoint, Coin]]:
         """Every unspent output, in key order."""
@@ -486,7 +589,7 @@ class ChainState:
         also stores the block itself when ``store`` is set)."""
         if block.header.prev_hash != self._tip.hash:
             raise ChainStateError("block does not extend the tip")
-        effects = apply_block(block, self, self.params, self.verifier)
+        effects = apply_block(block, self, self.params, self.verifier, self)
         new_entry = entry.with_status(STATUS_VALID)
         with self.db.write_batch() as batch:
             if store:
@@ -511,11 +614,21 @@ class ChainState:
             delete(k.UTXO + key)
             for address in coin.output.lock.addresses():
                 delete(k.ADDR_UTXO + address + key)
+            if coin.output.asset != NATIVE_ASSET:
+                delete(k.ASSET_UTXO + coin.output.asset + key)
         for outpoint, coin in effects.created:
             key = outpoint.to_bytes()
             put(k.UTXO + key, coin.to_bytes())
             for address in coin.output.lock.addresses():
                 put(k.ADDR_UTXO + address + key, b"")
+            if coin.output.asset != NATIVE_ASSET:
+                put(k.ASSET_UTXO + coin.output.asset + key, b"")
+        o2o_puts = _o2o_puts(effects.o2o)
+        if o2o_puts:
+            undo = [(key, self.db.get(key)) for key, _ in o2o_puts]
+            for key, value in o2o_puts:
+                put(key, value)
+            put(k.o2o_undo_key(block.hash), _encode_o2o_undo(undo))
         offset = len(block.header.to_bytes()) + varint_size(len(block.txs))
         for position, tx in enumerate(block.txs):
             txid = tx.txid
@@ -543,7 +656,20 @@ class ChainState:
             raise ChainStateError(f"undo data of {tip.hash.hex()} is corrupt: {exc}") from None
         spent_coins = dict(spent)
         parent = self._require_index(tip.header.prev_hash)
+        o2o_undo_data = self.db.get(k.o2o_undo_key(tip.hash))
+        try:
+            o2o_undo = [] if o2o_undo_data is None else _decode_o2o_undo(o2o_undo_data)
+        except DecodeError as exc:
+            raise ChainStateError(f"O2O undo data of {tip.hash.hex()} is corrupt: {exc}") from None
         with self.db.write_batch() as batch:
+            # Restore in reverse order, so a key written twice gets its oldest value.
+            for key, old in reversed(o2o_undo):
+                if old is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, old)
+            if o2o_undo_data is not None:
+                batch.delete(k.o2o_undo_key(tip.hash))
             for tx in block.txs:
                 txid = tx.txid
                 for index, out in enumerate(tx.outputs):
@@ -551,6 +677,8 @@ class ChainState:
                     batch.delete(k.UTXO + key)
                     for address in out.lock.addresses():
                         batch.delete(k.ADDR_UTXO + address + key)
+                    if out.asset != NATIVE_ASSET:
+                        batch.delete(k.ASSET_UTXO + out.asset + key)
                 batch.delete(k.tx_key(txid))
                 for address in _tx_addresses(tx, block, spent_coins):
                     batch.delete(k.addr_history_key(address, tip.height, txid))
@@ -559,6 +687,8 @@ class ChainState:
                 batch.put(k.UTXO + key, coin.to_bytes())
                 for address in coin.output.lock.addresses():
                     batch.put(k.ADDR_UTXO + address + key, b"")
+                if coin.output.asset != NATIVE_ASSET:
+                    batch.put(k.ASSET_UTXO + coin.output.asset + key, b"")
             batch.delete(k.undo_key(tip.hash))
             batch.delete(k.height_key(tip.height))
             batch.put(k.META_TIP, parent.hash)

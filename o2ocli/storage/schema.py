@@ -17,6 +17,23 @@ Keys (integers inside keys are big-endian):
 * ``r`` ‖ pubkey hash (20) ‖ height u32 ‖ txid → empty: a main-chain tx touching the address
 * ``m`` ‖ name → metadata: ``tip``, ``genesis``, ``best`` (best known block), ``schema``
 
+O2O state (read by the consensus rules of :mod:`o2ocli.consensus.o2o`):
+
+* ``T`` ‖ asset → token registry record (:class:`~o2ocli.consensus.o2o.TokenRecord`)
+* ``W`` ‖ asset ‖ rewarded txid → txid of the reward that paid it
+* ``V`` ‖ purchase txid → txid of its review
+* ``R`` ‖ review txid → :class:`~o2ocli.consensus.o2o.ReviewRecord`
+* ``Y`` ‖ review txid → txid of the merchant's reply
+
+O2O indexes (for queries only):
+
+* ``M`` ‖ merchant pubkey hash ‖ height u32 ‖ review txid → empty
+* ``E`` ‖ reviewer pubkey hash ‖ height u32 ‖ review txid → empty
+* ``A`` ‖ asset ‖ txid ‖ index u32 → empty: an unspent output of a non-native asset
+* ``Z`` ‖ authority asset id → the token asset id it controls
+* ``o`` ‖ block hash → O2O undo data: each O2O key the block wrote, with its
+  previous value (or none)
+
 Every block connect or disconnect updates all of these (and ``m tip``) in one
 write batch.
 """
@@ -32,6 +49,19 @@ TXINDEX = b"t"
 ADDR_UTXO = b"a"
 ADDR_HISTORY = b"r"
 META = b"m"
+TOKEN = b"T"
+REWARDED = b"W"
+REVIEWED = b"V"
+REVIEW = b"R"
+REPLY = b"Y"
+BY_MERCHANT = b"M"
+BY_REVIEWER = b"E"
+ASSET_UTXO = b"A"
+AUTHORITY = b"Z"
+O2O_UNDO = b"o"
+O2O_PREFIXES = (TOKEN, REWARDED, REVIEWED, REVIEW, REPLY, BY_MERCHANT, BY_REVIEWER, ASSET_UTXO,
+                AUTHORITY, O2O_UNDO)
+"""Every key space derived from the O2O payloads (a reindex rebuilds them)."""
 
 META_TIP = META + b"tip"
 META_GENESIS = META + b"genesis"
@@ -79,3 +109,8 @@ def addr_utxo_key(pubkey_hash: bytes, outpoint_bytes: bytes) -> bytes:
 def addr_history_key(pubkey_hash: bytes, height: int, txid: bytes) -> bytes:
     """Key of an address → transaction history entry."""
     return ADDR_HISTORY + pubkey_hash + height.to_bytes(4, "big") + txid
+
+
+def o2o_undo_key(block_hash: bytes) -> bytes:
+    """Key of a block's O2O undo data."""
+    return O2O_UNDO + block_hash

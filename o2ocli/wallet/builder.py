@@ -15,11 +15,16 @@ change outputs.  Rules:
   need is covered.  At most ``max_inputs`` inputs in all.
 * **Change** goes to ``change_lock``; native change below ``dust`` is not
   created but left to the fee (token change is always returned).
+* **Payload accounting** (tokens): ``required`` coins are spent first whatever
+  the selection says (a token commit, a mint authority); ``created`` amounts
+  are made by the payload rather than paid from inputs (an issue or a mint);
+  ``burned`` amounts leave the inputs without an output (a burn, the native
+  issuance fee).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from o2ocli.core.locks import Lock
@@ -129,45 +134,68 @@ def plan_payment(
     max_inputs: int = DEFAULT_MAX_INPUTS,
     dust: int = 1_000,
     payload: Payload = NO_PAYLOAD,
+    required: Sequence[Spendable] = (),
+    created: Mapping[bytes, int] | None = None,
+    burned: Mapping[bytes, int] | None = None,
 ) -> PaymentPlan:
     """Select coins and build the unsigned transaction paying ``outputs``.
 
-    Raises :class:`InsufficientFunds` (with the available amount) or
-    :class:`TooManyInputs`.
+    ``required`` coins become the first inputs, in order; ``created`` and
+    ``burned`` adjust what the inputs must cover per asset (see the module
+    docstring).  Raises :class:`InsufficientFunds` (with the available amount)
+    or :class:`TooManyInputs`.
     """
-    if not outputs:
+    if not outputs and not required:
         raise ValueError("nothing to pay")
+    forced = {c.outpoint for c in required}
     by_asset: dict[bytes, list[Spendable]] = {}
     for coin in coins:
-        by_asset.setdefault(coin.output.asset, []).append(coin)
+        if coin.outpoint not in forced:
+            by_asset.setdefault(coin.output.asset, []).append(coin)
     needs: dict[bytes, int] = {}
     for out in outputs:
         needs[out.asset] = needs.get(out.asset, 0) + out.amount
+    for asset, amount in (burned or {}).items():
+        needs[asset] = needs.get(asset, 0) + amount
+    for asset, amount in (created or {}).items():
+        needs[asset] = max(0, needs.get(asset, 0) - amount)
+    preset: dict[bytes, int] = {}
+    for coin in required:
+        preset[coin.output.asset] = preset.get(coin.output.asset, 0) + coin.output.amount
+        needs.setdefault(coin.output.asset, 0)
     # Tokens first: their coins and change do not depend on the fee.
-    token_inputs: list[Spendable] = []
+    token_inputs: list[Spendable] = [c for c in required if c.output.asset != NATIVE_ASSET]
     token_change: list[TxOut] = []
     for asset, need in needs.items():
         if asset == NATIVE_ASSET:
             continue
         pool = by_asset.get(asset, [])
-        chosen = _choose(pool, need)
-        have = sum(c.output.amount for c in chosen)
+        have = preset.get(asset, 0)
         if have < need:
-            raise InsufficientFunds(asset, need, sum(c.output.amount for c in pool))
-        token_inputs += chosen
+            chosen = _choose(pool, need - have)
+            have += sum(c.output.amount for c in chosen)
+            if have < need:
+                available = preset.get(asset, 0) + sum(c.output.amount for c in pool)
+                raise InsufficientFunds(asset, need, available)
+            token_inputs += chosen
         if have > need:
             token_change.append(TxOut(asset, have - need, change_lock))
+    native_required = [c for c in required if c.output.asset == NATIVE_ASSET]
     native_pool = by_asset.get(NATIVE_ASSET, [])
-    native_total = sum(c.output.amount for c in native_pool)
+    preset_native = preset.get(NATIVE_ASSET, 0)
+    native_total = preset_native + sum(c.output.amount for c in native_pool)
     native_need = needs.get(NATIVE_ASSET, 0)
     fee = fixed_fee if fixed_fee is not None else 0
     while True:  # the fee depends on the inputs, which depend on the fee: fee only grows
         target = native_need + fee
-        chosen = _choose(native_pool, target) if target > 0 else []
-        have = sum(c.output.amount for c in chosen)
+        missing = target - preset_native
+        chosen = _choose(native_pool, missing) if missing > 0 else []
+        have = preset_native + sum(c.output.amount for c in chosen)
         if have < target:
             raise InsufficientFunds(NATIVE_ASSET, target, native_total)
-        inputs = token_inputs + chosen
+        inputs = native_required + token_inputs + chosen
+        # Required coins keep their order at the front.
+        inputs = list(required) + [c for c in inputs if c.outpoint not in forced]
         if not inputs:
             raise ValueError("a transaction needs at least one input")
         if len(inputs) > max_inputs:

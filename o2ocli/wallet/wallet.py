@@ -376,6 +376,26 @@ class Wallet:
                 batch.put(b"a" + pkh, json.dumps({"imported": True}).encode())
         return pkh
 
+    def sign_digest(self, pkh: bytes, digest: bytes, unlocked: Unlocked) -> tuple[bytes, bytes]:
+        """(compressed pubkey, 64-byte signature) of ``digest`` by the key of ``pkh``
+        (reviews and replies are signed this way)."""
+        key = self.key_for(pkh, unlocked)
+        return key.public_key.to_bytes(), key.sign(digest)
+
+    # ---------------------------------------------------------------- notes
+    def get_note(self, name: str) -> Any:
+        """A JSON value the wallet remembers (e.g. a pending token issue), or None."""
+        raw = self.db.get(b"n" + name.encode())
+        return None if raw is None else json.loads(raw)
+
+    def put_note(self, name: str, value: Any) -> None:
+        """Remember a JSON value (written with sync)."""
+        self.db.put(b"n" + name.encode(), json.dumps(value).encode(), sync=True)
+
+    def delete_note(self, name: str) -> None:
+        """Forget a note."""
+        self.db.delete(b"n" + name.encode(), sync=True)
+
     def sign(self, tx: Tx, owners: list[bytes], unlocked: Unlocked) -> Tx:
         """Sign every input of ``tx``; ``owners[i]`` is the pubkey hash of input i's coin."""
         digest = tx.sighash(self.spec.chain_id)

@@ -213,7 +213,7 @@ def test_unknown_lock_tag(tag):
         Tx.from_bytes(_tx_bytes(outputs=_one_output(bytes([tag]) + H1)))
 
 
-@pytest.mark.parametrize("tag", [0x03, 0x10, 0xFF])
+@pytest.mark.parametrize("tag", [0x03, 0x16, 0x22, 0xFF])
 def test_unknown_payload_tag(tag):
     with pytest.raises(DecodeError, match=rf"^unknown payload type 0x{tag:02x}$"):
         Tx.from_bytes(_tx_bytes(payload=bytes([tag])))

@@ -1,0 +1,647 @@
+"""Consensus rules of the O2O payloads: loyalty tokens, rewards, reviews.
+
+The rules read the chain through an :class:`O2OState` passed in (the
+chainstate implements it; :class:`O2OBlockView` layers a block's own changes
+on top while the block is being checked), so they stay pure: no I/O, no clock.
+
+Context-free rules (:func:`check_o2o_payload`) look at the payload alone.
+Contextual rules (:func:`check_o2o_inputs`) look at the spent coins, the
+chain state and the height of the block, and return an :class:`O2OEffect`:
+which per-asset supply changes the payload allows, how much native coin it
+burns, extra signatures to verify, and the state changes to record.
+
+Tokens
+    * A token is issued in two steps.  A :class:`~o2ocli.core.payloads.TokenCommit`
+      publishes a salted hash of the symbol; a later block carries the
+      :class:`~o2ocli.core.payloads.TokenIssue` that reveals it, spending output 0
+      of the commit.  Someone who sees the reveal in the mempool cannot claim the
+      symbol first: they would need their own commitment mined in an earlier block.
+    * Symbols are first come, first served: the asset id is a hash of the
+      symbol, and an asset id can be issued once.
+    * The issue burns the chain's ``token_issue_fee`` of native coin.
+    * A mintable token has exactly one authority output (asset
+      :func:`~o2ocli.core.payloads.authority_asset_id`, amount 1).  Minting
+      spends and recreates it; it moves like any output (handing over control);
+      a :class:`~o2ocli.core.payloads.TokenFreeze` destroys it, fixing the supply.
+    * A burn destroys tokens from the tx's own inputs.
+    * A reward lists the purchases (or reviews) it rewards; each can be
+      rewarded once per token, and only by the merchant they paid (or
+      reviewed): the payload carries the merchant keys, each signs it, and each
+      listed purchase paid (review is about) the address of one of them.
+
+Reviews
+    * A review names a purchase in the main chain, at most ``review_window``
+      blocks old, that paid the merchant address at least ``min_purchase``.
+    * Its key must have signed an input of the purchase (the buyer), must not be
+      the merchant's, and must sign the review.
+    * One review per purchase; one reply per review, signed by the merchant.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from o2ocli.core.encoding import Reader, Writer
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.payloads import (
+    REWARD_PURCHASES,
+    REWARD_REVIEWS,
+    Review,
+    ReviewReply,
+    TokenBurn,
+    TokenCommit,
+    TokenFreeze,
+    TokenIssue,
+    TokenMint,
+    TokenReward,
+    authority_asset_id,
+    reply_sig_digest,
+    review_sig_digest,
+    reward_sig_digest,
+    token_commitment,
+)
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Tx
+from o2ocli.crypto.hashes import hash160
+
+from .errors import TxInvalid
+from .locks import SigCheck
+from .params import MAX_AMOUNT, ConsensusParams
+
+__all__ = [
+    "O2O_PAYLOADS",
+    "MIN_SYMBOL_LEN",
+    "MAX_SYMBOL_LEN",
+    "MAX_TOKEN_NAME",
+    "MAX_DECIMALS",
+    "MAX_REVIEW_TEXT",
+    "TokenRecord",
+    "ReviewRecord",
+    "O2OState",
+    "EMPTY_STATE",
+    "O2OEffect",
+    "O2OBlockView",
+    "check_symbol",
+    "check_text",
+    "check_o2o_payload",
+    "check_o2o_inputs",
+    "o2o_claims",
+    "tx_signers",
+    "paid_to",
+]
+
+O2O_PAYLOADS = (TokenCommit, TokenIssue, TokenMint, TokenBurn, TokenFreeze, TokenReward,
+                Review, ReviewReply)
+"""Payload types ruled by this module."""
+
+MIN_SYMBOL_LEN = 3
+MAX_SYMBOL_LEN = 12
+MAX_TOKEN_NAME = 64
+"""Most bytes of a token's display name (UTF-8)."""
+MAX_DECIMALS = 8
+MAX_REVIEW_TEXT = 1000
+"""Most bytes of a review or reply text (UTF-8)."""
+_SYMBOL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+# --------------------------------------------------------------------------
+# Records kept by the chainstate
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """The registry entry of one issued token."""
+
+    asset: bytes
+    """Asset id."""
+    symbol: str
+    """Upper-case symbol."""
+    name: str
+    """Display name."""
+    decimals: int
+    """Display decimals."""
+    issuer: bytes
+    """Pubkey hash that issued it (owner of the commit output)."""
+    supply: int
+    """Base units in existence: issued + minted - burned."""
+    mintable: bool
+    """True while the authority output exists (more can be minted)."""
+    height: int
+    """Height of the issuing block."""
+    txid: bytes
+    """Txid of the issuing (reveal) transaction."""
+
+    def to_bytes(self) -> bytes:
+        """Stored encoding."""
+        w = Writer()
+        w.raw(self.asset)
+        w.var_bytes(self.symbol.encode())
+        w.var_bytes(self.name.encode())
+        w.u8(self.decimals)
+        w.var_bytes(self.issuer)
+        w.u64(self.supply)
+        w.u8(1 if self.mintable else 0)
+        w.u32(self.height)
+        w.raw(self.txid)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TokenRecord:
+        """Inverse of :meth:`to_bytes`."""
+        r = Reader(data)
+        record = cls(
+            r.raw(32, "asset"),
+            r.var_bytes("symbol", 64).decode(),
+            r.var_bytes("name", 256).decode(),
+            r.u8("decimals"),
+            r.var_bytes("issuer", 20),
+            r.u64("supply"),
+            r.u8("mintable") == 1,
+            r.u32("height"),
+            r.raw(32, "txid"),
+        )
+        r.finish("token record")
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    """What the chainstate keeps about an accepted review."""
+
+    merchant: bytes
+    """Pubkey hash of the reviewed merchant address."""
+    reviewer: bytes
+    """Pubkey hash of the reviewer's key."""
+    purchase: bytes
+    """Txid of the purchase behind the review."""
+    rating: int
+    """1..5."""
+    value: int
+    """Native coin the purchase paid the merchant address (base units)."""
+    height: int
+    """Height of the block holding the review."""
+
+    def to_bytes(self) -> bytes:
+        """Stored encoding."""
+        w = Writer()
+        w.raw(self.merchant)
+        w.raw(self.reviewer)
+        w.raw(self.purchase)
+        w.u8(self.rating)
+        w.u64(self.value)
+        w.u32(self.height)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReviewRecord:
+        """Inverse of :meth:`to_bytes`."""
+        r = Reader(data)
+        record = cls(
+            r.raw(20, "merchant"),
+            r.raw(20, "reviewer"),
+            r.raw(32, "purchase"),
+            r.u8("rating"),
+            r.u64("value"),
+            r.u32("height"),
+        )
+        r.finish("review record")
+        return record
+
+
+class O2OState(Protocol):
+    """What the O2O rules read from the chain (as of the parent block)."""
+
+    def token(self, asset: bytes) -> TokenRecord | None:
+        """The registry entry of token ``asset``, or None."""
+        ...
+
+    def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
+        """A main-chain transaction and its height, or None."""
+        ...
+
+    def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
+        """Txid of the reward that paid ``asset`` for ``ref``, or None."""
+        ...
+
+    def review_of_purchase(self, purchase: bytes) -> bytes | None:
+        """Txid of the review of ``purchase``, or None."""
+        ...
+
+    def review(self, txid: bytes) -> ReviewRecord | None:
+        """The record of review ``txid``, or None."""
+        ...
+
+    def reply_of(self, review: bytes) -> bytes | None:
+        """Txid of the reply to ``review``, or None."""
+        ...
+
+
+class _EmptyState:
+    """A chain with no tokens, reviews or transactions (for rules run without one)."""
+
+    def token(self, asset: bytes) -> TokenRecord | None:
+        return None
+
+    def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
+        return None
+
+    def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
+        return None
+
+    def review_of_purchase(self, purchase: bytes) -> bytes | None:
+        return None
+
+    def review(self, txid: bytes) -> ReviewRecord | None:
+        return None
+
+    def reply_of(self, review: bytes) -> bytes | None:
+        return None
+
+
+EMPTY_STATE: O2OState = _EmptyState()
+
+
+@dataclass(slots=True)
+class O2OEffect:
+    """What one O2O transaction does, as found by :func:`check_o2o_inputs`."""
+
+    deltas: dict[bytes, int] = field(default_factory=dict)
+    """Asset → allowed ``outputs - inputs`` (0 for any asset not listed)."""
+    burned: int = 0
+    """Native coin destroyed (not claimable as a fee)."""
+    checks: list[SigCheck] = field(default_factory=list)
+    """Payload signatures to verify."""
+    tokens: dict[bytes, TokenRecord] = field(default_factory=dict)
+    """New or updated registry entries."""
+    rewarded: dict[tuple[bytes, bytes], bytes] = field(default_factory=dict)
+    """(asset, ref) → reward txid."""
+    reviews: dict[bytes, ReviewRecord] = field(default_factory=dict)
+    """Review txid → record."""
+    replies: dict[bytes, bytes] = field(default_factory=dict)
+    """Review txid → reply txid."""
+
+
+class O2OBlockView:
+    """An :class:`O2OState` plus the changes of the transactions checked so far
+    in one block; :attr:`changes` is what connecting the block records."""
+
+    def __init__(self, base: O2OState) -> None:
+        self.base = base
+        self.changes = O2OEffect()
+        self._reviewed: dict[bytes, bytes] = {}
+
+    def token(self, asset: bytes) -> TokenRecord | None:
+        record = self.changes.tokens.get(asset)
+        return record if record is not None else self.base.token(asset)
+
+    def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
+        return self.base.main_tx(txid)
+
+    def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
+        found = self.changes.rewarded.get((asset, ref))
+        return found if found is not None else self.base.rewarded_by(asset, ref)
+
+    def review_of_purchase(self, purchase: bytes) -> bytes | None:
+        found = self._reviewed.get(purchase)
+        return found if found is not None else self.base.review_of_purchase(purchase)
+
+    def review(self, txid: bytes) -> ReviewRecord | None:
+        found = self.changes.reviews.get(txid)
+        return found if found is not None else self.base.review(txid)
+
+    def reply_of(self, review: bytes) -> bytes | None:
+        found = self.changes.replies.get(review)
+        return found if found is not None else self.base.reply_of(review)
+
+    def apply(self, effect: O2OEffect) -> None:
+        """Record the changes of a transaction that passed."""
+        self.changes.tokens.update(effect.tokens)
+        self.changes.rewarded.update(effect.rewarded)
+        self.changes.reviews.update(effect.reviews)
+        self.changes.replies.update(effect.replies)
+        for txid, record in effect.reviews.items():
+            self._reviewed[record.purchase] = txid
+
+
+# --------------------------------------------------------------------------
+# Context-free rules
+# --------------------------------------------------------------------------
+
+
+def check_symbol(symbol: bytes) -> None:
+    """Rule: a token symbol is 3..12 characters of ``A-Z`` and ``0-9`` (upper
+    case: symbols are case-insensitive, and the payload carries the canonical form)."""
+    if not MIN_SYMBOL_LEN <= len(symbol) <= MAX_SYMBOL_LEN or not set(symbol) <= _SYMBOL_CHARS:
+        raise TxInvalid(
+            "bad-token-symbol",
+            f"symbol must be {MIN_SYMBOL_LEN}-{MAX_SYMBOL_LEN} characters of A-Z and 0-9",
+        )
+
+
+def check_text(text: bytes, what: str, reason: str, max_len: int, *, allow_empty: bool) -> None:
+    """Rule: a text field is valid UTF-8 of at most ``max_len`` bytes with no
+    control characters (Unicode category Cc, which includes newlines)."""
+    if len(text) > max_len:
+        raise TxInvalid(f"{reason}-length", f"{what} is {len(text)} bytes, limit {max_len}")
+    if not text and not allow_empty:
+        raise TxInvalid(f"{reason}-length", f"{what} is empty")
+    try:
+        decoded = text.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise TxInvalid(f"{reason}-utf8", f"{what} is not valid UTF-8") from None
+    for ch in decoded:
+        if unicodedata.category(ch) == "Cc":
+            raise TxInvalid(f"{reason}-control", f"{what} contains a control character")
+
+
+def check_o2o_payload(tx: Tx) -> None:
+    """Context-free rules of an O2O payload (anything else passes)."""
+    payload = tx.payload
+    if isinstance(payload, TokenIssue):
+        check_symbol(payload.symbol)
+        check_text(payload.name, "token name", "bad-token-name", MAX_TOKEN_NAME, allow_empty=False)
+        if payload.decimals > MAX_DECIMALS:
+            raise TxInvalid("bad-token-decimals", f"decimals must be 0..{MAX_DECIMALS}")
+    elif isinstance(payload, (TokenMint, TokenBurn)):
+        if not 1 <= payload.amount <= MAX_AMOUNT:
+            raise TxInvalid("bad-token-amount", "mint or burn amount must be 1..MAX_AMOUNT")
+    elif isinstance(payload, TokenReward):
+        if payload.kind not in (REWARD_PURCHASES, REWARD_REVIEWS):
+            raise TxInvalid("bad-token-reward-kind", f"unknown reward kind {payload.kind}")
+        if not payload.refs:
+            raise TxInvalid("bad-token-reward-refs", "a reward lists at least one txid")
+        if len(set(payload.refs)) != len(payload.refs):
+            raise TxInvalid("bad-token-reward-refs", "a reward lists a txid twice")
+        if not payload.keys:
+            raise TxInvalid("bad-token-reward-keys", "a reward carries at least one merchant key")
+        if len({k.pubkey for k in payload.keys}) != len(payload.keys):
+            raise TxInvalid("bad-token-reward-keys", "a reward lists a merchant key twice")
+    elif isinstance(payload, Review):
+        if not 1 <= payload.rating <= 5:
+            raise TxInvalid("bad-review-rating", f"rating must be 1..5, got {payload.rating}")
+        check_text(payload.text, "review text", "bad-review-text", MAX_REVIEW_TEXT,
+                   allow_empty=True)
+    elif isinstance(payload, ReviewReply):
+        check_text(payload.text, "reply text", "bad-reply-text", MAX_REVIEW_TEXT,
+                   allow_empty=False)
+
+
+def o2o_claims(tx: Tx) -> list[bytes]:
+    """Keys of the one-time things ``tx`` claims (a symbol, a purchase's review,
+    a review's reply, a (token, purchase) reward): two txs with a common claim
+    can never both be mined, so a mempool keeps only the first."""
+    payload = tx.payload
+    if isinstance(payload, TokenIssue):
+        return [b"T" + payload.asset]
+    if isinstance(payload, Review):
+        return [b"V" + payload.purchase]
+    if isinstance(payload, ReviewReply):
+        return [b"Y" + payload.review]
+    if isinstance(payload, TokenReward):
+        return [b"W" + payload.asset + ref for ref in payload.refs]
+    return []
+
+
+# --------------------------------------------------------------------------
+# Contextual rules
+# --------------------------------------------------------------------------
+
+
+def tx_signers(tx: Tx) -> set[bytes]:
+    """Pubkey hashes of every key in the witnesses of ``tx`` (the keys that
+    sign it, once its signatures are verified)."""
+    return {hash160(pair.pubkey) for txin in tx.inputs for pair in txin.witness}
+
+
+def paid_to(tx: Tx, pubkey_hash: bytes) -> int:
+    """Native coin ``tx`` pays to the plain address ``pubkey_hash``."""
+    lock = PayToAddress(pubkey_hash)
+    return sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET and o.lock == lock)
+
+
+def _asset_total(items: Sequence[object], asset: bytes) -> int:
+    return sum(o.amount for o in items if o.asset == asset)  # type: ignore[attr-defined]
+
+
+def _require_token(state: O2OState, asset: bytes) -> TokenRecord:
+    record = state.token(asset)
+    if record is None:
+        raise TxInvalid("bad-token-unknown", f"no token with asset id {asset.hex()[:16]}…")
+    return record
+
+
+def _require_authority(coins: Sequence[Coin], record: TokenRecord, action: str) -> bytes:
+    if not record.mintable:
+        raise TxInvalid(
+            "bad-token-fixed-supply", f"{record.symbol} has a fixed supply; nothing can {action}"
+        )
+    authority = authority_asset_id(record.asset)
+    if _asset_total([c.output for c in coins], authority) != 1:
+        raise TxInvalid(
+            "bad-token-no-authority",
+            f"the tx must spend the mint authority output of {record.symbol} to {action}",
+        )
+    return authority
+
+
+def _check_issue(
+    tx: Tx, payload: TokenIssue, coins: Sequence[Coin], height: int,
+    params: ConsensusParams, state: O2OState,
+) -> O2OEffect:
+    """Rules of a token issue (the reveal)."""
+    first = tx.inputs[0].prevout
+    if first.index != 0:
+        raise TxInvalid("bad-token-no-commit", "input 0 must spend output 0 of the commit tx")
+    if coins[0].height >= height:
+        raise TxInvalid(
+            "bad-token-reveal-early", "the commit must be mined in an earlier block than the issue"
+        )
+    found = state.main_tx(first.txid)
+    if found is None or not isinstance(found[0].payload, TokenCommit):
+        raise TxInvalid("bad-token-no-commit", "input 0 does not spend a token commit")
+    if found[0].payload.commitment != token_commitment(payload.symbol.decode(), payload.salt):
+        raise TxInvalid("bad-token-commitment", "symbol and salt do not match the commitment")
+    asset = payload.asset
+    symbol = payload.symbol.decode()
+    if state.token(asset) is not None:
+        raise TxInvalid("bad-token-symbol-taken", f"symbol {symbol} is already issued")
+    supply = _asset_total(tx.outputs, asset)
+    authority = authority_asset_id(asset)
+    authority_outputs = [o for o in tx.outputs if o.asset == authority]
+    if payload.mintable:
+        if len(authority_outputs) != 1 or authority_outputs[0].amount != 1:
+            raise TxInvalid(
+                "bad-token-authority", "a mintable issue creates exactly one authority output of 1"
+            )
+    elif authority_outputs:
+        raise TxInvalid("bad-token-authority", "a fixed-supply issue creates no authority output")
+    if supply == 0 and not payload.mintable:
+        raise TxInvalid("bad-token-empty", "a fixed-supply token needs an initial supply")
+    issuer_lock = coins[0].output.lock.addresses()
+    record = TokenRecord(
+        asset, symbol, payload.name.decode(), payload.decimals,
+        issuer_lock[0] if issuer_lock else b"", supply, payload.mintable, height, tx.txid,
+    )
+    deltas = {asset: supply, authority: 1 if payload.mintable else 0}
+    return O2OEffect(deltas=deltas, burned=params.token_issue_fee, tokens={asset: record})
+
+
+def _check_reward(
+    tx: Tx, payload: TokenReward, params: ConsensusParams, state: O2OState
+) -> O2OEffect:
+    """Rules of a reward payment."""
+    record = _require_token(state, payload.asset)
+    if _asset_total(tx.outputs, payload.asset) == 0:
+        raise TxInvalid("bad-token-reward-empty", f"the reward pays no {record.symbol}")
+    signers = {hash160(k.pubkey) for k in payload.keys}
+    rewarded: dict[tuple[bytes, bytes], bytes] = {}
+    for ref in payload.refs:
+        earlier = state.rewarded_by(payload.asset, ref)
+        if earlier is not None:
+            raise TxInvalid(
+                "bad-token-reward-duplicate",
+                f"{ref.hex()[:16]}… was already rewarded with {record.symbol} "
+                f"(by {earlier.hex()[:16]}…)",
+            )
+        if payload.kind == REWARD_PURCHASES:
+            found = state.main_tx(ref)
+            if found is None:
+                raise TxInvalid(
+                    "bad-token-reward-unknown", f"purchase {ref.hex()[:16]}… is not in the chain"
+                )
+            if not any(paid_to(found[0], s) for s in signers):
+                raise TxInvalid(
+                    "bad-token-reward-not-merchant",
+                    f"purchase {ref.hex()[:16]}… did not pay a merchant key of the reward",
+                )
+        else:
+            review = state.review(ref)
+            if review is None:
+                raise TxInvalid(
+                    "bad-token-reward-unknown", f"review {ref.hex()[:16]}… is not in the chain"
+                )
+            if review.merchant not in signers:
+                raise TxInvalid(
+                    "bad-token-reward-not-merchant",
+                    f"review {ref.hex()[:16]}… is not about a merchant key of the reward",
+                )
+        rewarded[(payload.asset, ref)] = tx.txid
+    digest = reward_sig_digest(payload, params.chain_id)
+    checks = [(k.pubkey, k.signature, digest) for k in payload.keys]
+    return O2OEffect(checks=checks, rewarded=rewarded)
+
+
+def _check_review(
+    tx: Tx, payload: Review, height: int, params: ConsensusParams, state: O2OState
+) -> O2OEffect:
+    """Rules of a review."""
+    found = state.main_tx(payload.purchase)
+    if found is None:
+        raise TxInvalid(
+            "bad-review-no-purchase", f"purchase {payload.purchase.hex()[:16]}… is not in the chain"
+        )
+    purchase, purchase_height = found
+    if height - purchase_height > params.review_window:
+        raise TxInvalid(
+            "bad-review-window",
+            f"the purchase is {height - purchase_height} blocks old, the window is "
+            f"{params.review_window}",
+        )
+    value = paid_to(purchase, payload.merchant)
+    if value == 0:
+        raise TxInvalid("bad-review-wrong-merchant", "the purchase did not pay this merchant")
+    if value < params.min_purchase:
+        raise TxInvalid(
+            "bad-review-purchase-too-small",
+            f"the purchase paid {value}, the minimum for a review is {params.min_purchase}",
+        )
+    reviewer = hash160(payload.pubkey)
+    if reviewer == payload.merchant:
+        raise TxInvalid("bad-review-self", "a merchant cannot review itself")
+    if reviewer not in tx_signers(purchase):
+        raise TxInvalid(
+            "bad-review-not-buyer", "the reviewer's key did not fund the purchase"
+        )
+    earlier = state.review_of_purchase(payload.purchase)
+    if earlier is not None:
+        raise TxInvalid(
+            "bad-review-duplicate", f"the purchase was already reviewed ({earlier.hex()[:16]}…)"
+        )
+    record = ReviewRecord(
+        payload.merchant, reviewer, payload.purchase, payload.rating, value, height
+    )
+    check = (payload.pubkey, payload.signature, review_sig_digest(payload, params.chain_id))
+    return O2OEffect(checks=[check], reviews={tx.txid: record})
+
+
+def _check_reply(
+    tx: Tx, payload: ReviewReply, params: ConsensusParams, state: O2OState
+) -> O2OEffect:
+    """Rules of a merchant's reply."""
+    review = state.review(payload.review)
+    if review is None:
+        raise TxInvalid(
+            "bad-reply-no-review", f"review {payload.review.hex()[:16]}… is not in the chain"
+        )
+    if hash160(payload.pubkey) != review.merchant:
+        raise TxInvalid("bad-reply-not-merchant", "only the reviewed merchant can reply")
+    earlier = state.reply_of(payload.review)
+    if earlier is not None:
+        raise TxInvalid(
+            "bad-reply-duplicate", f"the review already has a reply ({earlier.hex()[:16]}…)"
+        )
+    check = (payload.pubkey, payload.signature, reply_sig_digest(payload, params.chain_id))
+    return O2OEffect(checks=[check], replies={payload.review: tx.txid})
+
+
+def check_o2o_inputs(
+    tx: Tx,
+    coins: Sequence[Coin],
+    height: int,
+    params: ConsensusParams,
+    state: O2OState,
+) -> O2OEffect:
+    """Contextual rules of ``tx``'s payload at ``height`` against ``state``.
+
+    Returns the payload's effect (an empty one for payloads without rules here).
+    """
+    payload = tx.payload
+    if isinstance(payload, TokenIssue):
+        return _check_issue(tx, payload, coins, height, params, state)
+    if isinstance(payload, TokenMint):
+        record = _require_token(state, payload.asset)
+        authority = _require_authority(coins, record, "mint")
+        if record.supply + payload.amount > MAX_AMOUNT:
+            raise TxInvalid("bad-token-supply-overflow", f"{record.symbol} supply would overflow")
+        updated = replace(record, supply=record.supply + payload.amount)
+        return O2OEffect(
+            deltas={payload.asset: payload.amount, authority: 0},
+            tokens={payload.asset: updated},
+        )
+    if isinstance(payload, TokenBurn):
+        record = _require_token(state, payload.asset)
+        held = _asset_total([c.output for c in coins], payload.asset)
+        if held < payload.amount:
+            raise TxInvalid(
+                "bad-token-burn-exceeds-inputs",
+                f"burns {payload.amount} {record.symbol} but its inputs hold {held}",
+            )
+        updated = replace(record, supply=record.supply - payload.amount)
+        return O2OEffect(deltas={payload.asset: -payload.amount}, tokens={payload.asset: updated})
+    if isinstance(payload, TokenFreeze):
+        record = _require_token(state, payload.asset)
+        authority = _require_authority(coins, record, "freeze")
+        return O2OEffect(
+            deltas={authority: -1}, tokens={payload.asset: replace(record, mintable=False)}
+        )
+    if isinstance(payload, TokenReward):
+        return _check_reward(tx, payload, params, state)
+    if isinstance(payload, Review):
+        return _check_review(tx, payload, height, params, state)
+    if isinstance(payload, ReviewReply):
+        return _check_reply(tx, payload, params, state)
+    return O2OEffect()
+

@@ -1,0 +1,268 @@
+"""JSON-RPC methods of the O2O features: the token registry, rewards, reviews.
+
+Registered by :func:`o2ocli.node.api.build_methods`.  Every method validates
+its parameters (an :class:`RpcError` with a specific code otherwise) and only
+reads the chainstate and the mempool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from o2ocli.chainspec import format_amount
+from o2ocli.consensus.o2o import (
+    MAX_SYMBOL_LEN,
+    MIN_SYMBOL_LEN,
+    ReviewRecord,
+    TokenRecord,
+    paid_to,
+    tx_signers,
+)
+from o2ocli.core.payloads import (
+    MAX_REWARD_REFS,
+    Review,
+    ReviewReply,
+    authority_asset_id,
+    token_asset_id,
+)
+from o2ocli.crypto.hashes import hash160
+from o2ocli.rpc import errors as E
+from o2ocli.rpc.errors import RpcError
+from o2ocli.rpc.server import RpcMethods
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runtime import Node
+
+__all__ = ["register_o2o_methods"]
+
+_SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _txid_arg(value: Any, what: str = "txid") -> bytes:
+    if not isinstance(value, str) or len(value) != 64:
+        raise RpcError(E.INVALID_PARAMS, f"{what} must be 64 hex digits")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise RpcError(E.INVALID_PARAMS, f"{what} is not valid hex") from None
+
+
+def register_o2o_methods(
+    methods: RpcMethods,
+    node: Node,
+    address_arg: Callable[[Any], bytes],
+    confirmations: Callable[[int], int],
+    tokens: Callable[[bytes], tuple[str, int] | None],
+) -> None:
+    """Add the token and review methods to ``methods``."""
+    spec = node.spec
+    chain = node.chain
+
+    def state() -> Any:
+        return chain.state
+
+    def token_arg(ref: Any) -> TokenRecord:
+        """A token by symbol (any case) or 64-hex asset id."""
+        if not isinstance(ref, str) or not ref:
+            raise RpcError(E.INVALID_PARAMS, "token must be a symbol or a 64-hex asset id")
+        if len(ref) == 64:
+            asset = _txid_arg(ref, "asset id")
+        else:
+            symbol = ref.upper()
+            if not MIN_SYMBOL_LEN <= len(symbol) <= MAX_SYMBOL_LEN or not set(symbol) <= (
+                _SYMBOL_CHARS
+            ):
+                raise RpcError(
+                    E.INVALID_PARAMS,
+                    f"invalid symbol {ref!r}: {MIN_SYMBOL_LEN}-{MAX_SYMBOL_LEN} characters of A-Z "
+                    "and 0-9",
+                )
+            asset = token_asset_id(symbol)
+        record = state().token(asset)
+        if record is None:
+            raise RpcError(E.NOT_FOUND, f"no token {ref} on this chain")
+        return record
+
+    def token_json(record: TokenRecord, detail: bool = True) -> dict[str, Any]:
+        authority = authority_asset_id(record.asset)
+        data: dict[str, Any] = {
+            "symbol": record.symbol,
+            "name": record.name,
+            "asset": record.asset.hex(),
+            "decimals": record.decimals,
+            "supply": format_amount(record.supply, record.decimals),
+            "supply_units": record.supply,
+            "mintable": record.mintable,
+            "issuer": spec.address(record.issuer) if len(record.issuer) == 20 else None,
+            "height": record.height,
+            "txid": record.txid.hex(),
+            "authority_asset": authority.hex(),
+        }
+        if detail:
+            holders: set[bytes] = set()
+            for _, coin in state().asset_coins(record.asset):
+                holders.update(coin.output.lock.addresses()[:1])
+            data["holders"] = len(holders)
+            holder = None
+            for _, coin in state().asset_coins(authority):
+                addresses = coin.output.lock.addresses()
+                holder = spec.address(addresses[0]) if len(addresses) == 1 else "multisig"
+            data["authority_holder"] = holder
+        return data
+
+    @methods.method("gettoken")
+    def gettoken(token: Any) -> dict[str, Any]:
+        """A token's registry entry, holders count and authority holder."""
+        return token_json(token_arg(token))
+
+    @methods.method("listtokens")
+    def listtokens() -> list[dict[str, Any]]:
+        """Every issued token, by symbol."""
+        records = sorted(state().iter_tokens(), key=lambda r: r.symbol)
+        return [token_json(r) for r in records]
+
+    # ------------------------------------------------------------- reviews
+    def review_json(txid: bytes, record: ReviewRecord | None = None) -> dict[str, Any]:
+        st = state()
+        record = record or st.review(txid)
+        found = st.get_tx(txid)
+        if record is None or found is None or not isinstance(found[0].payload, Review):
+            raise RpcError(E.NOT_FOUND, f"no review {txid.hex()} in the chain")
+        payload = found[0].payload
+        header = st.get_index(found[1])
+        reply = None
+        reply_txid = st.reply_of(txid)
+        if reply_txid is not None:
+            reply_tx = st.get_tx(reply_txid)
+            if reply_tx is not None and isinstance(reply_tx[0].payload, ReviewReply):
+                reply = {
+                    "txid": reply_txid.hex(),
+                    "text": reply_tx[0].payload.text.decode("utf-8", "replace"),
+                    "height": reply_tx[2],
+                }
+        return {
+            "txid": txid.hex(),
+            "merchant": spec.address(record.merchant),
+            "reviewer": spec.address(record.reviewer),
+            "purchase": record.purchase.hex(),
+            "rating": record.rating,
+            "text": payload.text.decode("utf-8", "replace"),
+            "height": record.height,
+            "time": header.header.time if header is not None else None,
+            "confirmations": confirmations(record.height),
+            "final": record.height <= chain.finalized_height,
+            "purchase_value": spec.format(record.value),
+            "purchase_value_units": record.value,
+            "reply": reply,
+        }
+
+    @methods.method("getreview")
+    def getreview(txid: Any) -> dict[str, Any]:
+        """One review (with its reply, if any)."""
+        return review_json(_txid_arg(txid))
+
+    @methods.method("listreviews")
+    def listreviews(by: Any, value: Any) -> list[dict[str, Any]]:
+        """Reviews ``by`` ``"merchant"`` or ``"reviewer"`` (an address) or
+        ``"purchase"`` (a txid), oldest first."""
+        if by == "merchant":
+            txids = state().reviews_by_merchant(address_arg(value))
+        elif by == "reviewer":
+            txids = state().reviews_by_reviewer(address_arg(value))
+        elif by == "purchase":
+            found = state().review_of_purchase(_txid_arg(value, "purchase txid"))
+            txids = [] if found is None else [found]
+        else:
+            raise RpcError(E.INVALID_PARAMS, "by must be 'merchant', 'reviewer' or 'purchase'")
+        return [review_json(t) for t in txids]
+
+    @methods.method("getreviewstats")
+    def getreviewstats(merchant: Any) -> dict[str, Any]:
+        """Count, average rating, 1-5 distribution, distinct reviewers and the
+        verified purchase value behind a merchant's reviews."""
+        pkh = address_arg(merchant)
+        st = state()
+        distribution = {str(n): 0 for n in range(1, 6)}
+        reviewers: set[bytes] = set()
+        total = value = replied = 0
+        for txid in st.reviews_by_merchant(pkh):
+            record = st.review(txid)
+            if record is None:
+                continue
+            distribution[str(record.rating)] += 1
+            reviewers.add(record.reviewer)
+            total += record.rating
+            value += record.value
+            if st.reply_of(txid) is not None:
+                replied += 1
+        count = sum(distribution.values())
+        return {
+            "merchant": spec.address(pkh),
+            "count": count,
+            "average": round(total / count, 2) if count else None,
+            "distribution": distribution,
+            "reviewers": len(reviewers),
+            "replied": replied,
+            "verified_value": spec.format(value),
+            "verified_value_units": value,
+        }
+
+    # ------------------------------------------------------------- rewards
+    @methods.method("listrewardable")
+    def listrewardable(
+        token: Any, merchants: Any, kind: Any = "purchases", since: Any = 0
+    ) -> list[dict[str, Any]]:
+        """Purchases paid to (or reviews of) the ``merchants`` addresses at or
+        after height ``since`` that token ``token`` has not rewarded yet (in the
+        chain or by a mempool tx), oldest first, at most 1000.  Payments between
+        the merchant's own addresses are not purchases."""
+        record = token_arg(token)
+        if not isinstance(merchants, list) or not 1 <= len(merchants) <= 10_000:
+            raise RpcError(E.INVALID_PARAMS, "merchants must be a list of 1..10000 addresses")
+        pkhs = [address_arg(a) for a in merchants]
+        if kind not in ("purchases", "reviews"):
+            raise RpcError(E.INVALID_PARAMS, "kind must be 'purchases' or 'reviews'")
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise RpcError(E.INVALID_PARAMS, "since must be a height (integer >= 0)")
+        st = state()
+        mine = set(pkhs)
+        pool = node.mempool
+        found: dict[bytes, dict[str, Any]] = {}
+        if kind == "purchases":
+            candidates = sorted({item for p in pkhs for item in st.address_history(p)
+                                 if item[0] >= since})
+            for height, txid in candidates:
+                got = st.get_tx(txid)
+                if got is None or got[0].is_coinbase or txid in found:
+                    continue
+                tx = got[0]
+                paid = sum(paid_to(tx, p) for p in mine)
+                signers = tx_signers(tx)
+                if not paid or not signers or signers & mine:
+                    continue
+                found[txid] = {"txid": txid.hex(), "height": height,
+                               "customer": spec.address(hash160(tx.inputs[0].witness[0].pubkey)),
+                               "paid": spec.format(paid), "paid_units": paid}
+        else:
+            items = []
+            for p in pkhs:
+                for txid in st.reviews_by_merchant(p):
+                    review = st.review(txid)
+                    if review is not None and review.height >= since:
+                        items.append((review.height, txid, review))
+            for height, txid, review in sorted(items, key=lambda t: (t[0], t[1])):
+                found[txid] = {"txid": txid.hex(), "height": height,
+                               "customer": spec.address(review.reviewer),
+                               "paid": spec.format(review.value), "paid_units": review.value,
+                               "rating": review.rating}
+        out = []
+        for txid, item in found.items():
+            if st.rewarded_by(record.asset, txid) is not None:
+                continue
+            if pool.claimed(b"W" + record.asset + txid) is not None:
+                continue
+            out.append(item)
+            if len(out) >= MAX_REWARD_REFS:
+                break
+        return out
