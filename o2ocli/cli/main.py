@@ -101,6 +101,8 @@ def cli(
 def _register() -> None:
     from .chain import chain
     from .node import node
+    from .review import review
+    from .token import token
     from .validator import validator
     from .wallet import wallet
 
@@ -108,6 +110,8 @@ def _register() -> None:
     cli.add_command(chain)
     cli.add_command(validator)
     cli.add_command(wallet)
+    cli.add_command(token)
+    cli.add_command(review)
 
 
 _register()

@@ -96,6 +96,7 @@ def node_errors() -> Iterator[None]:
     from o2ocli.rpc.errors import RpcError
     from o2ocli.wallet.builder import InsufficientFunds, TooManyInputs
     from o2ocli.wallet.keystore import KeystoreError, WrongPassphrase
+    from o2ocli.wallet.o2o import O2OError
     from o2ocli.wallet.wallet import WalletError
 
     try:
@@ -108,7 +109,7 @@ def node_errors() -> Iterator[None]:
         raise CliError(exc.message, EXIT_REFUSED) from None
     except WrongPassphrase:
         raise CliError("wrong passphrase") from None
-    except (KeystoreError, WalletError, TooManyInputs) as exc:
+    except (KeystoreError, WalletError, TooManyInputs, O2OError) as exc:
         raise CliError(str(exc)) from None
     except InsufficientFunds as exc:
         raise CliError(_insufficient(exc)) from None
@@ -273,20 +274,26 @@ def balance_cmd() -> None:
     Example:
         o2ocli -w alice wallet balance
     """
-    from o2ocli.wallet.service import balances, format_units
+    from o2ocli.chainspec import format_amount
+    from o2ocli.wallet.o2o import asset_names
+    from o2ocli.wallet.service import balances
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
-        rows = balances(w, rpc_client(ctx))
+        client = rpc_client(ctx)
+        rows = balances(w, client)
         spec = w.spec
-        data = [
-            {
-                "asset": spec.native_symbol if b.asset == bytes(32) else b.asset.hex(),
-                "confirmed": format_units(w, b.asset, b.confirmed),
-                "unconfirmed": format_units(w, b.asset, b.unconfirmed),
-            }
-            for b in rows
-        ]
+        names = asset_names(client) if len(rows) > 1 else {}
+        names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
+        data = []
+        for b in rows:
+            symbol, decimals = names.get(b.asset, (b.asset.hex(), 0))
+            data.append({
+                "asset": symbol,
+                "asset_id": b.asset.hex(),
+                "confirmed": format_amount(b.confirmed, decimals),
+                "unconfirmed": format_amount(b.unconfirmed, decimals),
+            })
     emit(ctx, {"balances": data},
          lambda: table([[d["asset"], d["confirmed"], d["unconfirmed"]] for d in data],
                        ["asset", "confirmed", "unconfirmed"]))
@@ -303,7 +310,8 @@ def _address(spec: Any, text: str) -> bytes:
 
 
 def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...],
-                        splits: tuple[str, ...], asset: bytes) -> list[Any]:
+                        splits: tuple[str, ...], asset: bytes,
+                        decimals: int | None = None) -> list[Any]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import NATIVE_ASSET, TxOut
     from o2ocli.wallet.builder import split_amount
@@ -317,7 +325,7 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
                 return spec.amount(text)
             from o2ocli.chainspec import parse_amount
 
-            return parse_amount(text, 0)
+            return parse_amount(text, decimals or 0)
         except ValueError as exc:
             raise CliError(f"bad amount: {exc}") from None
 
@@ -379,13 +387,16 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
     ctx = get_context()
     with open_wallet(ctx) as w:
         spec = w.spec
+        decimals = spec.native_decimals
         if asset is None or asset.upper() == spec.native_symbol:
             asset_id = NATIVE_ASSET
-        elif len(asset) == 64 and all(c in "0123456789abcdef" for c in asset.lower()):
-            asset_id = bytes.fromhex(asset)
         else:
-            raise CliError(f"unknown asset {asset!r}")
-        outputs = _parse_send_outputs(spec, to, amounts, splits, asset_id)
+            from o2ocli.wallet.o2o import get_token
+
+            with node_errors():
+                info = get_token(rpc_client(ctx), asset)
+            asset_id, decimals = bytes.fromhex(info["asset"]), info["decimals"]
+        outputs = _parse_send_outputs(spec, to, amounts, splits, asset_id, decimals)
         fixed_fee = None
         if fee is not None:
             try:
@@ -419,18 +430,23 @@ def history_cmd() -> None:
     Example:
         o2ocli -w alice wallet history
     """
-    from o2ocli.wallet.service import format_units, history
+    from o2ocli.chainspec import format_amount
+    from o2ocli.wallet.o2o import asset_names
+    from o2ocli.wallet.service import history
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
-        entries = history(w, rpc_client(ctx))
+        client = rpc_client(ctx)
+        entries = history(w, client)
         spec = w.spec
+        names = asset_names(client) if any(e.asset != bytes(32) for e in entries) else {}
+        names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
         data = [
             {
                 "txid": e.txid,
                 "height": e.height,
-                "asset": spec.native_symbol if e.asset == bytes(32) else e.asset.hex(),
-                "delta": format_units(w, e.asset, e.delta),
+                "asset": names.get(e.asset, (e.asset.hex(), 0))[0],
+                "delta": format_amount(e.delta, names.get(e.asset, (e.asset.hex(), 0))[1]),
                 "kind": e.kind,
                 "fee": None if e.fee is None else spec.format(e.fee),
                 "counterparties": e.counterparties,

@@ -1,0 +1,545 @@
+"""Wallet side of the O2O features: issuing and managing loyalty tokens,
+paying rewards, writing reviews and replies.
+
+Like :mod:`.service`, every function takes an open wallet and an RPC client;
+transactions are built with :func:`~o2ocli.wallet.builder.plan_payment`,
+signed locally and only then broadcast.  The node's consensus rules are the
+final word; these functions check the same things first so that a user gets a
+clear message before anything is signed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from o2ocli.chainspec import format_amount
+from o2ocli.consensus.o2o import (
+    MAX_DECIMALS,
+    MAX_REVIEW_TEXT,
+    MAX_SYMBOL_LEN,
+    MAX_TOKEN_NAME,
+    MIN_SYMBOL_LEN,
+)
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.payloads import (
+    MAX_REWARD_KEYS,
+    REWARD_PURCHASES,
+    REWARD_REVIEWS,
+    KeySig,
+    Payload,
+    Review,
+    ReviewReply,
+    TokenBurn,
+    TokenCommit,
+    TokenFreeze,
+    TokenIssue,
+    TokenMint,
+    TokenReward,
+    authority_asset_id,
+    reply_sig_digest,
+    review_sig_digest,
+    reward_sig_digest,
+    token_commitment,
+)
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxOut
+from o2ocli.rpc import errors as E
+from o2ocli.rpc.errors import RpcError
+
+from .builder import DEFAULT_MAX_INPUTS, PaymentPlan, Spendable, plan_payment
+from .service import record_change, sync, wallet_coins
+from .wallet import Unlocked, Wallet
+
+__all__ = [
+    "O2OError",
+    "check_symbol",
+    "check_text",
+    "get_token",
+    "asset_names",
+    "build",
+    "send",
+    "pending_issue",
+    "start_issue",
+    "finish_issue",
+    "mint",
+    "burn",
+    "freeze",
+    "RewardLine",
+    "plan_rewards",
+    "reward",
+    "write_review",
+    "reply",
+]
+
+
+class O2OError(ValueError):
+    """A token or review operation cannot be done (the message says why)."""
+
+
+_SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def check_symbol(symbol: str) -> str:
+    """The canonical (upper-case) symbol, or :class:`O2OError`."""
+    canonical = symbol.upper()
+    if not MIN_SYMBOL_LEN <= len(canonical) <= MAX_SYMBOL_LEN or not set(canonical) <= (
+        _SYMBOL_CHARS
+    ):
+        raise O2OError(
+            f"invalid symbol {symbol!r}: use {MIN_SYMBOL_LEN}-{MAX_SYMBOL_LEN} letters A-Z or "
+            "digits 0-9"
+        )
+    return canonical
+
+
+def check_text(text: str, what: str, limit: int, *, allow_empty: bool) -> bytes:
+    """``text`` as UTF-8 if it has no control characters and fits ``limit`` bytes."""
+    import unicodedata
+
+    data = text.encode("utf-8", errors="strict")
+    if not data and not allow_empty:
+        raise O2OError(f"{what} is empty")
+    if len(data) > limit:
+        raise O2OError(f"{what} is {len(data)} bytes of UTF-8; the limit is {limit}")
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise O2OError(f"{what} contains a control character (newlines and tabs are not allowed)")
+    return data
+
+
+def get_token(client: Any, ref: str) -> dict[str, Any]:
+    """The node's view of token ``ref`` (symbol or asset id); O2OError if unknown."""
+    try:
+        return client.call("gettoken", ref)
+    except RpcError as exc:
+        if exc.code in (E.NOT_FOUND, E.INVALID_PARAMS):
+            raise O2OError(exc.message) from None
+        raise
+
+
+def asset_names(client: Any) -> dict[bytes, tuple[str, int]]:
+    """Asset id → (display symbol, decimals) for every token and its authority."""
+    names: dict[bytes, tuple[str, int]] = {}
+    for token in client.call("listtokens"):
+        names[bytes.fromhex(token["asset"])] = (token["symbol"], token["decimals"])
+        names[bytes.fromhex(token["authority_asset"])] = (token["symbol"] + "!", 0)
+    return names
+
+
+def _fee_rate(wallet: Wallet, client: Any) -> int:
+    return wallet.spec.amount(client.call("getinfo")["min_relay_fee"])
+
+
+def build(
+    wallet: Wallet,
+    client: Any,
+    unlocked: Unlocked,
+    outputs: Sequence[TxOut],
+    *,
+    payload: Payload,
+    required: Sequence[Spendable] = (),
+    created: dict[bytes, int] | None = None,
+    burned: dict[bytes, int] | None = None,
+    coins: Sequence[Spendable] | None = None,
+    fixed_fee: int | None = None,
+    max_inputs: int = DEFAULT_MAX_INPUTS,
+) -> tuple[Tx, PaymentPlan]:
+    """Plan, then sign, a transaction with ``payload`` (nothing is sent)."""
+    if coins is None:
+        sync(wallet, client)
+        coins = wallet_coins(wallet, client)
+    plan = plan_payment(
+        coins,
+        outputs,
+        wallet.peek_change(),
+        fee_rate=_fee_rate(wallet, client),
+        fixed_fee=fixed_fee,
+        max_inputs=max_inputs,
+        payload=payload,
+        required=required,
+        created=created,
+        burned=burned,
+    )
+    return wallet.sign(plan.tx, [c.owner for c in plan.spent], unlocked), plan
+
+
+def send(wallet: Wallet, client: Any, tx: Tx, plan: PaymentPlan) -> str:
+    """Broadcast a signed tx and record its change address; returns the txid."""
+    txid = client.call("sendrawtx", tx.to_bytes().hex())
+    record_change(wallet, plan)
+    return txid
+
+
+# --------------------------------------------------------------------------
+# Tokens
+# --------------------------------------------------------------------------
+
+
+def _receive_lock(wallet: Wallet) -> PayToAddress:
+    return PayToAddress(wallet.spec.decode_address(wallet.receive_address()))
+
+
+def _pubkey(wallet: Wallet, pkh: bytes, unlocked: Unlocked) -> bytes:
+    return wallet.key_for(pkh, unlocked).public_key.to_bytes()
+
+
+def _note_name(symbol: str) -> str:
+    return f"issue:{symbol}"
+
+
+def pending_issue(wallet: Wallet, symbol: str) -> dict[str, Any] | None:
+    """The wallet's unfinished issue of ``symbol`` (committed, not revealed), if any."""
+    return wallet.get_note(_note_name(symbol))
+
+
+def start_issue(
+    wallet: Wallet,
+    client: Any,
+    unlocked: Unlocked,
+    symbol: str,
+    name: str,
+    decimals: int,
+    supply: int,
+    mintable: bool,
+) -> str:
+    """Step 1: broadcast the commitment (a salted hash of the symbol) and
+    remember the salt and the terms; returns the commit txid."""
+    symbol = check_symbol(symbol)
+    name_bytes = check_text(name, "token name", MAX_TOKEN_NAME, allow_empty=False)
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise O2OError(f"decimals must be 0..{MAX_DECIMALS}")
+    if supply == 0 and not mintable:
+        raise O2OError("a fixed-supply token needs --supply above 0 (or use --mintable)")
+    try:
+        client.call("gettoken", symbol)
+    except RpcError as exc:
+        if exc.code != E.NOT_FOUND:
+            raise
+    else:
+        raise O2OError(f"symbol {symbol} is already issued on this chain")
+    salt = os.urandom(32)
+    fee = wallet.spec.token_issue_fee
+    # Output 0 holds the coin the reveal spends (and burns as the issuance fee).
+    lock = wallet.change_lock()
+    commit_out = TxOut(NATIVE_ASSET, max(fee, 1), lock)
+    tx, plan = build(
+        wallet, client, unlocked, [commit_out], payload=TokenCommit(token_commitment(symbol, salt))
+    )
+    note = {
+        "symbol": symbol, "name": name_bytes.decode(), "decimals": decimals, "supply": supply,
+        "mintable": mintable, "salt": salt.hex(), "commit": tx.txid.hex(),
+    }
+    wallet.put_note(_note_name(symbol), note)  # before sending: a crash can resume
+    try:
+        return send(wallet, client, tx, plan)
+    except BaseException:
+        wallet.delete_note(_note_name(symbol))
+        raise
+
+
+def commit_confirmations(client: Any, note: dict[str, Any]) -> int:
+    """Confirmations of a pending issue's commit (0 while in the mempool);
+    O2OError if the node no longer knows it."""
+    try:
+        return client.call("gettx", note["commit"])["confirmations"]
+    except RpcError as exc:
+        if exc.code == E.NOT_FOUND:
+            raise O2OError(
+                f"the commitment {note['commit']} for {note['symbol']} is neither in the chain nor "
+                "in the mempool; start the issue again"
+            ) from None
+        raise
+
+
+def finish_issue(wallet: Wallet, client: Any, unlocked: Unlocked, symbol: str) -> str:
+    """Step 2: reveal the symbol once the commit is mined; returns the issue txid."""
+    symbol = check_symbol(symbol)
+    note = pending_issue(wallet, symbol)
+    if note is None:
+        raise O2OError(f"no pending issue of {symbol} in this wallet")
+    sync(wallet, client)
+    coins = wallet_coins(wallet, client)
+    commit = Outpoint(bytes.fromhex(note["commit"]), 0)
+    first = [c for c in coins if c.outpoint == commit]
+    if not first or not first[0].confirmed:
+        raise O2OError(f"the commitment {note['commit']} is not mined yet; try again in a moment")
+    asset_payload = TokenIssue(symbol.encode(), note["name"].encode(), note["decimals"],
+                               note["mintable"], bytes.fromhex(note["salt"]))
+    asset = asset_payload.asset
+    owner = _receive_lock(wallet)
+    outputs = []
+    if note["supply"]:
+        outputs.append(TxOut(asset, note["supply"], owner))
+    if note["mintable"]:
+        outputs.append(TxOut(authority_asset_id(asset), 1, owner))
+    created = {asset: note["supply"], authority_asset_id(asset): 1 if note["mintable"] else 0}
+    tx, plan = build(
+        wallet, client, unlocked, outputs, payload=asset_payload, required=first, coins=coins,
+        created=created, burned={NATIVE_ASSET: wallet.spec.token_issue_fee},
+    )
+    txid = send(wallet, client, tx, plan)
+    wallet.delete_note(_note_name(symbol))
+    return txid
+
+
+def _authority_coin(
+    wallet: Wallet, client: Any, token: dict[str, Any], action: str
+) -> tuple[Spendable, list[Spendable]]:
+    if not token["mintable"]:
+        raise O2OError(f"{token['symbol']} has a fixed supply: nothing can {action} it")
+    sync(wallet, client)
+    coins = wallet_coins(wallet, client)
+    authority = bytes.fromhex(token["authority_asset"])
+    held = [c for c in coins if c.output.asset == authority]
+    if not held:
+        holder = token.get("authority_holder") or "nobody"
+        raise O2OError(
+            f"this wallet does not hold the mint authority of {token['symbol']} (held by {holder})"
+        )
+    return held[0], coins
+
+
+def mint(
+    wallet: Wallet, client: Any, unlocked: Unlocked, token: dict[str, Any], units: int,
+    to: bytes | None = None,
+) -> tuple[Tx, PaymentPlan]:
+    """A signed mint of ``units`` (to ``to`` or a wallet address); the
+    authority output is spent and recreated to a wallet address."""
+    authority_coin, coins = _authority_coin(wallet, client, token, "mint")
+    asset = bytes.fromhex(token["asset"])
+    owner = PayToAddress(to) if to is not None else _receive_lock(wallet)
+    outputs = [TxOut(asset, units, owner), TxOut(authority_coin.output.asset, 1,
+                                                   authority_coin.output.lock)]
+    return build(wallet, client, unlocked, outputs, payload=TokenMint(asset, units),
+                 required=[authority_coin], coins=coins, created={asset: units})
+
+
+def burn(
+    wallet: Wallet, client: Any, unlocked: Unlocked, token: dict[str, Any], units: int
+) -> tuple[Tx, PaymentPlan]:
+    """A signed burn of ``units`` of the wallet's own tokens."""
+    asset = bytes.fromhex(token["asset"])
+    return build(wallet, client, unlocked, [], payload=TokenBurn(asset, units),
+                 burned={asset: units}, required=_burn_inputs(wallet, client, asset, units))
+
+
+def _burn_inputs(wallet: Wallet, client: Any, asset: bytes, units: int) -> list[Spendable]:
+    sync(wallet, client)
+    pool = sorted((c for c in wallet_coins(wallet, client) if c.output.asset == asset),
+                  key=lambda c: (not c.confirmed, -c.output.amount))
+    chosen, have = [], 0
+    for coin in pool:
+        if have >= units:
+            break
+        chosen.append(coin)
+        have += coin.output.amount
+    if have < units:
+        from .builder import InsufficientFunds
+
+        raise InsufficientFunds(asset, units, sum(c.output.amount for c in pool))
+    return chosen
+
+
+def freeze(
+    wallet: Wallet, client: Any, unlocked: Unlocked, token: dict[str, Any]
+) -> tuple[Tx, PaymentPlan]:
+    """A signed destruction of the authority output: the supply is fixed forever."""
+    authority_coin, coins = _authority_coin(wallet, client, token, "freeze")
+    asset = bytes.fromhex(token["asset"])
+    return build(wallet, client, unlocked, [], payload=TokenFreeze(asset),
+                 required=[authority_coin], coins=coins,
+                 burned={authority_coin.output.asset: 1})
+
+
+@dataclass(frozen=True, slots=True)
+class RewardLine:
+    """What one customer gets."""
+
+    customer: str
+    """Customer address."""
+    units: int
+    """Token base units paid."""
+    refs: tuple[str, ...]
+    """Purchase (or review) txids rewarded."""
+    basis: int
+    """Native coin spent (purchases) or number of reviews."""
+
+
+def parse_rate(rate: str, decimals: int) -> int:
+    """A reward rate in token display units (per coin or per review) → base units."""
+    try:
+        value = Decimal(rate)
+    except InvalidOperation:
+        raise O2OError(f"invalid rate {rate!r}: give a decimal number such as 1 or 0.5") from None
+    if not value.is_finite() or value <= 0:
+        raise O2OError("the rate must be a positive number")
+    units = value * (10**decimals)
+    if units != units.to_integral_value():
+        raise O2OError(f"the rate {rate} has more than {decimals} decimals")
+    return int(units)
+
+
+def plan_rewards(
+    wallet: Wallet, client: Any, token: dict[str, Any], rate: str, kind: str, since: int
+) -> list[RewardLine]:
+    """Who would get what: every customer who paid (reviewed) this wallet's
+    addresses since ``since`` and was not rewarded with this token yet."""
+    sync(wallet, client)
+    rate_units = parse_rate(rate, token["decimals"])
+    addresses = [wallet.spec.address(p) for p in wallet.pubkey_hashes()]
+    items = client.call("listrewardable", token["asset"], addresses, kind, since)
+    per_customer: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        if not wallet.owns(wallet.spec.decode_address(item["customer"])):
+            per_customer.setdefault(item["customer"], []).append(item)
+    lines = []
+    one_coin = 10**wallet.spec.native_decimals
+    for customer, entries in per_customer.items():
+        if kind == "purchases":
+            basis = sum(e["paid_units"] for e in entries)
+            units = basis * rate_units // one_coin
+        else:
+            basis = len(entries)
+            units = basis * rate_units
+        if units > 0:
+            lines.append(RewardLine(customer, units, tuple(e["txid"] for e in entries), basis))
+    return lines
+
+
+def reward(
+    wallet: Wallet, client: Any, unlocked: Unlocked, token: dict[str, Any],
+    lines: Sequence[RewardLine], kind: str,
+) -> tuple[Tx, PaymentPlan]:
+    """One signed tx paying every line, whose payload lists the rewarded txids
+    and carries the merchant keys that were paid (signing the payload)."""
+    if not lines:
+        raise O2OError("nobody to reward: no new purchases (or reviews) since that height")
+    asset = bytes.fromhex(token["asset"])
+    refs = tuple(bytes.fromhex(r) for line in lines for r in line.refs)
+    outputs = [TxOut(asset, line.units, PayToAddress(wallet.spec.decode_address(line.customer)))
+               for line in lines]
+    # The merchant keys: the wallet addresses the listed purchases paid (or reviews named).
+    merchants: list[bytes] = []
+    for ref in refs:
+        for pkh in _merchant_keys_of(wallet, client, ref, kind):
+            if pkh not in merchants:
+                merchants.append(pkh)
+    if len(merchants) > MAX_REWARD_KEYS:
+        raise O2OError(f"the purchases paid more than {MAX_REWARD_KEYS} of your addresses; "
+                       "reward them in parts with --since")
+    kind_code = REWARD_PURCHASES if kind == "purchases" else REWARD_REVIEWS
+    unsigned = TokenReward(asset, kind_code, refs, tuple(
+        KeySig(_pubkey(wallet, p, unlocked), bytes(64)) for p in merchants))
+    digest = reward_sig_digest(unsigned, wallet.spec.chain_id)
+    keys = tuple(KeySig(*wallet.sign_digest(p, digest, unlocked)) for p in merchants)
+    payload = TokenReward(asset, kind_code, refs, keys)
+    return build(wallet, client, unlocked, outputs, payload=payload)
+
+
+def _merchant_keys_of(wallet: Wallet, client: Any, ref: bytes, kind: str) -> list[bytes]:
+    if kind == "reviews":
+        review = client.call("getreview", ref.hex())
+        return [wallet.spec.decode_address(review["merchant"])]
+    tx = client.call("gettx", ref.hex())
+    found = []
+    for out in tx["outputs"]:
+        address = out.get("address")
+        if address is not None and out["asset_id"] == NATIVE_ASSET.hex():
+            pkh = wallet.spec.decode_address(address)
+            if wallet.owns(pkh):
+                found.append(pkh)
+                break
+    return found
+
+
+# --------------------------------------------------------------------------
+# Reviews
+# --------------------------------------------------------------------------
+
+
+def write_review(
+    wallet: Wallet, client: Any, unlocked: Unlocked, purchase: str, rating: int, text: str,
+    merchant: str | None = None,
+) -> tuple[Tx, PaymentPlan, str]:
+    """A signed review of ``purchase`` (a txid of this wallet's payment);
+    returns (tx, plan, merchant address)."""
+    if not 1 <= rating <= 5:
+        raise O2OError(f"rating must be 1..5, got {rating}")
+    text_bytes = check_text(text, "review text", MAX_REVIEW_TEXT, allow_empty=True)
+    try:
+        ptx = client.call("gettx", purchase)
+    except RpcError as exc:
+        if exc.code in (E.NOT_FOUND, E.INVALID_PARAMS):
+            raise O2OError(f"no purchase {purchase}: {exc.message}") from None
+        raise
+    if ptx["height"] is None:
+        raise O2OError("the purchase is not mined yet; review it once it is in a block")
+    sync(wallet, client)
+    buyers = [wallet.spec.decode_address(a) for inp in ptx["inputs"] for a in inp["signers"]]
+    reviewer = next((b for b in buyers if wallet.owns(b)), None)
+    if reviewer is None:
+        raise O2OError("this wallet did not pay for that purchase: only the buyer can review it")
+    payees: dict[str, int] = {}
+    for out in ptx["outputs"]:
+        address = out.get("address")
+        if (address is not None and out["asset_id"] == NATIVE_ASSET.hex()
+                and not wallet.owns(wallet.spec.decode_address(address))):
+            payees[address] = payees.get(address, 0) + out["units"]
+    if merchant is None:
+        if not payees:
+            raise O2OError("the purchase paid nobody outside this wallet: no merchant to review")
+        merchant = max(payees, key=lambda a: payees[a])
+    elif merchant not in payees:
+        raise O2OError(f"the purchase did not pay {merchant}")
+    if payees[merchant] < wallet.spec.min_purchase:
+        need = format_amount(wallet.spec.min_purchase, wallet.spec.native_decimals)
+        raise O2OError(f"the purchase paid {merchant} less than the {need} "
+                       f"{wallet.spec.native_symbol} a review needs")
+    merchant_pkh = wallet.spec.decode_address(merchant)
+    pubkey = _pubkey(wallet, reviewer, unlocked)
+    unsigned = Review(merchant_pkh, bytes.fromhex(purchase), rating, text_bytes, pubkey, bytes(64))
+    signature = wallet.sign_digest(reviewer, review_sig_digest(unsigned, wallet.spec.chain_id),
+                                   unlocked)[1]
+    payload = Review(merchant_pkh, unsigned.purchase, rating, text_bytes, pubkey, signature)
+    coins = wallet_coins(wallet, client)
+    # The review tx only pays its fee: it spends native coin back to the wallet.
+    return (*build(wallet, client, unlocked, [], payload=payload, coins=coins,
+                   required=_one_native_coin(coins)), merchant)
+
+
+def _one_native_coin(coins: Sequence[Spendable]) -> list[Spendable]:
+    native = sorted((c for c in coins if c.output.asset == NATIVE_ASSET),
+                    key=lambda c: (not c.confirmed, -c.output.amount))
+    if not native:
+        raise O2OError("the wallet has no coins to pay the fee")
+    return native[:1]
+
+
+def reply(
+    wallet: Wallet, client: Any, unlocked: Unlocked, review_txid: str, text: str
+) -> tuple[Tx, PaymentPlan]:
+    """A signed reply to a review of one of this wallet's addresses."""
+    text_bytes = check_text(text, "reply text", MAX_REVIEW_TEXT, allow_empty=False)
+    try:
+        review = client.call("getreview", review_txid)
+    except RpcError as exc:
+        if exc.code in (E.NOT_FOUND, E.INVALID_PARAMS):
+            raise O2OError(f"no review {review_txid} in the chain (is it mined yet?)") from None
+        raise
+    if review["reply"] is not None:
+        raise O2OError(f"the review already has a reply ({review['reply']['txid']})")
+    merchant = wallet.spec.decode_address(review["merchant"])
+    if not wallet.owns(merchant):
+        raise O2OError(f"the review is about {review['merchant']}, not an address of this wallet")
+    pubkey = _pubkey(wallet, merchant, unlocked)
+    unsigned = ReviewReply(bytes.fromhex(review_txid), text_bytes, pubkey, bytes(64))
+    signature = wallet.sign_digest(merchant, reply_sig_digest(unsigned, wallet.spec.chain_id),
+                                   unlocked)[1]
+    sync(wallet, client)
+    coins = wallet_coins(wallet, client)
+    return build(wallet, client, unlocked, [],
+                 payload=ReviewReply(unsigned.review, text_bytes, pubkey, signature),
+                 coins=coins, required=_one_native_coin(coins))
+
