@@ -41,8 +41,9 @@ def _short(text: str, width: int = 40) -> str:
 @click.option("--text", default="", help="Review text (UTF-8, at most 1000 bytes, one line).")
 @click.option("--merchant", default=None, metavar="ADDRESS",
               help="Which payee to review when the purchase paid several (default: the largest).")
+@click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
 @passphrase_file_option
-def write_cmd(purchase: str, rating: int, text: str, merchant: str | None,
+def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_run: bool,
               passphrase_file: Path | None) -> None:
     """Review a merchant you paid (signed by the key that paid).
 
@@ -61,6 +62,11 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None,
         tx, plan, merchant_address = o2o.write_review(
             w, client, unlocked, purchase.lower(), rating, text, merchant
         )
+        if dry_run:
+            raw = tx.to_bytes().hex()
+            emit(ctx, {"txid": tx.txid.hex(), "merchant": merchant_address, "raw": raw},
+                 f"{raw}\n(not broadcast; txid {tx.txid.hex()})")
+            return
         txid = o2o.send(w, client, tx, plan)
     emit(ctx, {"txid": txid, "merchant": merchant_address},
          f"review {txid} of {merchant_address} sent")
@@ -69,8 +75,9 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None,
 @review.command("reply")
 @click.argument("review_txid", metavar="REVIEW_TXID")
 @click.option("--text", required=True, help="Reply text (UTF-8, at most 1000 bytes).")
+@click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
 @passphrase_file_option
-def reply_cmd(review_txid: str, text: str, passphrase_file: Path | None) -> None:
+def reply_cmd(review_txid: str, text: str, dry_run: bool, passphrase_file: Path | None) -> None:
     """Answer a review of one of this wallet's addresses (once per review).
 
     \b
@@ -84,6 +91,11 @@ def reply_cmd(review_txid: str, text: str, passphrase_file: Path | None) -> None
         client = rpc_client(ctx)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = o2o.reply(w, client, unlocked, review_txid.lower(), text)
+        if dry_run:
+            raw = tx.to_bytes().hex()
+            emit(ctx, {"txid": tx.txid.hex(), "raw": raw},
+                 f"{raw}\n(not broadcast; txid {tx.txid.hex()})")
+            return
         txid = o2o.send(w, client, tx, plan)
     emit(ctx, {"txid": txid}, f"reply {txid} sent")
 
