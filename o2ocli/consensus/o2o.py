@@ -72,6 +72,7 @@ from .params import MAX_AMOUNT, ConsensusParams
 
 __all__ = [
     "O2O_PAYLOADS",
+    "STATE_DEPENDENT_REASONS",
     "MIN_SYMBOL_LEN",
     "MAX_SYMBOL_LEN",
     "MAX_TOKEN_NAME",
@@ -82,6 +83,7 @@ __all__ = [
     "O2OState",
     "EMPTY_STATE",
     "O2OEffect",
+    "NO_EFFECT",
     "O2OBlockView",
     "check_symbol",
     "check_text",
@@ -104,6 +106,32 @@ MAX_DECIMALS = 8
 MAX_REVIEW_TEXT = 1000
 """Most bytes of a review or reply text (UTF-8)."""
 _SYMBOL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-token-no-commit",
+    "bad-token-reveal-early",
+    "bad-token-commitment",
+    "bad-token-symbol-taken",
+    "bad-token-unknown",
+    "bad-token-fixed-supply",
+    "bad-token-no-authority",
+    "bad-token-supply-overflow",
+    "bad-token-reward-duplicate",
+    "bad-token-reward-unknown",
+    "bad-token-reward-not-merchant",
+    "bad-review-no-purchase",
+    "bad-review-window",
+    "bad-review-wrong-merchant",
+    "bad-review-purchase-too-small",
+    "bad-review-not-buyer",
+    "bad-review-duplicate",
+    "bad-reply-no-review",
+    "bad-reply-not-merchant",
+    "bad-reply-duplicate",
+})
+"""Reasons that depend on the chain a node has seen (the purchase may be in a
+block it has not received yet, a claim may be taken on another branch): an
+honest peer can relay such a tx, so a refusal for these is not misbehaviour."""
 
 
 # --------------------------------------------------------------------------
@@ -284,6 +312,10 @@ class O2OEffect:
     """Review txid → reply txid."""
 
 
+NO_EFFECT = O2OEffect()
+"""The effect of a payload without O2O rules (shared: never mutate it)."""
+
+
 class O2OBlockView:
     """An :class:`O2OState` plus the changes of the transactions checked so far
     in one block; :attr:`changes` is what connecting the block records."""
@@ -318,6 +350,8 @@ class O2OBlockView:
 
     def apply(self, effect: O2OEffect) -> None:
         """Record the changes of a transaction that passed."""
+        if effect is NO_EFFECT:
+            return
         self.changes.tokens.update(effect.tokens)
         self.changes.rewarded.update(effect.rewarded)
         self.changes.reviews.update(effect.reviews)
@@ -360,6 +394,8 @@ def check_text(text: bytes, what: str, reason: str, max_len: int, *, allow_empty
 def check_o2o_payload(tx: Tx) -> None:
     """Context-free rules of an O2O payload (anything else passes)."""
     payload = tx.payload
+    if payload.TAG < 0x10:  # no payload, fee claim, genesis: not O2O
+        return
     if isinstance(payload, TokenIssue):
         check_symbol(payload.symbol)
         check_text(payload.name, "token name", "bad-token-name", MAX_TOKEN_NAME, allow_empty=False)

@@ -27,6 +27,7 @@ from .errors import TxInvalid
 from .locks import SigCheck, lock_signature_checks
 from .o2o import (
     EMPTY_STATE,
+    NO_EFFECT,
     O2O_PAYLOADS,
     O2OEffect,
     O2OState,
@@ -222,11 +223,12 @@ def check_asset_conservation(
                 "bad-txns-in-belowout",
                 f"outputs of asset {asset.hex()[:16]} ({spent}) exceed inputs ({available})",
             )
-    for asset in totals_in.keys() | totals_out.keys() | deltas.keys():
+    assets = totals_in.keys() | totals_out.keys() | deltas.keys() if deltas else totals_in.keys()
+    for asset in assets:
         if asset == NATIVE_ASSET:
             continue
         available, spent = totals_in.get(asset, 0), totals_out.get(asset, 0)
-        allowed = deltas.get(asset, 0)
+        allowed = deltas.get(asset, 0) if deltas else 0
         if spent - available != allowed:
             raise TxInvalid(
                 "bad-txns-asset-unbalanced",
@@ -270,6 +272,9 @@ def check_tx_contextual(
     issue's fee is destroyed, not claimable by the validator).
     """
     check_lock_height(tx, height)
+    if tx.payload.TAG == 0:  # the common case: a plain payment
+        fee = check_asset_conservation(tx, coins)
+        return fee, collect_signature_checks(tx, coins, params), NO_EFFECT
     effect = check_o2o_inputs(tx, coins, height, params, state)
     surplus = check_asset_conservation(tx, coins, effect.deltas)
     if surplus < effect.burned:

@@ -39,7 +39,12 @@ from typing import Protocol
 
 from o2ocli.consensus.errors import TxInvalid
 from o2ocli.consensus.locks import SigCheck
-from o2ocli.consensus.o2o import O2O_PAYLOADS, check_o2o_inputs, o2o_claims
+from o2ocli.consensus.o2o import (
+    O2O_PAYLOADS,
+    STATE_DEPENDENT_REASONS,
+    check_o2o_inputs,
+    o2o_claims,
+)
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import (
     Verifier,
@@ -56,8 +61,11 @@ __all__ = ["ChainView", "Mempool", "MempoolEntry", "MempoolError"]
 
 DEFAULT_MAX_BYTES = 300_000_000
 DEFAULT_EXPIRY = 14 * 24 * 3600
-_NOT_MISBEHAVIOUR = frozenset({"bad-txns-inputs-missingorspent", "bad-txns-premature"})
-"""Consensus reasons that a valid tx can hit too (unknown parent, lock not yet reached)."""
+_NOT_MISBEHAVIOUR = frozenset(
+    {"bad-txns-inputs-missingorspent", "bad-txns-premature", *STATE_DEPENDENT_REASONS}
+)
+"""Consensus reasons that a valid tx can hit too (unknown parent, lock not yet
+reached, an O2O rule that depends on blocks this node may not have yet)."""
 
 
 _CLAIM_NAMES = {
