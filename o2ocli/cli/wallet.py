@@ -450,6 +450,7 @@ def history_cmd() -> None:
                 "kind": e.kind,
                 "fee": None if e.fee is None else spec.format(e.fee),
                 "counterparties": e.counterparties,
+                "payload": e.payload,
                 "confirmations": e.confirmations,
                 "final": e.final,
             }
@@ -458,7 +459,9 @@ def history_cmd() -> None:
 
     def human() -> str:
         rows = [
-            [d["height"] if d["height"] is not None else "mempool", d["kind"], d["delta"],
+            [d["height"] if d["height"] is not None else "mempool",
+             d["kind"] if d["payload"] in ("none", "coinbase") else f"{d['kind']} ({d['payload']})",
+             d["delta"],
              d["asset"], d["fee"] or "", ", ".join(d["counterparties"])[:40],
              "final" if d["final"] else f"{d['confirmations']} conf", d["txid"][:16]]
             for d in data

@@ -174,8 +174,12 @@ def tx_json(
     if spent is not None and all(c is not None for c in spent) and not tx.is_coinbase:
         paid_in = sum(c.output.amount for c in spent if c and c.output.asset == NATIVE_ASSET)
         paid_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)
-        data["fee"] = format_amount(paid_in - paid_out, spec.native_decimals)
-        data["fee_units"] = paid_in - paid_out
+        burned = spec.token_issue_fee if isinstance(tx.payload, TokenIssue) else 0
+        data["fee"] = format_amount(paid_in - paid_out - burned, spec.native_decimals)
+        data["fee_units"] = paid_in - paid_out - burned
+        if burned:
+            data["burned"] = format_amount(burned, spec.native_decimals)
+            data["burned_units"] = burned
     return data
 
 

@@ -164,6 +164,8 @@ class HistoryEntry:
     """``receive``, ``send``, ``self`` (only own addresses) or ``fee-claim``."""
     fee: int | None
     counterparties: list[str] = field(default_factory=list)
+    payload: str = "none"
+    """The tx's payload type (``none``, ``review``, ``token-issue``, …)."""
 
 
 def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
@@ -209,9 +211,12 @@ def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
         if not deltas:
             deltas[NATIVE_ASSET] = 0
         for asset, delta in sorted(deltas.items(), key=lambda kv: (kv[0] != NATIVE_ASSET, kv[0])):
+            if delta == 0 and asset != NATIVE_ASSET:
+                continue  # a token passed through (e.g. the authority of a mint)
             result.append(
                 HistoryEntry(tx["txid"], tx["height"], tx["confirmations"], tx["final"], asset,
-                             delta, kind, fee if asset == NATIVE_ASSET else None, others)
+                             delta, kind, fee if asset == NATIVE_ASSET else None, others,
+                             tx["payload"]["type"])
             )
     return result
 
