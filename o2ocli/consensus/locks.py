@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from o2ocli.core.locks import Lock, Multisig, PayToAddress
+from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
 from o2ocli.core.tx import SigPair
 from o2ocli.crypto.hashes import hash160
 
@@ -70,4 +70,8 @@ def lock_signature_checks(lock: Lock, witness: Sequence[SigPair]) -> list[tuple[
         return check_pay_to_address(lock, witness)
     if isinstance(lock, Multisig):
         return check_multisig(lock, witness)
+    if isinstance(lock, Escrow):
+        from .escrow import escrow_signature_pairs  # the path rules need the whole tx
+
+        return escrow_signature_pairs(lock, witness)
     raise TxInvalid("bad-txns-unknown-lock", f"no spending rule for lock {type(lock).__name__}")

@@ -63,7 +63,7 @@ from o2ocli.core.payloads import (
     reward_sig_digest,
     token_commitment,
 )
-from o2ocli.core.tx import NATIVE_ASSET, Coin, Tx
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, Tx
 from o2ocli.crypto.hashes import hash160
 
 from .errors import TxInvalid
@@ -128,6 +128,7 @@ STATE_DEPENDENT_REASONS = frozenset({
     "bad-reply-no-review",
     "bad-reply-not-merchant",
     "bad-reply-duplicate",
+    "bad-escrow-release-short",
 })
 """Reasons that depend on the chain a node has seen (the purchase may be in a
 block it has not received yet, a claim may be taken on another branch): an
@@ -310,6 +311,8 @@ class O2OEffect:
     """Review txid → record."""
     replies: dict[bytes, bytes] = field(default_factory=dict)
     """Review txid → reply txid."""
+    escrows: dict[Outpoint, tuple[bytes, int]] = field(default_factory=dict)
+    """Escrow outpoint spent → (spending txid, path) (see :mod:`.escrow`)."""
 
 
 NO_EFFECT = O2OEffect()
@@ -356,6 +359,7 @@ class O2OBlockView:
         self.changes.rewarded.update(effect.rewarded)
         self.changes.reviews.update(effect.reviews)
         self.changes.replies.update(effect.replies)
+        self.changes.escrows.update(effect.escrows)
         for txid, record in effect.reviews.items():
             self._reviewed[record.purchase] = txid
 

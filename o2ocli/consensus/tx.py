@@ -24,6 +24,7 @@ from o2ocli.core.tx import NATIVE_ASSET, TX_VERSION, Coin, Outpoint, Tx
 from o2ocli.crypto.backends import verify as ecdsa_verify
 
 from .errors import TxInvalid
+from .escrow import check_escrow_spends
 from .locks import SigCheck, lock_signature_checks
 from .o2o import (
     EMPTY_STATE,
@@ -274,7 +275,11 @@ def check_tx_contextual(
     check_lock_height(tx, height)
     if tx.payload.TAG == 0:  # the common case: a plain payment
         fee = check_asset_conservation(tx, coins)
-        return fee, collect_signature_checks(tx, coins, params), NO_EFFECT
+        checks = collect_signature_checks(tx, coins, params)
+        escrows = check_escrow_spends(tx, coins, height, fee)
+        if escrows:
+            return fee, checks, _escrow_effect(tx, escrows, O2OEffect())
+        return fee, checks, NO_EFFECT
     effect = check_o2o_inputs(tx, coins, height, params, state)
     surplus = check_asset_conservation(tx, coins, effect.deltas)
     if surplus < effect.burned:
@@ -285,7 +290,18 @@ def check_tx_contextual(
     checks = collect_signature_checks(tx, coins, params)
     if effect.checks:
         checks.extend(effect.checks)
-    return surplus - effect.burned, checks, effect
+    fee = surplus - effect.burned
+    escrows = check_escrow_spends(tx, coins, height, fee)
+    if escrows:
+        _escrow_effect(tx, escrows, effect)
+    return fee, checks, effect
+
+
+def _escrow_effect(tx: Tx, escrows: list[tuple[int, int]], effect: O2OEffect) -> O2OEffect:
+    txid = tx.txid
+    for index, path in escrows:
+        effect.escrows[tx.inputs[index].prevout] = (txid, path)
+    return effect
 
 
 def check_tx_inputs(

@@ -9,6 +9,9 @@ tag    type                body
 0x01   :class:`PayToAddress`  20-byte HASH160 of a compressed public key
 0x02   :class:`Multisig`      u8 ``m``, u8 ``n``, ``n`` × 20-byte HASH160,
                               strictly ascending (so one set has one encoding)
+0x03   :class:`Escrow`        20-byte payer ‖ u8 ``k`` ‖ ``k`` × (20-byte payee ‖
+                              u16 basis points) ‖ u8 has-arbiter ‖ [20-byte
+                              arbiter] ‖ u32 timeout height
 =====  ==================  ==========================================
 
 Every lock is expressed in terms of *addresses* (pubkey hashes).  A spend
@@ -25,9 +28,22 @@ from typing import ClassVar
 from .encoding import DecodeError, Reader, Writer
 from .limits import MAX_MULTISIG_KEYS
 
-__all__ = ["Lock", "PayToAddress", "Multisig", "encode_lock", "decode_lock", "LOCK_TYPES"]
+__all__ = [
+    "Lock",
+    "PayToAddress",
+    "Multisig",
+    "Escrow",
+    "encode_lock",
+    "decode_lock",
+    "LOCK_TYPES",
+    "MAX_ESCROW_PAYEES",
+    "BPS_TOTAL",
+]
 
 HASH160_SIZE = 20
+MAX_ESCROW_PAYEES = 8
+BPS_TOTAL = 10_000
+"""Escrow shares are in basis points and add up to this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +122,90 @@ class Multisig:
         return cls(m, hashes)
 
 
-Lock = PayToAddress | Multisig
-LOCK_TYPES: dict[int, type] = {PayToAddress.TAG: PayToAddress, Multisig.TAG: Multisig}
+@dataclass(frozen=True, slots=True)
+class Escrow:
+    """Money held for a service: the payer releases it to the payees (split by
+    shares), the payees refund it, the payer reclaims it after ``timeout``, or
+    the arbiter rules with one party.  The spending rules are in
+    :mod:`o2ocli.consensus.escrow`."""
+
+    TAG: ClassVar[int] = 0x03
+    payer: bytes
+    """Pubkey hash of the customer who funds the escrow."""
+    payees: tuple[tuple[bytes, int], ...]
+    """(pubkey hash, share in basis points) of each payee; shares add up to 10,000."""
+    arbiter: bytes | None
+    """Pubkey hash of the arbiter, or None."""
+    timeout: int
+    """From this height on, the payer alone may take the money back."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.payer, bytes) or len(self.payer) != HASH160_SIZE:
+            raise ValueError("escrow payer must be 20 bytes")
+        if not 1 <= len(self.payees) <= MAX_ESCROW_PAYEES:
+            raise ValueError(f"escrow needs 1..{MAX_ESCROW_PAYEES} payees")
+        seen = {self.payer}
+        for pkh, bps in self.payees:
+            if not isinstance(pkh, bytes) or len(pkh) != HASH160_SIZE:
+                raise ValueError("escrow payee must be 20 bytes")
+            if not 1 <= bps <= BPS_TOTAL:
+                raise ValueError("escrow share must be 1..10000 basis points")
+            if pkh in seen:
+                raise ValueError("escrow parties must be distinct")
+            seen.add(pkh)
+        if sum(bps for _, bps in self.payees) != BPS_TOTAL:
+            raise ValueError("escrow shares must add up to 10000 basis points")
+        if self.arbiter is not None:
+            if not isinstance(self.arbiter, bytes) or len(self.arbiter) != HASH160_SIZE:
+                raise ValueError("escrow arbiter must be 20 bytes")
+            if self.arbiter in seen:
+                raise ValueError("escrow parties must be distinct")
+        if not 0 <= self.timeout <= 0xFFFF_FFFF:
+            raise ValueError("escrow timeout out of range")
+
+    def addresses(self) -> tuple[bytes, ...]:
+        """Every party (payer, payees, arbiter): each sees the escrow in its history."""
+        parties = (self.payer, *(pkh for pkh, _ in self.payees))
+        return parties + ((self.arbiter,) if self.arbiter is not None else ())
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.payer)
+        w.u8(len(self.payees))
+        for pkh, bps in self.payees:
+            w.raw(pkh)
+            w.u16(bps)
+        if self.arbiter is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.raw(self.arbiter)
+        w.u32(self.timeout)
+
+    @classmethod
+    def _decode_body(cls, r: Reader) -> Escrow:
+        payer = r.raw(HASH160_SIZE, "escrow payer")
+        k = r.u8("escrow payee count")
+        if not 1 <= k <= MAX_ESCROW_PAYEES:
+            raise DecodeError(f"escrow payee count out of range: {k}")
+        payees = tuple((r.raw(HASH160_SIZE, "escrow payee"), r.u16("escrow share"))
+                       for _ in range(k))
+        flag = r.u8("escrow arbiter flag")
+        if flag > 1:
+            raise DecodeError("escrow arbiter flag must be 0 or 1")
+        arbiter = r.raw(HASH160_SIZE, "escrow arbiter") if flag else None
+        timeout = r.u32("escrow timeout")
+        try:
+            return cls(payer, payees, arbiter, timeout)
+        except ValueError as exc:
+            raise DecodeError(f"invalid escrow lock: {exc}") from None
+
+
+Lock = PayToAddress | Multisig | Escrow
+LOCK_TYPES: dict[int, type] = {
+    PayToAddress.TAG: PayToAddress,
+    Multisig.TAG: Multisig,
+    Escrow.TAG: Escrow,
+}
 
 
 def encode_lock(lock: Lock, w: Writer) -> None:

@@ -17,7 +17,7 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 from o2ocli.rpc.server import RpcMethods
 
-from .api_o2o import register_o2o_methods
+from .api_o2o import register_escrow_methods, register_o2o_methods
 from .mempool import MempoolError
 from .render import amount_json, asset_json, block_json, coin_json, tx_json
 
@@ -103,6 +103,11 @@ def build_methods(node: Node) -> RpcMethods:
         return coins
 
     register_o2o_methods(methods, node, address_arg, confirmations, tokens)
+    register_escrow_methods(
+        methods, node, address_arg,
+        lambda asset, units: (asset_json(spec, asset, tokens),
+                              amount_json(spec, asset, units, tokens)),
+    )
 
     @methods.method("getinfo")
     def getinfo() -> dict[str, Any]:

@@ -11,6 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from o2ocli.chainspec import format_amount
+from o2ocli.consensus.escrow import (
+    PATH_DISPUTE,
+    PATH_RECLAIM,
+    PATH_REFUND,
+    PATH_RELEASE,
+)
 from o2ocli.consensus.o2o import (
     MAX_SYMBOL_LEN,
     MIN_SYMBOL_LEN,
@@ -19,6 +25,7 @@ from o2ocli.consensus.o2o import (
     paid_to,
     tx_signers,
 )
+from o2ocli.core.locks import Escrow
 from o2ocli.core.payloads import (
     MAX_REWARD_REFS,
     Review,
@@ -26,6 +33,7 @@ from o2ocli.core.payloads import (
     authority_asset_id,
     token_asset_id,
 )
+from o2ocli.core.tx import Outpoint
 from o2ocli.crypto.hashes import hash160
 from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
@@ -34,7 +42,7 @@ from o2ocli.rpc.server import RpcMethods
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Node
 
-__all__ = ["register_o2o_methods"]
+__all__ = ["register_o2o_methods", "register_escrow_methods"]
 
 _SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
@@ -266,3 +274,100 @@ def register_o2o_methods(
             if len(out) >= MAX_REWARD_REFS:
                 break
         return out
+
+
+_ESCROW_STATES = {PATH_RELEASE: "released", PATH_REFUND: "refunded", PATH_RECLAIM: "refunded",
+                  PATH_DISPUTE: "disputed"}
+_ESCROW_PATHS = {PATH_RELEASE: "release", PATH_REFUND: "refund", PATH_RECLAIM: "reclaim",
+                 PATH_DISPUTE: "dispute"}
+
+
+def register_escrow_methods(
+    methods: RpcMethods,
+    node: Node,
+    address_arg: Callable[[Any], bytes],
+    amount_text: Callable[[bytes, int], tuple[str, str]],
+) -> None:
+    """Add the escrow query methods to ``methods``."""
+    spec = node.spec
+    chain = node.chain
+
+    def escrow_json(outpoint: Outpoint) -> dict[str, Any] | None:
+        st = chain.state
+        found = st.get_tx(outpoint.txid)
+        if found is None or outpoint.index >= len(found[0].outputs):
+            return None
+        out = found[0].outputs[outpoint.index]
+        lock = out.lock
+        if not isinstance(lock, Escrow):
+            return None
+        symbol, amount = amount_text(out.asset, out.amount)
+        next_height = chain.height + 1
+        settled = st.escrow_settlement(outpoint)
+        spender = node.mempool.spender_of(outpoint)
+        if settled is not None:
+            state = _ESCROW_STATES[settled[1]]
+            spent = st.get_tx(settled[0])
+            settlement = {"txid": settled[0].hex(), "path": _ESCROW_PATHS[settled[1]],
+                          "height": spent[2] if spent else None}
+        else:
+            state = "open" if next_height < lock.timeout else "expired-refundable"
+            settlement = None
+        return {
+            "escrow": f"{outpoint.txid.hex()}:{outpoint.index}",
+            "txid": outpoint.txid.hex(),
+            "index": outpoint.index,
+            "asset": symbol,
+            "asset_id": out.asset.hex(),
+            "amount": amount,
+            "units": out.amount,
+            "payer": spec.address(lock.payer),
+            "payees": [{"address": spec.address(p), "bps": bps} for p, bps in lock.payees],
+            "arbiter": spec.address(lock.arbiter) if lock.arbiter else None,
+            "timeout": lock.timeout,
+            "height": found[2],
+            "state": state,
+            "settlement": settlement,
+            "pending_spend": spender.hex() if spender is not None and settled is None else None,
+        }
+
+    def escrow_arg(ref: Any) -> Outpoint:
+        if not isinstance(ref, str) or ":" not in ref:
+            raise RpcError(E.INVALID_PARAMS, "escrow must be TXID:INDEX")
+        txid_text, _, index_text = ref.partition(":")
+        if not index_text.isdigit() or int(index_text) > 10_000:
+            raise RpcError(E.INVALID_PARAMS, "escrow must be TXID:INDEX")
+        return Outpoint(_txid_arg(txid_text), int(index_text))
+
+    @methods.method("getescrow")
+    def getescrow(escrow: Any) -> dict[str, Any]:
+        """An escrow output (``TXID:INDEX``) with its state: open,
+        expired-refundable, released, refunded or disputed."""
+        data = escrow_json(escrow_arg(escrow))
+        if data is None:
+            raise RpcError(E.NOT_FOUND, f"no escrow {escrow} in the chain")
+        return data
+
+    @methods.method("listescrows")
+    def listescrows(addresses: Any) -> list[dict[str, Any]]:
+        """Every escrow in the chain where one of ``addresses`` is a party, oldest first."""
+        if not isinstance(addresses, list) or not 1 <= len(addresses) <= 10_000:
+            raise RpcError(E.INVALID_PARAMS, "addresses must be a list of 1..10000 addresses")
+        pkhs = {address_arg(a) for a in addresses}
+        st = chain.state
+        seen: set[Outpoint] = set()
+        result = []
+        for _, txid in sorted({item for p in pkhs for item in st.address_history(p)}):
+            found = st.get_tx(txid)
+            if found is None:
+                continue
+            for index, out in enumerate(found[0].outputs):
+                lock = out.lock
+                if isinstance(lock, Escrow) and pkhs & set(lock.addresses()):
+                    outpoint = Outpoint(txid, index)
+                    if outpoint not in seen:
+                        seen.add(outpoint)
+                        data = escrow_json(outpoint)
+                        if data is not None:
+                            result.append(data)
+        return result

@@ -11,7 +11,7 @@ from typing import Any
 
 from o2ocli.chainspec import ChainSpec, format_amount
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
-from o2ocli.core.locks import Lock, Multisig, PayToAddress
+from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
 from o2ocli.core.payloads import (
     Coinbase,
     GenesisAlloc,
@@ -76,6 +76,14 @@ def lock_json(spec: ChainSpec, lock: Lock) -> dict[str, Any]:
             "type": "multisig",
             "m": lock.m,
             "addresses": [spec.address(h) for h in lock.pubkey_hashes],
+        }
+    if isinstance(lock, Escrow):
+        return {
+            "type": "escrow",
+            "payer": spec.address(lock.payer),
+            "payees": [{"address": spec.address(p), "bps": bps} for p, bps in lock.payees],
+            "arbiter": spec.address(lock.arbiter) if lock.arbiter else None,
+            "timeout": lock.timeout,
         }
     return {"type": type(lock).__name__}
 

@@ -201,6 +201,8 @@ def _o2o_puts(changes: O2OEffect) -> list[tuple[bytes, bytes]]:
         puts.append((k.BY_REVIEWER + review.reviewer + height + txid, b""))
     for review_txid, reply in changes.replies.items():
         puts.append((k.REPLY + review_txid, reply))
+    for outpoint, (txid, path) in changes.escrows.items():
+        puts.append((k.ESCROW_SETTLED + outpoint.to_bytes(), txid + bytes([path])))
     return puts
 
 
@@ -361,6 +363,11 @@ class ChainState:
         """Every issued token, in asset id order."""
         for _, value in self.db.iterate(k.TOKEN):
             yield TokenRecord.from_bytes(value)
+
+    def escrow_settlement(self, outpoint: Outpoint) -> tuple[bytes, int] | None:
+        """(spending txid, path) of a settled escrow output, or None."""
+        data = self.db.get(k.ESCROW_SETTLED + outpoint.to_bytes())
+        return None if data is None else (data[:32], data[32])
 
     def token_of_authority(self, authority: bytes) -> TokenRecord | None:
         """The token whose mint authority asset is ``authority``, or None."""

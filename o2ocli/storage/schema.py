@@ -31,6 +31,7 @@ O2O indexes (for queries only):
 * ``E`` ‖ reviewer pubkey hash ‖ height u32 ‖ review txid → empty
 * ``A`` ‖ asset ‖ txid ‖ index u32 → empty: an unspent output of a non-native asset
 * ``Z`` ‖ authority asset id → the token asset id it controls
+* ``K`` ‖ escrow outpoint → spending txid ‖ path u8 (how an escrow was settled)
 * ``o`` ‖ block hash → O2O undo data: each O2O key the block wrote, with its
   previous value (or none)
 
@@ -58,9 +59,10 @@ BY_MERCHANT = b"M"
 BY_REVIEWER = b"E"
 ASSET_UTXO = b"A"
 AUTHORITY = b"Z"
+ESCROW_SETTLED = b"K"
 O2O_UNDO = b"o"
 O2O_PREFIXES = (TOKEN, REWARDED, REVIEWED, REVIEW, REPLY, BY_MERCHANT, BY_REVIEWER, ASSET_UTXO,
-                AUTHORITY, O2O_UNDO)
+                AUTHORITY, ESCROW_SETTLED, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
 
 META_TIP = META + b"tip"

@@ -207,7 +207,7 @@ def test_trailing_byte():
         Block.from_bytes(block.to_bytes() + b"\x00")
 
 
-@pytest.mark.parametrize("tag", [0x00, 0x03, 0x7F, 0xFF])
+@pytest.mark.parametrize("tag", [0x00, 0x06, 0x7F, 0xFF])
 def test_unknown_lock_tag(tag):
     with pytest.raises(DecodeError, match=rf"^unknown lock type 0x{tag:02x}$"):
         Tx.from_bytes(_tx_bytes(outputs=_one_output(bytes([tag]) + H1)))
