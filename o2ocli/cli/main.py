@@ -100,6 +100,7 @@ def cli(
 
 def _register() -> None:
     from .chain import chain
+    from .escrow import escrow
     from .node import node
     from .review import review
     from .token import token
@@ -112,6 +113,7 @@ def _register() -> None:
     cli.add_command(wallet)
     cli.add_command(token)
     cli.add_command(review)
+    cli.add_command(escrow)
 
 
 _register()
