@@ -26,8 +26,10 @@ Tokens
     * A burn destroys tokens from the tx's own inputs.
     * A reward lists the purchases (or reviews) it rewards; each can be
       rewarded once per token, and only by the merchant they paid (or
-      reviewed): the payload carries the merchant keys, each signs it, and each
-      listed purchase paid (review is about) the address of one of them.
+      reviewed): the payload carries the merchant keys, each signs it together
+      with the tx's inputs (so it cannot be copied into another tx), each listed
+      purchase paid (review is about) the address of one of them, and some of
+      the token goes to an address that is not a merchant key's.
 
 Reviews
     * A review names a purchase in the main chain, at most ``review_window``
@@ -379,9 +381,16 @@ def check_symbol(symbol: bytes) -> None:
         )
 
 
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
+
+
 def check_text(text: bytes, what: str, reason: str, max_len: int, *, allow_empty: bool) -> None:
     """Rule: a text field is valid UTF-8 of at most ``max_len`` bytes with no
-    control characters (Unicode category Cc, which includes newlines)."""
+    control characters: Unicode category Cc (which includes newlines), line and
+    paragraph separators, and bidirectional formatting marks (which could make
+    a text display differently from what was signed)."""
     if len(text) > max_len:
         raise TxInvalid(f"{reason}-length", f"{what} is {len(text)} bytes, limit {max_len}")
     if not text and not allow_empty:
@@ -391,7 +400,7 @@ def check_text(text: bytes, what: str, reason: str, max_len: int, *, allow_empty
     except UnicodeDecodeError:
         raise TxInvalid(f"{reason}-utf8", f"{what} is not valid UTF-8") from None
     for ch in decoded:
-        if unicodedata.category(ch) == "Cc":
+        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES or ch in _BIDI_CONTROLS:
             raise TxInvalid(f"{reason}-control", f"{what} contains a control character")
 
 
@@ -534,9 +543,13 @@ def _check_reward(
 ) -> O2OEffect:
     """Rules of a reward payment."""
     record = _require_token(state, payload.asset)
-    if _asset_total(tx.outputs, payload.asset) == 0:
-        raise TxInvalid("bad-token-reward-empty", f"the reward pays no {record.symbol}")
     signers = {hash160(k.pubkey) for k in payload.keys}
+    merchant_locks = {PayToAddress(s) for s in signers}
+    if not any(o.asset == payload.asset and o.lock not in merchant_locks for o in tx.outputs):
+        raise TxInvalid(
+            "bad-token-reward-empty",
+            f"the reward pays no {record.symbol} to anyone but the merchant",
+        )
     rewarded: dict[tuple[bytes, bytes], bytes] = {}
     for ref in payload.refs:
         earlier = state.rewarded_by(payload.asset, ref)
@@ -569,7 +582,8 @@ def _check_reward(
                     f"review {ref.hex()[:16]}… is not about a merchant key of the reward",
                 )
         rewarded[(payload.asset, ref)] = tx.txid
-    digest = reward_sig_digest(payload, params.chain_id)
+    outpoints = [txin.prevout.to_bytes() for txin in tx.inputs]
+    digest = reward_sig_digest(payload, params.chain_id, outpoints)
     checks = [(k.pubkey, k.signature, digest) for k in payload.keys]
     return O2OEffect(checks=checks, rewarded=rewarded)
 

@@ -45,6 +45,7 @@ wallet alike):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -507,9 +508,19 @@ def review_sig_digest(review: Review, chain_id: str) -> bytes:
     return sha256d(domain_preimage(REVIEW_SIG_TAG, chain_id, review.signed_body()))
 
 
-def reward_sig_digest(reward: TokenReward, chain_id: str) -> bytes:
-    """The digest each merchant key of a reward signs."""
-    return sha256d(domain_preimage(REWARD_SIG_TAG, chain_id, reward.signed_body()))
+def reward_sig_digest(
+    reward: TokenReward, chain_id: str, outpoints: Sequence[bytes] = ()
+) -> bytes:
+    """The digest each merchant key of a reward signs: the payload's fields and
+    the 36-byte outpoints of every input of the carrying tx, so the signed
+    payload cannot be copied into another transaction (and used up by someone
+    else)."""
+    w = Writer()
+    w.raw(reward.signed_body())
+    w.varint(len(outpoints))
+    for outpoint in outpoints:
+        w.raw(outpoint)
+    return sha256d(domain_preimage(REWARD_SIG_TAG, chain_id, w.getvalue()))
 
 
 def reply_sig_digest(reply: ReviewReply, chain_id: str) -> bytes:

@@ -190,7 +190,8 @@ def _o2o_puts(changes: O2OEffect) -> list[tuple[bytes, bytes]]:
     puts: list[tuple[bytes, bytes]] = []
     for asset, record in changes.tokens.items():
         puts.append((k.TOKEN + asset, record.to_bytes()))
-        puts.append((k.AUTHORITY + authority_asset_id(asset), asset))
+        if record.mintable:  # only a mintable token ever had an authority asset
+            puts.append((k.AUTHORITY + authority_asset_id(asset), asset))
     for (asset, ref), reward in changes.rewarded.items():
         puts.append((k.REWARDED + asset + ref, reward))
     for txid, review in changes.reviews.items():

@@ -432,10 +432,15 @@ def reward(
     kind_code = REWARD_PURCHASES if kind == "purchases" else REWARD_REVIEWS
     unsigned = TokenReward(asset, kind_code, refs, tuple(
         KeySig(_pubkey(wallet, p, unlocked), bytes(64)) for p in merchants))
-    digest = reward_sig_digest(unsigned, wallet.spec.chain_id)
+    # The merchant signatures cover the tx's inputs: choose them first (the
+    # payload's size does not change when the signatures are filled in).
+    _, plan = build(wallet, client, unlocked, outputs, payload=unsigned)
+    outpoints = [txin.prevout.to_bytes() for txin in plan.tx.inputs]
+    digest = reward_sig_digest(unsigned, wallet.spec.chain_id, outpoints)
     keys = tuple(KeySig(*wallet.sign_digest(p, digest, unlocked)) for p in merchants)
     payload = TokenReward(asset, kind_code, refs, keys)
-    return build(wallet, client, unlocked, outputs, payload=payload)
+    tx = Tx(plan.tx.inputs, plan.tx.outputs, plan.tx.lock_height, payload)
+    return wallet.sign(tx, [c.owner for c in plan.spent], unlocked), plan
 
 
 def _merchant_keys_of(wallet: Wallet, client: Any, ref: bytes, kind: str) -> list[bytes]:
