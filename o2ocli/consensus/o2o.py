@@ -51,6 +51,9 @@ from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import (
     REWARD_PURCHASES,
     REWARD_REVIEWS,
+    TRACE_EVENTS,
+    ConsentGrant,
+    ConsentRevoke,
     Review,
     ReviewReply,
     TokenBurn,
@@ -59,9 +62,13 @@ from o2ocli.core.payloads import (
     TokenIssue,
     TokenMint,
     TokenReward,
+    TraceEvent,
+    TraceRegister,
     authority_asset_id,
+    consent_sig_digest,
     reply_sig_digest,
     review_sig_digest,
+    revoke_sig_digest,
     reward_sig_digest,
     token_commitment,
 )
@@ -82,6 +89,9 @@ __all__ = [
     "MAX_REVIEW_TEXT",
     "TokenRecord",
     "ReviewRecord",
+    "ItemRecord",
+    "ConsentRecord",
+    "check_name",
     "O2OState",
     "EMPTY_STATE",
     "O2OEffect",
@@ -97,7 +107,7 @@ __all__ = [
 ]
 
 O2O_PAYLOADS = (TokenCommit, TokenIssue, TokenMint, TokenBurn, TokenFreeze, TokenReward,
-                Review, ReviewReply)
+                Review, ReviewReply, TraceRegister, TraceEvent, ConsentGrant, ConsentRevoke)
 """Payload types ruled by this module."""
 
 MIN_SYMBOL_LEN = 3
@@ -107,6 +117,14 @@ MAX_TOKEN_NAME = 64
 MAX_DECIMALS = 8
 MAX_REVIEW_TEXT = 1000
 """Most bytes of a review or reply text (UTF-8)."""
+MAX_ITEM_ID = 64
+"""Most characters of an item id (``A-Z a-z 0-9 . _ : / -``)."""
+MAX_SCOPE = 32
+"""Most characters of a consent scope or a trace data key (``a-z 0-9 . _ -``)."""
+MAX_TRACE_TEXT = 256
+"""Most bytes of a product, location, note or data value (UTF-8)."""
+_ITEM_ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-")
+_SCOPE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
 _SYMBOL_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 STATE_DEPENDENT_REASONS = frozenset({
@@ -131,6 +149,13 @@ STATE_DEPENDENT_REASONS = frozenset({
     "bad-reply-not-merchant",
     "bad-reply-duplicate",
     "bad-escrow-release-short",
+    "bad-trace-duplicate",
+    "bad-trace-unknown-item",
+    "bad-trace-not-custodian",
+    "bad-consent-expired",
+    "bad-consent-unknown",
+    "bad-consent-not-user",
+    "bad-consent-revoked",
 })
 """Reasons that depend on the chain a node has seen (the purchase may be in a
 block it has not received yet, a claim may be taken on another branch): an
@@ -242,6 +267,76 @@ class ReviewRecord:
         return record
 
 
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """A registered item or batch (traceability)."""
+
+    merchant: bytes
+    """Pubkey hash of the registering merchant."""
+    item_id: str
+    """The merchant's item id."""
+    product: str
+    """Product description."""
+    height: int
+    """Height of the registration."""
+    txid: bytes
+    """Txid of the registration."""
+
+    def to_bytes(self) -> bytes:
+        """Stored encoding."""
+        w = Writer()
+        w.raw(self.merchant)
+        w.var_bytes(self.item_id.encode())
+        w.var_bytes(self.product.encode())
+        w.u32(self.height)
+        w.raw(self.txid)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ItemRecord:
+        """Inverse of :meth:`to_bytes`."""
+        r = Reader(data)
+        record = cls(r.raw(20, "merchant"), r.var_bytes("item id", 256).decode(),
+                     r.var_bytes("product", 4096).decode(), r.u32("height"), r.raw(32, "txid"))
+        r.finish("item record")
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """A consent grant."""
+
+    user: bytes
+    """Pubkey hash of the user who granted."""
+    grantee: bytes
+    """Pubkey hash of the merchant granted access."""
+    scope: str
+    """Data scope."""
+    until: int
+    """Last height the grant holds."""
+    height: int
+    """Height of the grant."""
+
+    def to_bytes(self) -> bytes:
+        """Stored encoding."""
+        w = Writer()
+        w.raw(self.user)
+        w.raw(self.grantee)
+        w.var_bytes(self.scope.encode())
+        w.u32(self.until)
+        w.u32(self.height)
+        return w.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConsentRecord:
+        """Inverse of :meth:`to_bytes`."""
+        r = Reader(data)
+        record = cls(r.raw(20, "user"), r.raw(20, "grantee"), r.var_bytes("scope", 256).decode(),
+                     r.u32("until"), r.u32("height"))
+        r.finish("consent record")
+        return record
+
+
 class O2OState(Protocol):
     """What the O2O rules read from the chain (as of the parent block)."""
 
@@ -269,6 +364,18 @@ class O2OState(Protocol):
         """Txid of the reply to ``review``, or None."""
         ...
 
+    def item(self, asset: bytes) -> ItemRecord | None:
+        """The registration of item ``asset``, or None."""
+        ...
+
+    def consent(self, txid: bytes) -> ConsentRecord | None:
+        """The consent grant ``txid``, or None."""
+        ...
+
+    def revoked_by(self, grant: bytes) -> bytes | None:
+        """Txid of the revocation of ``grant``, or None."""
+        ...
+
 
 class _EmptyState:
     """A chain with no tokens, reviews or transactions (for rules run without one)."""
@@ -289,6 +396,15 @@ class _EmptyState:
         return None
 
     def reply_of(self, review: bytes) -> bytes | None:
+        return None
+
+    def item(self, asset: bytes) -> ItemRecord | None:
+        return None
+
+    def consent(self, txid: bytes) -> ConsentRecord | None:
+        return None
+
+    def revoked_by(self, grant: bytes) -> bytes | None:
         return None
 
 
@@ -315,6 +431,12 @@ class O2OEffect:
     """Review txid → reply txid."""
     escrows: dict[Outpoint, tuple[bytes, int]] = field(default_factory=dict)
     """Escrow outpoint spent → (spending txid, path) (see :mod:`.escrow`)."""
+    items: dict[bytes, ItemRecord] = field(default_factory=dict)
+    """Item asset → registration."""
+    consents: dict[bytes, ConsentRecord] = field(default_factory=dict)
+    """Grant txid → consent record."""
+    revocations: dict[bytes, bytes] = field(default_factory=dict)
+    """Grant txid → revoking txid."""
 
 
 NO_EFFECT = O2OEffect()
@@ -353,6 +475,18 @@ class O2OBlockView:
         found = self.changes.replies.get(review)
         return found if found is not None else self.base.reply_of(review)
 
+    def item(self, asset: bytes) -> ItemRecord | None:
+        found = self.changes.items.get(asset)
+        return found if found is not None else self.base.item(asset)
+
+    def consent(self, txid: bytes) -> ConsentRecord | None:
+        found = self.changes.consents.get(txid)
+        return found if found is not None else self.base.consent(txid)
+
+    def revoked_by(self, grant: bytes) -> bytes | None:
+        found = self.changes.revocations.get(grant)
+        return found if found is not None else self.base.revoked_by(grant)
+
     def apply(self, effect: O2OEffect) -> None:
         """Record the changes of a transaction that passed."""
         if effect is NO_EFFECT:
@@ -362,6 +496,9 @@ class O2OBlockView:
         self.changes.reviews.update(effect.reviews)
         self.changes.replies.update(effect.replies)
         self.changes.escrows.update(effect.escrows)
+        self.changes.items.update(effect.items)
+        self.changes.consents.update(effect.consents)
+        self.changes.revocations.update(effect.revocations)
         for txid, record in effect.reviews.items():
             self._reviewed[record.purchase] = txid
 
@@ -436,6 +573,31 @@ def check_o2o_payload(tx: Tx) -> None:
     elif isinstance(payload, ReviewReply):
         check_text(payload.text, "reply text", "bad-reply-text", MAX_REVIEW_TEXT,
                    allow_empty=False)
+    elif isinstance(payload, TraceRegister):
+        check_name(payload.item_id, "item id", "bad-trace-item-id", _ITEM_ID_CHARS, MAX_ITEM_ID)
+        check_text(payload.product, "product", "bad-trace-product", MAX_TRACE_TEXT,
+                   allow_empty=False)
+        keys = [key for key, _ in payload.data]
+        if len(set(keys)) != len(keys):
+            raise TxInvalid("bad-trace-data", "a data key appears twice")
+        for key, value in payload.data:
+            check_name(key, "data key", "bad-trace-data", _SCOPE_CHARS, MAX_SCOPE)
+            check_text(value, "data value", "bad-trace-data", MAX_TRACE_TEXT, allow_empty=True)
+    elif isinstance(payload, TraceEvent):
+        if payload.event >= len(TRACE_EVENTS):
+            raise TxInvalid("bad-trace-event", f"unknown trace event type {payload.event}")
+        check_text(payload.location, "location", "bad-trace-location", MAX_TRACE_TEXT,
+                   allow_empty=True)
+        check_text(payload.note, "note", "bad-trace-note", MAX_TRACE_TEXT, allow_empty=True)
+    elif isinstance(payload, ConsentGrant):
+        check_name(payload.scope, "scope", "bad-consent-scope", _SCOPE_CHARS, MAX_SCOPE)
+
+
+def check_name(value: bytes, what: str, reason: str, allowed: frozenset[int], limit: int) -> None:
+    """Rule: an identifier is 1..``limit`` characters from ``allowed``."""
+    if not 1 <= len(value) <= limit or not set(value) <= allowed:
+        raise TxInvalid(reason, f"{what} must be 1-{limit} characters of "
+                                f"{bytes(sorted(allowed)).decode()}")
 
 
 def o2o_claims(tx: Tx) -> list[bytes]:
@@ -451,6 +613,10 @@ def o2o_claims(tx: Tx) -> list[bytes]:
         return [b"Y" + payload.review]
     if isinstance(payload, TokenReward):
         return [b"W" + payload.asset + ref for ref in payload.refs]
+    if isinstance(payload, TraceRegister):
+        return [b"I" + payload.asset]
+    if isinstance(payload, ConsentRevoke):
+        return [b"L" + payload.grant]
     return []
 
 
@@ -582,7 +748,8 @@ def _check_reward(
                     f"review {ref.hex()[:16]}… is not about a merchant key of the reward",
                 )
         rewarded[(payload.asset, ref)] = tx.txid
-    outpoints = [txin.prevout.to_bytes() for txin in tx.inputs]
+    outpoints = [txin.prevout.txid + txin.prevout.index.to_bytes(4, "little")
+                 for txin in tx.inputs]
     digest = reward_sig_digest(payload, params.chain_id, outpoints)
     checks = [(k.pubkey, k.signature, digest) for k in payload.keys]
     return O2OEffect(checks=checks, rewarded=rewarded)
@@ -697,5 +864,69 @@ def check_o2o_inputs(
         return _check_review(tx, payload, height, params, state)
     if isinstance(payload, ReviewReply):
         return _check_reply(tx, payload, params, state)
+    if isinstance(payload, TraceRegister):
+        return _check_trace_register(tx, payload, height, state)
+    if isinstance(payload, TraceEvent):
+        if state.item(payload.asset) is None:
+            raise TxInvalid("bad-trace-unknown-item",
+                            f"no item {payload.asset.hex()[:16]}… is registered")
+        if _asset_total([c.output for c in coins], payload.asset) != 1:
+            raise TxInvalid("bad-trace-not-custodian",
+                            "a trace event must spend the item (signed by its custodian)")
+        return O2OEffect()
+    if isinstance(payload, ConsentGrant):
+        return _check_consent_grant(tx, payload, height, params)
+    if isinstance(payload, ConsentRevoke):
+        return _check_consent_revoke(tx, payload, params, state)
     return O2OEffect()
+
+
+def _check_trace_register(
+    tx: Tx, payload: TraceRegister, height: int, state: O2OState
+) -> O2OEffect:
+    """Rules of an item registration."""
+    if payload.merchant not in tx_signers(tx):
+        raise TxInvalid("bad-trace-not-merchant", "the merchant must sign the registration")
+    asset = payload.asset
+    if state.item(asset) is not None:
+        raise TxInvalid("bad-trace-duplicate",
+                        f"item {payload.item_id.decode()} is already registered by this merchant")
+    outputs = [o for o in tx.outputs if o.asset == asset]
+    if len(outputs) != 1 or outputs[0].amount != 1:
+        raise TxInvalid("bad-trace-item-output", "a registration creates one item output of 1")
+    record = ItemRecord(payload.merchant, payload.item_id.decode(), payload.product.decode(),
+                        height, tx.txid)
+    return O2OEffect(deltas={asset: 1}, items={asset: record})
+
+
+def _check_consent_grant(
+    tx: Tx, payload: ConsentGrant, height: int, params: ConsensusParams
+) -> O2OEffect:
+    """Rules of a consent grant."""
+    user = hash160(payload.pubkey)
+    if user == payload.grantee:
+        raise TxInvalid("bad-consent-self", "a user cannot grant consent to itself")
+    if payload.until < height:
+        raise TxInvalid("bad-consent-expired",
+                        f"the grant ends at height {payload.until}, before this block ({height})")
+    record = ConsentRecord(user, payload.grantee, payload.scope.decode(), payload.until, height)
+    check = (payload.pubkey, payload.signature, consent_sig_digest(payload, params.chain_id))
+    return O2OEffect(checks=[check], consents={tx.txid: record})
+
+
+def _check_consent_revoke(
+    tx: Tx, payload: ConsentRevoke, params: ConsensusParams, state: O2OState
+) -> O2OEffect:
+    """Rules of a consent revocation."""
+    grant = state.consent(payload.grant)
+    if grant is None:
+        raise TxInvalid("bad-consent-unknown", f"no consent grant {payload.grant.hex()[:16]}…")
+    if hash160(payload.pubkey) != grant.user:
+        raise TxInvalid("bad-consent-not-user", "only the user who granted can revoke")
+    earlier = state.revoked_by(payload.grant)
+    if earlier is not None:
+        raise TxInvalid("bad-consent-revoked",
+                        f"the grant was already revoked ({earlier.hex()[:16]}…)")
+    check = (payload.pubkey, payload.signature, revoke_sig_digest(payload, params.chain_id))
+    return O2OEffect(checks=[check], revocations={payload.grant: tx.txid})
 

@@ -22,6 +22,13 @@ tag    type                    body
                                var_bytes text ‖ 33-byte pubkey ‖ 64-byte signature
 0x21   :class:`ReviewReply`    32-byte review txid ‖ var_bytes text ‖ 33-byte pubkey ‖
                                64-byte signature
+0x30   :class:`TraceRegister`  20-byte merchant ‖ var_bytes item id ‖ var_bytes product ‖
+                               count ‖ (var_bytes key ‖ var_bytes value) per datum
+0x31   :class:`TraceEvent`     32-byte item asset ‖ u8 event ‖ var_bytes location ‖
+                               var_bytes note ‖ u8 has-doc ‖ [32-byte document hash]
+0x40   :class:`ConsentGrant`   20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
+                               33-byte user pubkey ‖ 64-byte signature
+0x41   :class:`ConsentRevoke`  32-byte grant txid ‖ 33-byte user pubkey ‖ 64-byte signature
 =====  ======================  =============================================
 
 The decoders only enforce the *shape* (field sizes and hard caps on variable
@@ -36,6 +43,9 @@ wallet alike):
   symbol, one asset, on every chain;
 * :func:`authority_asset_id` — ``SHA-256d("o2o/authority" ‖ 0x00 ‖ asset)``:
   the asset of the single mint-authority output of a mintable token;
+* :func:`item_asset_id` — ``SHA-256d("o2o/item" ‖ 0x00 ‖ merchant ‖
+  var_bytes(item id))``: an item or batch is an asset of amount 1 in its
+  merchant's namespace;
 * :func:`token_commitment` — ``SHA-256d("o2o/token-commit" ‖ 0x00 ‖
   var_bytes(SYMBOL) ‖ salt)``;
 * :func:`review_sig_digest` / :func:`reply_sig_digest` /
@@ -67,6 +77,14 @@ __all__ = [
     "KeySig",
     "Review",
     "ReviewReply",
+    "TraceRegister",
+    "TraceEvent",
+    "ConsentGrant",
+    "ConsentRevoke",
+    "TRACE_EVENTS",
+    "item_asset_id",
+    "consent_sig_digest",
+    "revoke_sig_digest",
     "REWARD_PURCHASES",
     "REWARD_REVIEWS",
     "token_asset_id",
@@ -503,6 +521,218 @@ class ReviewReply:
         return cls(review, text, pubkey, r.raw(64, "reply signature"))
 
 
+MAX_ITEM_ID_FIELD = 128
+MAX_TRACE_FIELD = 1024
+MAX_TRACE_DATA = 32
+TRACE_EVENTS = ("produced", "processed", "shipped", "received", "inspected", "sold", "note")
+"""Trace event types, by code (u8)."""
+CONSENT_SIG_TAG = b"o2o/consent"
+REVOKE_SIG_TAG = b"o2o/consent-revoke"
+
+
+def item_asset_id(merchant: bytes, item_id: str | bytes) -> bytes:
+    """The asset id of item ``item_id`` registered by ``merchant`` (pubkey hash)."""
+    raw = item_id.encode() if isinstance(item_id, str) else item_id
+    w = Writer()
+    w.raw(b"o2o/item\x00")
+    w.raw(merchant)
+    w.var_bytes(raw)
+    return sha256d(w.getvalue())
+
+
+def _var_text(value: bytes, limit: int, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) > limit:
+        raise ValueError(f"{what} field too long")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRegister:
+    """Registers an item or batch: the tx creates the item asset (amount 1),
+    whose holder is its first custodian.  The merchant must sign the tx."""
+
+    TAG: ClassVar[int] = 0x30
+    merchant: bytes
+    """Pubkey hash whose namespace the item id lives in."""
+    item_id: bytes
+    """The merchant's id for the item or batch (ASCII, checked by consensus)."""
+    product: bytes
+    """Product description (UTF-8)."""
+    data: tuple[tuple[bytes, bytes], ...]
+    """Key/value facts (e.g. ``origin=Yunnan``)."""
+
+    def __post_init__(self) -> None:
+        _fixed(self.merchant, 20, "merchant")
+        _var_text(self.item_id, MAX_ITEM_ID_FIELD, "item id")
+        _var_text(self.product, MAX_TRACE_FIELD, "product")
+        if len(self.data) > MAX_TRACE_DATA:
+            raise ValueError("too many trace data entries")
+        for key, value in self.data:
+            _var_text(key, MAX_ITEM_ID_FIELD, "data key")
+            _var_text(value, MAX_TRACE_FIELD, "data value")
+
+    @property
+    def asset(self) -> bytes:
+        """The item's asset id."""
+        return item_asset_id(self.merchant, self.item_id)
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.merchant)
+        w.var_bytes(self.item_id)
+        w.var_bytes(self.product)
+        w.varint(len(self.data))
+        for key, value in self.data:
+            w.var_bytes(key)
+            w.var_bytes(value)
+
+    @classmethod
+    def _decode_body(cls, r: Reader) -> TraceRegister:
+        merchant = r.raw(20, "trace merchant")
+        item_id = r.var_bytes("trace item id", MAX_ITEM_ID_FIELD)
+        product = r.var_bytes("trace product", MAX_TRACE_FIELD)
+        n = r.count("trace data", MAX_TRACE_DATA)
+        data = tuple((r.var_bytes("trace data key", MAX_ITEM_ID_FIELD),
+                      r.var_bytes("trace data value", MAX_TRACE_FIELD)) for _ in range(n))
+        return cls(merchant, item_id, product, data)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """A custody change or processing step: the tx spends the item (so the
+    current custodian signs) and re-creates it for the next custodian."""
+
+    TAG: ClassVar[int] = 0x31
+    asset: bytes
+    """The item's asset id."""
+    event: int
+    """Index into :data:`TRACE_EVENTS`."""
+    location: bytes
+    """Where (UTF-8)."""
+    note: bytes
+    """Free text (UTF-8)."""
+    document: bytes | None
+    """SHA-256 of a document (certificate, invoice, photo), or None."""
+
+    def __post_init__(self) -> None:
+        _fixed(self.asset, 32, "item asset")
+        if not 0 <= self.event <= 255:
+            raise ValueError("event out of range")
+        _var_text(self.location, MAX_TRACE_FIELD, "location")
+        _var_text(self.note, MAX_TRACE_FIELD, "note")
+        if self.document is not None:
+            _fixed(self.document, 32, "document hash")
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.asset)
+        w.u8(self.event)
+        w.var_bytes(self.location)
+        w.var_bytes(self.note)
+        if self.document is None:
+            w.u8(0)
+        else:
+            w.u8(1)
+            w.raw(self.document)
+
+    @classmethod
+    def _decode_body(cls, r: Reader) -> TraceEvent:
+        asset = r.raw(32, "trace asset")
+        event = r.u8("trace event")
+        location = r.var_bytes("trace location", MAX_TRACE_FIELD)
+        note = r.var_bytes("trace note", MAX_TRACE_FIELD)
+        flag = r.u8("trace document flag")
+        if flag > 1:
+            raise DecodeError("trace document flag must be 0 or 1")
+        document = r.raw(32, "trace document hash") if flag else None
+        return cls(asset, event, location, note, document)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentGrant:
+    """A customer lets ``grantee`` use a named data scope until a height."""
+
+    TAG: ClassVar[int] = 0x40
+    grantee: bytes
+    """Pubkey hash of the merchant granted access."""
+    scope: bytes
+    """Data scope name (e.g. ``purchase-history``; checked by consensus)."""
+    until: int
+    """The grant holds up to and including this height."""
+    pubkey: bytes
+    """The user's compressed public key."""
+    signature: bytes
+    """Signature over :func:`consent_sig_digest`."""
+
+    def __post_init__(self) -> None:
+        _fixed(self.grantee, 20, "grantee")
+        _var_text(self.scope, MAX_ITEM_ID_FIELD, "scope")
+        if not 0 <= self.until <= MAX_U32:
+            raise ValueError("until out of range")
+        _fixed(self.pubkey, 33, "user pubkey")
+        _fixed(self.signature, 64, "consent signature")
+
+    def signed_body(self) -> bytes:
+        """The fields the signature covers."""
+        w = Writer()
+        w.raw(self.grantee)
+        w.var_bytes(self.scope)
+        w.u32(self.until)
+        w.raw(self.pubkey)
+        return w.getvalue()
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.signed_body())
+        w.raw(self.signature)
+
+    @classmethod
+    def _decode_body(cls, r: Reader) -> ConsentGrant:
+        grantee = r.raw(20, "consent grantee")
+        scope = r.var_bytes("consent scope", MAX_ITEM_ID_FIELD)
+        until = r.u32("consent until")
+        pubkey = r.raw(33, "consent pubkey")
+        return cls(grantee, scope, until, pubkey, r.raw(64, "consent signature"))
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRevoke:
+    """The user withdraws a grant."""
+
+    TAG: ClassVar[int] = 0x41
+    grant: bytes
+    """Txid of the grant."""
+    pubkey: bytes
+    """The user's compressed public key."""
+    signature: bytes
+    """Signature over :func:`revoke_sig_digest`."""
+
+    def __post_init__(self) -> None:
+        _fixed(self.grant, 32, "grant txid")
+        _fixed(self.pubkey, 33, "user pubkey")
+        _fixed(self.signature, 64, "revoke signature")
+
+    def signed_body(self) -> bytes:
+        """The fields the signature covers."""
+        return self.grant + self.pubkey
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.signed_body())
+        w.raw(self.signature)
+
+    @classmethod
+    def _decode_body(cls, r: Reader) -> ConsentRevoke:
+        grant = r.raw(32, "revoke grant")
+        pubkey = r.raw(33, "revoke pubkey")
+        return cls(grant, pubkey, r.raw(64, "revoke signature"))
+
+
+def consent_sig_digest(grant: ConsentGrant, chain_id: str) -> bytes:
+    """The digest a user signs to grant consent."""
+    return sha256d(domain_preimage(CONSENT_SIG_TAG, chain_id, grant.signed_body()))
+
+
+def revoke_sig_digest(revoke: ConsentRevoke, chain_id: str) -> bytes:
+    """The digest a user signs to revoke a grant."""
+    return sha256d(domain_preimage(REVOKE_SIG_TAG, chain_id, revoke.signed_body()))
+
+
 def review_sig_digest(review: Review, chain_id: str) -> bytes:
     """The digest a reviewer signs: bound to the review fields and the chain."""
     return sha256d(domain_preimage(REVIEW_SIG_TAG, chain_id, review.signed_body()))
@@ -512,7 +742,8 @@ def reward_sig_digest(
     reward: TokenReward, chain_id: str, outpoints: Sequence[bytes] = ()
 ) -> bytes:
     """The digest each merchant key of a reward signs: the payload's fields and
-    the 36-byte outpoints of every input of the carrying tx, so the signed
+    the outpoint of every input of the carrying tx (``txid ‖ index`` as u32
+    little-endian, the wire form), so the signed
     payload cannot be copied into another transaction (and used up by someone
     else)."""
     w = Writer()
@@ -540,6 +771,10 @@ Payload = (
     | TokenReward
     | Review
     | ReviewReply
+    | TraceRegister
+    | TraceEvent
+    | ConsentGrant
+    | ConsentRevoke
 )
 PAYLOAD_TYPES: dict[int, type] = {
     cls.TAG: cls
@@ -555,6 +790,10 @@ PAYLOAD_TYPES: dict[int, type] = {
         TokenReward,
         Review,
         ReviewReply,
+        TraceRegister,
+        TraceEvent,
+        ConsentGrant,
+        ConsentRevoke,
     )
 }
 

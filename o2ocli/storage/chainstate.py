@@ -32,7 +32,13 @@ from o2ocli.consensus.block import (
     genesis_effects,
 )
 from o2ocli.consensus.errors import BlockInvalid
-from o2ocli.consensus.o2o import O2OEffect, ReviewRecord, TokenRecord
+from o2ocli.consensus.o2o import (
+    ConsentRecord,
+    ItemRecord,
+    O2OEffect,
+    ReviewRecord,
+    TokenRecord,
+)
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.tx import Verifier, serial_verifier
 from o2ocli.core.block import Block, BlockHeader
@@ -204,6 +210,15 @@ def _o2o_puts(changes: O2OEffect) -> list[tuple[bytes, bytes]]:
         puts.append((k.REPLY + review_txid, reply))
     for outpoint, (txid, path) in changes.escrows.items():
         puts.append((k.ESCROW_SETTLED + outpoint.to_bytes(), txid + bytes([path])))
+    for asset, item in changes.items.items():
+        puts.append((k.ITEM + asset, item.to_bytes()))
+    for txid, consent in changes.consents.items():
+        puts.append((k.CONSENT + txid, consent.to_bytes()))
+        height = consent.height.to_bytes(4, "big")
+        puts.append((k.BY_USER + consent.user + height + txid, b""))
+        puts.append((k.BY_GRANTEE + consent.grantee + height + txid, b""))
+    for grant, txid in changes.revocations.items():
+        puts.append((k.REVOKED + grant, txid))
     return puts
 
 
@@ -364,6 +379,30 @@ class ChainState:
         """Every issued token, in asset id order."""
         for _, value in self.db.iterate(k.TOKEN):
             yield TokenRecord.from_bytes(value)
+
+    def item(self, asset: bytes) -> ItemRecord | None:
+        """The registration of item ``asset``, or None."""
+        data = self.db.get(k.ITEM + asset)
+        return None if data is None else ItemRecord.from_bytes(data)
+
+    def consent(self, txid: bytes) -> ConsentRecord | None:
+        """The consent grant ``txid``, or None."""
+        data = self.db.get(k.CONSENT + txid)
+        return None if data is None else ConsentRecord.from_bytes(data)
+
+    def revoked_by(self, grant: bytes) -> bytes | None:
+        """Txid of the revocation of ``grant``, or None."""
+        return self.db.get(k.REVOKED + grant)
+
+    def item_moves(self, asset: bytes) -> list[tuple[int, bytes]]:
+        """(height, txid) of every main-chain tx that moved item ``asset``, oldest first."""
+        prefix = k.ITEM_MOVES + asset
+        return [(int.from_bytes(key[33:37], "big"), key[37:69])
+                for key in self.db.iterate_keys(prefix)]
+
+    def consents_by(self, prefix: bytes, pkh: bytes) -> list[bytes]:
+        """Grant txids by user (``prefix`` ``k.BY_USER``) or grantee (``k.BY_GRANTEE``)."""
+        return [key[25:57] for key in self.db.iterate_keys(prefix + pkh)]
 
     def escrow_settlement(self, outpoint: Outpoint) -> tuple[bytes, int] | None:
         """(spending txid, path) of a settled escrow output, or None."""
@@ -632,6 +671,7 @@ class ChainState:
             if coin.output.asset != NATIVE_ASSET:
                 put(k.ASSET_UTXO + coin.output.asset + key, b"")
         o2o_puts = _o2o_puts(effects.o2o)
+        o2o_puts += self._item_moves(block, effects.o2o)
         if o2o_puts:
             undo = [(key, self.db.get(key)) for key, _ in o2o_puts]
             for key, value in o2o_puts:
@@ -648,6 +688,25 @@ class ChainState:
                 put(k.addr_history_key(address, height, txid), b"")
         put(k.height_key(height), block.hash)
         put(k.META_TIP, block.hash)
+
+    def _item_moves(self, block: Block, changes: O2OEffect) -> list[tuple[bytes, bytes]]:
+        """Index entries for every tx of ``block`` that moves a registered item."""
+        puts = []
+        height = block.height.to_bytes(4, "big")
+        known: dict[bytes, bool] = {}
+        for tx in block.txs:
+            for out in tx.outputs:
+                asset = out.asset
+                if asset == NATIVE_ASSET:
+                    continue
+                is_item = known.get(asset)
+                if is_item is None:
+                    is_item = known[asset] = (
+                        asset in changes.items or self.db.get(k.ITEM + asset) is not None
+                    )
+                if is_item:
+                    puts.append((k.ITEM_MOVES + asset + height + tx.txid, b""))
+        return puts
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block."""

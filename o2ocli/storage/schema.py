@@ -32,6 +32,12 @@ O2O indexes (for queries only):
 * ``A`` ‖ asset ‖ txid ‖ index u32 → empty: an unspent output of a non-native asset
 * ``Z`` ‖ authority asset id → the token asset id it controls
 * ``K`` ‖ escrow outpoint → spending txid ‖ path u8 (how an escrow was settled)
+* ``I`` ‖ item asset → :class:`~o2ocli.consensus.o2o.ItemRecord` (traceability)
+* ``Q`` ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
+* ``G`` ‖ grant txid → :class:`~o2ocli.consensus.o2o.ConsentRecord`
+* ``L`` ‖ grant txid → txid of its revocation
+* ``U`` ‖ user pubkey hash ‖ height u32 ‖ grant txid → empty (grants by user)
+* ``D`` ‖ grantee pubkey hash ‖ height u32 ‖ grant txid → empty (grants by grantee)
 * ``o`` ‖ block hash → O2O undo data: each O2O key the block wrote, with its
   previous value (or none)
 
@@ -60,9 +66,16 @@ BY_REVIEWER = b"E"
 ASSET_UTXO = b"A"
 AUTHORITY = b"Z"
 ESCROW_SETTLED = b"K"
+ITEM = b"I"
+ITEM_MOVES = b"Q"
+CONSENT = b"G"
+REVOKED = b"L"
+BY_USER = b"U"
+BY_GRANTEE = b"D"
 O2O_UNDO = b"o"
 O2O_PREFIXES = (TOKEN, REWARDED, REVIEWED, REVIEW, REPLY, BY_MERCHANT, BY_REVIEWER, ASSET_UTXO,
-                AUTHORITY, ESCROW_SETTLED, O2O_UNDO)
+                AUTHORITY, ESCROW_SETTLED, ITEM, ITEM_MOVES, CONSENT, REVOKED, BY_USER,
+                BY_GRANTEE, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
 
 META_TIP = META + b"tip"

@@ -102,7 +102,8 @@ def bind_reward(payload, prevouts, keys, chain_id):
     if not isinstance(payload, TokenReward):
         return payload
     unbound = reward_sig_digest(payload, chain_id)
-    bound = reward_sig_digest(payload, chain_id, [op.to_bytes() for op in prevouts])
+    wire = [op.txid + op.index.to_bytes(4, "little") for op in prevouts]
+    bound = reward_sig_digest(payload, chain_id, wire)
     by_pub = {k.public_key.to_bytes(): k for k in keys}
     fixed = []
     for pair in payload.keys:
