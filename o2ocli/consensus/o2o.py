@@ -66,6 +66,7 @@ from o2ocli.core.payloads import (
     TraceRegister,
     authority_asset_id,
     consent_sig_digest,
+    item_sig_digest,
     reply_sig_digest,
     review_sig_digest,
     revoke_sig_digest,
@@ -865,7 +866,7 @@ def check_o2o_inputs(
     if isinstance(payload, ReviewReply):
         return _check_reply(tx, payload, params, state)
     if isinstance(payload, TraceRegister):
-        return _check_trace_register(tx, payload, height, state)
+        return _check_trace_register(tx, payload, height, params, state)
     if isinstance(payload, TraceEvent):
         if state.item(payload.asset) is None:
             raise TxInvalid("bad-trace-unknown-item",
@@ -882,11 +883,11 @@ def check_o2o_inputs(
 
 
 def _check_trace_register(
-    tx: Tx, payload: TraceRegister, height: int, state: O2OState
+    tx: Tx, payload: TraceRegister, height: int, params: ConsensusParams, state: O2OState
 ) -> O2OEffect:
     """Rules of an item registration."""
-    if payload.merchant not in tx_signers(tx):
-        raise TxInvalid("bad-trace-not-merchant", "the merchant must sign the registration")
+    if hash160(payload.pubkey) != payload.merchant:
+        raise TxInvalid("bad-trace-not-merchant", "the registration is not signed by the merchant")
     asset = payload.asset
     if state.item(asset) is not None:
         raise TxInvalid("bad-trace-duplicate",
@@ -896,7 +897,10 @@ def _check_trace_register(
         raise TxInvalid("bad-trace-item-output", "a registration creates one item output of 1")
     record = ItemRecord(payload.merchant, payload.item_id.decode(), payload.product.decode(),
                         height, tx.txid)
-    return O2OEffect(deltas={asset: 1}, items={asset: record})
+    outpoints = [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in tx.inputs]
+    digest = item_sig_digest(payload, params.chain_id, outpoints)
+    return O2OEffect(deltas={asset: 1}, items={asset: record},
+                     checks=[(payload.pubkey, payload.signature, digest)])
 
 
 def _check_consent_grant(

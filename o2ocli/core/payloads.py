@@ -23,7 +23,8 @@ tag    type                    body
 0x21   :class:`ReviewReply`    32-byte review txid ‖ var_bytes text ‖ 33-byte pubkey ‖
                                64-byte signature
 0x30   :class:`TraceRegister`  20-byte merchant ‖ var_bytes item id ‖ var_bytes product ‖
-                               count ‖ (var_bytes key ‖ var_bytes value) per datum
+                               count ‖ (var_bytes key ‖ var_bytes value) per datum ‖
+                               33-byte merchant pubkey ‖ 64-byte signature
 0x31   :class:`TraceEvent`     32-byte item asset ‖ u8 event ‖ var_bytes location ‖
                                var_bytes note ‖ u8 has-doc ‖ [32-byte document hash]
 0x40   :class:`ConsentGrant`   20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
@@ -84,6 +85,7 @@ __all__ = [
     "TRACE_EVENTS",
     "item_asset_id",
     "consent_sig_digest",
+    "item_sig_digest",
     "revoke_sig_digest",
     "REWARD_PURCHASES",
     "REWARD_REVIEWS",
@@ -527,6 +529,7 @@ MAX_TRACE_DATA = 32
 TRACE_EVENTS = ("produced", "processed", "shipped", "received", "inspected", "sold", "note")
 """Trace event types, by code (u8)."""
 CONSENT_SIG_TAG = b"o2o/consent"
+ITEM_SIG_TAG = b"o2o/item"
 REVOKE_SIG_TAG = b"o2o/consent-revoke"
 
 
@@ -548,7 +551,8 @@ def _var_text(value: bytes, limit: int, what: str) -> None:
 @dataclass(frozen=True, slots=True)
 class TraceRegister:
     """Registers an item or batch: the tx creates the item asset (amount 1),
-    whose holder is its first custodian.  The merchant must sign the tx."""
+    whose holder is its first custodian.  The merchant's key signs
+    :func:`item_sig_digest` (the fields and the tx's inputs)."""
 
     TAG: ClassVar[int] = 0x30
     merchant: bytes
@@ -559,6 +563,10 @@ class TraceRegister:
     """Product description (UTF-8)."""
     data: tuple[tuple[bytes, bytes], ...]
     """Key/value facts (e.g. ``origin=Yunnan``)."""
+    pubkey: bytes
+    """The merchant's compressed public key."""
+    signature: bytes
+    """64-byte signature over :func:`item_sig_digest`."""
 
     def __post_init__(self) -> None:
         _fixed(self.merchant, 20, "merchant")
@@ -569,13 +577,17 @@ class TraceRegister:
         for key, value in self.data:
             _var_text(key, MAX_ITEM_ID_FIELD, "data key")
             _var_text(value, MAX_TRACE_FIELD, "data value")
+        _fixed(self.pubkey, 33, "merchant pubkey")
+        _fixed(self.signature, 64, "item signature")
 
     @property
     def asset(self) -> bytes:
         """The item's asset id."""
         return item_asset_id(self.merchant, self.item_id)
 
-    def _encode_body(self, w: Writer) -> None:
+    def signed_body(self) -> bytes:
+        """Every field but the signature."""
+        w = Writer()
         w.raw(self.merchant)
         w.var_bytes(self.item_id)
         w.var_bytes(self.product)
@@ -583,6 +595,12 @@ class TraceRegister:
         for key, value in self.data:
             w.var_bytes(key)
             w.var_bytes(value)
+        w.raw(self.pubkey)
+        return w.getvalue()
+
+    def _encode_body(self, w: Writer) -> None:
+        w.raw(self.signed_body())
+        w.raw(self.signature)
 
     @classmethod
     def _decode_body(cls, r: Reader) -> TraceRegister:
@@ -592,7 +610,8 @@ class TraceRegister:
         n = r.count("trace data", MAX_TRACE_DATA)
         data = tuple((r.var_bytes("trace data key", MAX_ITEM_ID_FIELD),
                       r.var_bytes("trace data value", MAX_TRACE_FIELD)) for _ in range(n))
-        return cls(merchant, item_id, product, data)
+        pubkey = r.raw(33, "trace merchant pubkey")
+        return cls(merchant, item_id, product, data, pubkey, r.raw(64, "trace signature"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,6 +740,20 @@ class ConsentRevoke:
         grant = r.raw(32, "revoke grant")
         pubkey = r.raw(33, "revoke pubkey")
         return cls(grant, pubkey, r.raw(64, "revoke signature"))
+
+
+def item_sig_digest(
+    register: TraceRegister, chain_id: str, outpoints: Sequence[bytes] = ()
+) -> bytes:
+    """The digest a merchant signs to register an item: the fields and the
+    wire-form outpoints of the carrying tx's inputs (so nobody can copy a
+    pending registration into a tx of their own and hold the item)."""
+    w = Writer()
+    w.raw(register.signed_body())
+    w.varint(len(outpoints))
+    for outpoint in outpoints:
+        w.raw(outpoint)
+    return sha256d(domain_preimage(ITEM_SIG_TAG, chain_id, w.getvalue()))
 
 
 def consent_sig_digest(grant: ConsentGrant, chain_id: str) -> bytes:

@@ -17,7 +17,11 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 from o2ocli.rpc.server import RpcMethods
 
-from .api_o2o import register_escrow_methods, register_o2o_methods
+from .api_o2o import (
+    register_escrow_methods,
+    register_o2o_methods,
+    register_trace_consent_methods,
+)
 from .mempool import MempoolError
 from .render import amount_json, asset_json, block_json, coin_json, tx_json
 
@@ -103,6 +107,7 @@ def build_methods(node: Node) -> RpcMethods:
         return coins
 
     register_o2o_methods(methods, node, address_arg, confirmations, tokens)
+    register_trace_consent_methods(methods, node, address_arg)
     register_escrow_methods(
         methods, node, address_arg,
         lambda asset, units: (asset_json(spec, asset, tokens),

@@ -42,7 +42,7 @@ from o2ocli.rpc.server import RpcMethods
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Node
 
-__all__ = ["register_o2o_methods", "register_escrow_methods"]
+__all__ = ["register_o2o_methods", "register_escrow_methods", "register_trace_consent_methods"]
 
 _SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
@@ -371,3 +371,148 @@ def register_escrow_methods(
                         if data is not None:
                             result.append(data)
         return result
+
+
+def register_trace_consent_methods(
+    methods: RpcMethods, node: Node, address_arg: Callable[[Any], bytes]
+) -> None:
+    """Add the traceability and consent query methods to ``methods``."""
+    from o2ocli.consensus.o2o import ConsentRecord
+    from o2ocli.core.payloads import TRACE_EVENTS, TraceEvent, TraceRegister, item_asset_id
+    from o2ocli.storage import schema as k
+
+    spec = node.spec
+    chain = node.chain
+
+    def item_arg(ref: Any, merchant: Any = None) -> bytes:
+        if merchant is None:
+            return _txid_arg(ref, "item asset id")
+        if not isinstance(ref, str) or not 1 <= len(ref) <= 64:
+            raise RpcError(E.INVALID_PARAMS, "item id must be a string of 1..64 characters")
+        return item_asset_id(address_arg(merchant), ref)
+
+    def holders_of(tx: Any, asset: bytes) -> str | None:
+        for out in tx.outputs:
+            if out.asset == asset:
+                addresses = out.lock.addresses()
+                return spec.address(addresses[0]) if len(addresses) == 1 else "contract"
+        return None
+
+    @methods.method("gettrace")
+    def gettrace(item: Any, merchant: Any = None) -> dict[str, Any]:
+        """An item's registration and timeline: every tx that moved it, with
+        its trace event (if any), custodian before and after, block time and
+        finality; ``verified`` is false with ``break`` set where the chain of
+        custody does not hold.  ``item`` is the asset id, or the item id when
+        ``merchant`` is given."""
+        asset = item_arg(item, merchant)
+        st = chain.state
+        record = st.item(asset)
+        if record is None:
+            raise RpcError(E.NOT_FOUND, f"no item {item} is registered")
+        timeline = []
+        problem = None
+        expected: Any = None  # the outpoint holding the item after the previous step
+        for height, txid in st.item_moves(asset):
+            found = st.get_tx(txid)
+            entry = st.get_index(found[1]) if found else None
+            if found is None:
+                problem = problem or f"tx {txid.hex()} of the item is missing"
+                continue
+            tx = found[0]
+            spent_item = None
+            for txin in tx.inputs:
+                prev = st.get_tx(txin.prevout.txid)
+                if prev and txin.prevout.index < len(prev[0].outputs) and \
+                        prev[0].outputs[txin.prevout.index].asset == asset:
+                    spent_item = (txin.prevout, prev[0])
+            payload = tx.payload
+            step: dict[str, Any] = {
+                "txid": txid.hex(), "height": height,
+                "time": entry.header.time if entry else None,
+                "final": height <= chain.finalized_height,
+                "custodian": holders_of(tx, asset),
+                "from": holders_of(spent_item[1], asset) if spent_item else None,
+            }
+            if isinstance(payload, TraceRegister):
+                step.update({"event": "registered", "location": "", "note": record.product,
+                             "document": None})
+            elif isinstance(payload, TraceEvent) and payload.asset == asset:
+                step.update({"event": TRACE_EVENTS[payload.event],
+                             "location": payload.location.decode("utf-8", "replace"),
+                             "note": payload.note.decode("utf-8", "replace"),
+                             "document": payload.document.hex() if payload.document else None})
+            else:
+                step.update({"event": "moved", "location": "", "note": "", "document": None})
+                problem = problem or (f"custody passed to {step['custodian']} in {txid.hex()} "
+                                      "without a trace event")
+            if expected is not None and (spent_item is None or spent_item[0] != expected):
+                problem = problem or f"tx {txid.hex()} does not spend the item's previous output"
+            index = next(i for i, o in enumerate(tx.outputs) if o.asset == asset)
+            expected = Outpoint(txid, index)
+            timeline.append(step)
+        if expected is not None and st.get(expected) is None:
+            problem = problem or "the item's last recorded output is no longer unspent"
+        reg = st.get_tx(record.txid)
+        data_pairs = []
+        if reg is not None and isinstance(reg[0].payload, TraceRegister):
+            data_pairs = [{"key": key.decode(), "value": value.decode("utf-8", "replace")}
+                          for key, value in reg[0].payload.data]
+        return {
+            "asset": asset.hex(), "item": record.item_id, "product": record.product,
+            "merchant": spec.address(record.merchant), "height": record.height,
+            "txid": record.txid.hex(), "data": data_pairs,
+            "custodian": timeline[-1]["custodian"] if timeline else None,
+            "timeline": timeline, "verified": problem is None, "break": problem,
+        }
+
+    def consent_json(txid: bytes, record: ConsentRecord) -> dict[str, Any]:
+        revoked = chain.state.revoked_by(txid)
+        next_height = chain.height + 1
+        if revoked is not None:
+            status = "revoked"
+        elif record.until < next_height:
+            status = "expired"
+        else:
+            status = "active"
+        return {"txid": txid.hex(), "user": spec.address(record.user),
+                "grantee": spec.address(record.grantee), "scope": record.scope,
+                "until": record.until, "height": record.height, "status": status,
+                "revoked_by": revoked.hex() if revoked else None}
+
+    @methods.method("listconsents")
+    def listconsents(address: Any, role: Any = "user") -> list[dict[str, Any]]:
+        """Consent grants where ``address`` is the ``user`` (default) or the
+        ``grantee``, oldest first, with status active, expired or revoked."""
+        if role not in ("user", "grantee"):
+            raise RpcError(E.INVALID_PARAMS, "role must be 'user' or 'grantee'")
+        prefix = k.BY_USER if role == "user" else k.BY_GRANTEE
+        st = chain.state
+        out = []
+        for txid in st.consents_by(prefix, address_arg(address)):
+            record = st.consent(txid)
+            if record is not None:
+                out.append(consent_json(txid, record))
+        return out
+
+    @methods.method("checkconsent")
+    def checkconsent(user: Any, grantee: Any, scope: Any) -> dict[str, Any]:
+        """Does ``user`` grant ``grantee`` access to ``scope`` at the next
+        block's height?  ``granted`` with the grant's txid as proof."""
+        if not isinstance(scope, str) or not scope:
+            raise RpcError(E.INVALID_PARAMS, "scope must be a non-empty string")
+        user_pkh, grantee_pkh = address_arg(user), address_arg(grantee)
+        st = chain.state
+        height = chain.height + 1
+        latest = None
+        for txid in reversed(st.consents_by(k.BY_USER, user_pkh)):
+            record = st.consent(txid)
+            if record is not None and record.grantee == grantee_pkh and record.scope == scope:
+                data = consent_json(txid, record)
+                if data["status"] == "active":
+                    return {"granted": True, "proof": txid.hex(), "until": record.until,
+                            "height": height, "grant": data}
+                latest = latest or data
+        reason = "no grant" if latest is None else f"the latest grant is {latest['status']}"
+        return {"granted": False, "proof": None, "until": None, "height": height,
+                "reason": reason, "grant": latest}

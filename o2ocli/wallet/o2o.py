@@ -96,16 +96,21 @@ def check_symbol(symbol: str) -> str:
 
 
 def check_text(text: str, what: str, limit: int, *, allow_empty: bool) -> bytes:
-    """``text`` as UTF-8 if it has no control characters and fits ``limit`` bytes."""
-    import unicodedata
+    """``text`` as UTF-8 if the consensus text rule accepts it (length, no
+    control characters, line separators or bidi marks), else O2OError."""
+    from o2ocli.consensus.errors import TxInvalid
+    from o2ocli.consensus.o2o import check_text as rule
 
-    data = text.encode("utf-8", errors="strict")
-    if not data and not allow_empty:
-        raise O2OError(f"{what} is empty")
-    if len(data) > limit:
-        raise O2OError(f"{what} is {len(data)} bytes of UTF-8; the limit is {limit}")
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
-        raise O2OError(f"{what} contains a control character (newlines and tabs are not allowed)")
+    try:
+        data = text.encode("utf-8", errors="strict")
+    except UnicodeEncodeError:
+        raise O2OError(f"{what} is not valid UTF-8") from None
+    try:
+        rule(data, what, "text", limit, allow_empty=allow_empty)
+    except TxInvalid as exc:
+        hint = " (newlines, tabs and direction marks are not allowed)" if "control" in exc.reason \
+            else ""
+        raise O2OError(exc.message + hint) from None
     return data
 
 
@@ -221,8 +226,9 @@ def start_issue(
         raise O2OError(f"symbol {symbol} is already issued on this chain")
     salt = os.urandom(32)
     fee = wallet.spec.token_issue_fee
-    # Output 0 holds the coin the reveal spends (and burns as the issuance fee).
-    lock = wallet.change_lock()
+    # Output 0 holds the coin the reveal spends (and burns as the issuance fee);
+    # its owner becomes the token's recorded issuer: the wallet's receive address.
+    lock = _receive_lock(wallet)
     commit_out = TxOut(NATIVE_ASSET, max(fee, 1), lock)
     tx, plan = build(
         wallet, client, unlocked, [commit_out], payload=TokenCommit(token_commitment(symbol, salt))
