@@ -40,9 +40,14 @@ class CliError(click.ClickException):
     ``{"error": {"code": …, "message": …}}``.
     """
 
-    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+    def __init__(
+        self, message: str, exit_code: int = EXIT_REFUSED, data: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.data = data
+        """With --json, these keys are printed beside ``error`` (a negative answer
+        that still has a result, like a failed verification)."""
         # Read --json now: click shows the error after the command's context closed.
         ctx = click.get_current_context(silent=True)
         root = ctx.find_root().obj if ctx is not None else None
@@ -50,7 +55,8 @@ class CliError(click.ClickException):
 
     def show(self, file: object = None) -> None:  # noqa: ARG002 - click's signature
         if self.as_json:
-            click.echo(json.dumps({"error": {"code": self.exit_code, "message": self.message}}))
+            error = {"error": {"code": self.exit_code, "message": self.message}}
+            click.echo(json.dumps({**(self.data or {}), **error}))
         click.echo(f"error: {self.message}", err=True)
 
 
@@ -100,10 +106,12 @@ def cli(
 
 def _register() -> None:
     from .chain import chain
+    from .consent import consent
     from .escrow import escrow
     from .node import node
     from .review import review
     from .token import token
+    from .trace import trace
     from .validator import validator
     from .wallet import wallet
 
@@ -114,6 +122,8 @@ def _register() -> None:
     cli.add_command(token)
     cli.add_command(review)
     cli.add_command(escrow)
+    cli.add_command(trace)
+    cli.add_command(consent)
 
 
 _register()

@@ -391,11 +391,17 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         if asset is None or asset.upper() == spec.native_symbol:
             asset_id = NATIVE_ASSET
         else:
-            from o2ocli.wallet.o2o import get_token
+            from o2ocli.wallet.o2o import O2OError, get_token
 
-            with node_errors():
-                info = get_token(rpc_client(ctx), asset)
-            asset_id, decimals = bytes.fromhex(info["asset"]), info["decimals"]
+            try:
+                with node_errors():
+                    info = get_token(rpc_client(ctx), asset)
+                asset_id, decimals = bytes.fromhex(info["asset"]), info["decimals"]
+            except (CliError, O2OError):
+                # Not a token: a 64-hex asset id (an item, an authority) moves as is.
+                if len(asset) != 64 or any(c not in "0123456789abcdef" for c in asset.lower()):
+                    raise
+                asset_id, decimals = bytes.fromhex(asset), 0
         outputs = _parse_send_outputs(spec, to, amounts, splits, asset_id, decimals)
         fixed_fee = None
         if fee is not None:

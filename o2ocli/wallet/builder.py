@@ -189,6 +189,8 @@ def plan_payment(
     while True:  # the fee depends on the inputs, which depend on the fee: fee only grows
         target = native_need + fee
         missing = target - preset_native
+        if missing <= 0 and not token_inputs and not native_required:
+            missing = 1  # a tx needs an input, even one that only creates (an issue, an item)
         chosen = _choose(native_pool, missing) if missing > 0 else []
         have = preset_native + sum(c.output.amount for c in chosen)
         if have < target:

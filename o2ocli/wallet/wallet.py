@@ -268,6 +268,17 @@ class Wallet:
             return self.spec.address(self.issue(EXTERNAL))
         return self.spec.address(self._derive_pkh(EXTERNAL, index))
 
+    def primary_pkh(self) -> bytes:
+        """The wallet's first receiving address (m/.../0/0): a stable identity
+        (a merchant's item namespace); an imported-key-only wallet uses its
+        first watched address."""
+        if self.account is not None:
+            return self._derive_pkh(EXTERNAL, 0)
+        pkhs = self.pubkey_hashes()
+        if not pkhs:
+            raise WalletError("the wallet has no addresses")
+        return pkhs[0]
+
     def peek_change(self) -> PayToAddress:
         """The change address the next payment will use (not recorded yet: call
         :meth:`commit_change` once the payment went out)."""

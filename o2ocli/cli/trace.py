@@ -1,0 +1,239 @@
+"""``o2ocli trace …``: product traceability, from farm to table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import CliError, emit, get_context, rpc_client, table
+from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+
+__all__ = ["trace"]
+
+EVENTS = ("produced", "processed", "shipped", "received", "inspected", "sold", "note")
+
+
+@click.group()
+def trace() -> None:
+    """Traceability: an item or batch is a one-of-a-kind asset held by its custodian.
+
+    A merchant registers an item id in the namespace of its wallet's primary
+    address; every step (processing, shipping, inspection, sale) is a tx that
+    moves the item with what happened and where, signed by its custodian.
+
+    \b
+    Example:
+        o2ocli -w farm trace register TEA-2026-001 --product "Pu'er, 20 kg" \\
+            --data origin=yunnan --data harvest=2026-04
+        o2ocli -w farm trace event TEA-2026-001 --event shipped --to dShop… --location Kunming
+        o2ocli trace show TEA-2026-001 --merchant dFarm… --qr
+    """
+
+
+def _data_pairs(items: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--data expects KEY=VALUE, got {item!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+def _item_asset(ctx: Any, spec: Any, item: str, merchant: str | None) -> bytes:
+    """The asset id of ``item``: a 64-hex asset id, or an item id in the
+    namespace of ``merchant`` (default: the -w wallet's primary address)."""
+    from o2ocli.core.payloads import item_asset_id
+    from o2ocli.wallet.records import check_item_id
+
+    if merchant is None and len(item) == 64:
+        try:
+            return bytes.fromhex(item)
+        except ValueError:
+            pass
+    raw = check_item_id(item)
+    if merchant is not None:
+        from .wallet import _address
+
+        return item_asset_id(_address(spec, merchant), raw)
+    with open_wallet(ctx) as w:
+        return item_asset_id(w.primary_pkh(), raw)
+
+
+@trace.command("register")
+@click.argument("item_id")
+@click.option("--product", required=True, help="What the item or batch is.")
+@click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
+              help="A fact about the item (repeatable), e.g. origin=yunnan.")
+@click.option("--custodian", default=None, metavar="ADDRESS",
+              help="Who holds it first (default: this wallet).")
+@passphrase_file_option
+def register_cmd(item_id: str, product: str, data: tuple[str, ...], custodian: str | None,
+                 passphrase_file: Path | None) -> None:
+    """Register an item or batch in this wallet's namespace.
+
+    \b
+    Example:
+        o2ocli -w farm trace register TEA-2026-001 --product "Pu'er tea, 20 kg" \\
+            --data origin=yunnan --data grade=a
+    """
+    from o2ocli.wallet import records
+    from o2ocli.wallet.o2o import send
+
+    from .wallet import _address
+
+    ctx = get_context()
+    with open_wallet(ctx) as w, node_errors():
+        client = rpc_client(ctx)
+        holder = _address(w.spec, custodian) if custodian else None
+        unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
+        tx, plan, asset = records.register_item(w, client, unlocked, item_id, product,
+                                                _data_pairs(data), holder)
+        txid = send(w, client, tx, plan)
+        merchant = w.spec.address(w.primary_pkh())
+    emit(ctx, {"txid": txid, "item": item_id, "asset": asset.hex(), "merchant": merchant},
+         f"registered {item_id} ({asset.hex()}) in {txid}\nmerchant {merchant}")
+
+
+@trace.command("event")
+@click.argument("item")
+@click.option("--event", "event", type=click.Choice(EVENTS), required=True,
+              help="What happened.")
+@click.option("--to", "to", default=None, metavar="ADDRESS",
+              help="The next custodian (default: stays with the current one).")
+@click.option("--location", default="", help="Where it happened.")
+@click.option("--note", default="", help="Free text.")
+@click.option("--doc", "doc", default=None, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), help="A document whose SHA-256 is recorded.")
+@click.option("--merchant", default=None, metavar="ADDRESS",
+              help="The item's namespace (default: this wallet's primary address).")
+@passphrase_file_option
+def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
+              doc: Path | None, merchant: str | None, passphrase_file: Path | None) -> None:
+    """Record a step: the custodian moves the item with what, where, and a note.
+
+    \b
+    Example:
+        o2ocli -w farm trace event TEA-2026-001 --event shipped --to dShop… \\
+            --location "Kunming depot" --doc bill-of-lading.pdf
+        o2ocli -w shop trace event TEA-2026-001 --merchant dFarm… --event received
+    """
+    from o2ocli.wallet import records
+    from o2ocli.wallet.o2o import send
+
+    from .wallet import _address
+
+    ctx = get_context()
+    with node_errors():
+        spec_ctx = None
+        with open_wallet(ctx) as w:
+            spec_ctx = w.spec
+        asset = _item_asset(ctx, spec_ctx, item, merchant)
+        document = records.document_hash(doc) if doc else None
+        with open_wallet(ctx) as w:
+            client = rpc_client(ctx)
+            to_pkh = _address(w.spec, to) if to else None
+            unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
+            tx, plan = records.trace_event(w, client, unlocked, asset, event, to_pkh, location,
+                                           note, document)
+            txid = send(w, client, tx, plan)
+    emit(ctx, {"txid": txid, "asset": asset.hex(), "event": event,
+               "document": document.hex() if document else None},
+         f"{event}: recorded in {txid}")
+
+
+def _qr(text: str) -> str:
+    import io
+
+    import qrcode
+
+    code = qrcode.QRCode(border=1)
+    code.add_data(text)
+    code.make(fit=True)
+    out = io.StringIO()
+    code.print_ascii(out=out)
+    return out.getvalue()
+
+
+@trace.command("show")
+@click.argument("item")
+@click.option("--merchant", default=None, metavar="ADDRESS",
+              help="The item's namespace (default: this wallet's primary address).")
+@click.option("--qr", is_flag=True, help="Also print a QR code of the item's asset id (labels).")
+def show_cmd(item: str, merchant: str | None, qr: bool) -> None:
+    """The verified timeline: who, what, where, when, final or not.
+
+    \b
+    Example:
+        o2ocli trace show TEA-2026-001 --merchant dFarm… --qr
+        o2ocli trace show 7f3a…(64-hex asset id)
+    """
+    from o2ocli.wallet import records
+
+    ctx = get_context()
+    with node_errors():
+        spec = _spec(ctx)
+        asset = _item_asset(ctx, spec, item, merchant)
+        info = records.get_trace(rpc_client(ctx), asset)
+
+    def human() -> str:
+        head = [f"{info['item']}: {info['product']}",
+                f"merchant {info['merchant']}, custodian {info['custodian']}"]
+        head += [f"  {d['key']} = {d['value']}" for d in info["data"]]
+        rows = [[s["height"], _when(s["time"]), s["event"], s["custodian"], s["location"],
+                 s["note"][:30], "final" if s["final"] else "not final"]
+                for s in info["timeline"]]
+        text = "\n".join(head) + "\n" + table(
+            rows, ["height", "time (UTC)", "event", "custodian", "location", "note", "status"])
+        text += "\nchain of custody verified" if info["verified"] else \
+            f"\nCHAIN OF CUSTODY BROKEN: {info['break']}"
+        if qr:
+            text += "\n" + _qr(f"o2o:item:{info['asset']}")
+        return text
+
+    if qr and ctx.json:
+        info = dict(info, qr=f"o2o:item:{info['asset']}")
+    emit(ctx, info, human)
+
+
+def _when(timestamp: int | None) -> str:
+    import datetime
+
+    if timestamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _spec(ctx: Any) -> Any:
+    from .common import resolve_spec
+
+    return resolve_spec(ctx)
+
+
+@trace.command("verify")
+@click.argument("item")
+@click.option("--merchant", default=None, metavar="ADDRESS",
+              help="The item's namespace (default: this wallet's primary address).")
+def verify_cmd(item: str, merchant: str | None) -> None:
+    """Check the whole chain of custody; exit 1 and say where it breaks if it does.
+
+    \b
+    Example:
+        o2ocli trace verify TEA-2026-001 --merchant dFarm…
+    """
+    from o2ocli.wallet import records
+
+    ctx = get_context()
+    with node_errors():
+        asset = _item_asset(ctx, _spec(ctx), item, merchant)
+        info = records.get_trace(rpc_client(ctx), asset)
+    result = {"item": info["item"], "asset": info["asset"], "verified": info["verified"],
+              "break": info["break"], "steps": len(info["timeline"]),
+              "custodian": info["custodian"]}
+    if not info["verified"]:
+        raise CliError(f"chain of custody of {info['item']} breaks: {info['break']}",
+                       data=result)
+    emit(ctx, result, f"{info['item']}: chain of custody verified over "
+                      f"{len(info['timeline'])} steps; custodian {info['custodian']}")
