@@ -107,6 +107,7 @@ def cli(
 def _register() -> None:
     from .chain import chain
     from .consent import consent
+    from .demo import demo
     from .escrow import escrow
     from .node import node
     from .review import review
@@ -124,6 +125,7 @@ def _register() -> None:
     cli.add_command(escrow)
     cli.add_command(trace)
     cli.add_command(consent)
+    cli.add_command(demo)
 
 
 _register()

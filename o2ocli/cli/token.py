@@ -250,6 +250,11 @@ def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None) -
         info = o2o.get_token(rpc_client(ctx), symbol)
     if not info["mintable"]:
         raise CliError(f"{info['symbol']} has a fixed supply: it has no authority to hand over")
+    with open_wallet(ctx) as w, node_errors():
+        holder = info.get("authority_holder")
+        if holder is None or holder == "multisig" or not w.owns(w.spec.decode_address(holder)):
+            raise CliError(f"this wallet does not hold the mint authority of {info['symbol']} "
+                           f"(held by {holder or 'nobody'})")
     txid, fee = _send_asset(symbol, to, info["authority_asset"], 1, passphrase_file)
     emit(ctx, {"txid": txid, "fee": fee},
          f"mint authority of {info['symbol']} sent to {to} in {txid}")

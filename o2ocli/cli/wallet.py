@@ -126,8 +126,15 @@ def _insufficient(exc: Any) -> str:
         have = format_amount(exc.available, spec.native_decimals)
         return (f"insufficient funds: this payment needs {need} {spec.native_symbol} "
                 f"(amount + fee), the wallet has {have} {spec.native_symbol} available")
-    return (f"insufficient funds: need {exc.needed} of asset {exc.asset.hex()[:16]}…, "
-            f"the wallet has {exc.available}")
+    name, decimals = exc.asset.hex()[:16] + "…", 0
+    try:
+        from o2ocli.wallet.o2o import asset_names
+
+        name, decimals = asset_names(rpc_client(ctx)).get(exc.asset, (name, 0))
+    except Exception:  # noqa: BLE001 - the message stays useful without the names
+        pass
+    need, have = format_amount(exc.needed, decimals), format_amount(exc.available, decimals)
+    return f"insufficient funds: need {need} {name}, the wallet has {have} {name}"
 
 
 @click.group()
@@ -397,10 +404,13 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 with node_errors():
                     info = get_token(rpc_client(ctx), asset)
                 asset_id, decimals = bytes.fromhex(info["asset"]), info["decimals"]
-            except (CliError, O2OError):
+            except (CliError, O2OError) as exc:
                 # Not a token: a 64-hex asset id (an item, an authority) moves as is.
                 if len(asset) != 64 or any(c not in "0123456789abcdef" for c in asset.lower()):
-                    raise
+                    if isinstance(exc, CliError) and exc.exit_code != 1:
+                        raise
+                    raise CliError(f"unknown asset {asset!r}: no token with that symbol on "
+                                   "this chain (see: o2ocli token list)") from None
                 asset_id, decimals = bytes.fromhex(asset), 0
         outputs = _parse_send_outputs(spec, to, amounts, splits, asset_id, decimals)
         fixed_fee = None

@@ -77,7 +77,7 @@ def register_o2o_methods(
         if len(ref) == 64:
             asset = _txid_arg(ref, "asset id")
         else:
-            symbol = ref.upper()
+            symbol = ref.upper() if ref.isascii() else ""  # no Unicode case folding
             if not MIN_SYMBOL_LEN <= len(symbol) <= MAX_SYMBOL_LEN or not set(symbol) <= (
                 _SYMBOL_CHARS
             ):

@@ -84,7 +84,7 @@ _SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 def check_symbol(symbol: str) -> str:
     """The canonical (upper-case) symbol, or :class:`O2OError`."""
-    canonical = symbol.upper()
+    canonical = symbol.upper() if symbol.isascii() else ""  # no Unicode case folding (ß→SS)
     if not MIN_SYMBOL_LEN <= len(canonical) <= MAX_SYMBOL_LEN or not set(canonical) <= (
         _SYMBOL_CHARS
     ):
