@@ -13,7 +13,10 @@ from o2ocli.chainspec import ChainSpec, format_amount
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
 from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
 from o2ocli.core.payloads import (
+    TRACE_EVENTS,
     Coinbase,
+    ConsentGrant,
+    ConsentRevoke,
     GenesisAlloc,
     NoPayload,
     Payload,
@@ -25,6 +28,8 @@ from o2ocli.core.payloads import (
     TokenIssue,
     TokenMint,
     TokenReward,
+    TraceEvent,
+    TraceRegister,
 )
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Tx, TxOut
 from o2ocli.crypto.hashes import hash160
@@ -139,6 +144,23 @@ def payload_json(spec: ChainSpec, payload: Payload) -> dict[str, Any]:
     if isinstance(payload, ReviewReply):
         return {"type": "review-reply", "review": payload.review.hex(),
                 "text": _text(payload.text), "merchant": spec.address(hash160(payload.pubkey))}
+    if isinstance(payload, TraceRegister):
+        return {"type": "trace-register", "merchant": spec.address(payload.merchant),
+                "item": _text(payload.item_id), "product": _text(payload.product),
+                "asset": payload.asset.hex(),
+                "data": {_text(k): _text(v) for k, v in payload.data}}
+    if isinstance(payload, TraceEvent):
+        event = TRACE_EVENTS[payload.event] if payload.event < len(TRACE_EVENTS) else None
+        return {"type": "trace-event", "asset": payload.asset.hex(), "event": event,
+                "location": _text(payload.location), "note": _text(payload.note),
+                "document": payload.document.hex() if payload.document else None}
+    if isinstance(payload, ConsentGrant):
+        return {"type": "consent-grant", "user": spec.address(hash160(payload.pubkey)),
+                "grantee": spec.address(payload.grantee), "scope": _text(payload.scope),
+                "until": payload.until}
+    if isinstance(payload, ConsentRevoke):
+        return {"type": "consent-revoke", "grant": payload.grant.hex(),
+                "user": spec.address(hash160(payload.pubkey))}
     return {"type": type(payload).__name__}
 
 
