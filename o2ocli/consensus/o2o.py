@@ -914,8 +914,10 @@ def _check_consent_grant(
         raise TxInvalid("bad-consent-expired",
                         f"the grant ends at height {payload.until}, before this block ({height})")
     record = ConsentRecord(user, payload.grantee, payload.scope.decode(), payload.until, height)
-    check = (payload.pubkey, payload.signature, consent_sig_digest(payload, params.chain_id))
-    return O2OEffect(checks=[check], consents={tx.txid: record})
+    outpoints = [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in tx.inputs]
+    digest = consent_sig_digest(payload, params.chain_id, outpoints)
+    return O2OEffect(checks=[(payload.pubkey, payload.signature, digest)],
+                     consents={tx.txid: record})
 
 
 def _check_consent_revoke(

@@ -756,9 +756,18 @@ def item_sig_digest(
     return sha256d(domain_preimage(ITEM_SIG_TAG, chain_id, w.getvalue()))
 
 
-def consent_sig_digest(grant: ConsentGrant, chain_id: str) -> bytes:
-    """The digest a user signs to grant consent."""
-    return sha256d(domain_preimage(CONSENT_SIG_TAG, chain_id, grant.signed_body()))
+def consent_sig_digest(
+    grant: ConsentGrant, chain_id: str, outpoints: Sequence[bytes] = ()
+) -> bytes:
+    """The digest a user signs to grant consent: the fields and the wire-form
+    outpoints of the carrying tx's inputs, so a grant cannot be replayed in
+    another tx (which would revive it after the user revoked it)."""
+    w = Writer()
+    w.raw(grant.signed_body())
+    w.varint(len(outpoints))
+    for outpoint in outpoints:
+        w.raw(outpoint)
+    return sha256d(domain_preimage(CONSENT_SIG_TAG, chain_id, w.getvalue()))
 
 
 def revoke_sig_digest(revoke: ConsentRevoke, chain_id: str) -> bytes:

@@ -170,12 +170,16 @@ def grant_consent(
         raise O2OError("you cannot grant consent to yourself")
     pubkey = _pubkey(wallet, user, unlocked)
     unsigned = ConsentGrant(grantee, raw_scope, until, pubkey, bytes(64))
-    sig = wallet.sign_digest(user, consent_sig_digest(unsigned, wallet.spec.chain_id), unlocked)[1]
-    payload = ConsentGrant(grantee, raw_scope, until, pubkey, sig)
     sync(wallet, client)
     coins = wallet_coins(wallet, client)
-    return build(wallet, client, unlocked, [], payload=payload, coins=coins,
-                 required=_one_native(coins))
+    # The signature covers the tx's inputs: plan first (same size once signed).
+    _, plan = build(wallet, client, unlocked, [], payload=unsigned, coins=coins,
+                    required=_one_native(coins))
+    digest = consent_sig_digest(unsigned, wallet.spec.chain_id, _outpoints(plan.tx))
+    sig = wallet.sign_digest(user, digest, unlocked)[1]
+    payload = ConsentGrant(grantee, raw_scope, until, pubkey, sig)
+    tx = Tx(plan.tx.inputs, plan.tx.outputs, plan.tx.lock_height, payload)
+    return wallet.sign(tx, [c.owner for c in plan.spent], unlocked), plan
 
 
 def revoke_consent(
