@@ -31,7 +31,7 @@ def consent() -> None:
 @click.argument("grantee", metavar="GRANTEE")
 @click.argument("scope")
 @click.option("--blocks", type=click.IntRange(1, 2**31), default=100_000, show_default=True,
-              help="How many blocks from now the grant holds.")
+              help="For how many blocks after it is recorded the grant holds.")
 @click.option("--until", "until", type=click.IntRange(1, 2**32 - 1), default=None,
               metavar="HEIGHT", help="Last height the grant holds (instead of --blocks).")
 @passphrase_file_option
@@ -52,7 +52,8 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
         height = client.call("getinfo")["height"]
-        last = until if until is not None else height + blocks
+        # --blocks N: the grant holds for N blocks after the one that records it.
+        last = until if until is not None else height + 1 + blocks
         if last <= height:
             raise CliError(f"--until {last} is not above the chain height {height}")
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))

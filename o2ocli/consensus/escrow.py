@@ -7,7 +7,9 @@ path       signers of the input                   condition on the spending tx
 =========  =====================================  ==================================
 release    the payer alone, before ``timeout``    pays each payee at least its share
                                                   of ``amount - allowance``
-reclaim    the payer alone, at/after ``timeout``  none (the payer takes it back)
+reclaim    the payer alone, at/after ``timeout``  none (the payer takes it back; a
+                                                  spend that pays every share is
+                                                  recorded as a release)
 refund     one payee alone, at any time           pays the payer at least
                                                   ``amount - allowance``
 dispute    the arbiter and one other party        none (the arbiter's ruling)
@@ -124,6 +126,17 @@ def check_escrow_spends(
             spends.append((index, escrow_path(lock, tx.inputs[index].witness, height)))
     if not spends:
         return spends
+    if len(spends) == 1 and spends[0][1] == PATH_RECLAIM:
+        # After the timeout the payer alone may do anything; a spend that pays
+        # every payee its share is still recorded as a release, not a reclaim.
+        index = spends[0][0]
+        out = coins[index].output
+        lock = out.lock
+        assert isinstance(lock, Escrow)
+        base = out.amount - escrow_allowance(out.asset, out.amount, fee)
+        if all(_paid(tx, out.asset, pkh) >= share for pkh, share in release_shares(lock, base)):
+            spends = [(index, PATH_RELEASE)]
+            return spends
     conditional = [s for s in spends if s[1] in (PATH_RELEASE, PATH_REFUND)]
     if conditional and len(spends) > 1:
         raise TxInvalid("bad-escrow-multiple",

@@ -101,6 +101,14 @@ def open_escrow(
         lock = Escrow(payer, tuple(payees), arbiter, timeout)
     except ValueError as exc:
         raise O2OError(f"invalid escrow: {exc}") from None
+    if asset == NATIVE_ASSET:
+        # Release and refund may take the fee from the escrow, up to 1% of it:
+        # refuse an escrow too small for that (it could never be released).
+        fee = _settle_fee(_fee_rate(wallet, client), len(payees), 1)
+        if units < 100 * fee:
+            minimum = wallet.spec.format(100 * fee)
+            raise O2OError(f"an escrow must hold at least {minimum} {wallet.spec.native_symbol} "
+                           "(its release fee may take at most 1% of it)")
     return build(wallet, client, unlocked, [TxOut(asset, units, lock)], payload=NO_PAYLOAD)
 
 
@@ -126,17 +134,26 @@ def _sign(wallet: Wallet, tx: Tx, signers: Sequence[Sequence[bytes]], unlocked: 
     return tx.with_witnesses(witnesses)
 
 
+def _settle_fee(fee_rate: int, n_outputs: int, n_sigs: int) -> int:
+    """Fee of a tx spending one escrow input to ``n_outputs`` plain addresses."""
+    placeholder = tuple(TxOut(NATIVE_ASSET, 1, PayToAddress(bytes(20))) for _ in range(n_outputs))
+    probe = Tx((TxIn(Outpoint(bytes(32), 0), (_DUMMY,) * n_sigs),), placeholder, 1)
+    return -(-fee_rate * (probe.size + 8 * n_outputs) // 1000)
+
+
 def _single_input_tx(wallet: Wallet, client: Any, coin: Spendable,
-                     pay: list[tuple[bytes, int]], lock_height: int, n_sigs: int) -> tuple[Tx, int]:
+                     pay: list[tuple[bytes, int]], lock_height: int, n_sigs: int,
+                     capped: bool = True) -> tuple[Tx, int]:
     """An unsigned native-coin tx spending only ``coin``: ``pay`` as (pkh, share
-    in basis points of the amount after the fee); returns it and its fee."""
+    in basis points of the amount after the fee); returns it and its fee.
+    ``capped``: the path's rule lets the fee take at most 1% (release, refund)."""
     amount = coin.output.amount
-    placeholder = tuple(TxOut(NATIVE_ASSET, 1, PayToAddress(p)) for p, _ in pay)
-    probe = Tx((TxIn(coin.outpoint, (_DUMMY,) * n_sigs),), placeholder, lock_height)
-    fee = -(-_fee_rate(wallet, client) * (probe.size + 8 * len(pay)) // 1000)
-    if fee > amount // 100:
+    fee = _settle_fee(_fee_rate(wallet, client), len(pay), n_sigs)
+    if capped and fee > amount // 100:
         raise O2OError("the escrow is too small to pay the network fee from it "
                        "(the fee may take at most 1% of a native-coin escrow)")
+    if fee >= amount:
+        raise O2OError("the escrow is too small to pay the network fee")
     base = amount - fee
     shares = [base * bps // BPS_TOTAL for _, bps in pay]
     shares[0] += base - sum(shares)
@@ -147,12 +164,12 @@ def _single_input_tx(wallet: Wallet, client: Any, coin: Spendable,
 
 def _settle(wallet: Wallet, client: Any, unlocked: Unlocked, info: dict[str, Any],
             coin: Spendable, pay: list[tuple[bytes, int]], escrow_signers: list[bytes],
-            lock_height: int = 0, complete: bool = True,
+            lock_height: int = 0, complete: bool = True, capped: bool = True,
             ) -> Tx:
     """Build and sign a tx paying ``pay`` (pkh, bps) out of the escrow ``coin``."""
     if coin.output.asset == NATIVE_ASSET:
         tx, _ = _single_input_tx(wallet, client, coin, pay, lock_height,
-                                 2 if not complete else len(escrow_signers))
+                                 2 if not complete else len(escrow_signers), capped)
         return _sign(wallet, tx, [escrow_signers], unlocked)
     # A token escrow: the shares are of the whole amount; the fee is native coin
     # from this wallet.
@@ -200,7 +217,7 @@ def refund(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
             )
         coin = _escrow_coin(info, lock, lock.payer)
         tx = _settle(wallet, client, unlocked, info, coin, to_payer, [lock.payer],
-                     lock_height=lock.timeout)
+                     lock_height=lock.timeout, capped=False)
         return tx, "reclaim"
     raise O2OError("this wallet is neither a payee nor the payer of the escrow")
 
@@ -225,7 +242,8 @@ def dispute(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
     signers = signers[:2]
     complete = len(signers) == 2 and lock.arbiter in signers
     coin = _escrow_coin(info, lock, signers[0])
-    tx = _settle(wallet, client, unlocked, info, coin, pay, signers, complete=complete)
+    tx = _settle(wallet, client, unlocked, info, coin, pay, signers, complete=complete,
+                 capped=False)
     return tx, complete
 
 

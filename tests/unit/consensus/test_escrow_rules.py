@@ -778,3 +778,13 @@ def test_payer_lock_is_not_an_escrow(kit):
     op = kit.fund(AMOUNT, PayToAddress(h160(kit, PAYER)))
     tx = spend(kit, [op], [pay(kit, STRANGER, 9_000)], [[PAYER]])
     assert accept(kit, tx)[1] is NO_EFFECT
+
+
+def test_release_after_the_timeout_is_recorded_as_a_release(kit):
+    """After the timeout the payer alone may do anything, but a spend that pays
+    every payee its share is a release (the escrow's state says so), not a reclaim."""
+    op = fund_escrow(kit)
+    tx = spend(kit, [op], [pay(kit, PAYEE_A, 6_000), pay(kit, PAYEE_B, 4_000)], [[PAYER]])
+    assert path_of(accept(kit, tx, TIMEOUT + 5)[1], op, tx) == PATH_RELEASE
+    short = spend(kit, [op], [pay(kit, PAYEE_A, 6_000), pay(kit, PAYER, 3_900)], [[PAYER]])
+    assert path_of(accept(kit, short, TIMEOUT + 5)[1], op, short) == PATH_RECLAIM
