@@ -179,12 +179,12 @@ def test_consent_grant_check_revoke_and_expiry(market):
     grant = node.cli_json("-w", "alice", "consent", "grant", shop, "purchase-history",
                           "--blocks", "50")
     assert grant["user"] == alice and grant["grantee"] == shop
-    assert grant["scope"] == "purchase-history" and grant["until"] == height + 50
+    assert grant["scope"] == "purchase-history" and grant["until"] == height + 1 + 50
     granted_at = mined(node, grant["txid"])["height"]
 
     ok = json_result(node, "consent", "check", alice, shop, "purchase-history", code=0)
     assert ok["granted"] is True and ok["proof"] == grant["txid"]
-    assert ok["until"] == height + 50 and ok["grant"]["status"] == "active"
+    assert ok["until"] == height + 1 + 50 and ok["grant"]["status"] == "active"
     human = node.cli("consent", "check", alice, shop, "purchase-history")
     assert human.returncode == 0 and grant["txid"] in human.stdout
     denied = json_result(node, "consent", "check", alice, shop, "contact", code=1)
@@ -197,7 +197,7 @@ def test_consent_grant_check_revoke_and_expiry(market):
                        code=1)["granted"] is False
 
     record = {"txid": grant["txid"], "user": alice, "grantee": shop,
-              "scope": "purchase-history", "until": height + 50, "height": granted_at,
+              "scope": "purchase-history", "until": height + 1 + 50, "height": granted_at,
               "status": "active", "revoked_by": None}
     assert node.cli_json("-w", "alice", "consent", "list") == {"consents": [record]}
     assert node.cli_json("-w", "shop", "consent", "list", "--grantee") == {"consents": [record]}
@@ -229,6 +229,8 @@ def test_consent_grant_check_revoke_and_expiry(market):
     # A one-block grant runs out.
     short = node.cli_json("-w", "alice", "consent", "grant", shop, "contact", "--blocks", "1")
     mined(node, short["txid"])
+    # --blocks 1: active for the one block after the one that recorded it.
+    assert json_result(node, "consent", "check", alice, shop, "contact", code=0)["granted"]
     make_blocks(node, 2)
     denied = json_result(node, "consent", "check", alice, shop, "contact", code=1)
     assert denied["granted"] is False and "expired" in denied["reason"]
