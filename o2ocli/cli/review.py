@@ -179,7 +179,7 @@ def stats_cmd(merchant: str) -> None:
         top = max(s["distribution"].values()) or 1
         lines = [
             f"{s['merchant']}: {s['count']} reviews, average {s['average']:.2f} "
-            f"from {s['reviewers']} customers",
+            f"from {s['reviewers']} reviewer keys",
             f"verified purchases behind them: {s['verified_value']}",
         ]
         for stars in ("5", "4", "3", "2", "1"):
