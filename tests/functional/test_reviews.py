@@ -315,7 +315,7 @@ def test_reviews_replies_lists_and_stats(dev):
     assert empty["distribution"] == {str(n): 0 for n in range(1, 6)}
     assert empty["verified_value_units"] == 0
     human = dev.cli("review", "stats", "--merchant", shop)
-    assert human.returncode == 0 and "3 reviews, average 3.67 from 3 customers" in human.stdout
+    assert human.returncode == 0 and "3 reviews, average 3.67 from 3 reviewer keys" in human.stdout
     table = dev.cli("review", "list", "--merchant", shop)
     assert table.returncode == 0 and "★★☆☆☆" in table.stdout and "Thank you!" in table.stdout
 
