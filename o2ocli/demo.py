@@ -34,6 +34,14 @@ class DemoError(Exception):
     """The demo could not go on (the message says where)."""
 
 
+def _child_env() -> dict[str, str]:
+    """The environment for the demo's processes: none of the user's O2OCLI_*
+    settings (a chain, an RPC URL, a wallet) may leak into the demo network."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("O2OCLI_")}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +92,7 @@ class _Story:
         if show:
             self.echo("$ o2ocli " + " ".join(_short(a) for a in args))
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_TIMEOUT,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, env=_child_env())
         if check and done.returncode != 0:
             raise DemoError(f"`o2ocli {' '.join(args)}` failed: {done.stderr.strip()}")
         if show:
@@ -117,7 +125,8 @@ class _Story:
         cmd = [sys.executable, "-m", "o2ocli", "--datadir", str(self.root / "tmp"), "--json",
                "chain", "spec", "new", "demo", "--validators", str(VALIDATORS), "--period", "1",
                "--out", str(spec_dir)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_TIMEOUT)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=STEP_TIMEOUT,
+                              env=_child_env())
         if done.returncode != 0:
             raise DemoError(f"cannot create the chain spec: {done.stderr.strip()}")
         spec = json.loads(done.stdout)
@@ -129,7 +138,7 @@ class _Story:
             init = subprocess.run(
                 [sys.executable, "-m", "o2ocli", "--datadir", str(node.datadir), "--chain",
                  str(self.spec_path), "node", "init"],
-                capture_output=True, text=True, timeout=STEP_TIMEOUT)
+                capture_output=True, text=True, timeout=STEP_TIMEOUT, env=_child_env())
             if init.returncode != 0:
                 raise DemoError(f"node init failed: {init.stderr.strip()}")
         for i, node in enumerate(self.nodes):
@@ -140,7 +149,8 @@ class _Story:
                    "--listen", f"127.0.0.1:{node.p2p_port}",
                    "--rpc-listen", f"127.0.0.1:{node.rpc_port}", *peers]
             log = open(node.datadir / "demo-node.log", "ab")  # noqa: SIM115 - handed to Popen
-            node.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            node.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=_child_env())
             log.close()
         for i, node in enumerate(self.nodes):
             _wait(f"node {i + 1} to start", lambda n=node: n.client().call("getinfo"))

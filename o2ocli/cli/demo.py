@@ -15,7 +15,7 @@ __all__ = ["demo"]
 @click.option("--keep", "keep", default=None, type=click.Path(file_okay=False, path_type=Path),
               metavar="DIR", help="Keep the network's files in DIR (default: a temp dir, removed).")
 def demo(keep: Path | None) -> None:
-    """Run the whole O2O story on a temporary 3-validator network (about a minute).
+    """Run the whole O2O story on a temporary 3-validator network (20-30 seconds).
 
     Starts three real validator nodes on 127.0.0.1, then: a shop issues
     loyalty points; a customer pays with a split to a courier and the

@@ -155,19 +155,21 @@ def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
               help="The ruling: who gets what share of the escrow (basis points, sum 10000).")
 @click.option("--cosign", default=None, metavar="RAW",
               help="Add this wallet's signature to a ruling another party signed.")
+@click.option("--yes", is_flag=True, help="With --cosign: agree to the ruling shown.")
 @passphrase_file_option
-def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None,
+def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None, yes: bool,
                 passphrase_file: Path | None) -> None:
     """The arbiter's ruling, signed by the arbiter and one party.
 
     Run by the arbiter (or the party) with --pay; if this wallet does not hold
     both keys, it prints a partially signed transaction: the other signer runs
-    the command with --cosign RAW to complete and broadcast it.
+    the command with --cosign RAW (which shows who gets what) and --yes to
+    complete and broadcast it.
 
     \b
     Example:
         o2ocli -w arbiter escrow dispute 5e1c…:0 --pay dAlice…=5000 --pay dFixIt…=5000
-        o2ocli -w alice escrow dispute --cosign 0100…
+        o2ocli -w alice escrow dispute --cosign 0100… --yes
     """
     from o2ocli.wallet import escrow as esc
 
@@ -179,6 +181,9 @@ def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None,
         if cosign is not None:
             if escrow_id or pay:
                 raise click.UsageError("--cosign takes the raw tx alone")
+            ruling = esc.describe_ruling(w, client, cosign.strip())
+            if not yes:
+                raise CliError(f"this ruling pays {ruling}; add --yes to co-sign and send it")
             tx, complete = esc.cosign(w, client, unlocked, cosign.strip())
         else:
             if not escrow_id or not pay:
@@ -192,7 +197,7 @@ def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None,
         if not complete:
             emit(ctx, {"txid": tx.txid.hex(), "complete": False, "raw": raw},
                  f"{raw}\n(signed by this wallet; the other signer completes it with: "
-                 "o2ocli -w WALLET escrow dispute --cosign RAW)")
+                 "o2ocli -w WALLET escrow dispute --cosign RAW --yes)")
             return
         txid = _broadcast(ctx, client, tx)
     emit(ctx, {"txid": txid, "complete": True, "state": "disputed"},

@@ -150,6 +150,7 @@ STATE_DEPENDENT_REASONS = frozenset({
     "bad-reply-not-merchant",
     "bad-reply-duplicate",
     "bad-escrow-release-short",
+    "bad-escrow-multiple",
     "bad-trace-duplicate",
     "bad-trace-unknown-item",
     "bad-trace-not-custodian",

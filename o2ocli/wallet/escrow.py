@@ -33,6 +33,7 @@ __all__ = [
     "refund",
     "dispute",
     "cosign",
+    "describe_ruling",
 ]
 
 _DUMMY = SigPair(b"\x02" + bytes(32), bytes(64))
@@ -245,6 +246,29 @@ def dispute(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
     tx = _settle(wallet, client, unlocked, info, coin, pay, signers, complete=complete,
                  capped=False)
     return tx, complete
+
+
+def describe_ruling(wallet: Wallet, client: Any, raw: str) -> str:
+    """Who a partially signed ruling pays, for the co-signer to read first."""
+    try:
+        tx = Tx.from_bytes(bytes.fromhex(raw))
+    except ValueError as exc:
+        raise O2OError(f"not a transaction: {exc}") from None
+    names: dict[bytes, tuple[str, int]] = {NATIVE_ASSET: (wallet.spec.native_symbol,
+                                                          wallet.spec.native_decimals)}
+    from o2ocli.chainspec import format_amount
+
+    from .o2o import asset_names
+
+    if any(o.asset != NATIVE_ASSET for o in tx.outputs):
+        names.update(asset_names(client))
+    parts = []
+    for out in tx.outputs:
+        symbol, decimals = names.get(out.asset, (out.asset.hex()[:16] + "…", 0))
+        who = out.lock.addresses()
+        target = wallet.spec.address(who[0]) if len(who) == 1 else "a contract"
+        parts.append(f"{format_amount(out.amount, decimals)} {symbol} to {target}")
+    return ", ".join(parts) or "nothing"
 
 
 def cosign(wallet: Wallet, client: Any, unlocked: Unlocked, raw: str) -> tuple[Tx, bool]:

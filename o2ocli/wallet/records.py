@@ -18,6 +18,7 @@ from o2ocli.consensus.errors import TxInvalid
 from o2ocli.consensus.o2o import MAX_ITEM_ID, MAX_SCOPE, MAX_TRACE_TEXT, check_name
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import (
+    MAX_TRACE_DATA,
     TRACE_EVENTS,
     ConsentGrant,
     ConsentRevoke,
@@ -80,6 +81,8 @@ def register_item(
     """A signed registration of ``item_id``; returns (tx, plan, item asset id)."""
     raw_id = check_item_id(item_id)
     product_bytes = check_text(product, "product", MAX_TRACE_TEXT, allow_empty=False)
+    if len(data) > MAX_TRACE_DATA:
+        raise O2OError(f"at most {MAX_TRACE_DATA} --data entries")
     pairs = []
     for key, value in data:
         pairs.append((_name(key, "data key", _SCOPE_CHARS, MAX_SCOPE),

@@ -254,7 +254,11 @@ def test_dispute_needs_the_arbiter_and_a_party(market):
         node, "-w", "arb", "escrow", "dispute", escrow_id, "--pay", f"{addr['alice']}=5000")
     assert snapshot(node, escrow_id) == before
 
-    done = node.cli_json("-w", "alice", "escrow", "dispute", "--cosign", ruling["raw"])
+    # Without --yes the co-signer is shown who gets what, and nothing is sent.
+    shown = refused(node, "-w", "alice", "escrow", "dispute", "--cosign", ruling["raw"])
+    assert "this ruling pays" in shown and addr["alice"] in shown and addr["fixit"] in shown
+    assert snapshot(node, escrow_id) == before
+    done = node.cli_json("-w", "alice", "escrow", "dispute", "--cosign", ruling["raw"], "--yes")
     assert done["complete"] is True and done["state"] == "disputed"
     assert done["txid"] == ruling["txid"]
     fee = fee_of(node, done["txid"])
