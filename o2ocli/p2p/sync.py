@@ -119,8 +119,13 @@ class BlockSync:
         peer.send(GetHeaders(self.locator(start)))
 
     def on_peer_ready(self, peer: Peer) -> None:
-        """A new peer: fetch its headers if it claims more work than we have."""
-        if peer.best_td > self.chain.tip.total_difficulty:
+        """A new peer: fetch its headers if it claims at least as much work as we
+        have.  Equal work matters too: two validators that sealed competing
+        blocks of the same difficulty while apart must see each other's block,
+        or the EIP-3436 tie-break never runs and, with each unable to seal on its
+        own tip (the recency rule), the chain stalls.  When the tips are the
+        same the answer is simply empty."""
+        if peer.best_td >= self.chain.tip.total_difficulty:
             self.request_headers(peer)
 
     def _parent_info(self, prev: bytes) -> tuple[BlockHeader, Snapshot, int] | None:
