@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 STATUS_STORED, STATUS_VALID, STATUS_INVALID = 0, 1, 2
+RAW_BLOCK_CACHE = 4
+"""Block encodings kept in memory for :meth:`ChainState.get_tx` (FIFO)."""
 
 
 class ChainStateError(Exception):
@@ -257,6 +259,7 @@ class ChainState:
         if tip_hash is None:
             raise ChainStateError("database has no tip; it is damaged (run a reindex)")
         self._tip = self._require_index(tip_hash)
+        self._raw_cache: dict[bytes, bytes] = {}
         self.finalized_height = 0
         """The node never reorganises below this height (set by the PoA layer)."""
         if activate:  # the PoA layer sets the finalized height first, then activates
@@ -321,12 +324,26 @@ class ChainState:
             return block.txs[int.from_bytes(data[32:36], "little")], block_hash, block.height
         offset = int.from_bytes(data[36:40], "little")
         length = int.from_bytes(data[40:44], "little")
-        raw = self.db.get(k.block_key(block_hash))
+        raw = self._raw_block(block_hash)
         entry = self.get_index(block_hash)
         if raw is None or entry is None or offset + length > len(raw):
             raise ChainStateError(f"tx index points to missing block {block_hash.hex()}")
         # Decode only this transaction, not the whole block.
         return Tx.from_bytes(raw[offset : offset + length]), block_hash, entry.height
+
+    def _raw_block(self, block_hash: bytes) -> bytes | None:
+        """A stored block's encoding, through a small cache: reviews and rewards
+        look up many txs of the same recent blocks, and a block is immutable
+        under its hash."""
+        cache = self._raw_cache
+        raw = cache.get(block_hash)
+        if raw is None:
+            raw = self.db.get(k.block_key(block_hash))
+            if raw is not None:
+                cache[block_hash] = raw
+                if len(cache) > RAW_BLOCK_CACHE:
+                    cache.pop(next(iter(cache)))
+        return raw
 
     def address_coins(self, pubkey_hash: bytes) -> list[tuple[Outpoint, Coin]]:
         """Unspent outputs whose lock involves ``pubkey_hash``."""
