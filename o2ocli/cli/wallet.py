@@ -95,8 +95,8 @@ def node_errors() -> Iterator[None]:
     from o2ocli.rpc.client import NodeUnreachable, RpcAuthError
     from o2ocli.rpc.errors import RpcError
     from o2ocli.wallet.builder import InsufficientFunds, TooManyInputs
+    from o2ocli.wallet.errors import O2OError
     from o2ocli.wallet.keystore import KeystoreError, WrongPassphrase
-    from o2ocli.wallet.o2o import O2OError
     from o2ocli.wallet.wallet import WalletError
 
     try:
@@ -282,7 +282,6 @@ def balance_cmd() -> None:
         o2ocli -w alice wallet balance
     """
     from o2ocli.chainspec import format_amount
-    from o2ocli.wallet.o2o import asset_names
     from o2ocli.wallet.service import balances
 
     ctx = get_context()
@@ -290,7 +289,11 @@ def balance_cmd() -> None:
         client = rpc_client(ctx)
         rows = balances(w, client)
         spec = w.spec
-        names = asset_names(client) if len(rows) > 1 else {}
+        names = {}
+        if len(rows) > 1:  # tokens: their symbols and decimals (imported only then)
+            from o2ocli.wallet.o2o import asset_names
+
+            names = asset_names(client)
         names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
         data = []
         for b in rows:
@@ -447,7 +450,6 @@ def history_cmd() -> None:
         o2ocli -w alice wallet history
     """
     from o2ocli.chainspec import format_amount
-    from o2ocli.wallet.o2o import asset_names
     from o2ocli.wallet.service import history
 
     ctx = get_context()
@@ -455,7 +457,11 @@ def history_cmd() -> None:
         client = rpc_client(ctx)
         entries = history(w, client)
         spec = w.spec
-        names = asset_names(client) if any(e.asset != bytes(32) for e in entries) else {}
+        names = {}
+        if any(e.asset != bytes(32) for e in entries):
+            from o2ocli.wallet.o2o import asset_names
+
+            names = asset_names(client)
         names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
         data = [
             {

@@ -50,6 +50,7 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 
 from .builder import DEFAULT_MAX_INPUTS, PaymentPlan, Spendable, plan_payment
+from .errors import O2OError
 from .service import record_change, sync, wallet_coins
 from .wallet import Unlocked, Wallet
 
@@ -73,10 +74,6 @@ __all__ = [
     "write_review",
     "reply",
 ]
-
-
-class O2OError(ValueError):
-    """A token or review operation cannot be done (the message says why)."""
 
 
 _SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
