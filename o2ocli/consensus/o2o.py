@@ -750,8 +750,7 @@ def _check_reward(
                     f"review {ref.hex()[:16]}… is not about a merchant key of the reward",
                 )
         rewarded[(payload.asset, ref)] = tx.txid
-    outpoints = [txin.prevout.txid + txin.prevout.index.to_bytes(4, "little")
-                 for txin in tx.inputs]
+    outpoints = tx.wire_outpoints()
     digest = reward_sig_digest(payload, params.chain_id, outpoints)
     checks = [(k.pubkey, k.signature, digest) for k in payload.keys]
     return O2OEffect(checks=checks, rewarded=rewarded)
@@ -898,7 +897,7 @@ def _check_trace_register(
         raise TxInvalid("bad-trace-item-output", "a registration creates one item output of 1")
     record = ItemRecord(payload.merchant, payload.item_id.decode(), payload.product.decode(),
                         height, tx.txid)
-    outpoints = [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in tx.inputs]
+    outpoints = tx.wire_outpoints()
     digest = item_sig_digest(payload, params.chain_id, outpoints)
     return O2OEffect(deltas={asset: 1}, items={asset: record},
                      checks=[(payload.pubkey, payload.signature, digest)])
@@ -915,7 +914,7 @@ def _check_consent_grant(
         raise TxInvalid("bad-consent-expired",
                         f"the grant ends at height {payload.until}, before this block ({height})")
     record = ConsentRecord(user, payload.grantee, payload.scope.decode(), payload.until, height)
-    outpoints = [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in tx.inputs]
+    outpoints = tx.wire_outpoints()
     digest = consent_sig_digest(payload, params.chain_id, outpoints)
     return O2OEffect(checks=[(payload.pubkey, payload.signature, digest)],
                      consents={tx.txid: record})

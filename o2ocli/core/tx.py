@@ -359,6 +359,11 @@ class Tx:
         """True for a block's fee claim: no inputs and a :class:`Coinbase` payload."""
         return not self.inputs and isinstance(self.payload, Coinbase)
 
+    def wire_outpoints(self) -> list[bytes]:
+        """Each input's outpoint in wire form (``txid ‖ index`` u32 little-endian):
+        what payload signatures that bind their carrying tx commit to."""
+        return [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in self.inputs]
+
     def with_witnesses(self, witnesses: list[tuple[SigPair, ...]]) -> Tx:
         """A copy with the given witness for each input (same txid)."""
         if len(witnesses) != len(self.inputs):

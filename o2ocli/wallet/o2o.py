@@ -438,7 +438,7 @@ def reward(
     # The merchant signatures cover the tx's inputs: choose them first (the
     # payload's size does not change when the signatures are filled in).
     _, plan = build(wallet, client, unlocked, outputs, payload=unsigned)
-    outpoints = [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in plan.tx.inputs]
+    outpoints = plan.tx.wire_outpoints()
     digest = reward_sig_digest(unsigned, wallet.spec.chain_id, outpoints)
     keys = tuple(KeySig(*wallet.sign_digest(p, digest, unlocked)) for p in merchants)
     payload = TokenReward(asset, kind_code, refs, keys)

@@ -67,7 +67,7 @@ def check_item_id(item_id: str) -> bytes:
 
 
 def _outpoints(tx: Tx) -> list[bytes]:
-    return [t.prevout.txid + t.prevout.index.to_bytes(4, "little") for t in tx.inputs]
+    return tx.wire_outpoints()
 
 
 def _pubkey(wallet: Wallet, pkh: bytes, unlocked: Unlocked) -> bytes:
