@@ -52,7 +52,8 @@ class BlockEffects:
 
 
 def _fail(tx_index: int, tx: Tx, exc: TxInvalid) -> BlockInvalid:
-    return BlockInvalid(exc.reason, f"tx {tx_index} ({tx.txid.hex()[:16]}…): {exc.message}")
+    return BlockInvalid(exc.reason, f"tx {tx_index} ({tx.txid.hex()[:16]}…): {exc.message}",
+                        tx.txid)
 
 
 def check_header_version(header: BlockHeader) -> None:

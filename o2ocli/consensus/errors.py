@@ -27,3 +27,8 @@ class TxInvalid(ValidationError):
 
 class BlockInvalid(ValidationError):
     """A block breaks a rule (structure, or one of its transactions)."""
+
+    def __init__(self, reason: str, message: str, txid: bytes | None = None) -> None:
+        super().__init__(reason, message)
+        self.txid = txid
+        """The offending transaction's txid, when one transaction broke the rule."""

@@ -35,6 +35,7 @@ __all__ = [
     "Escrow",
     "encode_lock",
     "decode_lock",
+    "lock_bytes",
     "LOCK_TYPES",
     "MAX_ESCROW_PAYEES",
     "BPS_TOTAL",
@@ -212,6 +213,13 @@ def encode_lock(lock: Lock, w: Writer) -> None:
     """Append the tagged encoding of ``lock``."""
     w.u8(lock.TAG)
     lock._encode_body(w)
+
+
+def lock_bytes(lock: Lock) -> bytes:
+    """The tagged encoding of ``lock`` on its own."""
+    w = Writer()
+    encode_lock(lock, w)
+    return w.getvalue()
 
 
 def decode_lock(r: Reader) -> Lock:

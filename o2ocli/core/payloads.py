@@ -48,7 +48,7 @@ wallet alike):
   var_bytes(item id))``: an item or batch is an asset of amount 1 in its
   merchant's namespace;
 * :func:`token_commitment` — ``SHA-256d("o2o/token-commit" ‖ 0x00 ‖
-  var_bytes(SYMBOL) ‖ salt)``;
+  var_bytes(SYMBOL) ‖ salt ‖ var_bytes(lock of the commit's output 0))``;
 * :func:`review_sig_digest` / :func:`reply_sig_digest` /
   :func:`reward_sig_digest` — what a reviewer and a merchant sign (bound to
   the chain id like every signature).
@@ -201,12 +201,16 @@ def authority_asset_id(asset: bytes) -> bytes:
     return sha256d(b"o2o/authority\x00" + asset)
 
 
-def token_commitment(symbol: str, salt: bytes) -> bytes:
-    """The commitment a :class:`TokenCommit` publishes for ``symbol`` and ``salt``."""
+def token_commitment(symbol: str, salt: bytes, owner_lock: bytes) -> bytes:
+    """The commitment a :class:`TokenCommit` publishes for ``symbol`` and ``salt``,
+    bound to ``owner_lock`` (the encoded lock of the commit's output 0, which
+    the reveal spends): a copier who republishes the 32 bytes in a commit of
+    its own cannot reveal against it, since its output 0 has another lock."""
     w = Writer()
     w.raw(b"o2o/token-commit\x00")
     w.var_bytes(symbol.upper().encode())
     w.raw(salt)
+    w.var_bytes(owner_lock)
     return sha256d(w.getvalue())
 
 

@@ -7,6 +7,7 @@ reads the chainstate and the mempool.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,13 +48,13 @@ __all__ = ["register_o2o_methods", "register_escrow_methods", "register_trace_co
 _SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def _txid_arg(value: Any, what: str = "txid") -> bytes:
-    if not isinstance(value, str) or len(value) != 64:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise RpcError(E.INVALID_PARAMS, f"{what} must be 64 hex digits")
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise RpcError(E.INVALID_PARAMS, f"{what} is not valid hex") from None
+    return bytes.fromhex(value)
 
 
 def register_o2o_methods(
@@ -335,7 +336,7 @@ def register_escrow_methods(
         if not isinstance(ref, str) or ":" not in ref:
             raise RpcError(E.INVALID_PARAMS, "escrow must be TXID:INDEX")
         txid_text, _, index_text = ref.partition(":")
-        if not index_text.isdigit() or int(index_text) > 10_000:
+        if not (index_text.isascii() and index_text.isdigit()) or int(index_text) > 10_000:
             raise RpcError(E.INVALID_PARAMS, "escrow must be TXID:INDEX")
         return Outpoint(_txid_arg(txid_text), int(index_text))
 

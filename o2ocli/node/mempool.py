@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from o2ocli.consensus.errors import TxInvalid
+from o2ocli.consensus.escrow import check_escrow_spends
 from o2ocli.consensus.locks import SigCheck
 from o2ocli.consensus.o2o import (
     O2O_PAYLOADS,
@@ -45,7 +46,7 @@ from o2ocli.consensus.o2o import (
     check_o2o_inputs,
     o2o_claims,
 )
-from o2ocli.consensus.params import ConsensusParams
+from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
 from o2ocli.consensus.tx import (
     Verifier,
     check_lock_height,
@@ -55,6 +56,8 @@ from o2ocli.consensus.tx import (
     serial_verifier,
 )
 from o2ocli.core.block import Block
+from o2ocli.core.locks import Escrow
+from o2ocli.core.payloads import TokenMint
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
 __all__ = ["ChainView", "Mempool", "MempoolEntry", "MempoolError"]
@@ -73,6 +76,8 @@ _CLAIM_NAMES = {
     b"V": "purchase (one review per purchase)",
     b"Y": "review (one reply per review)",
     b"W": "reward (one reward per purchase and token)",
+    b"I": "item id (one registration per item)",
+    b"L": "consent grant (one revocation per grant)",
 }
 
 
@@ -221,6 +226,14 @@ class Mempool:
         """O2O claim key → txid of the mempool tx holding it."""
         self._o2o: set[bytes] = set()
         """Txids of mempool txs with an O2O payload (re-checked after each block)."""
+        self._escrow: set[bytes] = set()
+        """Txids of mempool txs spending an escrow output (re-checked after each block)."""
+        self._escrow_seen: set[bytes] = set()
+        """Txids found spending an escrow output during the current batch's checks."""
+        self._pending_mint: dict[bytes, int] = {}
+        """Token asset → units the pool's mints would add (they form one chain:
+        each spends the authority output the previous one created)."""
+        self._batch_mint: dict[bytes, int] = {}
         self._evict_heap: list[tuple[int, int, bytes]] = []
         """(fee_rate, -sequence, txid), lazily pruned: lowest rate, newest first."""
         self._seq = 0
@@ -356,6 +369,7 @@ class Mempool:
                 final.append(exc)
                 continue
             final.append(entry)
+        self._escrow_seen.clear()
         return final
 
     def _precheck_batch(
@@ -366,6 +380,7 @@ class Mempool:
         batch_txs: dict[bytes, Tx] = {}
         batch_spent: dict[Outpoint, bytes] = {}
         batch_claims: dict[bytes, bytes] = {}
+        self._batch_mint = {}
         view = _BatchView(self, batch_txs)
         results: list[MempoolError | None] = []
         prepared: list[_Prepared] = []
@@ -414,6 +429,10 @@ class Mempool:
             fee, checks = check_tx_inputs(
                 tx, coins, self.chain.height + 1, self.params, self.chain  # type: ignore[arg-type]
             )
+            if isinstance(tx.payload, TokenMint):
+                self._check_pending_supply(tx.payload)
+            if any(type(c.output.lock) is Escrow for c in coins):
+                self._escrow_seen.add(txid)
         except TxInvalid as exc:
             raise MempoolError.from_invalid(exc) from None
         size = tx.size
@@ -425,6 +444,18 @@ class Mempool:
                 f"({self.min_fee_rate} per 1000 bytes for {size} bytes)",
             )
         return fee, checks
+
+    def _check_pending_supply(self, mint: TokenMint) -> None:
+        """Policy: the chain of pending mints of one token must fit the supply
+        limit together (each alone was checked against the tip's supply only)."""
+        record = self.chain.token(mint.asset)  # type: ignore[attr-defined]
+        pending = self._pending_mint.get(mint.asset, 0) + self._batch_mint.get(mint.asset, 0)
+        if record is not None and record.supply + pending + mint.amount > MAX_AMOUNT:
+            raise MempoolError(
+                "txn-mint-overflow",
+                f"with the mints already pending, {record.symbol}'s supply would overflow",
+            )
+        self._batch_mint[mint.asset] = self._batch_mint.get(mint.asset, 0) + mint.amount
 
     def _check_claims(self, tx: Tx, batch_claims: dict[bytes, bytes]) -> None:
         """Refuse ``tx`` if a pool or batch tx already holds one of its O2O claims."""
@@ -549,6 +580,13 @@ class Mempool:
             self._o2o.add(txid)
             for claim in o2o_claims(entry.tx):
                 self._claims[claim] = txid
+            payload = entry.tx.payload
+            if isinstance(payload, TokenMint):
+                self._pending_mint[payload.asset] = (
+                    self._pending_mint.get(payload.asset, 0) + payload.amount
+                )
+        if txid in self._escrow_seen:
+            self._escrow.add(txid)
         self._total_bytes += entry.size
         heapq.heappush(self._evict_heap, (entry.fee_rate, -self._seq, txid))
 
@@ -573,11 +611,19 @@ class Mempool:
                 others.discard(txid)
                 if not others:
                     del self._parents[child]
+        self._escrow.discard(txid)
         if txid in self._o2o:
             self._o2o.discard(txid)
             for claim in o2o_claims(entry.tx):
                 if self._claims.get(claim) == txid:
                     del self._claims[claim]
+            payload = entry.tx.payload
+            if isinstance(payload, TokenMint):
+                left = self._pending_mint.get(payload.asset, 0) - payload.amount
+                if left > 0:
+                    self._pending_mint[payload.asset] = left
+                else:
+                    self._pending_mint.pop(payload.asset, None)
         self._total_bytes -= entry.size
         heap = self._evict_heap
         if len(heap) > 2 * len(self._entries) + 1024:
@@ -621,7 +667,8 @@ class Mempool:
         return self._remove_trees(conflicts)
 
     def _stale_o2o(self) -> list[bytes]:
-        """O2O txs whose payload rules fail on the current tip (for the next block)."""
+        """O2O txs whose payload rules, and escrow spends whose path rules, fail on
+    the current tip (for the next block)."""
         stale = []
         height = self.chain.height + 1
         for txid in list(self._o2o):
@@ -631,6 +678,15 @@ class Mempool:
                 continue  # the input checks of revalidate() deal with it
             try:
                 check_o2o_inputs(tx, coins, height, self.params, self.chain)  # type: ignore[arg-type]
+            except TxInvalid:
+                stale.append(txid)
+        for txid in list(self._escrow):
+            entry = self._entries[txid]
+            coins = [self._unspent_coin(txin.prevout) for txin in entry.tx.inputs]
+            if any(c is None for c in coins):
+                continue
+            try:  # a reorg to a lower tip can make a reclaim premature again
+                check_escrow_spends(entry.tx, coins, height, entry.fee)  # type: ignore[arg-type]
             except TxInvalid:
                 stale.append(txid)
         return stale
@@ -667,6 +723,11 @@ class Mempool:
                     break
         stale.extend(self._stale_o2o())
         return self._remove_trees(stale)
+
+    def drop(self, txids: Iterable[bytes]) -> list[bytes]:
+        """Remove ``txids`` and their descendants (e.g. a tx the producer found
+        invalid in a block); returns the removed txids (pool order)."""
+        return self._remove_trees(txids)
 
     def expire(self, now: int) -> list[bytes]:
         """Drop txs that entered the pool more than ``expiry`` seconds before

@@ -193,6 +193,13 @@ class Producer:
                 change = self.submit(block, max(now, block.header.time))
             except BlockInvalid as exc:  # a bug or a race with an incoming block
                 log.error("own block %d refused: %s", block.height, exc)
+                if exc.txid is not None and exc.txid in self.mempool:
+                    # Never build the same invalid template again: drop the tx
+                    # (and what depends on it) so the chain keeps moving.
+                    dropped = self.mempool.drop([exc.txid])
+                    log.warning("dropped %d mempool txs that made the block invalid",
+                                len(dropped))
+                    self.poke()
                 return
             if change:
                 self.sealed += 1

@@ -46,7 +46,7 @@ def parse_escrow_id(text: str) -> Outpoint:
         raw = bytes.fromhex(txid)
     except ValueError:
         raw = b""
-    if len(raw) != 32 or (index and not index.isdigit()):
+    if len(raw) != 32 or (index and not (index.isascii() and index.isdigit())):
         raise O2OError(f"invalid escrow id {text!r}: use TXID:INDEX")
     return Outpoint(raw, int(index or 0))
 

@@ -24,7 +24,7 @@ from o2ocli.consensus.o2o import (
     MAX_TOKEN_NAME,
     MIN_SYMBOL_LEN,
 )
-from o2ocli.core.locks import PayToAddress
+from o2ocli.core.locks import PayToAddress, lock_bytes
 from o2ocli.core.payloads import (
     MAX_REWARD_KEYS,
     REWARD_PURCHASES,
@@ -227,9 +227,8 @@ def start_issue(
     # its owner becomes the token's recorded issuer: the wallet's receive address.
     lock = _receive_lock(wallet)
     commit_out = TxOut(NATIVE_ASSET, max(fee, 1), lock)
-    tx, plan = build(
-        wallet, client, unlocked, [commit_out], payload=TokenCommit(token_commitment(symbol, salt))
-    )
+    commitment = token_commitment(symbol, salt, lock_bytes(lock))
+    tx, plan = build(wallet, client, unlocked, [commit_out], payload=TokenCommit(commitment))
     note = {
         "symbol": symbol, "name": name_bytes.decode(), "decimals": decimals, "supply": supply,
         "mintable": mintable, "salt": salt.hex(), "commit": tx.txid.hex(),

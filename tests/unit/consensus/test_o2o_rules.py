@@ -41,6 +41,7 @@ from o2ocli.consensus.tx import (
     validate_transaction,
 )
 from o2ocli.core.block import BlockHeader
+from o2ocli.core.locks import lock_bytes
 from o2ocli.core.payloads import (
     REWARD_PURCHASES,
     REWARD_REVIEWS,
@@ -208,7 +209,7 @@ def commit(kit, state, symbol="LOY", salt=SALT, *, height=HEIGHT - 1, owner=ISSU
     op = kit.fund(COMMIT_VALUE, kit.p2a(owner))
     tx = kit.spend(
         [op], [kit.out(COMMIT_VALUE, kit.p2a(owner))], [[kit.keys[owner]]],
-        payload=TokenCommit(token_commitment(symbol, salt)),
+        payload=TokenCommit(token_commitment(symbol, salt, lock_bytes(kit.p2a(owner)))),
     )
     state.mine(tx, height)
     commit_op = Outpoint(tx.txid, 0)
@@ -1304,7 +1305,8 @@ def test_two_issues_of_one_symbol_in_one_block_are_refused(kit, state):
 def test_commit_and_issue_in_the_same_block_are_refused(kit, state):
     op = kit.fund(COMMIT_VALUE)
     commit_tx = kit.spend([op], [kit.out(COMMIT_VALUE, kit.p2a(ISSUER))],
-                          payload=TokenCommit(token_commitment("LOY", SALT)))
+                          payload=TokenCommit(token_commitment("LOY", SALT,
+                                                               lock_bytes(kit.p2a(ISSUER)))))
     reveal = issue_tx(kit, Outpoint(commit_tx.txid, 0))
     refused_block(kit, state, [commit_tx, reveal], "bad-token-reveal-early", 1)
 
@@ -1396,3 +1398,39 @@ def test_review_text_with_bidi_or_separator_marks_is_refused(kit, state, text):
     bought = purchase(kit, state)
     tx = plain_tx(kit, signed_review(kit, bought.txid, text=text.encode()), BUYER)
     malformed(kit, tx, "bad-review-text-control")
+
+
+def test_copied_commitment_cannot_be_revealed_by_the_copier(kit, state):
+    """The commitment binds the lock of the commit's output 0: a watcher who
+    republishes a victim's 32 bytes in a commit of its own (mined in time) and
+    then reveals the victim's symbol and salt is refused."""
+    victim = commit(kit, state)  # the victim's commit, output 0 locked to ISSUER
+    copied = state.txs[victim.txid][0].payload.commitment
+    op = kit.fund(COMMIT_VALUE, kit.p2a(STRANGER))
+    thief_commit = kit.spend([op], [kit.out(COMMIT_VALUE, kit.p2a(STRANGER))],
+                             [[kit.keys[STRANGER]]], payload=TokenCommit(copied))
+    state.mine(thief_commit, HEIGHT - 1)
+    thief_op = Outpoint(thief_commit.txid, 0)
+    kit.view[thief_op] = Coin(thief_commit.outputs[0], HEIGHT - 1)
+    outs = [kit.out(1_000, kit.p2a(STRANGER), token_asset_id("LOY")),
+            kit.out(1, kit.p2a(STRANGER), authority_asset_id(token_asset_id("LOY"))),
+            kit.out(COMMIT_VALUE - ISSUE_FEE - 100, kit.p2a(STRANGER))]
+    reveal = kit.spend([thief_op], outs, [[kit.keys[STRANGER]]],
+                       payload=TokenIssue(b"LOY", b"Loyalty points", 2, True, SALT))
+    refuse(kit, reveal, state, "bad-token-commitment")
+    accept(kit, issue_tx(kit, victim), state)  # the victim's own reveal still works
+
+
+def test_buyer_cannot_use_up_the_reward_slot_of_its_own_purchase(kit, state):
+    """The purchase paid the buyer's change address too, but a key that paid
+    for a purchase is not its merchant: it cannot reward it (and so cannot
+    take the once-per-token slot away from the real merchant)."""
+    register(kit, state)
+    bought = purchase(kit, state)
+    grief = signed_reward(kit, LOY, [bought.txid], signers=(BUYER,))
+    inputs = [kit.fund(1_000, kit.p2a(BUYER)), kit.fund(10, kit.p2a(BUYER), asset=LOY)]
+    outs = [kit.out(900, kit.p2a(BUYER)), kit.out(10, kit.p2a(STRANGER), LOY)]
+    grief = bind_reward(grief, inputs, kit.keys, CHAIN_ID)
+    tx = kit.spend(inputs, outs, [[kit.keys[BUYER]]] * 2, payload=grief)
+    refuse(kit, tx, state, "bad-token-reward-own-purchase")
+    accept(kit, reward_tx(kit, signed_reward(kit, LOY, [bought.txid])), state)

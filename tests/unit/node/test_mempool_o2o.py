@@ -154,3 +154,60 @@ def test_review_by_a_bystander_is_refused_and_changes_nothing(state, gen, pool):
     assert err.value.reason == "bad-review-not-buyer"
     assert (len(pool), pool.total_bytes) == before
     assert pool.claimed(b"V" + purchase.txid) is None
+
+
+def test_chained_mints_must_fit_the_supply_together(state, gen, pool, params):
+    """Each mint alone is checked against the tip's supply; the pool also keeps
+    the chain of pending mints under the limit, or the next block template
+    would be invalid (and every validator would stall on it)."""
+    from o2ocli.consensus.params import MAX_AMOUNT
+    from o2ocli.core.locks import lock_bytes
+    from o2ocli.core.payloads import (
+        TokenCommit,
+        TokenIssue,
+        TokenMint,
+        authority_asset_id,
+        token_asset_id,
+        token_commitment,
+    )
+    from o2ocli.core.tx import Outpoint
+
+    issuer = gen.pool.popleft()
+    key, lock = issuer.key, p2a(issuer.key)
+    salt = bytes(range(32))
+    commit = sign_tx(Tx((TxIn(issuer.outpoint),), (
+        TxOut(NATIVE_ASSET, issuer.output.amount - FEE, lock),),
+        payload=TokenCommit(token_commitment("BIG", salt, lock_bytes(lock)))), [[key]], CHAIN_ID)
+    mine(state, gen, [commit])
+    asset, authority = token_asset_id("BIG"), authority_asset_id(token_asset_id("BIG"))
+    supply = MAX_AMOUNT - 100
+    reveal = sign_tx(Tx((TxIn(Outpoint(commit.txid, 0)),), (
+        TxOut(asset, supply, lock), TxOut(authority, 1, lock),
+        TxOut(NATIVE_ASSET, commit.outputs[0].amount - FEE, lock)),
+        payload=TokenIssue(b"BIG", b"Big points", 0, True, salt)), [[key]], CHAIN_ID)
+    mine(state, gen, [reveal])
+
+    def mint(auth_op: Outpoint, fee_op: Outpoint, fee_value: int, amount: int) -> Tx:
+        outs = (TxOut(asset, amount, lock), TxOut(authority, 1, lock),
+                TxOut(NATIVE_ASSET, fee_value - FEE, lock))
+        return sign_tx(Tx((TxIn(auth_op), TxIn(fee_op)), outs, payload=TokenMint(asset, amount)),
+                       [[key], [key]], CHAIN_ID)
+
+    first = mint(Outpoint(reveal.txid, 1), Outpoint(reveal.txid, 2),
+                 reveal.outputs[2].amount, 60)
+    pool.accept(first, NOW)
+    second = mint(Outpoint(first.txid, 1), Outpoint(first.txid, 2), first.outputs[2].amount, 60)
+    with pytest.raises(MempoolError) as err:
+        pool.accept(second, NOW)  # 60 alone fits the tip's supply; 60 + 60 does not
+    assert err.value.reason == "txn-mint-overflow"
+    assert second.txid not in pool and first.txid in pool
+    # The same within one batch.
+    pool2 = Mempool(state, pool.params, min_fee_rate=1)
+    results = pool2.accept_many([first, second], NOW)
+    assert not isinstance(results[0], MempoolError)
+    assert isinstance(results[1], MempoolError) and results[1].reason == "txn-mint-overflow"
+    # Once the first mint is mined the second is judged against the new supply.
+    pool.remove_for_block(mine(state, gen, [first]))
+    with pytest.raises(MempoolError) as err:
+        pool.accept(second, NOW)
+    assert err.value.reason == "bad-token-supply-overflow"

@@ -256,3 +256,30 @@ def test_pick_is_deterministic_for_a_seeded_rng():
     first = [proposals.pick(VALIDATOR_SET, random.Random(s)) for s in range(10)]
     again = [proposals.pick(VALIDATOR_SET, random.Random(s)) for s in range(10)]
     assert first == again
+
+
+def test_producer_drops_a_mempool_tx_that_makes_its_block_invalid(chain, pool):
+    """Defence in depth: if a mempool tx turns out invalid inside a block (a
+    mempool/consensus mismatch), the producer drops it and the next block
+    goes through instead of the same refusal forever."""
+    import asyncio
+
+    from o2ocli.node.mempool import MempoolEntry
+    from o2ocli.node.producer import Producer
+
+    good = pay(genesis_coin(chain, 0), COIN_VALUE, 10_000)
+    pool.accept(good, T0)
+    # A tx whose input does not exist, slipped past the pool's checks.
+    ghost = pay(Outpoint(bytes(32), 7), COIN_VALUE, 10_000)
+    pool._insert(MempoolEntry(ghost, ghost.txid, 10_000, ghost.size, 10_000_000, T0, 0), False)
+    in_turn = VALIDATORS[1 % len(VALIDATORS)]
+
+    def submit(block, now):
+        return chain.add_block(block, now=now)
+
+    producer = Producer(chain, pool, in_turn, submit=submit, clock=lambda: T0 + 10**6)
+    asyncio.run(producer._seal_once())  # refused: the ghost tx is dropped
+    assert chain.height == 0 and ghost.txid not in pool and good.txid in pool
+    asyncio.run(producer._seal_once())
+    assert chain.height == 1 and good.txid in {tx.txid for tx in chain.state.get_block(
+        chain.tip.hash).txs}

@@ -18,6 +18,7 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.o2o import ReviewRecord, TokenRecord
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.block import Block
+from o2ocli.core.locks import lock_bytes
 from o2ocli.core.payloads import (
     NO_PAYLOAD,
     REWARD_PURCHASES,
@@ -156,9 +157,10 @@ def story() -> Story:
     s = Story()
     # 1: two commits and a purchase (the buyer pays the merchant 50 000).
     commit = spend([g(0)], [native(COIN - FEE, ISSUER)],
-                   TokenCommit(token_commitment("LOY", SALT)))
+                   TokenCommit(token_commitment("LOY", SALT, lock_bytes(p2a(KEYS[ISSUER])))))
     cup_commit = spend([g(3)], [native(COIN - FEE, CUP_ISSUER)],
-                       TokenCommit(token_commitment("CUP", CUP_SALT)))
+                       TokenCommit(token_commitment("CUP", CUP_SALT,
+                                                    lock_bytes(p2a(KEYS[CUP_ISSUER])))))
     purchase = spend([g(2)], [native(50_000, MERCHANT), native(COIN - 50_000 - FEE, BUYER)])
     s.add(("commit", commit), ("cup_commit", cup_commit), ("purchase", purchase))
     # 2: the reveals; LOY is mintable (authority at output 1), CUP fixed at 777.
