@@ -273,6 +273,18 @@ def address_cmd(new: bool) -> None:
     emit(ctx, {"address": address}, address)
 
 
+def _asset_labels(client: Any, spec: Any, assets: list[bytes]) -> dict[bytes, tuple[str, int]]:
+    """Asset id → (symbol, decimals): the native coin, and the chain's tokens
+    (and their authorities) when ``assets`` holds any (only then fetched)."""
+    names: dict[bytes, tuple[str, int]] = {}
+    if any(a != bytes(32) for a in assets):
+        from o2ocli.wallet.o2o import asset_names
+
+        names = asset_names(client)
+    names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
+    return names
+
+
 @wallet.command("balance")
 def balance_cmd() -> None:
     """Confirmed balance and pending (mempool) change, per asset.
@@ -289,12 +301,7 @@ def balance_cmd() -> None:
         client = rpc_client(ctx)
         rows = balances(w, client)
         spec = w.spec
-        names = {}
-        if len(rows) > 1:  # tokens: their symbols and decimals (imported only then)
-            from o2ocli.wallet.o2o import asset_names
-
-            names = asset_names(client)
-        names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
+        names = _asset_labels(client, spec, [b.asset for b in rows])
         data = []
         for b in rows:
             symbol, decimals = names.get(b.asset, (b.asset.hex(), 0))
@@ -457,12 +464,7 @@ def history_cmd() -> None:
         client = rpc_client(ctx)
         entries = history(w, client)
         spec = w.spec
-        names = {}
-        if any(e.asset != bytes(32) for e in entries):
-            from o2ocli.wallet.o2o import asset_names
-
-            names = asset_names(client)
-        names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
+        names = _asset_labels(client, spec, [e.asset for e in entries])
         data = [
             {
                 "txid": e.txid,
