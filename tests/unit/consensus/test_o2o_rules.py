@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from o2o_helpers import FakeState
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
@@ -86,50 +87,6 @@ def params() -> ConsensusParams:
     return ConsensusParams(
         CHAIN_ID, token_issue_fee=ISSUE_FEE, review_window=WINDOW, min_purchase=MIN_PURCHASE
     )
-
-
-class FakeState:
-    """An in-memory :class:`~o2ocli.consensus.o2o.O2OState`."""
-
-    def __init__(self):
-        self.tokens = {}
-        self.txs = {}
-        self.rewarded = {}
-        self.reviewed = {}
-        self.reviews = {}
-        self.replies = {}
-
-    def token(self, asset):
-        return self.tokens.get(asset)
-
-    def main_tx(self, txid):
-        return self.txs.get(txid)
-
-    def rewarded_by(self, asset, ref):
-        return self.rewarded.get((asset, ref))
-
-    def review_of_purchase(self, purchase):
-        return self.reviewed.get(purchase)
-
-    def review(self, txid):
-        return self.reviews.get(txid)
-
-    def reply_of(self, review):
-        return self.replies.get(review)
-
-    # -- test helpers -----------------------------------------------------
-    def mine(self, tx, height):
-        """Put ``tx`` in the main chain at ``height``."""
-        self.txs[tx.txid] = (tx, height)
-
-    def apply(self, effect):
-        """Record an accepted tx's effect (what connecting its block would do)."""
-        self.tokens.update(effect.tokens)
-        self.rewarded.update(effect.rewarded)
-        for txid, record in effect.reviews.items():
-            self.reviews[txid] = record
-            self.reviewed[record.purchase] = txid
-        self.replies.update(effect.replies)
 
 
 @pytest.fixture

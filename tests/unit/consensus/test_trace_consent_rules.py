@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from o2o_helpers import FakeState
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
@@ -66,55 +67,6 @@ SCOPE = b"purchase-history"
 UNTIL = HEIGHT + 100
 
 FUNDER, MERCHANT, CUSTOMER, OTHER_MERCHANT, STRANGER = 0, 1, 2, 3, 4
-
-
-class FakeState:
-    """An in-memory :class:`~o2ocli.consensus.o2o.O2OState`."""
-
-    def __init__(self):
-        self.tokens = {}
-        self.txs = {}
-        self.rewarded = {}
-        self.reviewed = {}
-        self.reviews = {}
-        self.replies = {}
-        self.items = {}
-        self.consents = {}
-        self.revocations = {}
-
-    def token(self, asset):
-        return self.tokens.get(asset)
-
-    def main_tx(self, txid):
-        return self.txs.get(txid)
-
-    def rewarded_by(self, asset, ref):
-        return self.rewarded.get((asset, ref))
-
-    def review_of_purchase(self, purchase):
-        return self.reviewed.get(purchase)
-
-    def review(self, txid):
-        return self.reviews.get(txid)
-
-    def reply_of(self, review):
-        return self.replies.get(review)
-
-    def item(self, asset):
-        return self.items.get(asset)
-
-    def consent(self, txid):
-        return self.consents.get(txid)
-
-    def revoked_by(self, grant):
-        return self.revocations.get(grant)
-
-    # -- test helpers -----------------------------------------------------
-    def apply(self, effect):
-        """Record an accepted tx's effect (what connecting its block would do)."""
-        self.items.update(effect.items)
-        self.consents.update(effect.consents)
-        self.revocations.update(effect.revocations)
 
 
 @pytest.fixture
