@@ -187,3 +187,50 @@ def test_rpc_methods_refuse_bad_params_without_side_effects(node_factory):
     assert after["banned"] == before["banned"]
     assert after["known_addresses"] == before["known_addresses"]
     assert after["network_active"] is True
+
+
+def test_o2o_rpc_methods_refuse_bad_params_cleanly(node_factory):
+    """Every O2O query method answers bad params with a JSON-RPC error (never an
+    internal error or a traceback in the log) and changes nothing."""
+    from o2ocli.rpc.errors import RpcError
+
+    node = node_factory()
+    node.start("--dev", "--dev-period", "0")
+    client = node.client()
+    address = node.cli_json("-w", "dev", "wallet", "address")["address"]
+    before = client.call("getutxosetinfo")
+    spaced = "00" * 31 + " 0"  # 64 characters that bytes.fromhex would accept
+    cases = [
+        ("gettoken", ["ab"], -32602),
+        ("gettoken", ["ßß"], -32602),
+        ("gettoken", ["NOSUCH"], -8),
+        ("gettoken", [spaced], -32602),
+        ("gettoken", [7], -32602),
+        ("getreview", [spaced], -32602),
+        ("getreview", ["11" * 32], -8),
+        ("listreviews", ["stars", address], -32602),
+        ("listreviews", ["merchant", "not-an-address"], -5),
+        ("listreviews", ["purchase", "zz"], -32602),
+        ("getreviewstats", ["not-an-address"], -5),
+        ("listrewardable", ["NOSUCH", [address]], -8),
+        ("getescrow", ["11" * 32 + ":²"], -32602),
+        ("getescrow", ["11" * 32], -32602),
+        ("getescrow", ["11" * 32 + ":0"], -8),
+        ("listescrows", [[]], -32602),
+        ("gettrace", [spaced], -32602),
+        ("gettrace", ["TEA", "not-an-address"], -5),
+        ("gettrace", ["TEA", address], -8),
+        ("listconsents", [address, "owner"], -32602),
+        ("checkconsent", [address, address, ""], -32602),
+        ("checkconsent", ["nope", address, "contact"], -5),
+    ]
+    for method, params, code in cases:
+        try:
+            client.call(method, *params)
+        except RpcError as exc:
+            assert exc.code == code, (method, params, exc.code, exc.message)
+        else:
+            raise AssertionError(f"{method}{params} was accepted")
+    assert client.call("getutxosetinfo") == before
+    assert "Traceback" not in node.log_path.read_text(errors="replace")
+    assert client.call("checkconsent", address, address, "contact")["granted"] is False
