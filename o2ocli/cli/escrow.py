@@ -99,7 +99,7 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
          f"escrow {escrow_id} opened (payer may reclaim from height {height + 1 + timeout})")
 
 
-def _broadcast(ctx: Any, client: Any, tx: Any) -> str:
+def _broadcast(client: Any, tx: Any) -> str:
     return client.call("sendrawtx", tx.to_bytes().hex())
 
 
@@ -120,7 +120,7 @@ def release_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
         outpoint = esc.parse_escrow_id(escrow_id)
         client = rpc_client(ctx)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        txid = _broadcast(ctx, client, esc.release(w, client, unlocked, outpoint))
+        txid = _broadcast(client, esc.release(w, client, unlocked, outpoint))
     emit(ctx, {"txid": txid, "state": "released"}, f"released {escrow_id} in {txid}")
 
 
@@ -144,7 +144,7 @@ def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
         height = client.call("getinfo")["height"]
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, path = esc.refund(w, client, unlocked, outpoint, height)
-        txid = _broadcast(ctx, client, tx)
+        txid = _broadcast(client, tx)
     emit(ctx, {"txid": txid, "state": "refunded", "path": path},
          f"refunded {escrow_id} to the payer in {txid}")
 
@@ -199,7 +199,7 @@ def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None,
                  f"{raw}\n(signed by this wallet; the other signer completes it with: "
                  "o2ocli -w WALLET escrow dispute --cosign RAW --yes)")
             return
-        txid = _broadcast(ctx, client, tx)
+        txid = _broadcast(client, tx)
     emit(ctx, {"txid": txid, "complete": True, "state": "disputed"},
          f"ruling sent in {txid}")
 

@@ -188,7 +188,7 @@ def _address(spec: Any, text: str) -> bytes:
     return parse(spec, text)
 
 
-def _send_asset(symbol: str, to: str, asset_hex: str, units: int,
+def _send_asset(to: str, asset_hex: str, units: int,
                 passphrase_file: Path | None) -> tuple[str, str]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import TxOut
@@ -228,7 +228,7 @@ def send_cmd(symbol: str, to: str, amount: str, passphrase_file: Path | None) ->
     with node_errors():
         info = o2o.get_token(rpc_client(ctx), symbol)
     units = _amount(amount, info["decimals"])
-    txid, fee = _send_asset(symbol, to, info["asset"], units, passphrase_file)
+    txid, fee = _send_asset(to, info["asset"], units, passphrase_file)
     emit(ctx, {"txid": txid, "fee": fee}, f"sent {amount} {info['symbol']} in {txid}")
 
 
@@ -255,7 +255,7 @@ def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None) -
         if holder is None or holder == "multisig" or not w.owns(w.spec.decode_address(holder)):
             raise CliError(f"this wallet does not hold the mint authority of {info['symbol']} "
                            f"(held by {holder or 'nobody'})")
-    txid, fee = _send_asset(symbol, to, info["authority_asset"], 1, passphrase_file)
+    txid, fee = _send_asset(to, info["authority_asset"], 1, passphrase_file)
     emit(ctx, {"txid": txid, "fee": fee},
          f"mint authority of {info['symbol']} sent to {to} in {txid}")
 

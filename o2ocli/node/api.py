@@ -106,7 +106,7 @@ def build_methods(node: Node) -> RpcMethods:
             coins.append(coin)
         return coins
 
-    register_o2o_methods(methods, node, address_arg, confirmations, tokens)
+    register_o2o_methods(methods, node, address_arg, confirmations)
     register_trace_consent_methods(methods, node, address_arg)
     register_escrow_methods(
         methods, node, address_arg,

@@ -62,7 +62,6 @@ def register_o2o_methods(
     node: Node,
     address_arg: Callable[[Any], bytes],
     confirmations: Callable[[int], int],
-    tokens: Callable[[bytes], tuple[str, int] | None],
 ) -> None:
     """Add the token and review methods to ``methods``."""
     spec = node.spec

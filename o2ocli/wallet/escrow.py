@@ -163,8 +163,8 @@ def _single_input_tx(wallet: Wallet, client: Any, coin: Spendable,
     return Tx((TxIn(coin.outpoint),), outputs, lock_height), fee
 
 
-def _settle(wallet: Wallet, client: Any, unlocked: Unlocked, info: dict[str, Any],
-            coin: Spendable, pay: list[tuple[bytes, int]], escrow_signers: list[bytes],
+def _settle(wallet: Wallet, client: Any, unlocked: Unlocked, coin: Spendable,
+            pay: list[tuple[bytes, int]], escrow_signers: list[bytes],
             lock_height: int = 0, complete: bool = True, capped: bool = True,
             ) -> Tx:
     """Build and sign a tx paying ``pay`` (pkh, bps) out of the escrow ``coin``."""
@@ -195,7 +195,7 @@ def release(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint)
     if not wallet.owns(lock.payer):
         raise O2OError(f"only the payer ({info['payer']}) can release this escrow")
     coin = _escrow_coin(info, lock, lock.payer)
-    return _settle(wallet, client, unlocked, info, coin, list(lock.payees), [lock.payer])
+    return _settle(wallet, client, unlocked, coin, list(lock.payees), [lock.payer])
 
 
 def refund(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
@@ -209,7 +209,7 @@ def refund(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
     to_payer = [(lock.payer, BPS_TOTAL)]
     if payee is not None:
         coin = _escrow_coin(info, lock, payee)
-        return _settle(wallet, client, unlocked, info, coin, to_payer, [payee]), "refund"
+        return _settle(wallet, client, unlocked, coin, to_payer, [payee]), "refund"
     if wallet.owns(lock.payer):
         if height + 1 < lock.timeout:
             raise O2OError(
@@ -217,7 +217,7 @@ def refund(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
                 f"(the chain is at {height}); before that, release it or ask a payee to refund"
             )
         coin = _escrow_coin(info, lock, lock.payer)
-        tx = _settle(wallet, client, unlocked, info, coin, to_payer, [lock.payer],
+        tx = _settle(wallet, client, unlocked, coin, to_payer, [lock.payer],
                      lock_height=lock.timeout, capped=False)
         return tx, "reclaim"
     raise O2OError("this wallet is neither a payee nor the payer of the escrow")
@@ -243,7 +243,7 @@ def dispute(wallet: Wallet, client: Any, unlocked: Unlocked, outpoint: Outpoint,
     signers = signers[:2]
     complete = len(signers) == 2 and lock.arbiter in signers
     coin = _escrow_coin(info, lock, signers[0])
-    tx = _settle(wallet, client, unlocked, info, coin, pay, signers, complete=complete,
+    tx = _settle(wallet, client, unlocked, coin, pay, signers, complete=complete,
                  capped=False)
     return tx, complete
 
