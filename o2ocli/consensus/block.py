@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from o2ocli.core.block import BLOCK_VERSION, Block, BlockHeader
+from o2ocli.core.block import BLOCK_VERSION, BLOCK_VERSION_VOTES, Block, BlockHeader
 from o2ocli.core.payloads import Coinbase, GenesisAlloc
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
@@ -58,8 +58,10 @@ def _fail(tx_index: int, tx: Tx, exc: TxInvalid) -> BlockInvalid:
 
 def check_header_version(header: BlockHeader) -> None:
     """Rule: the header format version is :data:`~o2ocli.core.block.BLOCK_VERSION`
-    (a later format must be introduced deliberately, not slipped in)."""
-    if header.version != BLOCK_VERSION:
+    (1, no finality votes) or :data:`~o2ocli.core.block.BLOCK_VERSION_VOTES` (2,
+    votes and evidence after the transactions); a later format must be
+    introduced deliberately, not slipped in."""
+    if header.version not in (BLOCK_VERSION, BLOCK_VERSION_VOTES):
         raise BlockInvalid("bad-blk-version", f"unsupported block version {header.version}")
 
 
@@ -76,7 +78,9 @@ def check_block_size(block: Block, params: ConsensusParams) -> None:
 
 def check_merkle_root(block: Block) -> None:
     """Rule: the header's merkle root is the root of the block's wtxids (full
-    encodings, witnesses included; see :func:`o2ocli.core.block.tx_merkle_root`)."""
+    encodings, witnesses included; see :func:`o2ocli.core.block.tx_merkle_root`),
+    combined with the roots of its votes and evidence in a version 2 block
+    (:func:`o2ocli.core.block.block_commitment`)."""
     if block.compute_merkle_root() != block.header.merkle_root:
         raise BlockInvalid("bad-txnmrklroot", "merkle root does not match the transactions")
 

@@ -1,5 +1,6 @@
 """Proof of authority: Clique (EIP-225) rules adapted to our header, plus
-EIP-3436 fork choice and a finality rule.
+EIP-3436 fork choice and the reorganisation bound.  Finality itself comes
+from signed votes (:mod:`o2ocli.consensus.finality`): a seal is not a vote.
 
 All functions are pure: the snapshot of the validator set, the parent header
 and the current time are passed in.
@@ -70,7 +71,6 @@ __all__ = [
     "ForkChoiceKey",
     "fork_choice_key",
     "prefer_chain",
-    "finalized_height",
     "check_reorg_depth",
 ]
 
@@ -99,7 +99,7 @@ class PoAParams:
 
 def signer_limit(n_validators: int) -> int:
     """``floor(N/2) + 1``: the size of the window in which a validator seals at
-    most once, and the number of distinct sealers that make a block final."""
+    most once."""
     return n_validators // 2 + 1
 
 
@@ -385,23 +385,6 @@ def fork_choice_key(head: ForkChoiceKey) -> tuple[int, int, int, int]:
 def prefer_chain(candidate: ForkChoiceKey, current: ForkChoiceKey) -> bool:
     """Rule: switch to ``candidate`` only if it sorts strictly before ``current``."""
     return fork_choice_key(candidate) < fork_choice_key(current)
-
-
-def finalized_height(sealers_from_tip: Sequence[tuple[int, bytes]], n_validators: int) -> int:
-    """Rule (beyond Clique): the finalized height is the highest block that
-    ``floor(N/2) + 1`` distinct validators have sealed at or above.
-
-    ``sealers_from_tip`` lists (height, sealer) from the tip downwards.  If the
-    list runs out before enough distinct sealers are seen, only genesis (0) is
-    final.
-    """
-    needed = signer_limit(n_validators)
-    seen: set[bytes] = set()
-    for height, sealer in sealers_from_tip:
-        seen.add(sealer)
-        if len(seen) >= needed:
-            return height
-    return 0
 
 
 def check_reorg_depth(fork_height: int, finalized: int) -> None:

@@ -9,6 +9,8 @@ Byte layout::
               -- end of the *unsealed* encoding (signed by the validator) --
               seal_pubkey:33  seal_signature:64
     Block  := Header  n_tx:varint  { Tx } * n_tx
+              [ n_vote:varint { Vote } * n_vote
+                n_evidence:varint { Evidence } * n_evidence ]   (version 2 only)
 
 * ``block hash = SHA-256d(full header encoding)`` (seal included).
 * ``seal hash = SHA-256d(var_bytes("o2o/seal/v1") ‖ var_bytes(chain_id) ‖
@@ -18,6 +20,10 @@ Byte layout::
 * ``checkpoint`` lists the validator set (ascending) on epoch blocks and is
   empty otherwise.
 * The genesis header carries an all-zero seal.
+* Version 2 blocks also carry finality votes and equivocation evidence (see
+  :mod:`o2ocli.core.finality`); their header's merkle root commits to both:
+  ``SHA-256d(0x02 ‖ tx_root ‖ merkle_root(vote ids) ‖ merkle_root(evidence ids))``
+  where ``tx_root`` is the version 1 root below.
 
 Merkle root (:func:`merkle_root`) of a block: the leaves are the *wtxids*
 (SHA-256d of each transaction's full encoding, witnesses included, see
@@ -47,7 +53,14 @@ from dataclasses import dataclass, field
 from o2ocli.crypto.hashes import sha256d
 
 from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
-from .limits import MAX_BLOCK_BYTES, MAX_BLOCK_TXS, MAX_CHECKPOINT_VALIDATORS
+from .finality import Evidence, FinalityVote
+from .limits import (
+    MAX_BLOCK_BYTES,
+    MAX_BLOCK_EVIDENCE,
+    MAX_BLOCK_TXS,
+    MAX_BLOCK_VOTES,
+    MAX_CHECKPOINT_VALIDATORS,
+)
 from .tx import PUBKEY_SIZE, SIGNATURE_SIZE, Tx
 
 __all__ = [
@@ -60,9 +73,13 @@ __all__ = [
     "VOTE_REMOVE",
     "SEAL_TAG",
     "BLOCK_VERSION",
+    "BLOCK_VERSION_VOTES",
+    "block_commitment",
 ]
 
 BLOCK_VERSION = 1
+BLOCK_VERSION_VOTES = 2
+"""Blocks of this version carry finality votes and evidence after their txs."""
 VOTE_NONE, VOTE_ADD, VOTE_REMOVE = 0, 1, 2
 SEAL_TAG = b"o2o/seal/v1"
 ZERO_HASH = bytes(32)
@@ -74,6 +91,16 @@ def tx_merkle_root(txs: Sequence[Tx]) -> bytes:
     (hash of the full encoding, witnesses included), so the block hash commits
     to every signature and a block cannot be altered without changing its hash."""
     return merkle_root([tx.wtxid for tx in txs])
+
+
+def block_commitment(version: int, txs: Sequence[Tx], votes: Sequence[FinalityVote] = (),
+                     evidence: Sequence[Evidence] = ()) -> bytes:
+    """What a header of ``version`` carries as its merkle root."""
+    root = tx_merkle_root(txs)
+    if version < BLOCK_VERSION_VOTES:
+        return root
+    return sha256d(b"\x02" + root + merkle_root([v.id for v in votes])
+                   + merkle_root([e.id for e in evidence]))
 
 
 def merkle_root(txids: list[bytes]) -> bytes:
@@ -239,6 +266,10 @@ class Block:
     """The block header."""
     txs: tuple[Tx, ...]
     """Transactions in block order (a fee claim, if any, first)."""
+    votes: tuple[FinalityVote, ...] = ()
+    """Finality votes carried (version 2 blocks only)."""
+    evidence: tuple[Evidence, ...] = ()
+    """Equivocation evidence carried (version 2 blocks only)."""
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
     _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -261,6 +292,15 @@ class Block:
             w.varint(len(self.txs))
             for tx in self.txs:
                 tx.encode(w)
+            if self.header.version >= BLOCK_VERSION_VOTES:
+                w.varint(len(self.votes))
+                for vote in self.votes:
+                    vote.encode(w)
+                w.varint(len(self.evidence))
+                for ev in self.evidence:
+                    ev.encode(w)
+            elif self.votes or self.evidence:
+                raise ValueError("only version 2 blocks carry votes or evidence")
             cached = w.getvalue()
             object.__setattr__(self, "_raw", cached)
         return cached
@@ -275,8 +315,8 @@ class Block:
         return cached
 
     def compute_merkle_root(self) -> bytes:
-        """Merkle root of this block's transactions (over their wtxids)."""
-        return tx_merkle_root(self.txs)
+        """The merkle root this block's header must carry (see :func:`block_commitment`)."""
+        return block_commitment(self.header.version, self.txs, self.votes, self.evidence)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Block:
@@ -289,8 +329,15 @@ class Block:
         header = BlockHeader.decode(r)
         n = r.count("transaction", MAX_BLOCK_TXS)
         txs = tuple(Tx.decode(r) for _ in range(n))
+        votes: tuple[FinalityVote, ...] = ()
+        evidence: tuple[Evidence, ...] = ()
+        if header.version >= BLOCK_VERSION_VOTES:
+            votes = tuple(FinalityVote.decode(r)
+                          for _ in range(r.count("vote", MAX_BLOCK_VOTES)))
+            evidence = tuple(Evidence.decode(r)
+                             for _ in range(r.count("evidence", MAX_BLOCK_EVIDENCE)))
         r.finish("block")
-        block = cls(header, txs)
+        block = cls(header, txs, votes, evidence)
         object.__setattr__(block, "_size", len(data))
         object.__setattr__(block, "_raw", bytes(data))
         return block

@@ -3,8 +3,9 @@
 :class:`ChainManager` validates each block's header against the validator
 snapshot of its parent (:func:`o2ocli.consensus.poa.validate_header`), stores
 the new snapshot with the block, chooses between branches with the EIP-3436
-fork choice, and keeps the finalized height up to date so the chainstate never
-reorganises below it.  The wall clock is read here (``clock``), never inside
+fork choice (after the finality gadget's justified height, see
+:mod:`o2ocli.node.finality`), and keeps the finalized height up to date so the
+chainstate never reorganises below it.  The wall clock is read here (``clock``), never inside
 consensus code.
 """
 
@@ -16,11 +17,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from o2ocli.chainspec import ChainSpec
+from o2ocli.consensus.block import check_merkle_root
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.poa import (
     ForkChoiceKey,
     Snapshot,
-    finalized_height,
     prefer_chain,
     validate_header,
 )
@@ -29,6 +30,7 @@ from o2ocli.core.block import Block
 from o2ocli.crypto.hashes import hash160
 from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import (
+    NO_CHANGE,
     STATUS_INVALID,
     ChainState,
     ChainStateError,
@@ -36,6 +38,8 @@ from o2ocli.storage.chainstate import (
     TipChange,
 )
 from o2ocli.storage.db import Database
+
+from .finality import FinalityTracker
 
 __all__ = ["ChainManager", "ReindexProgress", "SNAPSHOT_PREFIX"]
 
@@ -83,8 +87,12 @@ class ChainManager:
             db, spec.consensus_params, self.genesis, verifier=verifier, prefer=self._prefer,
             activate=False,
         )
+        self.finality = FinalityTracker(self)
+        self._recent: dict[bytes, IndexEntry] = {}
+        """Blocks added lately (hash → entry): candidates when votes change the fork choice."""
         # Finality first, so an interrupted reorg is finished (or refused) under
         # the same guard as when the node was running.
+        self.state.finalized_height = self.finality.finalized[0]
         self._update_finality()
         for _ in range(100):  # each failure marks a branch invalid, so this ends
             try:
@@ -110,6 +118,11 @@ class ChainManager:
     def finalized_height(self) -> int:
         """Height at or below which the chain never changes."""
         return self.state.finalized_height
+
+    @property
+    def finalized_hash(self) -> bytes:
+        """Hash of the highest finalized block."""
+        return self.finality.finalized[1]
 
     def snapshot(self, block_hash: bytes) -> Snapshot:
         """The validator snapshot after the stored block ``block_hash``."""
@@ -159,6 +172,14 @@ class ChainManager:
         )
 
     def _prefer(self, candidate: IndexEntry, current: IndexEntry) -> bool:
+        """Rule (fork choice): the branch whose view has the higher justified
+        block wins; on a tie, the PoA rules (:func:`prefer_chain`)."""
+        finality = getattr(self, "finality", None)
+        if finality is not None:
+            mine, theirs = (finality.justified_height(candidate),
+                            finality.justified_height(current))
+            if mine != theirs:
+                return mine > theirs
         return prefer_chain(self._fork_key(candidate), self._fork_key(current))
 
     # ---------------------------------------------------------------- writes
@@ -182,22 +203,55 @@ class ChainManager:
         clock_now = int(self.clock()) if now is None else now
         parent_snap = self.snapshot(parent.hash)
         new_snap = validate_header(header, parent.header, parent_snap, self.poa, clock_now)
+        # A body that does not match its header is refused as such before its
+        # votes are looked at (the header may still arrive with the right body).
+        check_merkle_root(block)
+        fstate = self.finality.block_state(block, parent)
         change = self.state.add_block(
-            block, extra_puts={SNAPSHOT_PREFIX + block.hash: new_snap.to_bytes()}
+            block, extra_puts={SNAPSHOT_PREFIX + block.hash: new_snap.to_bytes(),
+                               k.FINALITY + block.hash: fstate.to_bytes()}
         )
+        self.finality.note_block(block)
+        stored = self.state.get_index(block.hash)
+        if stored is not None:
+            self._recent[block.hash] = stored
+            if len(self._recent) > 512:
+                del self._recent[next(iter(self._recent))]
         if change:
             self._update_finality()
         return change
 
     def _update_finality(self) -> None:
-        n = len(self.tip_snapshot().validators)
-        sealers = (
-            (entry.height, self.sealer_of(entry))
-            for entry in self.iter_main_chain_down()
-            if entry.height > 0
-        )
-        final = finalized_height(sealers, n)  # type: ignore[arg-type]
-        self.state.finalized_height = max(self.state.finalized_height, final)
+        self.finality.update_finalized()
+        self.state.finalized_height = max(self.state.finalized_height,
+                                          self.finality.finalized[0])
+
+    def on_votes_changed(self) -> TipChange:
+        """After the vote pool changed: raise the finalized block, and follow a
+        branch that became preferred (it now holds a higher justified block)."""
+        self._update_finality()
+        tip = self.tip
+        best = None
+        for entry in list(self._recent.values()):
+            if entry.hash == tip.hash or self.state.is_main_chain(entry):
+                continue
+            current = self.state.get_index(entry.hash)
+            if current is None or current.status == STATUS_INVALID:
+                continue
+            if self._prefer(current, best or tip):
+                best = current
+        if best is None:
+            return NO_CHANGE
+        with self.db.write_batch() as batch:
+            batch.put(k.META_BEST, best.hash)
+        try:
+            change = self.state.activate_best_chain()
+        except BlockInvalid as exc:
+            log.warning("branch preferred by votes is invalid: %s", exc)
+            return NO_CHANGE
+        if change:
+            self._update_finality()
+        return change
 
     def reindex(self, progress: Callable[[ReindexProgress], None] | None = None) -> int:
         """Rebuild the chainstate from the stored blocks (headers re-validated,
@@ -222,7 +276,7 @@ class ChainManager:
         # Everything derived from the blocks goes; the blocks themselves and the
         # peer address book and bans (not chain state) stay.
         for prefix in (k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO,
-                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX, *k.O2O_PREFIXES):
+                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX, k.FINALITY, *k.O2O_PREFIXES):
             keys: list[bytes] = []
             for key in self.db.iterate_keys(prefix):
                 keys.append(key)

@@ -3,8 +3,11 @@
 :func:`build_block` is deterministic given its inputs (tip, mempool template,
 key, time, vote).  :class:`Producer` decides *when*: in turn as soon as the
 period has passed since the parent; out of turn after an extra random delay
-(Clique's "wiggle", up to ``signer_limit × 500 ms``) so that in-turn
-validators normally win; never when this validator sealed too recently.
+so that in-turn validators normally win: at least
+:data:`MIN_OUT_OF_TURN_WAIT`, or twice the measured lag of in-turn blocks
+(how long after their due time they were connected here: build, send and
+check), plus Clique's random "wiggle" of up to ``signer_limit × 500 ms``;
+never when this validator sealed too recently.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from dataclasses import dataclass, field
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.poa import DIFF_IN_TURN, DIFF_NO_TURN, seal_header, signer_limit
 from o2ocli.core.block import (
+    BLOCK_VERSION_VOTES,
     VOTE_ADD,
     VOTE_NONE,
     VOTE_REMOVE,
     Block,
     BlockHeader,
-    tx_merkle_root,
+    block_commitment,
 )
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
@@ -41,6 +45,12 @@ log = logging.getLogger("o2ocli.producer")
 
 WIGGLE_STEP = 0.5
 """Seconds of out-of-turn delay per signer-limit slot (Clique uses 500 ms)."""
+MIN_OUT_OF_TURN_WAIT = 0.5
+"""Seconds an out-of-turn validator always waits past the due time, before
+the measured arrival lag and the random wiggle are added."""
+MAX_OUT_OF_TURN_WAIT = 10.0
+"""Cap on the lag-based part of the out-of-turn wait (a stalled in-turn
+validator must not stop the chain for long)."""
 HEADER_RESERVE = 2_000
 """Bytes kept free in a block template for the header and the fee claim."""
 
@@ -71,8 +81,9 @@ def build_block(
     rng: random.Random | None = None,
 ) -> Block:
     """Assemble and seal the next block on the tip: mempool txs by fee rate, a
-    fee claim paying this validator, the vote or epoch checkpoint, the
-    difficulty for this validator's turn, and time ``max(parent + period, now)``."""
+    fee claim paying this validator, the finality votes and evidence not yet
+    on the chain, the validator-set vote or epoch checkpoint, the difficulty
+    for this validator's turn, and time ``max(parent + period, now)``."""
     params = chain.spec.consensus_params
     tip = chain.tip
     height = tip.height + 1
@@ -81,7 +92,10 @@ def build_block(
     epoch_block = height % chain.poa.epoch == 0
     # Room for the header (an epoch block lists every validator), the seal, the
     # tx-count varint and the fee claim.
-    reserve = HEADER_RESERVE + (20 * len(snap.validators) if epoch_block else 0)
+    votes, evidence = chain.finality.votes_for_block(tip)
+    reserve = (HEADER_RESERVE + (20 * len(snap.validators) if epoch_block else 0)
+               + 8 + sum(len(v.to_bytes()) for v in votes)
+               + sum(len(e.to_bytes()) for e in evidence))
     entries = mempool.block_template(params.max_block_size - reserve, params.max_block_txs - 1)
     fees = sum(e.fee for e in entries)
     txs: list[Tx] = [e.tx for e in entries]
@@ -94,14 +108,15 @@ def build_block(
     header = BlockHeader(
         height,
         tip.hash,
-        tx_merkle_root(txs),
+        block_commitment(BLOCK_VERSION_VOTES, txs, votes, evidence),
         max(tip.header.time + chain.poa.period, now),
         DIFF_IN_TURN if snap.in_turn(height) == signer else DIFF_NO_TURN,
         vote_kind,
         vote_address,
         snap.validators if epoch_block else (),
+        version=BLOCK_VERSION_VOTES,
     )
-    return Block(seal_header(header, key, chain.spec.chain_id), tuple(txs))
+    return Block(seal_header(header, key, chain.spec.chain_id), tuple(txs), votes, evidence)
 
 
 class Producer:
@@ -144,6 +159,34 @@ class Producer:
         self.wake = asyncio.Event()
         self.lock = lock or asyncio.Lock()
         self.sealed = 0
+        self.arrival_lag = 0.0
+        """Smoothed seconds between an in-turn block's due time and its connect
+        here (see :meth:`note_arrival`)."""
+
+    def note_arrival(self, lag: float) -> None:
+        """An in-turn block from a peer was connected ``lag`` seconds after its
+        due time (parent time + period).  Rises at once, decays slowly, so a
+        slow block raises the out-of-turn wait for the next ones."""
+        lag = min(max(lag, 0.0), MAX_OUT_OF_TURN_WAIT)
+        self.arrival_lag = lag if lag > self.arrival_lag else 0.9 * self.arrival_lag + 0.1 * lag
+
+    def out_of_turn_wait(self) -> float:
+        """The fixed part of the out-of-turn wait (the wiggle comes on top)."""
+        return min(max(MIN_OUT_OF_TURN_WAIT, 2 * self.arrival_lag), MAX_OUT_OF_TURN_WAIT)
+
+    def _unfinal_txs(self) -> bool:
+        """True if a block above the finalized one carries transactions: with
+        ``only_with_txs`` an empty block is still sealed so those become final
+        (finality needs a child block to vote for)."""
+        chain = self.chain
+        height = chain.height
+        final = chain.finalized_height
+        for h in range(height, max(final, height - 4), -1):
+            block_hash = chain.state.get_block_hash(h)
+            block = chain.state.get_block(block_hash) if block_hash else None
+            if block is not None and any(tx.inputs for tx in block.txs):
+                return True
+        return False
 
     def poke(self) -> None:
         """Re-plan now (the tip moved or a transaction arrived)."""
@@ -160,12 +203,12 @@ class Producer:
         limit = signer_limit(len(snap.validators))
         if any(s == self.address and h > height - limit for h, s in snap.recents):
             return None
-        if self.only_with_txs and len(self.mempool) == 0:
+        if self.only_with_txs and len(self.mempool) == 0 and not self._unfinal_txs():
             return None
         due = tip.header.time + max(self.chain.poa.period, self.interval)
         delay = max(0.0, due - self.clock())
         if snap.in_turn(height) != self.address:
-            delay += self.rng.uniform(0, limit * WIGGLE_STEP)
+            delay += self.out_of_turn_wait() + self.rng.uniform(0, limit * WIGGLE_STEP)
         return delay
 
     async def run(self) -> None:

@@ -22,7 +22,9 @@ from typing import Any
 
 from o2ocli.asyncutil import cancel_and_wait
 from o2ocli.chainspec import ChainSpec
+from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
+from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.batch import ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
@@ -40,6 +42,7 @@ from .datadir import (
     read_node_info,
     write_node_info,
 )
+from .finality import VoteOutcome
 from .mempool import Mempool, MempoolEntry, MempoolError
 from .producer import Producer, Proposals
 
@@ -300,8 +303,22 @@ class Node:
         """Connect a block (own or received), bring the mempool along, relay."""
         change = self.chain.add_block(block, now=now)
         if change:
+            if source is not None and self.producer is not None:
+                self._note_arrival(block)
             self._apply_tip_change(change, source)
         return change
+
+    def _note_arrival(self, block: Block) -> None:
+        """Measure how late an in-turn block from a peer was connected here."""
+        if block.header.difficulty != 2 or self.producer is None:
+            return
+        parent = self.chain.state.get_index(block.header.prev_hash)
+        if parent is None:
+            return
+        due = parent.header.time + self.spec.period
+        if block.header.time > due + 2:  # sealed late on purpose (a catch-up): not lag
+            return
+        self.producer.note_arrival(time.time() - due)
 
     def _apply_tip_change(self, change: TipChange, source: Any = None) -> None:
         now = int(time.time())
@@ -319,8 +336,71 @@ class Node:
                      len(change.disconnected), len(change.connected), self.chain.height)
         if self.p2p is not None and change.connected:
             self.p2p.announce_blocks(list(change.connected), source)
+        if change.connected:
+            accepted = self.chain.finality.retry_pending()
+            if accepted:
+                self._after_votes(accepted, [], None)
+            self.vote()
         if self.producer is not None:
             self.producer.poke()
+
+    # -------------------------------------------------------------- finality
+    def vote(self) -> FinalityVote | None:
+        """As a validator, vote for the tip if the finality rules allow it (the
+        vote is persisted first), count it, and relay it."""
+        if self.validator_key is None:
+            return None
+        tip = self.chain.tip
+        if self.syncing() and tip.header.time < time.time() - 60:
+            return None  # catching up: vote once at the end, not for every old block
+        vote = self.chain.finality.make_own_vote(self.validator_key)
+        if vote is None:
+            return None
+        outcome, _ = self.chain.finality.add_vote(vote)
+        if outcome == VoteOutcome.NEW:
+            self._after_votes([vote], [], None)
+        return vote
+
+    def on_votes(self, votes: list[FinalityVote], source: Any = None) -> int:
+        """Votes from a peer (or RPC): count, relay, and punish only votes that
+        are invalid whatever this node knows.  Returns how many were new."""
+        new: list[FinalityVote] = []
+        evidence: list[Evidence] = []
+        for vote in votes:
+            try:
+                outcome, ev = self.chain.finality.add_vote(vote)
+            except BlockInvalid as exc:
+                if source is not None and self.p2p is not None:
+                    self.p2p.misbehaving(source, 100, f"invalid finality vote: {exc.reason}")
+                break
+            if outcome == VoteOutcome.NEW:
+                new.append(vote)
+            if ev is not None:
+                evidence.append(ev)
+        if new or evidence:
+            self._after_votes(new, evidence, source)
+        return len(new)
+
+    def on_evidence(self, items: list[Evidence], source: Any = None) -> int:
+        """Evidence from a peer: store and relay what is valid and new."""
+        new = [ev for ev in items if self.chain.finality.add_evidence(ev)]
+        if new and self.p2p is not None:
+            self.p2p.relay_evidence(new, source)
+        return len(new)
+
+    def _after_votes(self, new: list[FinalityVote], evidence: list[Evidence],
+                     source: Any) -> None:
+        before = self.chain.finalized_height
+        change = self.chain.on_votes_changed()
+        if self.p2p is not None:
+            if new:
+                self.p2p.relay_votes(new, source)
+            if evidence:
+                self.p2p.relay_evidence(evidence, None)
+        if self.chain.finalized_height > before:
+            log.debug("finalized height %d", self.chain.finalized_height)
+        if change:
+            self._apply_tip_change(change)
 
     def submit_tx(self, tx: Tx, source: Any = None) -> MempoolEntry:
         """Accept a transaction into the mempool and relay it (raises MempoolError)."""

@@ -27,10 +27,13 @@ from .messages import (
     INV_BLOCK,
     INV_TX,
     MAX_ADDR,
+    MAX_EVIDENCE,
     MAX_HEADERS,
+    MAX_VOTES,
     PROTOCOL_VERSION,
     Addr,
     BlockMsg,
+    EvidenceMsg,
     GetAddr,
     GetData,
     GetHeaders,
@@ -44,6 +47,7 @@ from .messages import (
     TxMsg,
     Verack,
     Version,
+    Votes,
 )
 from .peer import Peer
 from .sync import BlockSync
@@ -292,6 +296,12 @@ class PeerManager:
         if not peer.inbound:
             peer.send(GetAddr())
         self.sync.on_peer_ready(peer)
+        # Votes above our finalized block, so a peer that was away catches up
+        # on finality without waiting for them to be carried in blocks.
+        pool = [vote for vote, _ in self.node.chain.finality.pool.ordered()
+                if vote.target_height > self.node.chain.finalized_height]
+        if pool:
+            peer.send(Votes(tuple(pool[-MAX_VOTES:])))
 
     def forget_address(self, key: tuple[str, int]) -> None:
         """Drop an address from the book (e.g. it turned out to be ourselves)."""
@@ -387,6 +397,10 @@ class PeerManager:
             for host, port, seen in msg.addresses[:MAX_ADDR]:
                 if not self.banned(host) and not self._is_self((host, port)):
                     self.add_address(host, port, seen=min(seen, int(time.time())))
+        elif isinstance(msg, Votes):
+            self.node.on_votes(list(msg.votes), peer)
+        elif isinstance(msg, EvidenceMsg):
+            self.node.on_evidence(list(msg.evidence), peer)
         elif isinstance(msg, (Version, Verack)):
             self.misbehaving(peer, 20, "handshake message after the handshake")
 
@@ -518,6 +532,22 @@ class PeerManager:
             for header in headers:
                 peer.known_blocks.add(header.hash)
             peer.send(Headers(headers))  # always the whole run: headers must form a chain
+
+    def relay_votes(self, votes: list[Any], source: Peer | None = None) -> None:
+        """Send finality votes to every ready peer but ``source``."""
+        for start in range(0, len(votes), MAX_VOTES):
+            msg = Votes(tuple(votes[start:start + MAX_VOTES]))
+            for peer in self.ready_peers():
+                if peer is not source:
+                    peer.send(msg)
+
+    def relay_evidence(self, evidence: list[Any], source: Peer | None = None) -> None:
+        """Send equivocation evidence to every ready peer but ``source``."""
+        for start in range(0, len(evidence), MAX_EVIDENCE):
+            msg = EvidenceMsg(tuple(evidence[start:start + MAX_EVIDENCE]))
+            for peer in self.ready_peers():
+                if peer is not source:
+                    peer.send(msg)
 
     def announce_tx(self, txid: bytes, source: Peer | None = None) -> None:
         """Queue a transaction announcement (sent in batches every 100 ms)."""

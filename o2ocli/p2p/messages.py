@@ -32,6 +32,8 @@ type  name        payload
 11    notfound    n:varint(≤1000) (kind:u8 hash:32) × n
 12    getaddr     (empty)
 13    addr        n:varint(≤1000) (host:var_str(≤64) port:u16 last_seen:u64) × n
+14    votes       n:varint(≤256) vote × n (finality votes, 169 bytes each)
+15    evidence    n:varint(≤16) evidence × n (two conflicting votes each)
 ====  ==========  ==============================================================
 
 ``kind``: 1 = transaction, 2 = block.
@@ -44,6 +46,7 @@ from typing import ClassVar
 
 from o2ocli.core.block import Block, BlockHeader
 from o2ocli.core.encoding import DecodeError, Reader, Writer
+from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.hashes import sha256d
 
@@ -68,6 +71,8 @@ __all__ = [
     "NotFound",
     "GetAddr",
     "Addr",
+    "Votes",
+    "EvidenceMsg",
     "Message",
     "encode_frame",
     "parse_frame_header",
@@ -83,6 +88,8 @@ MAX_HEADERS = 2000
 MAX_GETDATA = 1000
 MAX_INV = 5000
 MAX_ADDR = 1000
+MAX_VOTES = 256
+MAX_EVIDENCE = 16
 INV_TX, INV_BLOCK = 1, 2
 
 
@@ -326,14 +333,50 @@ class Addr:
         return cls(tuple(out))
 
 
+@dataclass(frozen=True, slots=True)
+class Votes:
+    """Finality votes (relayed as they are accepted)."""
+
+    TYPE: ClassVar[int] = 14
+    votes: tuple[FinalityVote, ...]
+
+    def encode(self, w: Writer) -> None:
+        w.varint(len(self.votes))
+        for vote in self.votes:
+            vote.encode(w)
+
+    @classmethod
+    def decode(cls, r: Reader) -> Votes:
+        n = r.count("votes", MAX_VOTES)
+        return cls(tuple(FinalityVote.decode(r) for _ in range(n)))
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceMsg:
+    """Equivocation evidence (pairs of conflicting votes)."""
+
+    TYPE: ClassVar[int] = 15
+    evidence: tuple[Evidence, ...]
+
+    def encode(self, w: Writer) -> None:
+        w.varint(len(self.evidence))
+        for ev in self.evidence:
+            ev.encode(w)
+
+    @classmethod
+    def decode(cls, r: Reader) -> EvidenceMsg:
+        n = r.count("evidence", MAX_EVIDENCE)
+        return cls(tuple(Evidence.decode(r) for _ in range(n)))
+
+
 Message = (
     Version | Verack | Ping | Pong | GetHeaders | Headers | GetData | BlockMsg | TxMsg | Inv
-    | NotFound | GetAddr | Addr
+    | NotFound | GetAddr | Addr | Votes | EvidenceMsg
 )
 MESSAGE_TYPES: dict[int, type] = {
     cls.TYPE: cls
     for cls in (Version, Verack, Ping, Pong, GetHeaders, Headers, GetData, BlockMsg, TxMsg,
-                Inv, NotFound, GetAddr, Addr)
+                Inv, NotFound, GetAddr, Addr, Votes, EvidenceMsg)
 }
 
 

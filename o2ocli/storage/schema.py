@@ -43,6 +43,18 @@ O2O indexes (for queries only):
 
 Every block connect or disconnect updates all of these (and ``m tip``) in one
 write batch.
+
+Finality (:mod:`o2ocli.node.finality`):
+
+* ``f`` ‖ block hash → :class:`~o2ocli.consensus.finality.FinalityState` after
+  that block (derived from the votes blocks carry; written with the block)
+* ``m final`` → height u32 ‖ hash: the highest block this node saw finalized
+  (by votes in blocks or gossiped); never lowered
+* ``v`` ‖ validator address → this node's last own vote: source height u32 ‖
+  target height u32 ‖ the vote encoding; written (fsync'd) *before* the vote is
+  sent, and kept by a reindex
+* ``e`` ‖ accused address ‖ evidence id → :class:`~o2ocli.core.finality.Evidence`
+  (from blocks or gossip; kept by a reindex)
 """
 
 from __future__ import annotations
@@ -82,6 +94,11 @@ META_TIP = META + b"tip"
 META_GENESIS = META + b"genesis"
 META_BEST = META + b"best"
 META_SCHEMA = META + b"schema"
+META_FINAL = META + b"final"
+
+FINALITY = b"f"
+OWN_VOTE = b"v"
+EVIDENCE = b"e"
 
 SCHEMA_VERSION = 2
 

@@ -664,11 +664,16 @@ def test_header_version_must_be_current(kit, params, genesis):
     from dataclasses import replace as dc_replace
 
     from o2ocli.consensus.block import check_header_version
-    from o2ocli.core.block import BLOCK_VERSION
+    from o2ocli.core.block import BLOCK_VERSION_VOTES
 
     block = kit.block(genesis.header, [pay(kit, genesis, [0], [COIN - 100])])
     check_header_version(block.header)
-    future = dc_replace(block.header, version=BLOCK_VERSION + 1)
+    check_header_version(dc_replace(block.header, version=BLOCK_VERSION_VOTES))
+    for bad in (0, BLOCK_VERSION_VOTES + 1):
+        with pytest.raises(BlockInvalid) as e:
+            check_header_version(dc_replace(block.header, version=bad))
+        assert e.value.reason == "bad-blk-version"
+    future = dc_replace(block.header, version=BLOCK_VERSION_VOTES + 1)
     with pytest.raises(BlockInvalid) as e:
         check_header_version(future)
     assert e.value.reason == "bad-blk-version"

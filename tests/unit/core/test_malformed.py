@@ -47,6 +47,14 @@ def _rebuild(obj: object) -> bytes:
         w.varint(len(obj.txs))
         for tx in obj.txs:
             w.raw(_rebuild(tx))
+        if obj.header.version >= 2:  # finality votes and evidence follow
+            w.varint(len(obj.votes))
+            for vote in obj.votes:
+                w.raw(dataclasses.replace(vote).to_bytes())
+            w.varint(len(obj.evidence))
+            for ev in obj.evidence:
+                w.raw(dataclasses.replace(ev.first).to_bytes()
+                      + dataclasses.replace(ev.second).to_bytes())
         return w.getvalue()
     assert isinstance(obj, Coin)
     return Coin(obj.output, obj.height, obj.coinbase).to_bytes()

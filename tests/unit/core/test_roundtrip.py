@@ -371,6 +371,14 @@ def test_merkle_matches_reference(leaves):
 @settings(max_examples=40, deadline=None)
 @given(S.blocks())
 def test_block_compute_merkle_root(block):
+    if block.header.version >= 2:
+        # Version 2 commits to the tx root together with the vote and evidence roots.
+        from o2ocli.core.block import block_commitment
+
+        assert block.compute_merkle_root() == block_commitment(
+            2, block.txs, block.votes, block.evidence)
+        assert block.compute_merkle_root() != tx_merkle_root(block.txs)
+        return
     assert block.compute_merkle_root() == tx_merkle_root(block.txs)
     assert block.compute_merkle_root() == merkle_root([t.wtxid for t in block.txs])
     if any(i.witness for t in block.txs for i in t.inputs):

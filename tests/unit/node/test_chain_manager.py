@@ -25,7 +25,15 @@ from o2ocli.consensus.poa import (
     prefer_chain,
     seal_header,
 )
-from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader, merkle_root
+from o2ocli.core.block import (
+    VOTE_ADD,
+    VOTE_NONE,
+    Block,
+    BlockHeader,
+    block_commitment,
+    merkle_root,
+)
+from o2ocli.core.finality import FinalityVote, vote_digest
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import encode_address
 from o2ocli.crypto.keys import PrivateKey
@@ -124,6 +132,19 @@ class Net:
         change = self.add(block)
         assert change.connected == (block,)
         return block
+
+    def vote(self, *keys: PrivateKey) -> list[FinalityVote]:
+        """Each key votes for the tip as an honest validator does (persisted
+        first), and the votes are counted as if gossiped."""
+        votes = []
+        for key in keys:
+            vote = self.chain.finality.make_own_vote(key)
+            assert vote is not None, "the finality rules refused an honest vote"
+            outcome, _ = self.chain.finality.add_vote(vote)
+            assert outcome == "new"
+            votes.append(vote)
+        self.chain.on_votes_changed()
+        return votes
 
     def payment(self, coin: int, fee: int) -> Tx:
         dest = deterministic_key(b"cm-dest", coin)
@@ -358,12 +379,29 @@ def build_block_on(net: Net, parent_hash: bytes, key: PrivateKey, now: int) -> B
 
 
 # ----------------------------------------------------------------- finality
-def test_finality_needs_two_distinct_sealers_and_guards_reorgs(net):
+def test_seals_alone_never_finalize(net):
+    """The split seen under load: V1 seals 1 out of turn, V2 builds 2 on it.
+    Two distinct sealers used to make block 1 final; with votes nothing is."""
+    net.seal(V1)
+    net.seal(V2)
+    net.seal(V0)
+    assert net.chain.finalized_height == 0
+    assert net.chain.finality.view(net.chain.tip).best_justified[0] == 0
+
+
+def test_finality_needs_a_quorum_of_votes_and_guards_reorgs(net):
     genesis_hash = net.chain.tip.hash
     b1 = net.seal(V1)
-    assert net.chain.finalized_height == 0  # one sealer is not enough
+    net.vote(V1)
+    assert net.chain.finalized_height == 0  # 1 of 3 votes: nothing justified
+    assert net.chain.finality.view(net.chain.tip).best_justified == (0, genesis_hash)
+    net.vote(V2)  # 2 of 3 = ceil(2*3/3): block 1 justified
+    assert net.chain.finality.view(net.chain.tip).best_justified == (1, b1.hash)
+    assert net.chain.finalized_height == 0
     b2 = net.seal(V2)
-    assert net.chain.finalized_height == 1  # V2 and V1 sealed at or above 1
+    net.vote(V1, V2)  # links 1 -> 2 from two validators: 1 final
+    assert net.chain.finalized_height == 1
+    assert net.chain.finalized_hash == b1.hash
 
     # A heavier branch from genesis (below the finalized height) is not adopted.
     parent = genesis_hash
@@ -374,36 +412,85 @@ def test_finality_needs_two_distinct_sealers_and_guards_reorgs(net):
     f3 = block
     heavy = net.chain.state.get_index(f3.hash)
     assert heavy is not None and heavy.total_difficulty > net.chain.tip.total_difficulty
-    assert prefer_chain(fork_key(net, f3), fork_key(net, b2))
     assert net.chain.tip.hash == b2.hash
     assert net.chain.finalized_height == 1
 
-    # Still refused after a restart (the finalized height is recomputed).
-    net.reopen()
-    assert net.chain.tip.hash == b2.hash
-    assert net.chain.finalized_height == 1
-    assert not net.chain.add_block(f3, now=T0 + 100)
-    assert net.chain.tip.hash == b2.hash
-
-    # A heavier branch forking at the finalized height is adopted.
+    # A heavier branch forking at the finalized block loses to the tip's
+    # higher justified block (fork choice: justified first) ...
     g2 = build_block_on(net, b1.hash, V0, T0 + 2 * PERIOD)
     assert not net.add(g2)
     g3 = build_block_on(net, g2.hash, V2, T0 + 3 * PERIOD)
     assert not net.add(g3)
     g4 = build_block_on(net, g3.hash, V1, T0 + 4 * PERIOD)
-    change = net.add(g4)
+    assert not net.add(g4)
+    assert net.chain.tip.hash == b2.hash
+    # ... until a quorum justifies a higher block on it: then the node follows.
+    for key in (V0, V2):
+        digest = vote_digest(CHAIN_ID, 1, b1.hash, 3, g3.hash)
+        vote = FinalityVote(key.public_key.to_bytes(), 1, b1.hash, 3, g3.hash, key.sign(digest))
+        assert net.chain.finality.add_vote(vote)[0] == "new"
+    change = net.chain.on_votes_changed()
     assert change == TipChange(disconnected=(b2,), connected=(g2, g3, g4))
     assert net.chain.tip.hash == g4.hash
-    assert net.chain.finalized_height == 3  # V1 at 4 and V2 at 3
+    assert net.chain.finality.view(net.chain.tip).best_justified == (3, g3.hash)
+    assert net.chain.finalized_height == 1  # 1 -> 3 skips a height: nothing new final
+
+    # The branch below the finalized block is still refused after a restart
+    # (the finalized block is persisted).
+    net.reopen()
+    assert net.chain.tip.hash == g4.hash
+    assert net.chain.finalized_height == 1
+    assert net.chain.finalized_hash == b1.hash
+    assert not net.chain.add_block(f3, now=T0 + 100)
+    assert net.chain.tip.hash == g4.hash
 
 
-def test_finalized_height_follows_the_tip(net):
+def test_finalized_height_follows_the_tip_with_votes(net):
+    for height in range(1, 6):
+        net.seal()
+        net.vote(V0, V1, V2)
+        assert net.chain.finalized_height == height - 1
+    # The votes are carried by later blocks: the chain alone proves finality.
+    tip_state = net.chain.finality.state(net.chain.tip.hash)
+    assert tip_state.finalized[0] == 3  # votes for 5 are not in a block yet
+
+
+def test_a_validator_never_signs_two_conflicting_votes_even_after_restart(net):
     net.seal(V1)
+    first = net.chain.finality.make_own_vote(V1)
+    assert first is not None and first.target_height == 1
+    net.reopen()  # the last vote is on disk
+    assert net.chain.finality.make_own_vote(V1) is None  # same target: would be a double vote
+    assert net.chain.finality.last_own_vote(addr(V1)) == (0, 1)
     net.seal(V2)
-    net.seal(V0)
-    assert net.chain.finalized_height == 2
-    net.seal(V2)  # out of turn at height 4
-    assert net.chain.finalized_height == 3
+    second = net.chain.finality.make_own_vote(V1)
+    assert second is not None and (second.source_height, second.target_height) == (0, 2)
+
+
+def test_conflicting_gossiped_votes_become_evidence(net):
+    b1 = net.seal(V1)
+    side = build_block_on(net, net.chain.genesis.hash, V0, T0 + PERIOD)
+    net.add(side)
+    votes = []
+    for target in (b1, side):
+        digest = vote_digest(CHAIN_ID, 0, net.chain.genesis.hash, 1, target.hash)
+        votes.append(FinalityVote(V2.public_key.to_bytes(), 0, net.chain.genesis.hash, 1,
+                                  target.hash, V2.sign(digest)))
+    assert net.chain.finality.add_vote(votes[0])[0] == "new"
+    outcome, evidence = net.chain.finality.add_vote(votes[1])
+    assert outcome == "conflict" and evidence is not None
+    assert evidence.signer == addr(V2)
+    assert net.chain.finality.accused() == {addr(V2)}
+    # The next block carries the evidence; a block carrying it again is refused.
+    b2 = net.seal(V2)
+    assert b2.evidence == (evidence,)
+    net.reopen()
+    assert net.chain.finality.accused() == {addr(V2)}
+    plain = build_block_on(net, b2.hash, V0, T0 + 3 * PERIOD)
+    header = dataclasses.replace(plain.header, version=2,
+                                 merkle_root=block_commitment(2, (), (), (evidence,)))
+    again = Block(seal_header(header, V0, CHAIN_ID), (), (), (evidence,))
+    assert reason(net.add, again) == "bad-evidence-duplicate"
 
 
 # -------------------------------------------------------- snapshots & votes
@@ -449,8 +536,13 @@ def test_snapshots_and_finality_survive_reopen(net):
     proposals = Proposals({addr(OUTSIDER): True})
     tx = net.payment(1, fee=5_000)
     net.pool.accept(tx, T0)
-    blocks = [net.seal(V1, pool=net.pool, proposals=proposals), net.seal(V2), net.seal(V0)]
+    blocks = [net.seal(V1, pool=net.pool, proposals=proposals)]
+    net.vote(V1, V2)
+    blocks.append(net.seal(V2))
+    net.vote(V1, V2)
+    blocks.append(net.seal(V0))
     before = {b.hash: net.chain.snapshot(b.hash) for b in blocks}
+    net.vote(V0, V1)
     tip, final = net.chain.tip.hash, net.chain.finalized_height
     utxo = net.chain.state.utxo_set_hash()
     assert final == 2
@@ -513,16 +605,23 @@ def test_reindex_of_a_fresh_chain(net):
 
 
 def test_reindex_keeps_a_branch_refused_below_the_finalized_height(net):
-    # Main chain: three out-of-turn blocks (total difficulty 3), finalized at 2.
-    main = [net.seal(V0), net.seal(V1), net.seal(V2)]
-    assert [b.header.difficulty for b in main] == [DIFF_NO_TURN] * 3
-    assert net.chain.finalized_height == 2
+    # Main chain: four out-of-turn blocks (total difficulty 4), each voted for
+    # by two validators; the votes ride in the next blocks, so the chain alone
+    # finalizes block 2.
+    main = []
+    for key in (V0, V1, V2, V0):
+        main.append(net.seal(key))
+        net.vote(V1, V2)
+    assert [b.header.difficulty for b in main] == [DIFF_NO_TURN] * 4
+    assert net.chain.finality.state(main[-1].hash).finalized[0] == 2
     # A heavier branch from genesis (two in-turn blocks, total 4) arrives later: refused.
     f1 = build_block_on(net, net.chain.genesis.hash, V1, T0 + PERIOD)
     assert not net.add(f1)
     f2 = build_block_on(net, f1.hash, V2, T0 + 2 * PERIOD)
     assert not net.add(f2)
-    assert net.chain.state.get_index(f2.hash).total_difficulty == 4 > net.chain.tip.total_difficulty
+    f3 = build_block_on(net, f2.hash, V0, T0 + 3 * PERIOD)
+    assert not net.add(f3)
+    assert net.chain.state.get_index(f3.hash).total_difficulty == 6 > net.chain.tip.total_difficulty
     assert net.chain.tip.hash == main[-1].hash
     stats = net.chain.state.utxo_stats()
 
@@ -532,10 +631,10 @@ def test_reindex_keeps_a_branch_refused_below_the_finalized_height(net):
     tip = net.chain.tip
     assert tip.hash == main[-1].hash, (
         f"reindex moved the tip to height {tip.height} "
-        f"({'the refused branch' if tip.hash == f2.hash else 'another block'})"
+        f"({'the refused branch' if tip.hash == f3.hash else 'another block'})"
     )
     assert net.chain.state.utxo_stats() == stats
-    assert net.chain.finalized_height == 2
+    assert net.chain.finalized_height >= 2
 
 
 def test_reindex_keeps_the_address_book_and_bans(tmp_path):

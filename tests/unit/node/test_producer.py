@@ -14,7 +14,13 @@ import pytest
 
 from o2ocli.chainspec import ChainSpec, builtin_spec_path, spec_from_dict
 from o2ocli.consensus.poa import DIFF_IN_TURN, DIFF_NO_TURN
-from o2ocli.core.block import VOTE_ADD, VOTE_NONE, VOTE_REMOVE, merkle_root, tx_merkle_root
+from o2ocli.core.block import (
+    VOTE_ADD,
+    VOTE_NONE,
+    VOTE_REMOVE,
+    block_commitment,
+    merkle_root,
+)
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
@@ -108,7 +114,8 @@ def test_block_takes_txs_by_fee_rate_and_claims_exactly_the_fees(chain, pool):
     assert sorted(t.txid for t in body) == sorted(t.txid for t in txs)
     assert [rates[t.txid] for t in body] == sorted(rates.values(), reverse=True)
     assert [t.txid for t in body] == [txs[1].txid, txs[3].txid, txs[2].txid, txs[0].txid]
-    assert block.header.merkle_root == tx_merkle_root(block.txs)
+    assert block.header.merkle_root == block_commitment(2, block.txs)
+    assert block.header.version == 2 and block.votes == () and block.evidence == ()
     assert block.header.prev_hash == chain.tip.hash
     connect(chain, block)
     coin = chain.state.get(Outpoint(claim.txid, 0))
@@ -141,7 +148,8 @@ def test_child_follows_its_parent_even_with_a_higher_fee_rate(chain, pool):
 def test_empty_mempool_gives_an_empty_block(chain, pool):
     block = build_block(chain, pool, V1, T0)
     assert block.txs == ()
-    assert block.header.merkle_root == merkle_root([])
+    assert block.header.merkle_root == block_commitment(2, ())
+    assert block.header.merkle_root != merkle_root([])
     connect(chain, block)
 
 

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from o2ocli.chainspec import builtin_spec_path, spec_from_dict
 from o2ocli.core.block import VOTE_ADD, VOTE_REMOVE, Block, BlockHeader
 from o2ocli.core.encoding import Writer
+from o2ocli.core.finality import Evidence, FinalityVote, vote_digest
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.hashes import sha256d
+from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.messages import (
     FRAME_HEADER_SIZE,
     INV_BLOCK,
@@ -34,6 +36,7 @@ from o2ocli.p2p.messages import (
     PROTOCOL_VERSION,
     Addr,
     BlockMsg,
+    EvidenceMsg,
     GetAddr,
     GetData,
     GetHeaders,
@@ -47,6 +50,7 @@ from o2ocli.p2p.messages import (
     TxMsg,
     Verack,
     Version,
+    Votes,
     decode_payload,
     encode_frame,
     parse_frame_header,
@@ -155,13 +159,24 @@ def samples(headers, block, tx) -> list[object]:
         NotFound(((INV_TX, h(5)), (INV_BLOCK, h(6)))),
         GetAddr(),
         Addr((("127.0.0.1", 18444, 1_700_000_000), ("::1", 65535, 2**64 - 1))),
+        Votes((_vote(1, 2), _vote(2, 3))),
+        EvidenceMsg((Evidence.of(_vote(1, 2), _vote(1, 2, h(77))),)),
     ]
+
+
+def _vote(source: int, target: int, target_hash: bytes | None = None) -> FinalityVote:
+    """A vote signed by a fixed test key (chain id 'o2o-test')."""
+    key = PrivateKey(bytes([7]) * 32)
+    t_hash = target_hash or h(100 + target)
+    digest = vote_digest("o2o-test", source, h(source), target, t_hash)
+    return FinalityVote(key.public_key.to_bytes(), source, h(source), target, t_hash,
+                        key.sign(digest))
 
 
 # ------------------------------------------------------------------ round trips
 def test_every_message_type_is_registered(samples):
-    assert sorted(MESSAGE_TYPES) == list(range(1, 14))
-    assert sorted(type(m).TYPE for m in samples) == list(range(1, 14))
+    assert sorted(MESSAGE_TYPES) == list(range(1, 16))
+    assert sorted(type(m).TYPE for m in samples) == list(range(1, 16))
     for kind, cls in MESSAGE_TYPES.items():
         assert cls.TYPE == kind
 
@@ -289,7 +304,7 @@ def test_wrong_magic():
         parse_frame_header(MAGIC, head)
 
 
-@pytest.mark.parametrize("kind", [0, 14, 100, 255])
+@pytest.mark.parametrize("kind", [0, 16, 100, 255])
 def test_unknown_message_type(kind):
     with pytest.raises(ProtocolError, match=f"unknown message type {kind}"):
         parse_frame_header(MAGIC, header_bytes(kind, 0))
