@@ -366,10 +366,14 @@ def status_cmd() -> None:
         "sync_height": info.get("sync_height", info["height"]),
         "chain_id": info["chain_id"],
         "validator": info["validator"],
+        "finalized_hash": info.get("finalized_hash"),
+        "justified_height": info.get("justified_height"),
+        "accused_validators": info.get("accused_validators", []),
     }
     lines = [
         f"chain      {info['chain_id']}",
-        f"height     {info['height']}  (finalized {info['finalized_height']})",
+        f"height     {info['height']}  (finalized {info['finalized_height']}, "
+        f"justified {info.get('justified_height')})",
         f"tip        {info['tip']}",
         f"mempool    {info['mempool_size']} txs",
         f"peers      {info['peers']}",
@@ -378,6 +382,9 @@ def status_cmd() -> None:
     ]
     if info["validator"]:
         lines.append(f"validator  {info['validator']}")
+    for accused in data["accused_validators"]:
+        lines.append(f"EVIDENCE   validator {accused} signed conflicting finality votes "
+                     "(see: o2ocli validator evidence)")
     emit(ctx, data, "\n".join(lines))
 
 

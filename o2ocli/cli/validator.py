@@ -30,8 +30,10 @@ def list_cmd() -> None:
     data = rpc_call(ctx, "getvalidators")
 
     def human() -> str:
-        rows = [[v, "in turn" if v == data["in_turn"] else ""] for v in data["validators"]]
-        text = table(rows, ["validator", "next block"])
+        accused = set(data.get("accused", []))
+        rows = [[v, "in turn" if v == data["in_turn"] else "",
+                 "EVIDENCE: equivocated" if v in accused else ""] for v in data["validators"]]
+        text = table(rows, ["validator", "next block", "finality"])
         if data["pending_votes"]:
             votes = [[v["signer"], v["action"], v["address"], v["height"]]
                      for v in data["pending_votes"]]
@@ -78,3 +80,39 @@ def discard_cmd(address: str) -> None:
     data = rpc_call(ctx, "discard", address)
     text = "\n".join(f"{p['action']} {p['address']}" for p in data["proposals"]) or "no proposals"
     emit(ctx, data, text)
+
+
+@validator.command("evidence")
+def evidence_cmd() -> None:
+    """Evidence that a validator signed two conflicting finality votes.
+
+    Two votes by one key conflict when they have the same target height (a
+    double vote) or one's source..target span strictly contains the other's
+    (a surround vote).  Honest validators never sign such a pair, and two
+    conflicting final blocks are impossible without one.  Evidence seen in
+    blocks or from peers is kept and carried in later blocks.  To remove the
+    validator, the others vote: ``o2ocli validator propose ADDRESS --remove``.
+
+    \b
+    Example:
+        o2ocli validator evidence
+        o2ocli --json validator evidence
+    """
+    ctx = get_context()
+    data = rpc_call(ctx, "listevidence")
+
+    def human() -> str:
+        if not data["evidence"]:
+            return "no evidence: no validator has signed conflicting finality votes"
+        rows = []
+        for ev in data["evidence"]:
+            first, second = ev["votes"]
+            rows.append([
+                ev["validator"], ev["kind"],
+                f"{first['source_height']}->{first['target_height']} {first['target'][:16]}",
+                f"{second['source_height']}->{second['target_height']} {second['target'][:16]}",
+                "yes" if ev["still_validator"] else "no",
+            ])
+        return table(rows, ["validator", "kind", "vote", "conflicting vote", "still validator"])
+
+    emit(ctx, data, human)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from o2ocli import __version__
+from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.encoding import DecodeError
 from o2ocli.core.tx import Coin, Outpoint, Tx
 from o2ocli.crypto.address import AddressError
@@ -129,6 +130,9 @@ def build_methods(node: Node) -> RpcMethods:
             "tip": tip.hash.hex(),
             "tip_time": tip.header.time,
             "finalized_height": chain.finalized_height,
+            "finalized_hash": chain.finalized_hash.hex(),
+            "justified_height": chain.finality.justified_height(tip),
+            "accused_validators": sorted(spec.address(a) for a in chain.finality.accused()),
             "validators": [spec.address(v) for v in chain.tip_snapshot().validators],
             "validator": spec.address(node.validator_address) if node.validator_address else None,
             "mempool_size": len(node.mempool),
@@ -410,7 +414,87 @@ def build_methods(node: Node) -> RpcMethods:
             ],
             "proposals": proposals_json(),
             "finalized_height": chain.finalized_height,
+            "accused": sorted(spec.address(a) for a in chain.finality.accused()
+                              if a in snap.validators),
         }
+
+    def vote_json(vote: Any) -> dict[str, Any]:
+        return {
+            "signer": spec.address(vote.signer),
+            "source_height": vote.source_height,
+            "source": vote.source_hash.hex(),
+            "target_height": vote.target_height,
+            "target": vote.target_hash.hex(),
+        }
+
+    @methods.method("listevidence")
+    def listevidence() -> dict[str, Any]:
+        """Equivocation evidence seen (in blocks or gossip): pairs of conflicting
+        finality votes signed by one validator."""
+        from o2ocli.consensus.finality import votes_conflict
+
+        items = sorted(chain.finality.evidence.values(),
+                       key=lambda ev: (ev.signer, ev.id))
+        snap = chain.tip_snapshot()
+        return {
+            "evidence": [
+                {
+                    "id": ev.id.hex(),
+                    "validator": spec.address(ev.signer),
+                    "kind": votes_conflict(ev.first, ev.second),
+                    "still_validator": ev.signer in snap.validators,
+                    "votes": [vote_json(ev.first), vote_json(ev.second)],
+                    "raw": ev.to_bytes().hex(),
+                }
+                for ev in items
+            ]
+        }
+
+    @methods.method("getfinality")
+    def getfinality() -> dict[str, Any]:
+        """The finality gadget's view of the main chain: finalized and justified
+        blocks, and the votes counted for links above the finalized block."""
+        from o2ocli.consensus.finality import quorum
+
+        tip = chain.tip
+        view = chain.finality.view(tip)
+        snap = chain.tip_snapshot()
+        return {
+            "finalized_height": chain.finalized_height,
+            "finalized_hash": chain.finalized_hash.hex(),
+            "justified_height": view.best_justified[0],
+            "justified_hash": view.best_justified[1].hex(),
+            "quorum": quorum(len(snap.validators)),
+            "links": [
+                {"source_height": s_h, "target_height": t_h,
+                 "voters": [spec.address(v) for v in who]}
+                for s_h, t_h, who in view.links
+            ],
+            "pool_votes": len(chain.finality.pool),
+            "chain_finalized_height": chain.finality.state(tip.hash).finalized[0],
+        }
+
+    @methods.method("submitvote")
+    def submitvote(raw: Any) -> dict[str, Any]:
+        """Hand a finality vote (hex of its 169-byte encoding) to the node, as
+        a peer would: counted if valid, relayed if new, evidence if it
+        conflicts with a vote of the same key."""
+        from o2ocli.core.finality import VOTE_SIZE, FinalityVote
+        from o2ocli.node.finality import VoteOutcome
+
+        data = _hex_arg(raw, "vote", VOTE_SIZE)
+        try:
+            vote = FinalityVote.from_bytes(data)
+        except (DecodeError, ValueError) as exc:
+            raise RpcError(E.INVALID_PARAMS, f"not a vote: {exc}") from None
+        try:
+            outcome, ev = chain.finality.add_vote(vote)
+        except BlockInvalid as exc:
+            raise RpcError(E.TX_REJECTED, f"vote refused: {exc.reason}") from None
+        if outcome == VoteOutcome.NEW or ev is not None:
+            node._after_votes([vote] if outcome == VoteOutcome.NEW else [],
+                              [ev] if ev is not None else [], None)
+        return {"result": outcome, "evidence": ev.id.hex() if ev is not None else None}
 
     @methods.method("propose")
     def propose(address: Any, add: Any = True) -> dict[str, Any]:

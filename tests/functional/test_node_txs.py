@@ -25,6 +25,9 @@ def test_payment_is_mined_and_reported(node_factory):
     out = node.cli_json("chain", "broadcast", tx.to_bytes().hex())
     assert out == {"txid": tx.txid.hex()}
     wait_until(lambda: node.rpc("gettx", tx.txid.hex())["height"] is not None, what="mining")
+    # Final once the validator's vote for the next block links to it (FFG): the
+    # dev node seals that block by itself, without new transactions.
+    wait_until(lambda: node.rpc("gettx", tx.txid.hex())["final"], what="finality")
     shown = node.cli_json("chain", "tx", tx.txid.hex())
     assert {"txid", "block", "height", "confirmations", "final", "inputs", "outputs",
             "payload"} <= shown.keys()
@@ -51,8 +54,9 @@ def test_unconfirmed_chain_and_refusals_change_nothing(node_factory):
     second = payer.pay(dest, 2000)  # spends first's change: an unconfirmed chain
     results = node.rpc("sendrawtxs", [first.to_bytes().hex(), second.to_bytes().hex()])
     assert results == [first.txid.hex(), second.txid.hex()]
-    wait_until(lambda: node.rpc("gettx", second.txid.hex())["height"] is not None,
-               what="the chain of txs to be mined")
+    wait_until(lambda: node.rpc("gettx", second.txid.hex())["final"],
+               what="the chain of txs to be mined and final")
+    # The block that finalized it is the last one until a new tx arrives.
     before = node.rpc("getutxosetinfo")
 
     # Double spend of a coin already spent in the chain.

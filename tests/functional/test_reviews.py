@@ -42,7 +42,8 @@ RANDOM_TXID = "5a" * 32
 
 
 def mined(node, txid: str) -> bool:
-    return node.rpc("gettx", txid)["height"] is not None
+    """Final, not just in a block: block heights are settled then."""
+    return node.rpc("gettx", txid)["final"]
 
 
 def wait_mined(node, *txids: str, timeout: float = 30) -> None:

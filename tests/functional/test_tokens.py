@@ -39,7 +39,9 @@ def mined(node, txid: str) -> dict[str, Any]:
     """Wait until ``txid`` is in a block; returns its ``gettx``."""
     def check() -> dict[str, Any] | None:
         tx = node.rpc("gettx", txid)
-        return tx if tx["height"] is not None else None
+        # Final, not just mined: the dev node seals one more (empty) block for
+        # that, so block heights are settled when this returns.
+        return tx if tx["final"] else None
 
     return wait_until(check, timeout=30, what=f"tx {txid[:16]} to be mined")
 

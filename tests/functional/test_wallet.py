@@ -30,7 +30,8 @@ def wallet_meta(node, name: str) -> dict:
 
 
 def mined(node, txid: str) -> bool:
-    return node.rpc("gettx", txid)["height"] is not None
+    """Final, not just in a block: block heights are settled then."""
+    return node.rpc("gettx", txid)["final"]
 
 
 @pytest.fixture
