@@ -24,7 +24,7 @@ from .api_o2o import (
     register_trace_consent_methods,
 )
 from .mempool import MempoolError
-from .render import amount_json, asset_json, block_json, coin_json, tx_json
+from .render import amount_json, asset_json, block_json, coin_json, tx_json, vote_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Node
@@ -418,15 +418,6 @@ def build_methods(node: Node) -> RpcMethods:
                               if a in snap.validators),
         }
 
-    def vote_json(vote: Any) -> dict[str, Any]:
-        return {
-            "signer": spec.address(vote.signer),
-            "source_height": vote.source_height,
-            "source": vote.source_hash.hex(),
-            "target_height": vote.target_height,
-            "target": vote.target_hash.hex(),
-        }
-
     @methods.method("listevidence")
     def listevidence() -> dict[str, Any]:
         """Equivocation evidence seen (in blocks or gossip): pairs of conflicting
@@ -443,7 +434,7 @@ def build_methods(node: Node) -> RpcMethods:
                     "validator": spec.address(ev.signer),
                     "kind": votes_conflict(ev.first, ev.second),
                     "still_validator": ev.signer in snap.validators,
-                    "votes": [vote_json(ev.first), vote_json(ev.second)],
+                    "votes": [vote_json(spec, ev.first), vote_json(spec, ev.second)],
                     "raw": ev.to_bytes().hex(),
                 }
                 for ev in items

@@ -11,6 +11,7 @@ from typing import Any
 
 from o2ocli.chainspec import ChainSpec, format_amount
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
+from o2ocli.core.finality import FinalityVote
 from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
 from o2ocli.core.payloads import (
     TRACE_EVENTS,
@@ -240,7 +241,24 @@ def block_json(spec: ChainSpec, block: Block, *, full_txs: bool = False) -> dict
     data["size"] = block.size
     data["tx_count"] = len(block.txs)
     data["txs"] = [tx_json(spec, t) if full_txs else t.txid.hex() for t in block.txs]
+    data["votes"] = [vote_json(spec, v) for v in block.votes]
+    data["evidence"] = [
+        {"id": ev.id.hex(), "validator": spec.address(ev.signer),
+         "votes": [vote_json(spec, ev.first), vote_json(spec, ev.second)]}
+        for ev in block.evidence
+    ]
     return data
+
+
+def vote_json(spec: ChainSpec, vote: FinalityVote) -> dict[str, Any]:
+    """A finality vote as JSON."""
+    return {
+        "signer": spec.address(vote.signer),
+        "source_height": vote.source_height,
+        "source": vote.source_hash.hex(),
+        "target_height": vote.target_height,
+        "target": vote.target_hash.hex(),
+    }
 
 
 def coin_json(
