@@ -36,6 +36,7 @@ from o2ocli.core.block import (
 from o2ocli.core.finality import FinalityVote, vote_digest
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import encode_address
+from o2ocli.crypto.hashes import sha256d
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.chain import ChainManager, ReindexProgress
 from o2ocli.node.mempool import Mempool
@@ -654,3 +655,45 @@ def test_reindex_keeps_the_address_book_and_bans(tmp_path):
         assert db.get(b"x127.0.0.66") == (2**40).to_bytes(8, "big")
         assert chain.state.has_tx(chain.genesis.txs[0].txid)
         assert not chain.state.has_tx(bytes(32))
+
+
+# ------------------------------------------------------------ vote gossip bounds
+def signed_vote(key: PrivateKey, source: tuple[int, bytes], target: tuple[int, bytes],
+                chain_id: str = CHAIN_ID) -> FinalityVote:
+    digest = vote_digest(chain_id, source[0], source[1], target[0], target[1])
+    return FinalityVote(key.public_key.to_bytes(), source[0], source[1], target[0], target[1],
+                        key.sign(digest))
+
+
+def test_gossiped_votes_are_checked_and_bounded(net):
+    from o2ocli.node.finality import MAX_PENDING_VOTES, MAX_POOL_VOTES_PER_SIGNER
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+    b1 = net.seal(V1)
+    # Invalid whatever the receiver knows: refused with a reason (the sender is punished).
+    forged = dataclasses.replace(signed_vote(V1, genesis, (1, b1.hash)), target_height=2)
+    assert reason(finality.add_vote, forged) == "bad-vote-signature"
+    other_chain = signed_vote(V1, genesis, (1, b1.hash), chain_id="another-chain")
+    assert reason(finality.add_vote, other_chain) == "bad-vote-signature"
+    backwards = signed_vote(V1, (1, b1.hash), genesis)
+    assert reason(finality.add_vote, backwards) == "bad-vote-order"
+    # Depends on the receiver's view: kept or dropped, never an error.
+    assert finality.add_vote(signed_vote(OUTSIDER, genesis, (1, b1.hash)))[0] == "ignored"
+    assert len(finality.pool) == 0
+    # A flood of votes for blocks nobody has: bounded.
+    for i in range(MAX_PENDING_VOTES + 100):
+        unknown = (5 + i, sha256d(i.to_bytes(4, "big")))
+        assert finality.add_vote(signed_vote(V0, genesis, unknown))[0] == "pending"
+    assert len(finality.pending) == MAX_PENDING_VOTES
+    # Votes of one validator beyond the per-key bound: the highest targets stay.
+    for _ in range(MAX_POOL_VOTES_PER_SIGNER + 5):
+        net.seal()
+    tip = net.chain.height
+    for target in range(1, tip + 1):
+        block_hash = net.chain.state.get_block_hash(target)
+        finality.add_vote(signed_vote(V2, (target - 1, net.chain.state.get_block_hash(
+            target - 1)), (target, block_hash)))
+    mine = [v for v, signer in finality.pool.votes.values() if signer == addr(V2)]
+    assert len(mine) == MAX_POOL_VOTES_PER_SIGNER
+    assert max(v.target_height for v in mine) == tip
