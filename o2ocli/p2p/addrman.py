@@ -420,15 +420,8 @@ class AddrMan:
         avoided group.  ``usable`` filters out connected, banned or backing
         off addresses."""
         avoid = frozenset(avoid_groups)
-        rounds = [avoid, frozenset()] if avoid else [frozenset()]
-        for excluded in rounds:
-            def ok(e: AddrEntry, excluded: frozenset[str] = excluded) -> bool:
-                return e.group not in excluded and usable(e)
-
-            found = self._probe(now, ok) or self._scan(now, ok)
-            if found is not None:
-                return found
-        return None
+        found = self._probe(now, lambda e: e.group not in avoid and usable(e))
+        return found if found is not None else self._scan(usable, avoid)
 
     def _probe(self, now: int, ok: Callable[[AddrEntry], bool]) -> AddrEntry | None:
         if not self.entries:
@@ -445,17 +438,23 @@ class AddrMan:
             factor *= 1.2
         return None
 
-    def _scan(self, now: int, ok: Callable[[AddrEntry], bool]) -> AddrEntry | None:
-        """Every usable entry, picked like :meth:`_probe` (table, bucket, entry)."""
-        tables: dict[bool, dict[int, list[AddrEntry]]] = {True: {}, False: {}}
+    def _scan(self, usable: Callable[[AddrEntry], bool],
+              avoid: frozenset[str]) -> AddrEntry | None:
+        """One pass over every entry when probing found nothing: a usable
+        entry outside ``avoid`` if there is one, else any usable entry,
+        picked like :meth:`_probe` (table, bucket, entry)."""
+        preferred: dict[bool, dict[int, list[AddrEntry]]] = {True: {}, False: {}}
+        fallback: dict[bool, dict[int, list[AddrEntry]]] = {True: {}, False: {}}
         for entry in self.entries.values():
-            if ok(entry):
+            if usable(entry):
+                tables = fallback if entry.group in avoid else preferred
                 tables[entry.tried].setdefault(entry.bucket, []).append(entry)
-        choices = [t for t in (True, False) if tables[t]]
-        if not choices:
-            return None
-        buckets = tables[self.rng.choice(choices)]
-        return self.rng.choice(buckets[self.rng.choice(list(buckets))])
+        for tables in (preferred, fallback):
+            choices = [t for t in (True, False) if tables[t]]
+            if choices:
+                buckets = tables[self.rng.choice(choices)]
+                return self.rng.choice(buckets[self.rng.choice(list(buckets))])
+        return None
 
     def get_addr(self, now: int, max_count: int = 1000, max_pct: int = 23) -> list[AddrEntry]:
         """A random sample of non-terrible entries to answer ``getaddr`` with

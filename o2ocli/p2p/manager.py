@@ -107,7 +107,7 @@ class PeerManager:
         self.peers: dict[int, Peer] = {}
         self.own_nonces: set[int] = set()
         self.addr_store = AddrStore(node.db, ADDR_PREFIX)
-        self.addrman: AddrMan = AddrMan(bytes(32))  # replaced by _load
+        self.addrman: AddrMan = self.addr_store.load(int(time.time()))
         self.fixed: dict[tuple[str, int], FixedPeer] = {}
         self._retry_at: dict[tuple[str, int], float] = {}
         self.addr_rate_limited = 0
@@ -135,7 +135,6 @@ class PeerManager:
             until = int.from_bytes(value, "big")
             if until > now:
                 self.bans[key[1:].decode()] = until
-        self.addrman = self.addr_store.load(now)
 
     def _save_addrs(self) -> None:
         self.addr_store.save(self.addrman)
