@@ -319,7 +319,6 @@ class PeerManager:
         self.peers.pop(peer.id, None)
         self.own_nonces.discard(peer.sent_nonce)
         self.sync.on_peer_gone(peer)
-        self.addr_rate_limited += peer.addr_limiter.dropped
         if peer.dialed is not None:
             fixed = self.fixed.get(peer.dialed)
             failures = fixed.failures if fixed is not None else 0
@@ -497,6 +496,7 @@ class PeerManager:
         now = time.time()
         allowed = peer.addr_limiter.take(len(msg.addresses), now)
         if allowed < len(msg.addresses):
+            self.addr_rate_limited += len(msg.addresses) - allowed
             log.debug("peer %s: %d of %d addresses dropped (rate limit)", peer.address,
                       len(msg.addresses) - allowed, len(msg.addresses))
         for host, port, seen in msg.addresses[:min(allowed, MAX_ADDR)]:
@@ -515,12 +515,11 @@ class PeerManager:
     def addrman_info(self) -> dict[str, Any]:
         """Address manager sizes and counters (for ``getaddrmaninfo``)."""
         stats = self.addrman.stats
-        live = sum(p.addr_limiter.dropped for p in self.peers.values())
         return {**self.addrman.counts(),
                 "added": stats["added"], "evicted": stats["evicted"],
                 "rejected_invalid": stats["invalid"], "rejected_source_cap": stats["source_cap"],
                 "rejected_collision": stats["collision_dropped"],
-                "rate_limited": self.addr_rate_limited + live,
+                "rate_limited": self.addr_rate_limited,
                 "fixed": sorted(f"{h}:{p}" for (h, p), f in self.fixed.items() if f.always)}
 
     def _on_inv(self, peer: Peer, msg: Inv) -> None:
