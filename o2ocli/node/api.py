@@ -521,8 +521,13 @@ def build_methods(node: Node) -> RpcMethods:
             "banned": manager.banned_list(),
             "network_active": manager.network_active,
             "listen": listen,
-            "known_addresses": len(manager.addrbook),
+            "known_addresses": len(manager.addrman),
         }
+
+    @methods.method("getaddrmaninfo")
+    def getaddrmaninfo() -> dict[str, Any]:
+        """The address manager: new/tried sizes, capacity, and flood counters."""
+        return p2p().addrman_info()
 
     def host_port(value: Any) -> tuple[str, int]:
         if not isinstance(value, str):

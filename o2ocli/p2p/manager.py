@@ -1,9 +1,11 @@
 """The peer manager: listening, dialing, relay, address book, bans.
 
 One :class:`PeerManager` per node.  It accepts inbound connections (up to
-``max_inbound``), keeps ``target_outbound`` outbound ones from the address
-book (``--connect`` peers, the spec's bootstrap peers, and addresses learned
-by gossip), reconnecting with exponential backoff.  Peers that break the
+``max_inbound``), keeps every ``--connect``/``addpeer`` peer dialed, and
+``target_outbound`` outbound connections in all, filled from the bucketed
+address manager (:mod:`.addrman`: the spec's bootstrap peers and addresses
+learned by gossip), preferring tried addresses and distinct network groups,
+reconnecting with exponential backoff.  Peers that break the
 rules collect misbehaviour points; at 100 they are disconnected and their
 host is banned for ``ban_seconds`` (persisted, so a restart keeps the ban).
 """
@@ -11,7 +13,6 @@ host is banned for ``ban_seconds`` (persisted, so a restart keeps the ban).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -23,6 +24,7 @@ from o2ocli import __version__
 from o2ocli.asyncutil import cancel_and_wait
 from o2ocli.core.tx import Tx
 
+from .addrman import ADDR_BURST, AddrMan, AddrStore, backoff, host_group, parse_ip
 from .messages import (
     INV_BLOCK,
     INV_TX,
@@ -64,7 +66,6 @@ PING_SECONDS = 30.0
 PING_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
-MAX_ADDRBOOK = 10_000
 MAX_ORPHANS = 100
 MAX_INBOUND_PER_HOST = 8
 ORPHAN_SECONDS = 600
@@ -73,13 +74,14 @@ BAN_PREFIX = b"x"
 
 
 @dataclass
-class AddrInfo:
-    """What the address book knows about one listening address."""
+class FixedPeer:
+    """A ``--connect``/``addpeer`` address (``always`` dialed, whatever the
+    outbound target) or a bootstrap peer given by host name (dialed when
+    the address manager has nothing better)."""
 
-    last_seen: int = 0
+    always: bool
     failures: int = 0
     next_try: float = 0.0
-    manual: bool = False
 
 
 class PeerManager:
@@ -108,7 +110,11 @@ class PeerManager:
         self.ban_seconds = ban_seconds
         self.peers: dict[int, Peer] = {}
         self.own_nonces: set[int] = set()
-        self.addrbook: dict[tuple[str, int], AddrInfo] = {}
+        self.addr_store = AddrStore(node.db, ADDR_PREFIX)
+        self.addrman: AddrMan = self.addr_store.load(int(time.time()))
+        self.fixed: dict[tuple[str, int], FixedPeer] = {}
+        self._retry_at: dict[tuple[str, int], float] = {}
+        self.addr_rate_limited = 0
         self.bans: dict[str, int] = {}
         self.network_active = True
         self.sync = BlockSync(self)
@@ -133,39 +139,35 @@ class PeerManager:
             until = int.from_bytes(value, "big")
             if until > now:
                 self.bans[key[1:].decode()] = until
-        for key, value in db.iterate(ADDR_PREFIX):
-            host, _, port = key[1:].decode().rpartition(":")
-            try:
-                info = json.loads(value)
-                self.addrbook[(host, int(port))] = AddrInfo(last_seen=int(info.get("seen", 0)))
-            except (ValueError, TypeError):
-                continue
 
-    def _save_addr(self, host: str, port: int) -> None:
-        info = self.addrbook[(host, port)]
-        with self.node.db.write_batch(sync=False) as batch:
-            batch.put(ADDR_PREFIX + f"{host}:{port}".encode(),
-                      json.dumps({"seen": info.last_seen}).encode())
+    def _save_addrs(self) -> None:
+        self.addr_store.save(self.addrman)
 
-    def add_address(self, host: str, port: int, *, manual: bool = False, seen: int = 0) -> bool:
-        """Remember a listening address (manual ones are always kept dialed)."""
+    def add_address(self, host: str, port: int, *, manual: bool = False,
+                    seen: int | None = None, source: str | None = None) -> bool:
+        """Remember a listening address.
+
+        ``manual`` ones (``--connect``, ``addpeer``; host names allowed) are
+        always kept dialed.  Others go to the address manager, told by
+        ``source`` (default: the address itself, e.g. a bootstrap peer) and
+        last seen at ``seen`` (default: now); a bootstrap host name is kept
+        aside and dialed when the address manager offers nothing."""
         key = (host, port)
         if not 0 < port < 65536 or not host:
             return False
-        info = self.addrbook.get(key)
-        new = info is None
-        if info is None:
-            if len(self.addrbook) >= MAX_ADDRBOOK and not manual:
-                return False
-            info = self.addrbook[key] = AddrInfo()
-        info.manual = info.manual or manual
-        fresher = seen > info.last_seen + 3600
-        info.last_seen = max(info.last_seen, seen)
         if manual:
-            info.next_try = 0.0
-        if new or fresher:
-            self._save_addr(host, port)
-        return True
+            fixed = self.fixed.setdefault(key, FixedPeer(always=True))
+            fixed.always = True
+            fixed.next_try = 0.0
+            return True
+        now = int(time.time())
+        if source is None and parse_ip(host) is None:
+            self.fixed.setdefault(key, FixedPeer(always=False))
+            return True
+        added = self.addrman.add(host, port, source if source is not None else host,
+                                 now if seen is None else seen, now)
+        self._save_addrs()
+        return added or self.addrman.get(host, port) is not None
 
     # --------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -257,10 +259,7 @@ class PeerManager:
                 asyncio.open_connection(host, port, limit=2**16), CONNECT_TIMEOUT
             )
         except (TimeoutError, OSError) as exc:
-            info = self.addrbook.get(key)
-            if info is not None:
-                info.failures += 1
-                info.next_try = time.monotonic() + min(MAX_BACKOFF, 2.0 ** info.failures)
+            self._dial_failed(key)
             log.debug("cannot connect to %s:%d: %s", host, port, exc)
             return False
         finally:
@@ -287,13 +286,9 @@ class PeerManager:
         log.info("peer %s connected (%s, height %d, %s)", peer.address,
                  "inbound" if peer.inbound else "outbound", peer.best_height,
                  peer.version.user_agent if peer.version else "?")
-        listen = peer.listen_address
-        if listen is not None:
-            self.add_address(*listen, seen=int(time.time()))
-            info = self.addrbook.get(listen)  # absent if the book is full
-            if info is not None:
-                info.failures = 0
+        self._addr_on_ready(peer)
         if not peer.inbound:
+            peer.addr_limiter.grant(ADDR_BURST)  # the answer to our getaddr
             peer.send(GetAddr())
         self.sync.on_peer_ready(peer)
         # Votes above our finalized block, so a peer that was away catches up
@@ -303,11 +298,31 @@ class PeerManager:
         if pool:
             peer.send(Votes(tuple(pool[-MAX_VOTES:])))
 
+    def _addr_on_ready(self, peer: Peer) -> None:
+        """Book-keeping for a completed handshake: an outbound peer's address
+        moves to the tried table; an inbound one's listening address (on its
+        own IP) is learned as a new address."""
+        listen = peer.listen_address
+        if listen is None:
+            return
+        now = int(time.time())
+        fixed = self.fixed.get(listen)
+        if fixed is not None:
+            fixed.failures = 0
+        self._retry_at.pop(listen, None)
+        if peer.inbound:
+            self.addrman.add(listen[0], listen[1], peer.host, now, now)
+        elif parse_ip(listen[0]) is not None:
+            if self.addrman.get(*listen) is None:
+                self.addrman.add(listen[0], listen[1], listen[0], now, now)
+            self.addrman.good(listen[0], listen[1], now)
+        self._save_addrs()
+
     def forget_address(self, key: tuple[str, int]) -> None:
         """Drop an address from the book (e.g. it turned out to be ourselves)."""
-        if self.addrbook.pop(key, None) is not None:
-            with self.node.db.write_batch(sync=False) as batch:
-                batch.delete(ADDR_PREFIX + f"{key[0]}:{key[1]}".encode())
+        self.fixed.pop(key, None)
+        if self.addrman.remove(*key):
+            self._save_addrs()
 
     def on_disconnect(self, peer: Peer) -> None:
         """Forget a closed peer and re-queue its work."""
@@ -315,29 +330,73 @@ class PeerManager:
         self.own_nonces.discard(peer.sent_nonce)
         self.sync.on_peer_gone(peer)
         if peer.dialed is not None:
-            info = self.addrbook.get(peer.dialed)
-            if info is not None:
-                info.next_try = time.monotonic() + min(MAX_BACKOFF, 2.0 ** max(info.failures, 1))
+            fixed = self.fixed.get(peer.dialed)
+            failures = fixed.failures if fixed is not None else 0
+            self._retry_at[peer.dialed] = time.monotonic() + backoff(failures, MAX_BACKOFF)
+
+    def _dial_failed(self, key: tuple[str, int]) -> None:
+        """A dial of ``key`` failed: back off (exponentially) before the next."""
+        fixed = self.fixed.get(key)
+        if fixed is not None:
+            fixed.failures += 1
+            fixed.next_try = time.monotonic() + backoff(fixed.failures, MAX_BACKOFF)
+        self.addrman.attempt(key[0], key[1], int(time.time()))
+        entry = self.addrman.get(*key)
+        attempts = entry.attempts if entry is not None else 1
+        self._retry_at[key] = time.monotonic() + backoff(attempts, MAX_BACKOFF)
+        self._save_addrs()
+
+    def _may_dial(self, key: tuple[str, int], connected: set[tuple[str, int]]) -> bool:
+        return (key not in connected and key not in self._dialing
+                and self._retry_at.get(key, 0.0) <= time.monotonic()
+                and not self.banned(key[0]) and not self._is_self(key))
+
+    def _pick_outbound(self, connected: set[tuple[str, int]]) -> tuple[str, int] | None:
+        """The next address to fill an outbound slot: from the address
+        manager, in a network group none of our outbound peers is in if
+        possible; else a bootstrap host name that is due."""
+        if len(self._retry_at) > 4096:
+            now = time.monotonic()
+            self._retry_at = {k: t for k, t in self._retry_at.items() if t > now}
+        groups = {host_group(p.dialed[0]) for p in self.peers.values()
+                  if p.dialed is not None and not p.closed}
+        groups.update(host_group(host) for host, _ in self._dialing)
+        entry = self.addrman.select(
+            int(time.time()),
+            lambda e: e.key not in self.fixed and self._may_dial(e.key, connected), groups)
+        if entry is not None:
+            return entry.key
+        now = time.monotonic()
+        for key, fixed in self.fixed.items():
+            if not fixed.always and fixed.next_try <= now and self._may_dial(key, connected):
+                return key
+        return None
 
     async def _dial_loop(self) -> None:
         while True:
             if self.network_active:
-                outbound = sum(1 for p in self.peers.values() if not p.inbound and not p.closed)
-                now = time.monotonic()
-                due = [
-                    key for key, info in self.addrbook.items()
-                    if info.next_try <= now and not self._connected_to(key)
-                    and key not in self._dialing and not self.banned(key[0])
-                    and not self._is_self(key)
-                ]
-                due.sort(key=lambda k: (not self.addrbook[k].manual, -self.addrbook[k].last_seen))
-                for key in due:
-                    if outbound >= self.target_outbound and not self.addrbook[key].manual:
-                        continue
-                    self.addrbook[key].next_try = now + 1.0
-                    if await self.connect(*key):
-                        outbound += 1
+                await self._dial_round()
             await asyncio.sleep(0.5)
+
+    async def _dial_round(self) -> None:
+        """Dial every due manual peer, then fill the free outbound slots."""
+        now = time.monotonic()
+        connected = {p.listen_address for p in self.peers.values() if not p.closed}
+        for key, fixed in list(self.fixed.items()):
+            if fixed.always and fixed.next_try <= now and self._may_dial(key, connected):
+                fixed.next_try = now + 1.0
+                await self.connect(*key)
+        outbound = sum(1 for p in self.peers.values() if not p.inbound and not p.closed)
+        for _ in range(max(0, self.target_outbound - outbound)):
+            connected = {p.listen_address for p in self.peers.values() if not p.closed}
+            key = self._pick_outbound(connected)
+            if key is None:
+                break
+            self._retry_at[key] = time.monotonic() + 1.0
+            fixed = self.fixed.get(key)
+            if fixed is not None:
+                fixed.next_try = time.monotonic() + 1.0
+            await self.connect(*key)
 
     def _is_self(self, key: tuple[str, int]) -> bool:
         if self.listen is None:
@@ -394,9 +453,7 @@ class PeerManager:
                 peer.served_addr = True
                 self._serve_addr(peer)
         elif isinstance(msg, Addr):
-            for host, port, seen in msg.addresses[:MAX_ADDR]:
-                if not self.banned(host) and not self._is_self((host, port)):
-                    self.add_address(host, port, seen=min(seen, int(time.time())))
+            self._on_addr(peer, msg)
         elif isinstance(msg, Votes):
             self.node.on_votes(list(msg.votes), peer)
         elif isinstance(msg, EvidenceMsg):
@@ -447,15 +504,37 @@ class PeerManager:
         if missing:
             peer.send(NotFound(tuple(missing)))
 
+    def _on_addr(self, peer: Peer, msg: Addr) -> None:
+        """Feed gossiped addresses to the address manager, at most as many as
+        the peer's token bucket allows (the rest are dropped and counted)."""
+        now = time.time()
+        allowed = peer.addr_limiter.take(len(msg.addresses), now)
+        if allowed < len(msg.addresses):
+            self.addr_rate_limited += len(msg.addresses) - allowed
+            log.debug("peer %s: %d of %d addresses dropped (rate limit)", peer.address,
+                      len(msg.addresses) - allowed, len(msg.addresses))
+        for host, port, seen in msg.addresses[:min(allowed, MAX_ADDR)]:
+            if not self.banned(host) and not self._is_self((host, port)):
+                self.addrman.add(host, port, peer.host, seen, int(now))
+        self._save_addrs()
+
     def _serve_addr(self, peer: Peer) -> None:
-        good = sorted(
-            ((host, port, info.last_seen) for (host, port), info in self.addrbook.items()
-             if info.last_seen and not self.banned(host)),
-            key=lambda a: -a[2],
-        )[:MAX_ADDR]
+        now = int(time.time())
+        good = [(e.host, e.port, e.last_seen) for e in self.addrman.get_addr(now, MAX_ADDR)
+                if not self.banned(e.host)]
         if self.listen_port and self.listen is not None:
-            good.insert(0, (self.listen[0], self.listen_port, int(time.time())))
+            good.insert(0, (self.listen[0], self.listen_port, now))
         peer.send(Addr(tuple(good[:MAX_ADDR])))
+
+    def addrman_info(self) -> dict[str, Any]:
+        """Address manager sizes and counters (for ``getaddrmaninfo``)."""
+        stats = self.addrman.stats
+        return {**self.addrman.counts(),
+                "added": stats["added"], "evicted": stats["evicted"],
+                "rejected_invalid": stats["invalid"], "rejected_source_cap": stats["source_cap"],
+                "rejected_collision": stats["collision_dropped"],
+                "rate_limited": self.addr_rate_limited,
+                "fixed": sorted(f"{h}:{p}" for (h, p), f in self.fixed.items() if f.always)}
 
     def _on_inv(self, peer: Peer, msg: Inv) -> None:
         state = self.node.chain.state

@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from .addrman import AddrRateLimiter
 from .messages import (
     FRAME_HEADER_SIZE,
     PROTOCOL_VERSION,
@@ -98,6 +99,8 @@ class Peer:
         self._verack = False
         self.sent_nonce = 0
         self.served_addr = False
+        self.addr_limiter = AddrRateLimiter(time.time())
+        """Token bucket for the ``addr`` entries this peer may feed us."""
 
     # ------------------------------------------------------------ identity
     @property
@@ -272,6 +275,8 @@ class Peer:
             "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
             "bytes_sent": self.bytes_sent,
             "bytes_recv": self.bytes_recv,
+            "addr_processed": self.addr_limiter.processed,
+            "addr_rate_limited": self.addr_limiter.dropped,
             "connected_at": int(self.connected_at),
         }
 
