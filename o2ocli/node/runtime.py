@@ -343,8 +343,33 @@ class Node:
         return results
 
 
+FD_LIMIT_TARGET = 65536
+"""Open files the node asks for at start (capped by the hard limit), like Bitcoin Core."""
+
+
+def raise_fd_limit(target: int = FD_LIMIT_TARGET) -> int:
+    """Raise the soft limit on open files towards ``target`` (at most the hard limit), so
+    LevelDB, peers and RPC have room; returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+            return soft
+        log.info("raised the open-file limit from %d to %d", soft, wanted)
+        return wanted
+    return soft
+
+
 async def run_node(config: NodeConfig) -> None:
     """Start a node, install SIGINT/SIGTERM handlers and run until stopped."""
+    raise_fd_limit()
     node = Node(config)
     await node.start()
     loop = asyncio.get_running_loop()
