@@ -84,6 +84,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from o2ocli.fsmodes import make_private_dir
+
 from .errors import (
     DESERIALIZATION_ERROR,
     ERROR_NAMES,
@@ -854,7 +856,7 @@ class RpcServer:
 
 def _write_cookie(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
