@@ -4,10 +4,17 @@ keys can be imported without putting them on the command line."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pty
+import select
 import signal
 import stat
+import subprocess
+import sys
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +149,44 @@ def test_import_key_from_stdin_or_key_file(offline, tmp_path):
     assert "cannot read key file" in missing.stderr and "Traceback" not in missing.stderr
     helptext = run_cli(offline, "wallet", "import-key", "--help")
     assert "shell history" in helptext.stdout and "--key-file" in helptext.stdout
+
+
+def test_import_key_prompts_without_echo_on_a_terminal(offline):
+    source = ok(offline, "wallet", "create", "source", "--no-passphrase")
+    wif = ok(offline, "-w", "source", "wallet", "export-key", source["address"])["wif"]
+    ok(offline, "wallet", "create", "target", "--no-passphrase")
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "o2ocli", "--datadir", str(offline), "--json", "-w", "target",
+         "wallet", "import-key"],
+        stdin=slave, stdout=subprocess.PIPE, stderr=slave, preexec_fn=controlling_terminal,
+    )
+    os.close(slave)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"Private key (WIF):" not in seen:
+            assert time.monotonic() < deadline, f"no prompt; terminal showed {seen!r}"
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 1024)
+                except OSError:
+                    raise AssertionError(f"exited without a prompt: {seen!r}") from None
+        os.write(master, wif.encode() + b"\n")
+        out, _ = proc.communicate(timeout=60)
+        with contextlib.suppress(OSError):  # the terminal is gone once the process exits
+            while chunk := os.read(master, 1024):
+                seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+    assert proc.returncode == 0, seen
+    assert json.loads(out) == {"address": source["address"]}
+    assert wif.encode() not in seen  # typed without echo
