@@ -228,6 +228,7 @@ def start_cmd(
         connect=peers,
         progress_bar=sys.stderr.isatty(),
     )
+    os.umask(0o077)  # like bitcoind: whatever the node creates is the owner's only
     try:
         asyncio.run(run_node(config))
     except NodeStartError as exc:
@@ -270,6 +271,7 @@ def _pid_alive(pid: Any) -> bool:
 
 def _start_detached(datadir: Path, as_json: bool) -> None:
     """Re-run this command in the background and wait until its RPC answers."""
+    from o2ocli.fsmodes import make_private_dir
     from o2ocli.node.datadir import node_info_path, read_node_info
 
     args = [a for a in sys.argv[1:] if a != "--detach"]
@@ -277,9 +279,10 @@ def _start_detached(datadir: Path, as_json: bool) -> None:
         args = ["--datadir", str(datadir), *args]
     args = [a for a in args if a != "--json"]
     log_path = datadir / "node.log"
-    datadir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(datadir)
     node_info_path(datadir).unlink(missing_ok=True)
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "o2ocli", *args],
             stdin=subprocess.DEVNULL,

@@ -74,7 +74,9 @@ def unlock_passphrase(wallet: Any, passphrase_file: Path | None) -> str | None:
 
 @contextmanager
 def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
-    """Open the ``-w`` wallet; wallet errors become CLI errors."""
+    """Open the ``-w`` wallet; wallet errors become CLI errors.  A wallet folder other users
+    may read gets a one-line warning on stderr."""
+    from o2ocli.fsmodes import exposure_warning
     from o2ocli.wallet.wallet import Wallet, WalletError
 
     datadir = resolve_datadir(ctx)
@@ -83,6 +85,9 @@ def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
         wallet = Wallet.open(datadir, name or ctx.wallet, spec)
     except WalletError as exc:
         raise CliError(str(exc)) from None
+    warning = exposure_warning(wallet.path, "wallet folder")
+    if warning is not None:
+        click.echo(warning, err=True)
     try:
         yield wallet
     finally:
@@ -520,23 +525,58 @@ def export_key_cmd(address: str, passphrase_file: Path | None) -> None:
     emit(ctx, {"wif": wif}, wif)
 
 
+def _read_key(wif: str | None, key_file: Path | None) -> str:
+    """The WIF text to import: the argument, ``--key-file``, a hidden prompt on a terminal,
+    else one line of standard input."""
+    if wif is not None and key_file is not None:
+        raise click.UsageError("give the key either as WIF or with --key-file, not both")
+    if wif is not None:
+        return wif
+    if key_file is not None:
+        try:
+            return key_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read key file {key_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CliError(f"key file {key_file} is not text (expected one WIF line)") from None
+    if sys.stdin.isatty():
+        return click.prompt("Private key (WIF)", hide_input=True, err=True)
+    line = sys.stdin.readline()
+    if not line.strip():
+        raise CliError("no private key: give it on standard input, with --key-file FILE, "
+                       "or as WIF")
+    return line
+
+
 @wallet.command("import-key")
-@click.argument("wif")
+@click.argument("wif", required=False)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the key (one WIF line) from FILE.",
+)
 @passphrase_file_option
-def import_key_cmd(wif: str, passphrase_file: Path | None) -> None:
+def import_key_cmd(wif: str | None, key_file: Path | None, passphrase_file: Path | None) -> None:
     """Add a private key (WIF, this chain's version) to the wallet.
+
+    Without WIF the key is read from --key-file FILE, or from standard input:
+    prompted without echo on a terminal, else one line.  A key typed as WIF on the
+    command line ends up in your shell history (and, while the command runs, in
+    the process list): prefer standard input or --key-file.
 
     \b
     Example:
-        o2ocli -w alice wallet import-key Z…
+        o2ocli -w alice wallet import-key < alice.key
+        o2ocli -w alice wallet import-key --key-file alice.key
     """
     from o2ocli.crypto.address import AddressError, decode_wif
     from o2ocli.crypto.keys import InvalidKeyError, PrivateKey
 
     ctx = get_context()
     with open_wallet(ctx) as w:
+        text = _read_key(wif, key_file)
         try:
-            secret, _ = decode_wif(wif.strip(), version=w.spec.wif_version)
+            secret, _ = decode_wif(text.strip(), version=w.spec.wif_version)
             key = PrivateKey(secret)
         except (AddressError, InvalidKeyError) as exc:
             raise CliError(f"bad private key: {exc}") from None

@@ -2,6 +2,9 @@
 
 ::
 
+The datadir and the folders in it are created mode 0700 and its files 0600, whatever the
+umask (see :mod:`o2ocli.fsmodes`)::
+
     DATADIR/chainspec.json   copy of the chain spec (the datadir remembers its chain)
     DATADIR/chaindata/       the node's LevelDB (blocks, index, UTXO set, indexes)
     DATADIR/node.json        written while a node runs: pid, RPC URL (removed at shutdown)
@@ -22,6 +25,7 @@ from typing import Any
 from o2ocli.chainspec import ChainSpec, SpecError, load_spec
 from o2ocli.crypto.address import AddressError, decode_wif, encode_wif
 from o2ocli.crypto.keys import InvalidKeyError, PrivateKey
+from o2ocli.fsmodes import make_private_dir
 
 __all__ = [
     "DatadirError",
@@ -83,8 +87,9 @@ def read_spec(datadir: Path) -> ChainSpec | None:
 
 
 def write_private_file(path: Path, data: str, mode: int = 0o600) -> None:
-    """Write ``data`` atomically (temp file + rename) with ``mode`` permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` atomically (temp file + rename) with ``mode`` permissions; a missing
+    parent folder is created mode 0700."""
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)
@@ -110,9 +115,9 @@ def init_datadir(datadir: Path, spec: ChainSpec) -> bool:
                 f"(genesis differs from {spec.chain_id!r})"
             )
         return False
-    datadir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(datadir)
     text = Path(spec.source).read_text(encoding="utf-8") if spec.source else "{}"
-    write_private_file(spec_path(datadir), text, 0o644)
+    write_private_file(spec_path(datadir), text)
     return True
 
 
@@ -148,4 +153,4 @@ def read_node_info(datadir: Path) -> dict[str, Any] | None:
 
 def write_node_info(datadir: Path, info: dict[str, Any]) -> None:
     """Publish the running node's info."""
-    write_private_file(node_info_path(datadir), json.dumps(info, indent=2) + "\n", 0o644)
+    write_private_file(node_info_path(datadir), json.dumps(info, indent=2) + "\n")

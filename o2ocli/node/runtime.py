@@ -29,7 +29,7 @@ from o2ocli.core.tx import Tx
 from o2ocli.crypto.batch import ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.manager import PeerManager
-from o2ocli.rpc.server import RpcServer
+from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS, RpcServer
 from o2ocli.storage.chainstate import TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
 
@@ -162,6 +162,7 @@ class Node:
             port=port,
             cookie_path=cookie_path(self.datadir),
             allow_remote=cfg.rpc_allow_remote,
+            max_connections=rpc_connection_cap(),
         )
         try:
             bound = await self.rpc.start()
@@ -423,8 +424,46 @@ class Node:
         return results
 
 
+FD_LIMIT_TARGET = 65536
+"""Open files the node asks for at start (capped by the hard limit), like Bitcoin Core."""
+
+
+def raise_fd_limit(target: int = FD_LIMIT_TARGET) -> int:
+    """Raise the soft limit on open files towards ``target`` (at most the hard limit), so
+    LevelDB, peers and RPC have room; returns the soft limit now in force."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+            return soft
+        log.info("raised the open-file limit from %d to %d", soft, wanted)
+        return wanted
+    return soft
+
+
+def rpc_connection_cap() -> int:
+    """How many RPC connections may be open at once: 128, or an eighth of the open-file
+    limit when that is lower (at least 8), so peers and LevelDB keep their descriptors."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return DEFAULT_MAX_CONNECTIONS
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return DEFAULT_MAX_CONNECTIONS
+    return max(8, min(DEFAULT_MAX_CONNECTIONS, soft // 8))
+
+
 async def run_node(config: NodeConfig) -> None:
     """Start a node, install SIGINT/SIGTERM handlers and run until stopped."""
+    raise_fd_limit()
     node = Node(config)
     await node.start()
     loop = asyncio.get_running_loop()

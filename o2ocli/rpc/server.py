@@ -19,8 +19,30 @@ Protocol
   ``data`` is ``{"reason": ...}``). Unexpected failures are ``-32603`` with a short
   message; the traceback goes to the node log only.
 * HTTP-level refusals carry a JSON-RPC error body with ``id: null``: 401 (bad or missing
-  credentials, with ``WWW-Authenticate: Basic realm="o2ocli"``), 405, 404, and 413 (body
-  larger than ``max_body``, 8 MiB by default).
+  credentials, with ``WWW-Authenticate: Basic realm="o2ocli"``), 405, 404, 408 (body not
+  received within ``body_timeout``) and 413 (body larger than ``max_body``, 8 MiB by
+  default). After a 401 or 408 the server closes the connection.
+
+Connections (slow-loris defence)
+--------------------------------
+A client that opens connections and never finishes a request must not be able to use up the
+node's file descriptors. Every connection passes through :class:`_ConnectionGuard`:
+
+* a request's line and headers must arrive within ``header_timeout`` (10 s) of the connection
+  being opened (or of its first byte after an idle keep-alive pause), its body within
+  ``body_timeout`` (30 s) of the headers; otherwise the connection is closed (for a body,
+  after a 408 answer and at most 2 s of draining what is still sent);
+* an idle keep-alive connection is closed after ``keepalive_timeout`` (15 s), and after
+  ``max_requests_per_connection`` (1,000) requests the answer says ``Connection: close``;
+* at most ``max_connections`` (128) connections are open at once: a new connection over the
+  cap closes the oldest connection that is not running a request (one that never completed
+  a request first), or is itself closed if all are busy. So a flood of half-open
+  connections costs at most ``max_connections`` file descriptors, and a real client always
+  gets a slot.
+
+Header lines are capped at 8,190 bytes and 64 header fields. A client that disconnects while
+its request runs does not cancel the method (aiohttp's ``handler_cancellation`` stays off): a
+method that changes state is never stopped half-way.
 
 Authentication
 --------------
@@ -61,6 +83,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+
+from o2ocli.fsmodes import make_private_dir
 
 from .errors import (
     DESERIALIZATION_ERROR,
@@ -109,6 +133,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_USER = "__cookie__"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 DEFAULT_MAX_BATCH = 10_000
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+DEFAULT_KEEPALIVE_TIMEOUT = 15.0
+DEFAULT_MAX_CONNECTIONS = 128
+DEFAULT_MAX_REQUESTS_PER_CONNECTION = 1000
+MAX_HEADER_LINE = 8190
+MAX_HEADERS = 64
+LINGERING_TIME = 2.0
+"""Seconds an answered connection keeps reading (and dropping) an unread body before it is
+closed, so the client sees the answer instead of a reset."""
 REALM = "o2ocli"
 
 _NO_ID = object()
@@ -395,6 +429,189 @@ def _valid_id(id_: Any) -> bool:
     return id_ is None or (isinstance(id_, str | int | float) and not isinstance(id_, bool))
 
 
+# ---------------------------------------------------------------------------------------------
+# Connection guard: timeouts and a cap on open connections
+# ---------------------------------------------------------------------------------------------
+
+_FRESH = "fresh"
+"""Connected, no request completed yet (its headers are due ``header_timeout`` after connect)."""
+_BUSY = "busy"
+"""A request is being handled (headers complete)."""
+_IDLE = "idle"
+"""Keep-alive pause between requests (closed after ``keepalive_timeout``)."""
+_READING = "reading"
+"""Bytes of a further request arrived after an idle pause; its headers are due."""
+
+
+class _GuardedConnection(asyncio.Protocol):
+    """One accepted connection: forwards everything to aiohttp's protocol, and tells the guard
+    what happens so it can time the connection out or close it to make room."""
+
+    def __init__(self, guard: _ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self.guard = guard
+        self.inner = inner
+        self.transport: asyncio.Transport | None = None
+        self.state = _FRESH
+        self.requests = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.inner.connection_made(transport)
+        self.guard.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == _IDLE:
+            self.state = _READING
+            self.guard.arm(self, self.guard.header_timeout)
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.forget(self)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _ConnectionGuard:
+    """Bookkeeping of the open connections (oldest first): deadlines and the cap."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        header_timeout: float,
+        keepalive_timeout: float,
+    ) -> None:
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self._open: dict[_GuardedConnection, None] = {}  # insertion order = age
+        self._by_transport: dict[asyncio.BaseTransport, _GuardedConnection] = {}
+        self.timed_out = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for ``loop.create_server`` around aiohttp's ``factory``."""
+        return lambda: _GuardedConnection(self, factory())
+
+    def opened(self, conn: _GuardedConnection) -> None:
+        assert conn.transport is not None
+        self._open[conn] = None
+        self._by_transport[conn.transport] = conn
+        self.arm(conn, self.header_timeout)
+        if len(self._open) > self.max_connections:
+            victim = self._victim()
+            if victim is None:
+                log.debug("RPC: %d connections all busy; refusing a new one", len(self._open) - 1)
+                victim = conn
+            else:
+                self.evicted += 1
+            self.close(victim)
+
+    def _victim(self) -> _GuardedConnection | None:
+        """The oldest connection that never completed a request, else the oldest idle one."""
+        idle = None
+        for conn in self._open:
+            if conn.state == _FRESH:
+                return conn
+            if idle is None and conn.state != _BUSY:
+                idle = conn
+        return idle
+
+    def arm(self, conn: _GuardedConnection, delay: float) -> None:
+        """Close ``conn`` after ``delay`` seconds unless its state changes first."""
+        if conn.timer is not None:
+            conn.timer.cancel()
+        conn.timer = asyncio.get_running_loop().call_later(delay, self._expire, conn)
+
+    def _expire(self, conn: _GuardedConnection) -> None:
+        conn.timer = None
+        if conn in self._open and conn.state != _BUSY:
+            self.timed_out += 1
+            log.debug("RPC: closing a connection (%s for too long)", conn.state)
+            self.close(conn)
+
+    def close(self, conn: _GuardedConnection) -> None:
+        """Close ``conn`` now and stop counting it."""
+        self.forget(conn)
+        if conn.transport is not None:
+            conn.transport.close()
+
+    def forget(self, conn: _GuardedConnection) -> None:
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        self._open.pop(conn, None)
+        if conn.transport is not None:
+            self._by_transport.pop(conn.transport, None)
+
+    def request_started(self, transport: asyncio.BaseTransport | None) -> _GuardedConnection | None:
+        """The request's headers are complete: no deadline while it runs."""
+        conn = self._by_transport.get(transport) if transport is not None else None
+        if conn is not None:
+            conn.state = _BUSY
+            conn.requests += 1
+            if conn.timer is not None:
+                conn.timer.cancel()
+                conn.timer = None
+        return conn
+
+    def request_finished(self, conn: _GuardedConnection | None) -> None:
+        """The answer is ready: the connection idles until its next request."""
+        if conn is not None and conn in self._open:
+            conn.state = _IDLE
+            self.arm(conn, self.keepalive_timeout)
+
+    def close_all(self) -> None:
+        for conn in list(self._open):
+            self.close(conn)
+
+
+class _GuardedTCPSite(web.BaseSite):
+    """``web.TCPSite`` whose connections go through a :class:`_ConnectionGuard`."""
+
+    __slots__ = ("_host", "_port", "_guard")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: _ConnectionGuard,
+                 backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._guard = guard
+
+    @property
+    def name(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._guard.wrap(server), self._host, self._port, backlog=self._backlog
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+
 class RpcServer:
     """JSON-RPC 2.0 over HTTP (aiohttp), with bitcoind-style cookie authentication."""
 
@@ -409,6 +626,11 @@ class RpcServer:
         max_body: int = DEFAULT_MAX_BODY,
         user: str = DEFAULT_USER,
         max_batch: int = DEFAULT_MAX_BATCH,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_requests_per_connection: int = DEFAULT_MAX_REQUESTS_PER_CONNECTION,
     ) -> None:
         if not allow_remote and not is_loopback_host(host):
             raise ValueError(
@@ -418,6 +640,10 @@ class RpcServer:
             )
         if ":" in user:
             raise ValueError("RPC user name must not contain ':'")
+        if max_connections < 1 or max_requests_per_connection < 1:
+            raise ValueError("max_connections and max_requests_per_connection must be >= 1")
+        if min(header_timeout, body_timeout, keepalive_timeout) <= 0:
+            raise ValueError("RPC timeouts must be positive")
         self.methods = methods
         self.host = host
         self.port = port
@@ -426,6 +652,13 @@ class RpcServer:
         self.max_body = max_body
         self.max_batch = max_batch
         self.user = user
+        self.body_timeout = body_timeout
+        self.max_requests_per_connection = max_requests_per_connection
+        self.guard = _ConnectionGuard(
+            max_connections=max_connections,
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+        )
         self._credentials: bytes | None = None
         self._cookie_text: str | None = None
         self._runner: web.AppRunner | None = None
@@ -446,15 +679,24 @@ class RpcServer:
         self._credentials = f"{self.user}:{password}".encode()
         app = web.Application(client_max_size=self.max_body)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=self.guard.keepalive_timeout,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+            max_headers=MAX_HEADERS,
+            lingering_time=LINGERING_TIME,
+        )
         await runner.setup()
         # "localhost" could resolve to both 127.0.0.1 and ::1, which with port 0 would be
         # two different ports: bind the IPv4 one only.
         bind_host = "127.0.0.1" if self.host.lower() == "localhost" else self.host.strip("[]")
         try:
-            site = web.TCPSite(runner, bind_host, self.port)
+            site = _GuardedTCPSite(runner, bind_host, self.port, self.guard)
             await site.start()
-            self.port = runner.addresses[0][1]
+            self.port = site.port
             if self.cookie_path is not None:
                 self._cookie_text = f"{self.user}:{password}"
                 _write_cookie(self.cookie_path, self._cookie_text)
@@ -470,6 +712,7 @@ class RpcServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            self.guard.close_all()
         if self.cookie_path is not None and self._cookie_text is not None:
             try:
                 if self.cookie_path.read_text(encoding="utf-8") == self._cookie_text:
@@ -503,10 +746,22 @@ class RpcServer:
         )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        conn = self.guard.request_started(request.transport)
+        try:
+            response = await self._respond(request)
+        finally:
+            self.guard.request_finished(conn)
+        if conn is not None and conn.requests >= self.max_requests_per_connection:
+            response.force_close()
+        return response
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return self._http_error(
+            response = self._http_error(
                 401, "unauthorized", {"WWW-Authenticate": f'Basic realm="{REALM}"'}
             )
+            response.force_close()
+            return response
         if request.path != "/":
             return self._http_error(404, f"not found: {request.path} (use POST /)")
         if request.method != "POST":
@@ -515,9 +770,16 @@ class RpcServer:
         if request.content_length is not None and request.content_length > self.max_body:
             return self._http_error(413, too_large)
         try:
-            body = await request.read()
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._http_error(413, too_large)
+        except TimeoutError:
+            response = self._http_error(
+                408, f"request body not received within {self.body_timeout:g} s"
+            )
+            response.force_close()
+            return response
         if len(body) > self.max_body:
             return self._http_error(413, too_large)
         reply = await self.handle_body(body)
@@ -594,7 +856,7 @@ class RpcServer:
 
 def _write_cookie(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -16,6 +16,8 @@ from typing import Any
 
 import plyvel
 
+from o2ocli.fsmodes import make_private_dir, private_umask
+
 __all__ = ["Database", "DatabaseError", "DatabaseLocked"]
 
 
@@ -28,14 +30,15 @@ class DatabaseLocked(DatabaseError):
 
 
 class Database:
-    """One LevelDB at ``path`` (created if missing)."""
+    """One LevelDB at ``path`` (created if missing, folder mode 0700)."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         try:
             if create:
-                self.path.mkdir(parents=True, exist_ok=True)
-            self._db = plyvel.DB(str(self.path), create_if_missing=create)
+                make_private_dir(self.path)
+            with private_umask():
+                self._db = plyvel.DB(str(self.path), create_if_missing=create)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseLocked(

@@ -11,6 +11,9 @@ Layout of ``DATADIR/wallets/NAME`` (its own LevelDB; keys are ASCII prefixes)::
     a<pubkeyhash>   JSON: {"chain": 0|1, "index": i} or {"imported": true}
     k<pubkeyhash>   keystore blob (JSON) of an imported private key
 
+A wallet folder is mode 0700 and its files 0600 whatever the umask (``wallets`` too, when
+this creates it); LevelDB's later files are covered by the folder's mode.
+
 Creation is atomic: the wallet is built in a hidden temporary folder and
 renamed into place only when complete, so a crash never leaves a half-made
 wallet that looks valid.  Only one process may open a wallet (LevelDB lock).
@@ -35,6 +38,7 @@ from o2ocli.chainspec import ChainSpec
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.tx import SigPair, Tx
 from o2ocli.crypto.keys import PrivateKey
+from o2ocli.fsmodes import make_private_dir, private_umask, restrict_tree
 
 from .hd import (
     ACCOUNT_PATH,
@@ -120,7 +124,7 @@ def create_wallet(
     final = wallets_dir(datadir) / name
     if final.exists():
         raise WalletExists(f"wallet {name!r} already exists")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(final.parent)
     tmp = final.parent / f".{name}.tmp-{secrets.token_hex(4)}"
     kdf = {} if scrypt_n is None else {"n": scrypt_n}
 
@@ -132,7 +136,8 @@ def create_wallet(
     try:
         master = ExtendedKey.from_seed(mnemonic_to_seed(text))
         account = master.derive_path(ACCOUNT_PATH).neuter()
-        db = plyvel.DB(str(tmp), create_if_missing=True, error_if_exists=True)
+        with private_umask():
+            db = plyvel.DB(str(tmp), create_if_missing=True, error_if_exists=True)
         try:
             meta = {
                 "name": name,
@@ -155,6 +160,7 @@ def create_wallet(
                 batch.put(b"meta", json.dumps(meta).encode())
         finally:
             db.close()
+        restrict_tree(tmp)
         os.rename(tmp, final)
         fd = os.open(final.parent, os.O_RDONLY)
         try:
@@ -207,7 +213,8 @@ class Wallet:
             known = ", ".join(list_wallets(datadir)) or "none"
             raise WalletNotFound(f"no wallet named {name!r} (wallets: {known})")
         try:
-            db = plyvel.DB(str(path), create_if_missing=False)
+            with private_umask():
+                db = plyvel.DB(str(path), create_if_missing=False)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise WalletLocked(f"wallet {name!r} is open in another process") from None
