@@ -295,35 +295,34 @@ def _replay_order(db: Database, genesis_hash: bytes, tip_hint: bytes) -> list[tu
     parents before children: the branch of ``tip_hint`` (or, if that is not
     such a block, of the heaviest stored block) first, in height order, then
     every other block in (height, hash) order."""
-    headers: dict[bytes, BlockHeader] = {}
+    links: dict[bytes, tuple[bytes, int, int]] = {}  # hash → (parent, height, difficulty)
     for key, value in db.iterate(k.BLOCK):
         try:
             header = BlockHeader.decode(Reader(value))
         except DecodeError:
             continue
         if header.hash == key[1:]:  # a damaged body is not replayed
-            headers[header.hash] = header
+            links[header.hash] = (header.prev_hash, header.height, header.difficulty)
     # Which blocks chain back to genesis, and their total difficulty.
     total: dict[bytes, int] = {genesis_hash: 0}
-    height = {genesis_hash: 0}
-    for header in sorted(headers.values(), key=lambda h: h.height):
-        parent = header.prev_hash
-        if parent in total and header.height == height[parent] + 1:
-            total[header.hash] = total[parent] + header.difficulty
-            height[header.hash] = header.height
+    heights = {genesis_hash: 0}
+    for block_hash, (parent, height, difficulty) in sorted(
+        links.items(), key=lambda item: item[1][1]
+    ):
+        if parent in total and height == heights[parent] + 1:
+            total[block_hash] = total[parent] + difficulty
+            heights[block_hash] = height
     del total[genesis_hash]
     if tip_hint not in total:
-        tip_hint = max(
-            total, key=lambda h: (total[h], headers[h].height, h), default=genesis_hash
-        )
+        tip_hint = max(total, key=lambda h: (total[h], heights[h], h), default=genesis_hash)
     main: list[tuple[int, bytes]] = []
     block_hash = tip_hint
     while block_hash in total:
-        main.append((headers[block_hash].height, block_hash))
-        block_hash = headers[block_hash].prev_hash
+        main.append((heights[block_hash], block_hash))
+        block_hash = links[block_hash][0]
     main.reverse()
     on_main = {block_hash for _, block_hash in main}
-    others = sorted((headers[h].height, h) for h in total if h not in on_main)
+    others = sorted((heights[h], h) for h in total if h not in on_main)
     return main + others
 
 
