@@ -454,7 +454,7 @@ def reindex_cmd() -> None:
     Example:
         o2ocli node reindex
     """
-    from o2ocli.node.chain import ReindexProgress, rebuild_chainstate
+    from o2ocli.node.chain import ReindexProgress, rebuild_chainstate, reindex_pending
     from o2ocli.node.datadir import chaindata_path
     from o2ocli.storage.chainstate import ChainStateError
     from o2ocli.storage.db import Database, DatabaseError, DatabaseLocked
@@ -472,6 +472,8 @@ def reindex_cmd() -> None:
         raise CliError(str(exc)) from None
     started = time.monotonic()
     with db:
+        if reindex_pending(db):
+            click.echo("resuming an interrupted reindex", err=True)
         interactive = sys.stderr.isatty() and not ctx.json
         try:
             if interactive:

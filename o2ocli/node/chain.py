@@ -366,7 +366,6 @@ def rebuild_chainstate(
             )
         tip = db.get(k.META_TIP) or b""
         marker = _ReindexMarker(genesis_hash, PHASE_DELETE, tip if len(tip) == 32 else b"")
-        _write_marker(db, marker)
     else:
         marker = _ReindexMarker.from_bytes(data)
         if marker.genesis != genesis_hash:
@@ -374,12 +373,19 @@ def rebuild_chainstate(
                 f"this database belongs to another chain (genesis {marker.genesis.hex()[:16]}…, "
                 f"expected {genesis_hash.hex()[:16]}…)"
             )
-    if marker.phase == PHASE_DELETE:
+    chain: ChainManager | None = None
+    if marker.phase == PHASE_REPLAY:
+        try:
+            chain = ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)
+        except ChainStateError as exc:  # not what a reindex leaves: start afresh
+            log.warning("cannot resume the interrupted reindex (%s); starting again", exc)
+    if chain is None:
+        marker = _ReindexMarker(marker.genesis, PHASE_DELETE, marker.tip_hint)
+        _write_marker(db, marker)
         _delete_derived(db)
-        ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)  # genesis state
+        chain = ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)
         marker = _ReindexMarker(marker.genesis, PHASE_REPLAY, marker.tip_hint)
         _write_marker(db, marker)
-    chain = ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)
     order = _replay_order(db, genesis_hash, marker.tip_hint)
     for done, (height, block_hash) in enumerate(order, 1):
         # A block with an index entry was replayed before an interruption.

@@ -148,7 +148,10 @@ def test_node_start_refuses_an_unfinished_reindex_which_then_resumes(node_factor
     assert refused.returncode == 1
     assert refused.stderr == ("error: the chain database was left incomplete by an interrupted "
                               "reindex; run: o2ocli node reindex\n")
-    resumed = node.cli_json("node", "reindex")
+    out = node.cli("node", "reindex", json_out=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("resuming an interrupted reindex\n")
+    resumed = json.loads(out.stdout)
     assert (resumed["height"], resumed["tip"], resumed["utxo_set_hash"]) == (6, tip, utxo_hash)
     node.start("--dev", "--dev-period", "0")
     assert node.rpc("getblockhash", 6) == tip

@@ -708,3 +708,22 @@ def test_reindex_recovers_every_block_from_the_bodies_alone(net, deleted):
     net.db.close()
     with Database(net.path) as db:
         assert ChainManager(db, net.spec).tip.hash == tip
+
+
+def test_reindex_starts_again_when_its_partial_state_cannot_be_resumed(net):
+    main, side = chain_with_a_side_block(net)
+    tip, stats = net.chain.tip.hash, net.chain.state.utxo_stats()
+
+    def die(p: ReindexProgress) -> None:
+        if p.done == 2:
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):
+        rebuild_chainstate(net.db, net.spec, progress=die)
+    with net.db.write_batch() as batch:  # damage no reindex leaves behind
+        batch.delete(k.META_TIP)
+
+    chain = rebuild_chainstate(net.db, net.spec)
+
+    assert (chain.tip.hash, chain.state.utxo_stats()) == (tip, stats)
+    assert chain.state.get_index(side.hash) is not None
