@@ -54,6 +54,7 @@ def init_cmd(validator_key_out: Path | None) -> None:
     from o2ocli.crypto.keys import PrivateKey
     from o2ocli.node.chain import ChainManager
     from o2ocli.node.datadir import DatadirError, chaindata_path, init_datadir, write_key_file
+    from o2ocli.storage.chainstate import ChainStateError
     from o2ocli.storage.db import Database, DatabaseError
 
     ctx = get_context()
@@ -66,7 +67,7 @@ def init_cmd(validator_key_out: Path | None) -> None:
         with Database(chaindata_path(datadir)) as db:
             chain = ChainManager(db, spec)
             genesis_hash = chain.genesis.hash.hex()
-    except DatadirError as exc:
+    except (DatadirError, ChainStateError) as exc:
         raise CliError(str(exc)) from None
     except DatabaseError as exc:
         raise CliError(f"{exc} (is a node running? stop it first)") from None
@@ -455,15 +456,17 @@ def unban_cmd(host: str) -> None:
 def reindex_cmd() -> None:
     """Rebuild the chainstate from the stored blocks (the node must be stopped).
 
-    Every block is validated again; the UTXO set, indexes and validator
-    snapshots are rebuilt.
+    Every stored block is validated again; the UTXO set, indexes and
+    validator snapshots are rebuilt.  Safe to interrupt: run it again and it
+    resumes (the node refuses to start until it has completed).
 
     \b
     Example:
         o2ocli node reindex
     """
-    from o2ocli.node.chain import ChainManager, ReindexProgress
+    from o2ocli.node.chain import ReindexProgress, rebuild_chainstate, reindex_pending
     from o2ocli.node.datadir import chaindata_path
+    from o2ocli.storage.chainstate import ChainStateError
     from o2ocli.storage.db import Database, DatabaseError, DatabaseLocked
 
     ctx = get_context()
@@ -479,25 +482,31 @@ def reindex_cmd() -> None:
         raise CliError(str(exc)) from None
     started = time.monotonic()
     with db:
-        chain = ChainManager(db, spec)
+        if reindex_pending(db):
+            click.echo("resuming an interrupted reindex", err=True)
         interactive = sys.stderr.isatty() and not ctx.json
-        if interactive:
-            with click.progressbar(length=1, label="reindexing", file=sys.stderr) as bar:
+        try:
+            if interactive:
+                with click.progressbar(length=1, label="reindexing", file=sys.stderr) as bar:
 
-                def show(p: ReindexProgress) -> None:
-                    bar.length = max(p.total, 1)
-                    bar.update(1)
+                    def show(p: ReindexProgress) -> None:
+                        bar.length = max(p.total, 1)
+                        bar.update(1)
 
-                height = chain.reindex(show)
-        else:
-            last = [0.0]
+                    chain = rebuild_chainstate(db, spec, progress=show)
+            else:
+                last = [0.0]
 
-            def log_line(p: ReindexProgress) -> None:
-                if p.done == p.total or time.monotonic() - last[0] > 2:
-                    last[0] = time.monotonic()
-                    click.echo(f"reindex: {p.done}/{p.total} blocks (height {p.height})", err=True)
+                def log_line(p: ReindexProgress) -> None:
+                    if p.done == p.total or time.monotonic() - last[0] > 2:
+                        last[0] = time.monotonic()
+                        click.echo(f"reindex: {p.done}/{p.total} blocks (height {p.height})",
+                                   err=True)
 
-            height = chain.reindex(log_line)
+                chain = rebuild_chainstate(db, spec, progress=log_line)
+        except ChainStateError as exc:
+            raise CliError(f"cannot reindex {datadir}: {exc}") from None
+        height = chain.height
         stats = chain.state.utxo_stats()
     elapsed = time.monotonic() - started
     emit(

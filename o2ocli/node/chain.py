@@ -26,7 +26,8 @@ from o2ocli.consensus.poa import (
     validate_header,
 )
 from o2ocli.consensus.tx import Verifier, serial_verifier
-from o2ocli.core.block import Block
+from o2ocli.core.block import Block, BlockHeader
+from o2ocli.core.encoding import DecodeError, Reader
 from o2ocli.crypto.hashes import hash160
 from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import (
@@ -41,7 +42,15 @@ from o2ocli.storage.db import Database
 
 from .finality import FinalityTracker
 
-__all__ = ["ChainManager", "ReindexProgress", "SNAPSHOT_PREFIX"]
+__all__ = [
+    "ChainManager",
+    "DERIVED_PREFIXES",
+    "ReindexProgress",
+    "ReindexRequired",
+    "SNAPSHOT_PREFIX",
+    "rebuild_chainstate",
+    "reindex_pending",
+]
 
 SNAPSHOT_PREFIX = b"p"
 """``p`` ‖ block hash → PoA :class:`Snapshot` after that block."""
@@ -69,7 +78,15 @@ class ChainManager:
         *,
         verifier: Verifier = serial_verifier,
         clock: Callable[[], float] = time.time,
+        reindexing: bool = False,
     ) -> None:
+        """``reindexing`` is for :func:`rebuild_chainstate` only: it opens a
+        chainstate whose reindex is under way."""
+        if not reindexing and reindex_pending(db):
+            raise ReindexRequired(
+                "the chain database was left incomplete by an interrupted reindex; "
+                "run: o2ocli node reindex"
+            )
         self.db = db
         self.spec = spec
         self.poa = spec.poa_params
@@ -254,51 +271,192 @@ class ChainManager:
         return change
 
     def reindex(self, progress: Callable[[ReindexProgress], None] | None = None) -> int:
-        """Rebuild the chainstate from the stored blocks (headers re-validated,
-        every transaction re-checked).  Returns the new tip height."""
-        # The main chain first (in order), then every other stored block: side
-        # branches then meet the fork choice and the finality guard exactly as
-        # they did when they first arrived.
-        main = [
-            (int.from_bytes(key[1:], "big"), value)
-            for key, value in self.db.iterate(k.HEIGHT)
-            if key[1:] != bytes(4)
-        ]
-        main.sort()
-        on_main = {block_hash for _, block_hash in main}
-        others: list[tuple[int, bytes]] = []
-        for _, value in self.db.iterate(k.INDEX):
-            entry = IndexEntry.from_bytes(value)
-            if entry.height > 0 and entry.hash not in on_main:
-                others.append((entry.height, entry.hash))
-        others.sort()
-        stored = main + others
-        # Everything derived from the blocks goes; the blocks themselves and the
-        # peer address book and bans (not chain state) stay.
-        for prefix in (k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO,
-                       k.ADDR_HISTORY, k.META, SNAPSHOT_PREFIX, k.FINALITY, *k.O2O_PREFIXES):
-            keys: list[bytes] = []
-            for key in self.db.iterate_keys(prefix):
-                keys.append(key)
-                if len(keys) >= 50_000:
-                    with self.db.write_batch() as batch:
-                        for old in keys:
-                            batch.delete(old)
-                    keys.clear()
-            with self.db.write_batch() as batch:
+        """Rebuild the chainstate from the stored block bodies (see
+        :func:`rebuild_chainstate`); this manager then uses the rebuilt state.
+        Returns the new tip height."""
+        fresh = rebuild_chainstate(
+            self.db, self.spec, verifier=self.verifier, clock=self.clock, progress=progress
+        )
+        self._snapshots.clear()
+        self.state = fresh.state
+        self.finality = fresh.finality
+        self._recent = fresh._recent
+        return self.height
+
+
+# ------------------------------------------------------------------- reindex
+DERIVED_PREFIXES: tuple[bytes, ...] = (
+    k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO, k.ADDR_HISTORY, k.META,
+    SNAPSHOT_PREFIX, k.FINALITY, *k.O2O_PREFIXES,
+)
+"""Key spaces derived from the blocks: a reindex deletes them and rebuilds them
+by replaying the stored bodies.  A new key space computed from the blocks goes
+here.  Never listed: the bodies (``k.BLOCK``), the reindex marker, the peer
+address book and bans (they are not chain state), a validator's own last
+finality vote (``k.OWN_VOTE``: it must survive anything) and the evidence
+store (``k.EVIDENCE``: gossip is not on the chain)."""
+
+REINDEX_MARKER_VERSION = 1
+PHASE_DELETE, PHASE_REPLAY = 0, 1
+DELETE_BATCH_KEYS = 50_000
+
+
+class ReindexRequired(ChainStateError):
+    """An interrupted reindex left the chainstate incomplete."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ReindexMarker:
+    genesis: bytes
+    phase: int
+    tip_hint: bytes
+    """The tip before the reindex (empty if unknown): its branch is replayed first."""
+
+    def to_bytes(self) -> bytes:
+        return bytes([REINDEX_MARKER_VERSION]) + self.genesis + bytes([self.phase]) + self.tip_hint
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> _ReindexMarker:
+        if len(data) not in (34, 66) or data[0] != REINDEX_MARKER_VERSION or data[33] > 1:
+            raise ChainStateError(
+                f"the reindex marker of this database is unreadable ({data[:4].hex()}…); "
+                "was it written by a newer o2ocli?"
+            )
+        return cls(data[1:33], data[33], data[34:])
+
+
+def _write_marker(db: Database, marker: _ReindexMarker) -> None:
+    with db.write_batch() as batch:
+        batch.put(k.REINDEX_MARKER, marker.to_bytes())
+
+
+def _delete_derived(db: Database) -> None:
+    """Delete every key of :data:`DERIVED_PREFIXES` (in several batches: the
+    reindex marker makes an interruption here harmless)."""
+    for prefix in DERIVED_PREFIXES:
+        keys: list[bytes] = []
+        for key in db.iterate_keys(prefix):
+            keys.append(key)
+            if len(keys) >= DELETE_BATCH_KEYS:
+                with db.write_batch() as batch:
+                    for old in keys:
+                        batch.delete(old)
+                keys.clear()
+        if keys:
+            with db.write_batch() as batch:
                 for old in keys:
                     batch.delete(old)
-        self._snapshots.clear()
-        fresh = ChainManager(self.db, self.spec, verifier=self.verifier, clock=self.clock)
-        self.state = fresh.state
-        for done, (height, block_hash) in enumerate(stored, 1):
-            block = self.state.get_block(block_hash)
-            if block is not None:
-                try:
-                    self.add_block(block, now=FAR_FUTURE)
-                except (BlockInvalid, ChainStateError):
-                    pass
-            if progress is not None:
-                progress(ReindexProgress(done, len(stored), height))
-        self._update_finality()
-        return self.height
+
+
+def _replay_order(db: Database, genesis_hash: bytes, tip_hint: bytes) -> list[tuple[int, bytes]]:
+    """(height, hash) of every stored block body whose ancestry reaches genesis,
+    parents before children: the branch of ``tip_hint`` (or, if that is not
+    such a block, of the heaviest stored block) first, in height order, then
+    every other block in (height, hash) order."""
+    links: dict[bytes, tuple[bytes, int, int]] = {}  # hash → (parent, height, difficulty)
+    for key, value in db.iterate(k.BLOCK):
+        try:
+            header = BlockHeader.decode(Reader(value))
+        except DecodeError:
+            continue
+        if header.hash == key[1:]:  # a damaged body is not replayed
+            links[header.hash] = (header.prev_hash, header.height, header.difficulty)
+    # Which blocks chain back to genesis, and their total difficulty.
+    total: dict[bytes, int] = {genesis_hash: 0}
+    heights = {genesis_hash: 0}
+    for block_hash, (parent, height, difficulty) in sorted(
+        links.items(), key=lambda item: item[1][1]
+    ):
+        if parent in total and height == heights[parent] + 1:
+            total[block_hash] = total[parent] + difficulty
+            heights[block_hash] = height
+    del total[genesis_hash]
+    if tip_hint not in total:
+        tip_hint = max(total, key=lambda h: (total[h], heights[h], h), default=genesis_hash)
+    main: list[tuple[int, bytes]] = []
+    block_hash = tip_hint
+    while block_hash in total:
+        main.append((heights[block_hash], block_hash))
+        block_hash = links[block_hash][0]
+    main.reverse()
+    on_main = {block_hash for _, block_hash in main}
+    others = sorted((heights[h], h) for h in total if h not in on_main)
+    return main + others
+
+
+def reindex_pending(db: Database) -> bool:
+    """True if a reindex of this database was interrupted."""
+    return db.get(k.REINDEX_MARKER) is not None
+
+
+def rebuild_chainstate(
+    db: Database,
+    spec: ChainSpec,
+    *,
+    verifier: Verifier = serial_verifier,
+    clock: Callable[[], float] = time.time,
+    progress: Callable[[ReindexProgress], None] | None = None,
+) -> ChainManager:
+    """Rebuild the chainstate from the stored block bodies; returns the manager
+    of the rebuilt chain.
+
+    Every stored block whose ancestry reaches genesis is replayed (headers
+    re-validated, every transaction re-checked): the old main chain first, in
+    order, then every other block by height, so side branches meet the fork
+    choice and the finality guard exactly as they did when they first arrived.
+    The bodies and the peer address book and bans are kept.
+
+    Restartable: a marker is written (in its own synced batch) before anything
+    is deleted, and removed only when the rebuild is done.  Killed at any
+    moment, the next call resumes: it deletes the derived data again if that
+    phase was not finished, else it keeps the blocks already replayed (each
+    was connected in one atomic batch) and replays the rest.  Meanwhile
+    :class:`ChainManager` refuses to open the database (:class:`ReindexRequired`).
+    """
+    genesis_hash = spec.genesis_block().hash
+    data = db.get(k.REINDEX_MARKER)
+    if data is None:
+        stored_genesis = db.get(k.META_GENESIS)
+        if stored_genesis is not None and stored_genesis != genesis_hash:
+            raise ChainStateError(
+                f"this database belongs to another chain (genesis {stored_genesis.hex()[:16]}…, "
+                f"expected {genesis_hash.hex()[:16]}…)"
+            )
+        tip = db.get(k.META_TIP) or b""
+        marker = _ReindexMarker(genesis_hash, PHASE_DELETE, tip if len(tip) == 32 else b"")
+    else:
+        marker = _ReindexMarker.from_bytes(data)
+        if marker.genesis != genesis_hash:
+            raise ChainStateError(
+                f"this database belongs to another chain (genesis {marker.genesis.hex()[:16]}…, "
+                f"expected {genesis_hash.hex()[:16]}…)"
+            )
+    chain: ChainManager | None = None
+    if marker.phase == PHASE_REPLAY:
+        try:
+            chain = ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)
+        except ChainStateError as exc:  # not what a reindex leaves: start afresh
+            log.warning("cannot resume the interrupted reindex (%s); starting again", exc)
+    if chain is None:
+        marker = _ReindexMarker(marker.genesis, PHASE_DELETE, marker.tip_hint)
+        _write_marker(db, marker)
+        _delete_derived(db)
+        chain = ChainManager(db, spec, verifier=verifier, clock=clock, reindexing=True)
+        marker = _ReindexMarker(marker.genesis, PHASE_REPLAY, marker.tip_hint)
+        _write_marker(db, marker)
+    order = _replay_order(db, genesis_hash, marker.tip_hint)
+    for done, (height, block_hash) in enumerate(order, 1):
+        # A block with an index entry was replayed before an interruption.
+        if chain.state.get_index(block_hash) is None:
+            try:
+                block = chain.state.get_block(block_hash)
+                if block is not None:
+                    chain.add_block(block, now=FAR_FUTURE)
+            except (BlockInvalid, ChainStateError, DecodeError):
+                pass
+        if progress is not None:
+            progress(ReindexProgress(done, len(order), height))
+    chain._update_finality()
+    with db.write_batch() as batch:
+        batch.delete(k.REINDEX_MARKER)
+    return chain

@@ -30,11 +30,11 @@ from o2ocli.crypto.batch import ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS, RpcServer
-from o2ocli.storage.chainstate import TipChange
+from o2ocli.storage.chainstate import ChainStateError, TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
 
 from .api import build_methods
-from .chain import ChainManager
+from .chain import ChainManager, ReindexRequired
 from .datadir import (
     chaindata_path,
     cookie_path,
@@ -146,7 +146,14 @@ class Node:
             ) from None
         spec = self.spec
         self.verifier = ThreadedVerifier()
-        self.chain = ChainManager(self.db, spec, verifier=self.verifier)
+        try:
+            self.chain = ChainManager(self.db, spec, verifier=self.verifier)
+        except ChainStateError as exc:
+            self.db.close()
+            self.verifier.close()
+            if isinstance(exc, ReindexRequired):
+                raise NodeStartError(str(exc)) from None
+            raise NodeStartError(f"cannot open the chain database: {exc}") from None
         self.mempool = Mempool(
             self.chain.state,
             spec.consensus_params,

@@ -16,6 +16,12 @@ Keys (integers inside keys are big-endian):
 * ``a`` ‖ pubkey hash (20) ‖ txid ‖ index u32 → empty: an unspent output touching the address
 * ``r`` ‖ pubkey hash (20) ‖ height u32 ‖ txid → empty: a main-chain tx touching the address
 * ``m`` ‖ name → metadata: ``tip``, ``genesis``, ``best`` (best known block), ``schema``
+* ``!reindex`` → present only while ``node reindex`` rebuilds the chainstate
+  (written, in its own synced batch, before anything is deleted; removed when
+  the rebuild is complete): version u8 ‖ genesis hash ‖ phase u8 (0 =
+  deleting the derived key spaces, 1 = replaying the blocks) ‖ the tip hash
+  before the reindex (empty if unknown).  While it is present the chainstate
+  is incomplete: the node refuses to start and ``node reindex`` resumes.
 
 O2O state (read by the consensus rules of :mod:`o2ocli.consensus.o2o`):
 
@@ -89,6 +95,8 @@ O2O_PREFIXES = (TOKEN, REWARDED, REVIEWED, REVIEW, REPLY, BY_MERCHANT, BY_REVIEW
                 AUTHORITY, ESCROW_SETTLED, ITEM, ITEM_MOVES, CONSENT, REVOKED, BY_USER,
                 BY_GRANTEE, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
+
+REINDEX_MARKER = b"!reindex"
 
 META_TIP = META + b"tip"
 META_GENESIS = META + b"genesis"

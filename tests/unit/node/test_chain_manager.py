@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,9 +43,16 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import encode_address
 from o2ocli.crypto.hashes import sha256d
 from o2ocli.crypto.keys import PrivateKey
-from o2ocli.node.chain import ChainManager, ReindexProgress
+from o2ocli.node.chain import (
+    DERIVED_PREFIXES,
+    ChainManager,
+    ReindexProgress,
+    ReindexRequired,
+    rebuild_chainstate,
+)
 from o2ocli.node.mempool import Mempool
 from o2ocli.node.producer import Proposals, build_block
+from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import TipChange
 from o2ocli.storage.db import Database
 from o2ocli.testing.chaingen import deterministic_key, p2a, sign_tx
@@ -697,3 +709,169 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     mine = [v for v, signer in finality.pool.votes.values() if signer == addr(V2)]
     assert len(mine) == MAX_POOL_VOTES_PER_SIGNER
     assert max(v.target_height for v in mine) == tip
+
+
+# ------------------------------------------------- reindex interrupted (issue 14)
+class SimulatedKill(BaseException):
+    """Stands for SIGKILL: nothing below catches it."""
+
+
+class KilledAfter(Database):
+    """A real LevelDB whose process 'dies' when it starts write batch number
+    ``batches + 1``: the first ``batches`` batches are committed, the rest never
+    happen (LevelDB applies each batch atomically, so this is every state a
+    SIGKILL can leave behind)."""
+
+    def __init__(self, path: Path, batches: int) -> None:
+        super().__init__(path)
+        self.left = batches
+        self.written = 0
+
+    @contextmanager
+    def write_batch(self, *, sync: bool = True) -> Iterator[Any]:
+        if self.left == 0:
+            raise SimulatedKill
+        self.left -= 1
+        self.written += 1
+        with super().write_batch(sync=sync) as batch:
+            yield batch
+
+
+def dump(path: Path) -> dict[bytes, bytes]:
+    with Database(path) as db:
+        return dict(db.iterate(b""))
+
+
+def chain_with_a_side_block(net: Net) -> tuple[list[Block], Block]:
+    """Four main blocks (payments, a vote) and a stale side block at height 4."""
+    for coin, fee in ((0, 3_000), (1, 7_000)):
+        net.pool.accept(net.payment(coin, fee), T0)
+    main = []
+    for height in range(1, 5):
+        votes = Proposals({addr(OUTSIDER): True}) if height == 1 else None
+        block = net.seal(pool=net.pool, proposals=votes)
+        net.pool.remove_for_block(block)
+        main.append(block)
+    side = build_block_on(net, main[2].hash, V2, T0 + 4 * PERIOD)
+    assert not net.add(side)
+    return main, side
+
+
+def branch_refused_below_finality(net: Net) -> tuple[list[Block], Block]:
+    """Four out-of-turn main blocks (finalized at 2 by votes the blocks carry)
+    and a heavier branch from genesis that arrived later and was refused:
+    replayed in the wrong order, it would win."""
+    main = []
+    for key in (V0, V1, V2, V0):
+        main.append(net.seal(key))
+        net.vote(V1, V2)
+    assert net.chain.finality.state(main[-1].hash).finalized[0] == 2
+    f1 = build_block_on(net, net.chain.genesis.hash, V1, T0 + PERIOD)
+    assert not net.add(f1)
+    f2 = build_block_on(net, f1.hash, V2, T0 + 2 * PERIOD)
+    assert not net.add(f2)
+    f3 = build_block_on(net, f2.hash, V0, T0 + 3 * PERIOD)
+    assert not net.add(f3)
+    assert net.chain.state.get_index(f3.hash).total_difficulty > net.chain.tip.total_difficulty
+    return main, f3
+
+
+KILL_SEED = int(os.environ.get("O2O_REINDEX_KILL_SEED", "14"))
+
+
+@pytest.mark.parametrize("scenario", [chain_with_a_side_block, branch_refused_below_finality])
+def test_reindex_killed_before_any_write_resumes_to_the_same_database(net, tmp_path, scenario):
+    """Kill the reindex before each of its write batches in turn (then kill the
+    resumed run too, at a seeded random batch): the database always reopens
+    through a reindex, which ends exactly where an uninterrupted one does."""
+    main, side = scenario(net)
+    tip, stats = net.chain.tip.hash, net.chain.state.utxo_stats()
+    net.db.close()
+    pristine = tmp_path / "pristine"
+    shutil.copytree(net.path, pristine)
+    # The reference: one uninterrupted reindex, counting its write batches.
+    reference_path = tmp_path / "reference"
+    shutil.copytree(pristine, reference_path)
+    with KilledAfter(reference_path, 10**9) as db:
+        chain = rebuild_chainstate(db, net.spec)
+        assert (chain.tip.hash, chain.state.utxo_stats()) == (tip, stats)
+        batches = db.written
+    reference = dump(reference_path)
+    assert batches > 10
+
+    rng = random.Random(KILL_SEED)
+    for cut in range(batches):
+        again = rng.randrange(batches)
+        why = (f"killed before write batch {cut + 1} of {batches}, then before {again + 1} "
+               f"(O2O_REINDEX_KILL_SEED={KILL_SEED})")
+        path = tmp_path / f"cut{cut}"
+        shutil.copytree(pristine, path)
+        with KilledAfter(path, cut) as db, pytest.raises(SimulatedKill):
+            rebuild_chainstate(db, net.spec)
+        with Database(path) as db:
+            if cut == 0:  # nothing was written yet: the old chainstate is intact
+                assert ChainManager(db, net.spec).tip.hash == tip, why
+            else:
+                with pytest.raises(ReindexRequired, match="run: o2ocli node reindex"):
+                    ChainManager(db, net.spec)
+        with KilledAfter(path, again) as db:  # the resumed run is killed too, perhaps
+            try:
+                rebuild_chainstate(db, net.spec)
+            except SimulatedKill:
+                pass
+        with Database(path) as db:
+            chain = rebuild_chainstate(db, net.spec)
+            assert chain.tip.hash == tip == main[-1].hash, why
+            assert chain.state.utxo_stats() == stats, why
+            assert not chain.state.is_main_chain(chain.state.get_index(side.hash)), why
+        assert dump(path) == reference, why
+        with Database(path) as db:  # and it is a normal chainstate again
+            assert ChainManager(db, net.spec).tip.hash == tip, why
+        shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("deleted", [
+    (k.INDEX,),  # what the old reindex removed in its first batches
+    (k.INDEX, k.HEIGHT, k.META),
+    DERIVED_PREFIXES,  # everything: only the bodies are left
+])
+def test_reindex_recovers_every_block_from_the_bodies_alone(net, deleted):
+    """An interrupted reindex of an older o2ocli (no marker) left only part of
+    the derived data: the block index is gone, but every body is still there."""
+    main, side = chain_with_a_side_block(net)
+    tip, stats, final = net.chain.tip.hash, net.chain.state.utxo_stats(), net.chain.finalized_height
+    snaps = {b.hash: net.chain.snapshot(b.hash) for b in [*main, side]}
+    with net.db.write_batch() as batch:
+        for prefix in deleted:
+            for key in net.db.iterate_keys(prefix):
+                batch.delete(key)
+
+    chain = rebuild_chainstate(net.db, net.spec)
+
+    assert chain.tip.hash == tip
+    assert chain.state.utxo_stats() == stats
+    assert chain.finalized_height == final
+    assert {h: chain.snapshot(h) for h in snaps} == snaps
+    assert not chain.state.is_main_chain(chain.state.get_index(side.hash))
+    net.db.close()
+    with Database(net.path) as db:
+        assert ChainManager(db, net.spec).tip.hash == tip
+
+
+def test_reindex_starts_again_when_its_partial_state_cannot_be_resumed(net):
+    main, side = chain_with_a_side_block(net)
+    tip, stats = net.chain.tip.hash, net.chain.state.utxo_stats()
+
+    def die(p: ReindexProgress) -> None:
+        if p.done == 2:
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):
+        rebuild_chainstate(net.db, net.spec, progress=die)
+    with net.db.write_batch() as batch:  # damage no reindex leaves behind
+        batch.delete(k.META_TIP)
+
+    chain = rebuild_chainstate(net.db, net.spec)
+
+    assert (chain.tip.hash, chain.state.utxo_stats()) == (tip, stats)
+    assert chain.state.get_index(side.hash) is not None
