@@ -703,8 +703,8 @@ def check_review_buyer(
     if reviewer == merchant or reviewer not in purchase_buyers(purchase, spent):
         raise TxInvalid(
             "bad-review-not-buyer",
-            "the reviewer's key does not own money that paid the purchase (for an escrow, "
-            "only its payer does)",
+            "the reviewer's key did not fund the purchase (a buyer owns money that paid it; "
+            "for an escrow, only its payer does)",
         )
 
 

@@ -494,8 +494,8 @@ def write_review(
         if not buyers and any(i.get("lock", {}).get("type") == "escrow" for i in ptx["inputs"]):
             raise O2OError("that transaction refunds an escrow: it is not a purchase, "
                            "nobody can review it")
-        raise O2OError("this wallet did not pay for that purchase: only the buyer (the owner of "
-                       "the money that paid; for an escrow, its payer) can review it")
+        raise O2OError("this wallet did not pay for that purchase: only the buyer can review it "
+                       "(the owner of the money that paid; for an escrow, its payer)")
     payees: dict[str, int] = {}
     for out in ptx["outputs"]:
         address = out.get("address")
