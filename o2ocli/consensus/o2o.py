@@ -109,6 +109,7 @@ __all__ = [
     "tx_signers",
     "paid_to",
     "spent_locks",
+    "refunds_escrow",
     "purchase_buyers",
     "check_review_buyer",
 ]
@@ -647,19 +648,28 @@ def spent_locks(tx: Tx, state: O2OState) -> list[Lock | None]:
     return locks
 
 
-def _escrow_refund(lock: Escrow, witness: Sequence[SigPair]) -> bool:
-    """True if an input spending ``lock`` takes the refund path (one payee alone,
-    :mod:`.escrow`)."""
-    payees = {pkh for pkh, _ in lock.payees}
-    return len(witness) == 1 and hash160(witness[0].pubkey) in payees
+def _escrow_inputs(tx: Tx, spent: Sequence[Lock | None]) -> list[tuple[Escrow, Sequence[SigPair]]]:
+    """(lock, witness) of each input of ``tx`` that spends an Escrow output."""
+    return [(lock, txin.witness) for lock, txin in zip(spent, tx.inputs, strict=True)
+            if isinstance(lock, Escrow)]
+
+
+def refunds_escrow(tx: Tx, spent: Sequence[Lock | None]) -> bool:
+    """True if ``tx`` refunds an escrow: an input spends an Escrow output by the
+    refund path (signed by one payee alone, :mod:`.escrow`)."""
+    for lock, witness in _escrow_inputs(tx, spent):
+        payees = {pkh for pkh, _ in lock.payees}
+        if len(witness) == 1 and hash160(witness[0].pubkey) in payees:
+            return True
+    return False
 
 
 def purchase_buyers(tx: Tx, spent: Sequence[Lock | None]) -> frozenset[bytes]:
     """The buyers of ``tx`` (pubkey hashes): the owners of the money it spent,
     given the locks of the coins it spent (:func:`spent_locks`).
 
-    * A tx that refunds an escrow (an Escrow input signed by one payee alone)
-      has none: it gives the payer's own money back.
+    * A tx that refunds an escrow (:func:`refunds_escrow`) has none: it gives
+      the payer's own money back.
     * A tx that spends Escrow outputs otherwise (released or reclaimed by the
       payer, or settled by the arbiter with a party) was paid by those
       escrows' payers: they are its buyers, and nobody else is (not the
@@ -669,10 +679,9 @@ def purchase_buyers(tx: Tx, spent: Sequence[Lock | None]) -> frozenset[bytes]:
 
     :func:`check_review_buyer` removes the reviewed merchant's own address.
     """
-    escrows = [(lock, txin.witness) for lock, txin in zip(spent, tx.inputs, strict=True)
-               if isinstance(lock, Escrow)]
+    escrows = _escrow_inputs(tx, spent)
     if escrows:
-        if any(_escrow_refund(lock, witness) for lock, witness in escrows):
+        if refunds_escrow(tx, spent):
             return frozenset()
         return frozenset(lock.payer for lock, _ in escrows)
     return frozenset(pkh for lock in spent if lock is not None for pkh in lock.addresses())
@@ -694,9 +703,7 @@ def check_review_buyer(
     several customers' coins paid the merchant together, each is a buyer (the
     first review uses up the purchase's one review).
     """
-    escrows = [(lock, txin.witness) for lock, txin in zip(spent, purchase.inputs, strict=True)
-               if isinstance(lock, Escrow)]
-    if any(_escrow_refund(lock, witness) for lock, witness in escrows):
+    if refunds_escrow(purchase, spent):
         raise TxInvalid("bad-review-refund",
                         "the purchase is an escrow refund (the payer's money back): "
                         "nobody can review it")
