@@ -45,7 +45,8 @@ def _short(text: str, width: int = 40) -> str:
 @passphrase_file_option
 def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_run: bool,
               passphrase_file: Path | None) -> None:
-    """Review a merchant you paid (signed by the key that paid).
+    """Review a merchant you paid (signed by your key that owned the money;
+    for an escrow you opened, your payer key).
 
     \b
     Example:

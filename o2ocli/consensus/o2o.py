@@ -36,8 +36,9 @@ Tokens
 Reviews
     * A review names a purchase in the main chain, at most ``review_window``
       blocks old, that paid the merchant address at least ``min_purchase``.
-    * Its key must have signed an input of the purchase (the buyer), must not be
-      the merchant's, and must sign the review.
+    * Its key must be a buyer's (:func:`check_review_buyer`): own money that
+      paid the purchase (for an escrow spend, the escrow's payer; an escrow
+      refund has no buyer), must not be the merchant's, and must sign the review.
     * One review per purchase; one reply per review, signed by the merchant.
 """
 
@@ -49,7 +50,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from o2ocli.core.encoding import Reader, Writer
-from o2ocli.core.locks import PayToAddress, lock_bytes
+from o2ocli.core.locks import Escrow, Lock, PayToAddress, lock_bytes
 from o2ocli.core.payloads import (
     REWARD_PURCHASES,
     REWARD_REVIEWS,
@@ -75,7 +76,7 @@ from o2ocli.core.payloads import (
     reward_sig_digest,
     token_commitment,
 )
-from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, Tx
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, SigPair, Tx
 from o2ocli.crypto.hashes import hash160
 
 from .errors import TxInvalid
@@ -107,6 +108,10 @@ __all__ = [
     "o2o_claims",
     "tx_signers",
     "paid_to",
+    "spent_locks",
+    "refunds_escrow",
+    "purchase_buyers",
+    "check_review_buyer",
 ]
 
 O2O_PAYLOADS = (TokenCommit, TokenIssue, TokenMint, TokenBurn, TokenFreeze, TokenReward,
@@ -630,6 +635,86 @@ def tx_signers(tx: Tx) -> set[bytes]:
     return {hash160(pair.pubkey) for txin in tx.inputs for pair in txin.witness}
 
 
+def spent_locks(tx: Tx, state: O2OState) -> list[Lock | None]:
+    """The lock of each coin a main-chain ``tx`` spent, in input order, read
+    from the main-chain transactions that created them (None where not found,
+    which a consistent chain never has: spent coins are never forgotten)."""
+    locks: list[Lock | None] = []
+    for txin in tx.inputs:
+        found = state.main_tx(txin.prevout.txid)
+        outputs = found[0].outputs if found is not None else ()
+        index = txin.prevout.index
+        locks.append(outputs[index].lock if index < len(outputs) else None)
+    return locks
+
+
+def _escrow_inputs(tx: Tx, spent: Sequence[Lock | None]) -> list[tuple[Escrow, Sequence[SigPair]]]:
+    """(lock, witness) of each input of ``tx`` that spends an Escrow output."""
+    return [(lock, txin.witness) for lock, txin in zip(spent, tx.inputs, strict=True)
+            if isinstance(lock, Escrow)]
+
+
+def refunds_escrow(tx: Tx, spent: Sequence[Lock | None]) -> bool:
+    """True if ``tx`` refunds an escrow: an input spends an Escrow output by the
+    refund path (signed by one payee alone, :mod:`.escrow`)."""
+    for lock, witness in _escrow_inputs(tx, spent):
+        payees = {pkh for pkh, _ in lock.payees}
+        if len(witness) == 1 and hash160(witness[0].pubkey) in payees:
+            return True
+    return False
+
+
+def purchase_buyers(tx: Tx, spent: Sequence[Lock | None]) -> frozenset[bytes]:
+    """The buyers of ``tx`` (pubkey hashes): the owners of the money it spent,
+    given the locks of the coins it spent (:func:`spent_locks`).
+
+    * A tx that refunds an escrow (:func:`refunds_escrow`) has none: it gives
+      the payer's own money back.
+    * A tx that spends Escrow outputs otherwise (released or reclaimed by the
+      payer, or settled by the arbiter with a party) was paid by those
+      escrows' payers: they are its buyers, and nobody else is (not the
+      arbiter nor a payee that co-signed or added an input for the fee).
+    * Otherwise, the owners of the spent coins: the address of a
+      pay-to-address coin, every address of a multisig coin.
+
+    :func:`check_review_buyer` removes the reviewed merchant's own address.
+    """
+    escrows = _escrow_inputs(tx, spent)
+    if escrows:
+        if refunds_escrow(tx, spent):
+            return frozenset()
+        return frozenset(lock.payer for lock, _ in escrows)
+    return frozenset(pkh for lock in spent if lock is not None for pkh in lock.addresses())
+
+
+def check_review_buyer(
+    reviewer: bytes, merchant: bytes, purchase: Tx, spent: Sequence[Lock | None]
+) -> None:
+    """Rule: the reviewer (a pubkey hash) is a buyer of the purchase other than
+    the reviewed ``merchant`` address: an owner of the money that paid it
+    (:func:`purchase_buyers`).  ``spent`` holds the locks of the coins the
+    purchase spent.
+
+    A refund of an escrow is no purchase (``bad-review-refund``): it pays the
+    escrow's payer its own money back, so the payee who signed it cannot review
+    the payer, and no one else can either.  Anyone else who is not a buyer is
+    refused as ``bad-review-not-buyer``: the arbiter of an escrow, a payee, a
+    key that only co-signed, the merchant's own inputs (its change).  When
+    several customers' coins paid the merchant together, each is a buyer (the
+    first review uses up the purchase's one review).
+    """
+    if refunds_escrow(purchase, spent):
+        raise TxInvalid("bad-review-refund",
+                        "the purchase is an escrow refund (the payer's money back): "
+                        "nobody can review it")
+    if reviewer == merchant or reviewer not in purchase_buyers(purchase, spent):
+        raise TxInvalid(
+            "bad-review-not-buyer",
+            "the reviewer's key did not fund the purchase (a buyer owns money that paid it; "
+            "for an escrow, only its payer does)",
+        )
+
+
 def paid_to(tx: Tx, pubkey_hash: bytes) -> int:
     """Native coin ``tx`` pays to the plain address ``pubkey_hash``."""
     lock = PayToAddress(pubkey_hash)
@@ -792,15 +877,13 @@ def _check_review(
     reviewer = hash160(payload.pubkey)
     if reviewer == payload.merchant:
         raise TxInvalid("bad-review-self", "a merchant cannot review itself")
-    if reviewer not in tx_signers(purchase):
-        raise TxInvalid(
-            "bad-review-not-buyer", "the reviewer's key did not fund the purchase"
-        )
     earlier = state.review_of_purchase(payload.purchase)
     if earlier is not None:
         raise TxInvalid(
             "bad-review-duplicate", f"the purchase was already reviewed ({earlier.hex()[:16]}…)"
         )
+    # Last: the only rule that reads more of the chain (the coins the purchase spent).
+    check_review_buyer(reviewer, payload.merchant, purchase, spent_locks(purchase, state))
     record = ReviewRecord(
         payload.merchant, reviewer, payload.purchase, payload.rating, value, height
     )

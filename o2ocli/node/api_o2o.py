@@ -24,6 +24,8 @@ from o2ocli.consensus.o2o import (
     ReviewRecord,
     TokenRecord,
     paid_to,
+    purchase_buyers,
+    spent_locks,
     tx_signers,
 )
 from o2ocli.core.locks import Escrow
@@ -249,8 +251,16 @@ def register_o2o_methods(
                 signers = tx_signers(tx)
                 if not paid or not signers or signers & mine:
                     continue
+                # The customer is a buyer (who may review it): the first signer
+                # that is one, else (an escrow's payer who did not sign) any.
+                buyers = purchase_buyers(tx, spent_locks(tx, st)) - mine
+                if not buyers:  # an escrow refund: nobody bought anything
+                    continue
+                witness_keys = (hash160(pair.pubkey) for txin in tx.inputs
+                                for pair in txin.witness)
+                customer = next((h for h in witness_keys if h in buyers), min(buyers))
                 found[txid] = {"txid": txid.hex(), "height": height,
-                               "customer": spec.address(hash160(tx.inputs[0].witness[0].pubkey)),
+                               "customer": spec.address(customer),
                                "paid": spec.format(paid), "paid_units": paid}
         else:
             items = []

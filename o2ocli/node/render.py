@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from o2ocli.chainspec import ChainSpec, format_amount
+from o2ocli.consensus.o2o import purchase_buyers
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
 from o2ocli.core.finality import FinalityVote
 from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
@@ -172,7 +173,9 @@ def tx_json(
     tokens: TokenLookup | None = None,
 ) -> dict[str, Any]:
     """A transaction as JSON; ``spent`` (the coins its inputs spent, when known)
-    adds each input's address and amount and the fee."""
+    adds each input's address and amount, the fee and the buyers (the
+    addresses that may review a merchant it paid, see
+    :func:`~o2ocli.consensus.o2o.purchase_buyers`)."""
     inputs = []
     for i, txin in enumerate(tx.inputs):
         entry: dict[str, Any] = {"txid": txin.prevout.txid.hex(), "index": txin.prevout.index}
@@ -202,6 +205,11 @@ def tx_json(
         "payload": payload_json(spec, tx.payload),
         "coinbase": tx.is_coinbase,
     }
+    if spent is not None and all(c is not None for c in spent):
+        # Who may review a merchant this tx paid (the consensus rule, before the
+        # reviewed merchant's own address is taken out).
+        locks = [c.output.lock for c in spent if c is not None]
+        data["buyers"] = [spec.address(h) for h in sorted(purchase_buyers(tx, locks))]
     if spent is not None and all(c is not None for c in spent) and not tx.is_coinbase:
         paid_in = sum(c.output.amount for c in spent if c and c.output.asset == NATIVE_ASSET)
         paid_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)

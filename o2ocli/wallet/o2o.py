@@ -484,10 +484,18 @@ def write_review(
     if ptx["height"] is None:
         raise O2OError("the purchase is not mined yet; review it once it is in a block")
     sync(wallet, client)
-    buyers = [wallet.spec.decode_address(a) for inp in ptx["inputs"] for a in inp["signers"]]
+    if "buyers" not in ptx:
+        raise O2OError("the node did not say who paid for that purchase (is it up to date?)")
+    # The buyers are the consensus rule's (the owners of the money that paid:
+    # for an escrow, its payer, whoever signed; an escrow refund has none).
+    buyers = [wallet.spec.decode_address(a) for a in ptx["buyers"]]
     reviewer = next((b for b in buyers if wallet.owns(b)), None)
     if reviewer is None:
-        raise O2OError("this wallet did not pay for that purchase: only the buyer can review it")
+        if not buyers and any(i.get("lock", {}).get("type") == "escrow" for i in ptx["inputs"]):
+            raise O2OError("that transaction refunds an escrow: it is not a purchase, "
+                           "nobody can review it")
+        raise O2OError("this wallet did not pay for that purchase: only the buyer can review it "
+                       "(the owner of the money that paid; for an escrow, its payer)")
     payees: dict[str, int] = {}
     for out in ptx["outputs"]:
         address = out.get("address")

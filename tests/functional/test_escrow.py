@@ -310,6 +310,28 @@ def test_token_escrow_pays_token_shares_and_native_fee(market):
     assert info["state"] == "released" and info["settlement"]["path"] == "release"
 
 
+def test_reward_for_a_disputed_escrow_goes_to_its_payer(market):
+    """The arbiter rules for the merchant and the payer co-signs: the
+    arbiter's signature comes first in the witness, but the customer a
+    merchant's token reward pays is the buyer, the escrow's payer."""
+    node = market
+    addr = node.addr
+    issued = node.cli_json("-w", "fixit", "token", "issue", "--symbol", "FIX", "--name", "Fix",
+                           "--supply", "1000")
+    mined(node, issued["txid"])
+    opened = open_escrow(node, payees=(("fixit", 10_000),))
+    ruling = node.cli_json("-w", "arb", "escrow", "dispute", opened["escrow"],
+                           "--pay", f"{addr['fixit']}=10000")
+    done = node.cli_json("-w", "alice", "escrow", "dispute", "--cosign", ruling["raw"], "--yes")
+    tx = mined(node, done["txid"])
+    payer = node.cli_json("escrow", "show", opened["escrow"])["payer"]
+    assert tx["inputs"][0]["signers"][0] == addr["arb"]
+    assert tx["buyers"] == [payer]
+    rewards = node.cli_json("-w", "fixit", "token", "reward", "FIX", "--rate", "1",
+                            "--since", str(tx["height"]), "--dry-run")["rewards"]
+    assert [(r["customer"], r["refs"]) for r in rewards] == [(payer, [done["txid"]])]
+
+
 def test_consensus_refuses_forbidden_escrow_spends(market):
     from o2ocli.chainspec import load_spec
     from o2ocli.core.locks import Escrow, PayToAddress

@@ -562,6 +562,71 @@ def test_one_pending_review_per_purchase(dev):
                                                                    second["txid"]]
 
 
+def test_escrow_payer_reviews_and_the_arbiter_cannot(dev):
+    """The buyer of an escrowed purchase is its payer, whoever signed the
+    settlement: the customer reviews the merchant after a release and after a
+    dispute settled for the merchant; the arbiter, who signed the dispute, is
+    refused by the wallet and by consensus; a refund is no purchase."""
+    alice = create(dev, "alice")
+    shop = create(dev, "shop")
+    arb = create(dev, "arb")
+    wait_mined(dev, send(dev, "dev", alice, "30"), send(dev, "dev", arb, "5"))
+
+    def escrow(amount: str) -> str:
+        out = dev.cli_json("-w", "alice", "escrow", "open", "--payee", f"{shop}=10000",
+                           "--amount", amount, "--arbiter", arb, "--timeout", "500")
+        wait_mined(dev, out["txid"])
+        return out["escrow"]
+
+    released, disputed, refunded = escrow("2"), escrow("3"), escrow("4")
+    payer = dev.cli_json("escrow", "show", released)["payer"]
+
+    # Released by the payer: the payer reviews the merchant.
+    release = dev.cli_json("-w", "alice", "escrow", "release", released)["txid"]
+    wait_mined(dev, release)
+    assert dev.rpc("gettx", release)["buyers"] == [payer]
+    first = write(dev, "alice", release, 5, "Paid through escrow, fine work")
+    assert first["merchant"] == shop
+    wait_mined(dev, first["txid"])
+    (listed,) = reviews(dev, "purchase", release)
+    assert (listed["reviewer"], listed["merchant"]) == (payer, shop)
+
+    # Disputed: the arbiter rules for the merchant, the merchant co-signs.
+    ruling = dev.cli_json("-w", "arb", "escrow", "dispute", disputed, "--pay", f"{shop}=10000")
+    dispute = dev.cli_json("-w", "shop", "escrow", "dispute", "--cosign", ruling["raw"],
+                           "--yes")["txid"]
+    wait_mined(dev, dispute)
+    signers = {a for i in dev.rpc("gettx", dispute)["inputs"] for a in i["signers"]}
+    assert signers == {arb, shop}  # alice did not sign, yet the money was hers
+    assert dev.rpc("gettx", dispute)["buyers"] == [payer]
+    before = snapshot(dev, shop, "arb")
+    err = refused(dev, "-w", "arb", "review", "write", "--purchase", dispute, "--rating", "1")
+    assert "did not pay for that purchase" in err, err
+    arb_key = wallet_key(dev, "arb", arb)
+    broadcast_refused(dev, payload_tx(dev, arb_key, signed_review(arb_key, shop, dispute, 1,
+                                                                  b"arbiter")),
+                      "bad-review-not-buyer")
+    assert snapshot(dev, shop, "arb") == before
+    second = write(dev, "alice", dispute, 2, "Needed an arbiter")
+    wait_mined(dev, second["txid"])
+    assert [(r["reviewer"], r["purchase"]) for r in reviews(dev, "merchant", shop)] == [
+        (payer, release), (payer, dispute)]
+
+    # Refunded by the payee: nobody can review it, the payee least of all.
+    refund = dev.cli_json("-w", "shop", "escrow", "refund", refunded)["txid"]
+    wait_mined(dev, refund)
+    assert dev.rpc("gettx", refund)["buyers"] == []
+    before = snapshot(dev, payer, "shop")
+    err = refused(dev, "-w", "shop", "review", "write", "--purchase", refund, "--rating", "1",
+                  "--merchant", payer)
+    assert "refunds an escrow" in err, err
+    shop_key = wallet_key(dev, "shop", shop)
+    broadcast_refused(dev, payload_tx(dev, shop_key, signed_review(shop_key, payer, refund, 1,
+                                                                   b"payee")),
+                      "bad-review-refund")
+    assert snapshot(dev, payer, "shop") == before
+
+
 def make_spec(tmp_path: Path, name: str, validators: int, period: int, **o2o) -> dict:
     """``chain spec new`` with the ``o2o`` section of the spec overridden."""
     out = run_cli(tmp_path / "unused", "chain", "spec", "new", name, "--validators",
@@ -610,16 +675,19 @@ def test_review_window(tmp_path, node_factory):
 
     # Too late: the purchase is more than 3 blocks older than the next block.
     node.wait_height(old_height + 3, timeout=15)
-    before = {
-        "reviews": node.rpc("listreviews", "merchant", shop),
-        "balance": balance(node, "alice"),
-    }
+
+    def unchanged() -> dict:
+        # A block a second: leave out what every new block changes.
+        listed = [{k: v for k, v in r.items() if k not in ("confirmations", "final")}
+                  for r in node.rpc("listreviews", "merchant", shop)]
+        return {"reviews": listed, "balance": balance(node, "alice")}
+
+    before = unchanged()
     err = refused(node, "-w", "alice", "review", "write", "--purchase", old, "--rating", "4")
     assert "bad-review-window" in err
     match = re.search(r"the purchase is (\d+) blocks old, the window is 3", err)
     assert match and int(match.group(1)) > 3, err
-    assert {"reviews": node.rpc("listreviews", "merchant", shop),
-            "balance": balance(node, "alice")} == before
+    assert unchanged() == before
     assert [r["txid"] for r in before["reviews"]] == [review["txid"]]
 
 

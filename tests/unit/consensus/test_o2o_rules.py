@@ -18,6 +18,7 @@ from o2o_helpers import FakeState
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
+from o2ocli.consensus.escrow import PATH_DISPUTE, PATH_REFUND, PATH_RELEASE
 from o2ocli.consensus.o2o import (
     EMPTY_STATE,
     MAX_DECIMALS,
@@ -29,8 +30,11 @@ from o2ocli.consensus.o2o import (
     TokenRecord,
     check_o2o_inputs,
     check_o2o_payload,
+    check_review_buyer,
     check_symbol,
     o2o_claims,
+    purchase_buyers,
+    spent_locks,
 )
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
 from o2ocli.consensus.tx import (
@@ -42,7 +46,7 @@ from o2ocli.consensus.tx import (
     validate_transaction,
 )
 from o2ocli.core.block import BlockHeader
-from o2ocli.core.locks import lock_bytes
+from o2ocli.core.locks import Escrow, lock_bytes
 from o2ocli.core.payloads import (
     REWARD_PURCHASES,
     REWARD_REVIEWS,
@@ -62,7 +66,7 @@ from o2ocli.core.payloads import (
     token_asset_id,
     token_commitment,
 )
-from o2ocli.core.tx import Coin, Outpoint
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint
 from o2ocli.crypto.hashes import sha256
 
 CHAIN_ID = "o2o-test"
@@ -244,9 +248,20 @@ def freeze_tx(kit, asset, *, authority_in=True, authority_out=0):
 # -- purchases, reviews, replies, rewards --------------------------------------
 
 
+def mined_coin(kit, state, amount, lock, asset=NATIVE_ASSET, *, height=1):
+    """A coin of ``amount`` paying ``lock``, created by a tx mined in ``state`` at
+    ``height`` (the review rules read the locks a purchase spent from the
+    main-chain txs that created them); returns its outpoint."""
+    tx = kit.spend([kit.fund(amount, asset=asset)], [kit.out(amount, lock, asset)])
+    state.mine(tx, height)
+    op = Outpoint(tx.txid, 0)
+    kit.view[op] = Coin(tx.outputs[0], height)
+    return op
+
+
 def purchase(kit, state, *, paid=5_000, merchant=MERCHANT, buyer=BUYER, height=HEIGHT - 5):
     """Mine a purchase at ``height``: ``buyer`` pays ``merchant`` ``paid``."""
-    op = kit.fund(100_000, kit.p2a(buyer))
+    op = mined_coin(kit, state, 100_000, kit.p2a(buyer))
     outs = [kit.out(paid, kit.p2a(merchant)), kit.out(100_000 - paid - 100, kit.p2a(buyer))]
     tx = kit.spend([op], outs, [[kit.keys[buyer]]])
     state.mine(tx, height)
@@ -1033,7 +1048,7 @@ def test_review_of_a_purchase_below_the_minimum_is_refused(kit, state):
 
 
 def test_review_value_sums_every_payment_to_the_merchant(kit, state):
-    op = kit.fund(100_000, kit.p2a(BUYER))
+    op = mined_coin(kit, state, 100_000, kit.p2a(BUYER))
     outs = [kit.out(600, kit.p2a(MERCHANT)), kit.out(600, kit.p2a(MERCHANT)),
             kit.out(98_000, kit.p2a(BUYER))]
     bought = kit.spend([op], outs, [[kit.keys[BUYER]]])
@@ -1391,3 +1406,149 @@ def test_buyer_cannot_use_up_the_reward_slot_of_its_own_purchase(kit, state):
     tx = kit.spend(inputs, outs, [[kit.keys[BUYER]]] * 2, payload=grief)
     refuse(kit, tx, state, "bad-token-reward-own-purchase")
     accept(kit, reward_tx(kit, signed_reward(kit, LOY, [bought.txid])), state)
+
+
+# ---------------------------------------------------------------------------
+# Who is a buyer: the owner of the money that paid the merchant
+# ---------------------------------------------------------------------------
+
+ARBITER, FRIEND = 5, 6
+ESCROWED = 50_000
+ESCROW_TIMEOUT = 1_000
+
+
+def escrowed_coin(kit, state, *, payer=BUYER, payee=MERCHANT):
+    """An escrow of ``ESCROWED`` from ``payer`` to ``payee`` (arbiter ``ARBITER``)
+    created by a mined tx; returns its outpoint."""
+    lock = Escrow(h160(kit, payer), ((h160(kit, payee), 10_000),), h160(kit, ARBITER),
+                  ESCROW_TIMEOUT)
+    return mined_coin(kit, state, ESCROWED, lock)
+
+
+def escrow_purchase(kit, state, path, signers, outputs, *, extra=()):
+    """Spend an escrow coin (plus the ``extra`` (outpoint, signer) inputs) into
+    ``outputs``, signed by the key indexes ``signers``; the spend must be valid
+    and take ``path``.  It is mined at ``HEIGHT - 5`` and returned."""
+    escrow_op = escrowed_coin(kit, state)
+    prevouts = [escrow_op, *(op for op, _ in extra)]
+    keys = [[kit.keys[i] for i in signers], *([kit.keys[i]] for _, i in extra)]
+    tx = kit.spend(prevouts, outputs, keys)
+    _, effect = accept(kit, tx, state, HEIGHT - 5)
+    assert effect.escrows[escrow_op] == (tx.txid, path)
+    state.mine(tx, HEIGHT - 5)
+    return tx
+
+
+def review_tx(kit, bought, reviewer, merchant=MERCHANT):
+    return plain_tx(kit, signed_review(kit, bought.txid, merchant=merchant, reviewer=reviewer),
+                    reviewer)
+
+
+def test_escrow_payer_reviews_the_merchant_it_released_to(kit, state):
+    bought = escrow_purchase(kit, state, PATH_RELEASE, [BUYER],
+                             [kit.out(ESCROWED - 100, kit.p2a(MERCHANT))])
+    _, effect = accept(kit, review_tx(kit, bought, BUYER), state)
+    (record,) = effect.reviews.values()
+    assert (record.reviewer, record.merchant, record.value) == (
+        h160(kit, BUYER), h160(kit, MERCHANT), ESCROWED - 100)
+
+
+def test_escrow_released_to_the_merchant_cannot_be_reviewed_by_the_arbiter(kit, state):
+    bought = escrow_purchase(kit, state, PATH_RELEASE, [BUYER],
+                             [kit.out(ESCROWED - 100, kit.p2a(MERCHANT))])
+    refuse(kit, review_tx(kit, bought, ARBITER), state, "bad-review-not-buyer")
+
+
+def test_arbiter_of_a_dispute_ruled_for_the_merchant_is_refused(kit, state):
+    """The arbiter signed the purchase's only input, but the money was the payer's."""
+    bought = escrow_purchase(kit, state, PATH_DISPUTE, [ARBITER, MERCHANT],
+                             [kit.out(ESCROWED - 100, kit.p2a(MERCHANT))])
+    refuse(kit, review_tx(kit, bought, ARBITER), state, "bad-review-not-buyer")
+    _, effect = accept(kit, review_tx(kit, bought, BUYER), state)  # the slot is the payer's
+    assert next(iter(effect.reviews.values())).reviewer == h160(kit, BUYER)
+
+
+def test_arbiter_paying_a_dispute_fee_from_its_own_coin_is_still_no_buyer(kit, state):
+    fee_op = mined_coin(kit, state, 10_000, kit.p2a(ARBITER))
+    bought = escrow_purchase(kit, state, PATH_DISPUTE, [ARBITER, MERCHANT],
+                             [kit.out(ESCROWED, kit.p2a(MERCHANT)),
+                              kit.out(9_900, kit.p2a(ARBITER))], extra=[(fee_op, ARBITER)])
+    refuse(kit, review_tx(kit, bought, ARBITER), state, "bad-review-not-buyer")
+    accept(kit, review_tx(kit, bought, BUYER), state)
+
+
+def test_dispute_ruled_for_the_payer_lets_no_co_signer_review_the_payer(kit, state):
+    bought = escrow_purchase(kit, state, PATH_DISPUTE, [ARBITER, MERCHANT],
+                             [kit.out(ESCROWED - 100, kit.p2a(BUYER))])
+    for reviewer in (MERCHANT, ARBITER):
+        refuse(kit, review_tx(kit, bought, reviewer, merchant=BUYER), state,
+               "bad-review-not-buyer")
+
+
+def test_payee_of_a_refund_cannot_review_the_payer(kit, state):
+    bought = escrow_purchase(kit, state, PATH_REFUND, [MERCHANT],
+                             [kit.out(ESCROWED - 100, kit.p2a(BUYER))])
+    refuse(kit, review_tx(kit, bought, MERCHANT, merchant=BUYER), state, "bad-review-refund")
+
+
+def test_refund_with_the_payees_own_fee_coin_is_still_no_purchase(kit, state):
+    """The payee's own input makes it fund the tx, and its change pays the payee:
+    neither side can review the other on a refund."""
+    fee_op = mined_coin(kit, state, 10_000, kit.p2a(MERCHANT))
+    bought = escrow_purchase(kit, state, PATH_REFUND, [MERCHANT],
+                             [kit.out(ESCROWED, kit.p2a(BUYER)),
+                              kit.out(9_900, kit.p2a(MERCHANT))], extra=[(fee_op, MERCHANT)])
+    refuse(kit, review_tx(kit, bought, MERCHANT, merchant=BUYER), state, "bad-review-refund")
+    refuse(kit, review_tx(kit, bought, BUYER, merchant=MERCHANT), state, "bad-review-refund")
+
+
+def test_two_customers_paying_together_are_both_buyers(kit, state):
+    ops = [mined_coin(kit, state, 3_000, kit.p2a(i)) for i in (BUYER, FRIEND)]
+    bought = kit.spend(ops, [kit.out(5_900, kit.p2a(MERCHANT))],
+                       [[kit.keys[BUYER]], [kit.keys[FRIEND]]])
+    state.mine(bought, HEIGHT - 5)
+    for reviewer in (BUYER, FRIEND):
+        _, effect = accept(kit, review_tx(kit, bought, reviewer), state)
+        assert next(iter(effect.reviews.values())).reviewer == h160(kit, reviewer)
+    refuse(kit, review_tx(kit, bought, STRANGER), state, "bad-review-not-buyer")
+    # One review per purchase: the first of them to be mined takes it.
+    _, effect = accept(kit, review_tx(kit, bought, FRIEND), state)
+    state.apply(effect)
+    refuse(kit, review_tx(kit, bought, BUYER), state, "bad-review-duplicate")
+
+
+def test_merchants_own_inputs_make_it_no_buyer_of_its_own_sale(kit, state):
+    """The merchant adds a coin of its own (its change comes back): it is not a
+    buyer of itself, the customer is; the merchant's money did pay the other
+    merchant, so it may review that one."""
+    ops = [mined_coin(kit, state, 3_000, kit.p2a(BUYER)),
+           mined_coin(kit, state, 5_000, kit.p2a(MERCHANT))]
+    outs = [kit.out(2_000, kit.p2a(MERCHANT)), kit.out(4_000, kit.p2a(MERCHANT)),
+            kit.out(1_900, kit.p2a(OTHER_MERCHANT))]
+    bought = kit.spend(ops, outs, [[kit.keys[BUYER]], [kit.keys[MERCHANT]]])
+    state.mine(bought, HEIGHT - 5)
+    refuse(kit, review_tx(kit, bought, MERCHANT), state, "bad-review-self")
+    with pytest.raises(TxInvalid) as e:
+        check_review_buyer(h160(kit, MERCHANT), h160(kit, MERCHANT), bought,
+                           spent_locks(bought, state))
+    assert e.value.reason == "bad-review-not-buyer"
+    accept(kit, review_tx(kit, bought, BUYER), state)
+    accept(kit, review_tx(kit, bought, MERCHANT, merchant=OTHER_MERCHANT), state)
+
+
+def test_every_owner_of_a_multisig_coin_is_a_buyer(kit, state):
+    """A 1-of-2 coin of BUYER and FRIEND, signed by BUYER: both own the money."""
+    lock = kit.multisig(1, kit.sorted_keys(1, BUYER) + kit.sorted_keys(1, FRIEND))
+    op = mined_coin(kit, state, 10_000, lock)
+    bought = kit.spend([op], [kit.out(9_900, kit.p2a(MERCHANT))], [[kit.keys[BUYER]]])
+    state.mine(bought, HEIGHT - 5)
+    assert purchase_buyers(bought, spent_locks(bought, state)) == {h160(kit, BUYER),
+                                                                   h160(kit, FRIEND)}
+    accept(kit, review_tx(kit, bought, FRIEND), state)
+    refuse(kit, review_tx(kit, bought, STRANGER), state, "bad-review-not-buyer")
+
+
+def test_buyers_of_a_coinbase_are_nobody(kit, state):
+    claim = kit.claim(HEIGHT - 5, 5_000)
+    state.mine(claim, HEIGHT - 5)
+    assert purchase_buyers(claim, spent_locks(claim, state)) == frozenset()

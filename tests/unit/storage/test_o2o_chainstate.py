@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from o2ocli.consensus.errors import BlockInvalid
+from o2ocli.consensus.escrow import PATH_DISPUTE
 from o2ocli.consensus.o2o import ReviewRecord, TokenRecord
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.block import Block
-from o2ocli.core.locks import lock_bytes
+from o2ocli.core.locks import Escrow, lock_bytes
 from o2ocli.core.payloads import (
     NO_PAYLOAD,
     REWARD_PURCHASES,
@@ -598,3 +599,42 @@ def test_fee_claim_cannot_take_the_burned_issue_fee(tmp_path, s):
     honest = make_block(s.blocks[0].header, txs, fees=2 * FEE, fee_lock=lock)
     assert state.add_block(honest)
     assert state.utxo_stats().totals[NATIVE_ASSET] == native_before - 2 * ISSUE_FEE
+
+
+# ---------------------------------------------------------------------------
+# The buyer of an escrow purchase, read through the chainstate
+# ---------------------------------------------------------------------------
+
+
+def test_escrow_settled_by_the_arbiter_is_reviewed_by_its_payer_only(tmp_path):
+    """An escrow opened and settled by the arbiter for the merchant in one
+    block (the review rule reads the escrow lock from a tx of that same block):
+    the arbiter, who signed the settlement, cannot review; the payer, who did
+    not sign it, can; the review goes away with its block."""
+    arbiter = deterministic_key(b"o2o-chainstate-tests", 4)
+    state = open_state(tmp_path / "db")
+    lock = Escrow(h160(BUYER), ((h160(MERCHANT), 10_000),), arbiter.public_key.hash160(), 1_000)
+    opened = spend([g(2)], [TxOut(NATIVE_ASSET, COIN - FEE, lock)])
+    settle = Tx((TxIn(Outpoint(opened.txid, 0)),), (native(COIN - 2 * FEE, MERCHANT),))
+    settle = sign_tx(settle, [[arbiter, KEYS[MERCHANT]]], CHAIN_ID)
+    b1 = make_block(GENESIS.header, [opened, settle])
+    assert state.add_block(b1)
+    assert state.escrow_settlement(Outpoint(opened.txid, 0)) == (settle.txid, PATH_DISPUTE)
+    settled = o2o_dump(state)
+
+    unsigned = Review(h160(MERCHANT), settle.txid, 1, b"ruled", arbiter.public_key.to_bytes(),
+                      bytes(64))
+    by_arbiter = replace(unsigned, signature=arbiter.sign(review_sig_digest(unsigned, CHAIN_ID)))
+    before = full_dump(state)
+    with pytest.raises(BlockInvalid) as err:
+        state.add_block(make_block(b1.header, [spend([g(6)], [native(COIN - FEE, BUYER)],
+                                                     by_arbiter)]))
+    assert err.value.reason == "bad-review-not-buyer"
+    assert full_dump(state) == before
+
+    review = spend([g(6)], [native(COIN - FEE, BUYER)], review_payload(settle.txid, rating=4))
+    assert state.add_block(make_block(b1.header, [review]))
+    assert state.review(review.txid) == ReviewRecord(
+        h160(MERCHANT), h160(BUYER), settle.txid, 4, COIN - 2 * FEE, 2)
+    state.disconnect_tip()
+    assert o2o_dump(state) == settled
