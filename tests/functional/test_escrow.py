@@ -210,7 +210,7 @@ def test_refund_by_a_payee_and_reclaim_after_the_timeout(market):
     assert info["settlement"]["txid"] == refund["txid"]
 
     # A short timeout: the payer may not take it back before it, may after.
-    second = open_escrow(node, "5", timeout=2)
+    second = open_escrow(node, "5", timeout=3)  # the dev node seals 2 blocks per tx
     escrow_id = second["escrow"]
     timeout = second["timeout_height"]
     alice -= 5 + coins(second["tx"]["fee_units"])

@@ -228,10 +228,10 @@ def test_consent_grant_check_revoke_and_expiry(market):
     assert "already revoked" in refused(node, "-w", "alice", "consent", "revoke", grant["txid"])
     assert state() == before
 
-    # A one-block grant runs out.
-    short = node.cli_json("-w", "alice", "consent", "grant", shop, "contact", "--blocks", "1")
+    # A short grant runs out.  --blocks 3: active for the three blocks after the
+    # one that recorded it; once final (one more block) two of them are left.
+    short = node.cli_json("-w", "alice", "consent", "grant", shop, "contact", "--blocks", "3")
     mined(node, short["txid"])
-    # --blocks 1: active for the one block after the one that recorded it.
     assert json_result(node, "consent", "check", alice, shop, "contact", code=0)["granted"]
     make_blocks(node, 2)
     denied = json_result(node, "consent", "check", alice, shop, "contact", code=1)
