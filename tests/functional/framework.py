@@ -72,15 +72,18 @@ class NodeProcess:
         self.log_path = datadir / "test-node.log"
 
     # ---------------------------------------------------------------- process
-    def start(self, *args: str, wait: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Start ``node start ARGS`` and (by default) wait until its RPC answers."""
+    def start(self, *args: str, wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
+              env: dict[str, str] | None = None) -> None:
+        """Start ``node start ARGS`` (``env``: extra environment variables) and
+        (by default) wait until its RPC answers."""
         self.datadir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "o2ocli", "--datadir", str(self.datadir), "node", "start",
                "--rpc-listen", f"127.0.0.1:{self.rpc_port}", *args]
         if "--listen" not in args and "--no-listen" not in args:
             cmd += ["--listen", f"127.0.0.1:{self.p2p_port}"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     env={**os.environ, **env} if env else None)
         log.close()
         if wait:
             self.wait_ready(timeout)
