@@ -199,31 +199,3 @@ def test_full_inbound_slots_evict_an_idle_peer_not_a_block_relayer(tmp_path, nod
     finally:
         for raw in peers:
             raw.close()
-
-
-def test_operator_ban_still_refuses_a_host(tmp_path, node_factory):
-    """Misbehaviour no longer bans, but ``node ban`` does, and ``node unban`` lifts it."""
-    net = Network(tmp_path, node_factory, validators=1, period=1)
-    net.start_all()
-    v1 = net.nodes[0]
-    spec = load_spec(net.spec_path)
-    info = v1.rpc("getinfo")
-    raw = RawPeer(v1, "127.0.0.91", spec.network_magic)
-    try:
-        raw.handshake(info)
-        wait_until(lambda: any(p["address"].startswith("127.0.0.91:")
-                               for p in ready_peers(v1)), 10, "the raw peer to be ready")
-        banned = v1.cli_json("node", "ban", "127.0.0.91", "--seconds", "3600")
-        assert banned["banned"] == "127.0.0.91" and banned["until"] > time.time() + 3000
-        assert raw.closed_by_node(), "a banned host's connection stayed up"
-    finally:
-        raw.close()
-    again = RawPeer(v1, "127.0.0.91", spec.network_magic)
-    try:
-        assert again.closed_by_node(5.0)
-    finally:
-        again.close()
-    assert [b["host"] for b in v1.rpc("getpeerinfo")["banned"]] == ["127.0.0.91"]
-    assert v1.cli_json("node", "unban", "127.0.0.91") == {"unbanned": "127.0.0.91"}
-    bad = v1.cli("node", "ban", "127.0.0.91", "--seconds", "0")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
