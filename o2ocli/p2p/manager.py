@@ -61,7 +61,7 @@ from .misbehaviour import (
     punishable,
     select_eviction,
 )
-from .peer import Peer
+from .peer import KnownSet, Peer
 from .sync import BlockSync
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,6 +129,9 @@ class PeerManager:
         self.future = FuturePool()
         """Headers and blocks early by our clock, retried when their time comes."""
         self.recent_disconnects: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT_DISCONNECTS)
+        self.refused_blocks = KnownSet(10_000)
+        """Blocks refused by our view (not punished): their headers are not
+        queued again, so a peer cannot make us download them in a loop."""
         self._evict_salt = secrets.token_bytes(16)
         self.network_active = True
         self.sync = BlockSync(self)
@@ -262,7 +265,7 @@ class PeerManager:
             self.discouraged.add(peer.host, time.time())
             peer.close(f"misbehaving (host discouraged): {reason}")
 
-    def block_refused(self, peer: Peer, exc: BlockInvalid, what: str, *,
+    def block_refused(self, peer: Peer, exc: BlockInvalid, what: str, block_hash: bytes, *,
                       time_of: int | None = None,
                       retry: Callable[[], None] | None = None) -> None:
         """A header or block from ``peer`` broke a rule.  Only context-free
@@ -273,6 +276,7 @@ class PeerManager:
             self.misbehaving(peer, DISCONNECT_SCORE, f"invalid {what}: {exc}")
             return
         if exc.reason != "bad-poa-time-future" or time_of is None:
+            self.refused_blocks.add(block_hash)
             log.info("%s from %s not accepted (our view, not the sender's fault): %s",
                      what, peer.address, exc)
             return

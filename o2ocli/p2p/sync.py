@@ -171,6 +171,8 @@ class BlockSync:
             if entry is not None and entry.status == STATUS_INVALID:
                 manager.misbehaving(peer, 100, "header of a block known to be invalid")
                 return
+            if entry is None and known is None and header.hash in manager.refused_blocks:
+                return  # refused by our view before: not queued again (nor punished)
             if known is not None:
                 header_parent, snap, td = known
             elif entry is not None:
@@ -183,7 +185,7 @@ class BlockSync:
                 except BlockInvalid as exc:
                     rest = headers[index:]
                     manager.block_refused(peer, exc, f"header {header.height} {header.hash.hex()}",
-                                          time_of=header.time,
+                                          header.hash, time_of=header.time,
                                           retry=partial(self.on_headers, peer, rest))
                     return
                 peer.note_block_time(header.time, self.chain.clock())
@@ -282,7 +284,7 @@ class BlockSync:
             change = self.manager.node.submit_block(block, source=peer)
         except BlockInvalid as exc:
             self.manager.block_refused(peer, exc, f"block {block.height} {block.hash.hex()}",
-                                       time_of=block.header.time,
+                                       block.hash, time_of=block.header.time,
                                        retry=partial(self.on_block, peer, block))
             return False
         except ChainStateError as exc:

@@ -20,11 +20,22 @@ import pytest
 
 from o2ocli.chainspec import load_spec
 from o2ocli.consensus.poa import DIFF_IN_TURN, DIFF_NO_TURN, seal_header
-from o2ocli.core.block import Block, BlockHeader, merkle_root
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import read_key_file
 from o2ocli.node.runtime import CLOCK_OFFSET_ENV
-from o2ocli.p2p.messages import MAX_PAYLOAD, BlockMsg, Ping, Pong, encode_frame
+from o2ocli.p2p.messages import (
+    MAX_PAYLOAD,
+    BlockMsg,
+    GetData,
+    Headers,
+    Ping,
+    Pong,
+    encode_frame,
+)
+from o2ocli.testing.chaingen import sign_tx
 
 from .framework import Network, wait_until
 from .test_p2p_misbehaviour import RawPeer
@@ -37,15 +48,16 @@ def tip_block(node) -> Block:
     return Block.from_bytes(bytes.fromhex(node.rpc("getblock", node.rpc("getbestblockhash"), 0)))
 
 
-def block_on_tip(node, spec, key: PrivateKey) -> Block:
-    """An empty block on ``node``'s tip sealed by ``key`` (valid iff ``key`` may seal)."""
+def block_on_tip(node, spec, key: PrivateKey, txs: tuple[Tx, ...] = ()) -> Block:
+    """A block of ``txs`` on ``node``'s tip sealed by ``key`` (its header is
+    valid iff ``key`` may seal)."""
     tip = tip_block(node)
     ordered = sorted(spec.validators)
     in_turn = ordered[(tip.height + 1) % len(ordered)] == key.public_key.hash160()
-    header = BlockHeader(tip.height + 1, tip.hash, merkle_root([]),
+    header = BlockHeader(tip.height + 1, tip.hash, tx_merkle_root(txs),
                          max(tip.header.time + spec.period, int(time.time())),
                          DIFF_IN_TURN if in_turn else DIFF_NO_TURN)
-    return Block(seal_header(header, key, spec.chain_id), ())
+    return Block(seal_header(header, key, spec.chain_id), txs)
 
 
 def junk_messages(node, spec) -> list[tuple[str, bytes | None]]:
@@ -199,3 +211,55 @@ def test_full_inbound_slots_evict_an_idle_peer_not_a_block_relayer(tmp_path, nod
     finally:
         for raw in peers:
             raw.close()
+
+
+def pong_after(raw: RawPeer, magic: bytes) -> list:
+    """Send a ping; return the messages the node sent before its pong (it
+    handles a peer's messages in order, so their effects come first)."""
+    nonce = secrets.randbits(64)
+    raw.send(encode_frame(magic, Ping(nonce)))
+    before = []
+    while True:
+        msg = raw.read_message()
+        if isinstance(msg, Pong) and msg.nonce == nonce:
+            return before
+        before.append(msg)
+
+
+def test_block_refused_by_the_receivers_state_costs_the_sender_nothing(tmp_path, node_factory):
+    """Item 3: a validator-sealed block whose transaction spends a coin v1 does
+    not have (``bad-txns-inputs-missingorspent``, a state-dependent reason) is
+    refused without points: the connection stays, the header is not queued
+    again when re-announced, and the same peer's next valid block is taken."""
+    net = Network(tmp_path, node_factory, validators=2, period=1)
+    v1 = net.nodes[0]
+    v1.start("--validator-key", net.key(0))
+    v1.wait_height(1)  # and no further: with two validators it may not seal twice in a row
+    spec = load_spec(net.spec_path)
+    magic = spec.network_magic
+    key2 = read_key_file(Path(net.key(1)), spec.wif_version)
+    raw = RawPeer(v1, "127.0.2.9", magic)
+    try:
+        raw.handshake(v1.rpc("getinfo"))
+        pkh = key2.public_key.hash160()
+        spend = sign_tx(Tx((TxIn(Outpoint(secrets.token_bytes(32), 0)),),
+                           (TxOut(NATIVE_ASSET, 1000, PayToAddress(pkh)),)),
+                        [[key2]], spec.chain_id)
+        block = block_on_tip(v1, spec, key2, (spend,))
+        raw.send(encode_frame(magic, BlockMsg(block)))
+        wait_until(lambda: "bad-txns-inputs-missingorspent" in v1.log_path.read_text(), 10,
+                   "v1 to refuse the block")
+        assert pong_after(raw, magic) is not None  # still connected
+        assert f"block {block.height} {block.hash.hex()} from" in v1.log_path.read_text()
+        raw.send(encode_frame(magic, Headers((block.header,))))
+        assert not any(isinstance(m, GetData) for m in pong_after(raw, magic))
+        good = block_on_tip(v1, spec, key2)
+        assert good.height == block.height
+        raw.send(encode_frame(magic, BlockMsg(good)))
+        wait_until(lambda: v1.rpc("getblockhash", good.height) == good.hash.hex(), 10,
+                   "v1 to take the same peer's valid block")
+        peer = next(p for p in ready_peers(v1) if p["address"].startswith("127.0.2.9:"))
+        assert peer["score"] == 0
+        assert v1.rpc("getpeerinfo")["recent_disconnects"] == []
+    finally:
+        raw.close()
