@@ -259,16 +259,19 @@ def select_eviction(
 ) -> int | None:
     """Which inbound peer to drop for a newcomer, or None to refuse the newcomer.
 
-    Protected (in this order, each from the peers still unprotected), with
+    A discouraged peer goes first (the youngest of them), unprotected.
+    Otherwise, protected (in this order, each from the peers still unprotected), with
     Bitcoin Core's counts for 32 slots scaled to ``max_inbound``:
     one peer from each of up to ``max_inbound // 8`` network groups (chosen
     by a salted hash, so an attacker cannot predict which); the
     ``max_inbound // 4`` lowest pings; the ``max(1, max_inbound // 8)`` that
     most recently sent a new valid transaction and the same number that most
     recently sent a new valid block; half of the rest, longest connected first.
-    Of those left, discouraged peers go first; otherwise the youngest peer of
-    the network group with the most peers left (ties: the group whose newest
-    peer is youngest)."""
+    Of those left, the youngest peer of the network group with the most peers
+    left goes (ties: the group whose newest peer is youngest)."""
+    discouraged = [c for c in candidates if c.discouraged]
+    if discouraged:
+        return max(discouraged, key=lambda c: c.connected_at).peer_id
     left = list(candidates)
     groups_to_protect = max_inbound // 8
     if groups_to_protect:
@@ -287,9 +290,6 @@ def select_eviction(
     left = _protect(left, len(left) // 2, key=lambda c: c.connected_at)
     if not left:
         return None
-    discouraged = [c for c in left if c.discouraged]
-    if discouraged:
-        left = discouraged
     groups: dict[str, list[EvictionCandidate]] = defaultdict(list)
     for c in left:
         groups[c.netgroup].append(c)

@@ -136,7 +136,8 @@ def test_eviction_protects_recent_block_and_tx_relayers_and_low_pings():
 def test_eviction_prefers_discouraged_peers_and_may_refuse():
     peers = [_idle(i) for i in range(1, 9)]
     assert select_eviction(peers, max_inbound=8) == 8  # the youngest
-    peers[6] = _idle(7, discouraged=True)
-    assert select_eviction(peers, max_inbound=8) == 7
+    # A discouraged peer goes first, even one that would be protected.
+    peers[1] = _idle(2, discouraged=True, last_block=9.0, min_ping=0.001)
+    assert select_eviction(peers, max_inbound=8) == 2
     # One peer, protected as the block relayer: nobody to evict.
     assert select_eviction([_idle(1, last_block=1.0)], max_inbound=1) is None
