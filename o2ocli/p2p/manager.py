@@ -260,7 +260,7 @@ class PeerManager:
         if score < DISCONNECT_SCORE:
             return
         if is_local(peer.host, (peer.local_host,)):
-            peer.close(f"misbehaving: {reason}")
+            peer.close(f"misbehaving (local host, not discouraged): {reason}")
         else:
             self.discouraged.add(peer.host, time.time())
             peer.close(f"misbehaving (host discouraged): {reason}")
@@ -456,7 +456,8 @@ class PeerManager:
             if isinstance(msg, Pong):
                 if msg.nonce == peer.ping_nonce:
                     peer.latency = time.monotonic() - peer.ping_sent
-                    peer.min_ping = min(peer.min_ping or peer.latency, peer.latency)
+                    if peer.min_ping is None or peer.latency < peer.min_ping:
+                        peer.min_ping = peer.latency
                     peer.ping_nonce = None
                 return
             peer.send(Pong(msg.nonce))
