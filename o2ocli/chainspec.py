@@ -27,6 +27,12 @@ Format (amounts are decimal strings in display units, never floats)::
       "dev_keys": {"validator": "WIF", "funds": "WIF"}   # devnet only: public keys!
     }
 
+``consensus.period`` is the least number of seconds between a block and its
+parent; ``consensus.max_future`` the allowed clock drift: how many seconds a
+block's time may be ahead of the receiving node's clock (a block further ahead
+is held and retried when its time comes, never held against its sender; see
+"Misbehaviour policy" in docs/protocol.rst).
+
 The WIF version byte of a chain is ``(address_version + 0x80) mod 256``, as in
 Bitcoin (0x00 → 0x80, 0x6f → 0xef).
 """

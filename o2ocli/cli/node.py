@@ -126,6 +126,8 @@ def _configure_logging() -> None:
 @click.option("--rpc-listen", metavar="HOST:PORT", help="RPC address (default 127.0.0.1:<spec>).")
 @click.option("--rpc-allow-remote", is_flag=True, help="Allow RPC on a non-loopback address.")
 @click.option("--connect", multiple=True, metavar="HOST:PORT", help="Peer to connect to.")
+@click.option("--max-inbound", type=click.IntRange(1, 1000), default=32, show_default=True,
+              help="Most inbound peers; when full, a newcomer may evict an idle one.")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
 def start_cmd(
     dev: bool,
@@ -136,6 +138,7 @@ def start_cmd(
     rpc_listen: str | None,
     rpc_allow_remote: bool,
     connect: tuple[str, ...],
+    max_inbound: int,
     detach: bool,
 ) -> None:
     """Run the node (in the foreground unless --detach).
@@ -228,6 +231,7 @@ def start_cmd(
         p2p_listen=p2p_listen,
         connect=peers,
         progress_bar=sys.stderr.isatty(),
+        max_inbound=max_inbound,
     )
     os.umask(0o077)  # like bitcoind: whatever the node creates is the owner's only
     try:
@@ -360,6 +364,8 @@ def status_cmd() -> None:
     """
     ctx = get_context()
     info = rpc_call(ctx, "getinfo")
+    clocks = [{"address": p["address"], "clock_offset": p.get("clock_offset")}
+              for p in rpc_call(ctx, "getpeerinfo")["peers"]]
     data = {
         "height": info["height"],
         "tip": info["tip"],
@@ -373,6 +379,7 @@ def status_cmd() -> None:
         "finalized_hash": info.get("finalized_hash"),
         "justified_height": info.get("justified_height"),
         "accused_validators": info.get("accused_validators", []),
+        "peer_clocks": clocks,
     }
     lines = [
         f"chain      {info['chain_id']}",
@@ -389,6 +396,10 @@ def status_cmd() -> None:
     for accused in data["accused_validators"]:
         lines.append(f"EVIDENCE   validator {accused} signed conflicting finality votes "
                      "(see: o2ocli validator evidence)")
+    for clock in clocks:
+        offset = clock["clock_offset"]
+        lines.append(f"clock      {clock['address']}: "
+                     + ("unknown" if offset is None else f"{offset:+.0f} s vs ours"))
     emit(ctx, data, "\n".join(lines))
 
 
@@ -418,6 +429,14 @@ def peers_cmd() -> None:
             text += "\nbanned: " + ", ".join(
                 f"{b['host']} until {time.strftime('%Y-%m-%d %H:%M', time.gmtime(b['until']))}"
                 for b in data["banned"])
+        if data.get("discouraged"):
+            text += "\ndiscouraged: " + ", ".join(d["host"] for d in data["discouraged"])
+        if data.get("recent_disconnects"):
+            text += "\nrecent disconnects:\n" + table(
+                [[time.strftime("%H:%M:%S", time.gmtime(d["time"])), d["address"],
+                  "in" if d["inbound"] else "out", d["reason"]]
+                 for d in data["recent_disconnects"][:10]],
+                ["time", "peer", "dir", "reason"])
         return text
 
     emit(ctx, data, human)
@@ -436,6 +455,27 @@ def addpeer_cmd(address: str) -> None:
     _host_port(address, "HOST:PORT")
     data = rpc_call(ctx, "addpeer", address)
     emit(ctx, data, f"added {data['added']}")
+
+
+@node.command("ban")
+@click.argument("host")
+@click.option("--seconds", type=click.IntRange(1, 10 * 365 * 24 * 3600), default=24 * 3600,
+              show_default=True, help="How long the ban lasts.")
+def ban_cmd(host: str, seconds: int) -> None:
+    """Refuse a host (operator ban, kept across restarts) and drop its peers.
+
+    Misbehaving peers are never banned automatically: they are disconnected
+    (and a public host discouraged); this is the operator's tool.
+
+    \b
+    Example:
+        o2ocli node ban 192.0.2.66
+        o2ocli node ban 192.0.2.66 --seconds 3600
+    """
+    ctx = get_context()
+    data = rpc_call(ctx, "ban", host, seconds)
+    emit(ctx, data, f"banned {data['banned']} until "
+         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(data['until']))} UTC")
 
 
 @node.command("unban")

@@ -513,12 +513,15 @@ def build_methods(node: Node) -> RpcMethods:
 
     @methods.method("getpeerinfo")
     def getpeerinfo() -> dict[str, Any]:
-        """Connected peers, bans and the listening address."""
+        """Connected peers, recent disconnects (newest first, with the reason),
+        operator bans, discouraged hosts and the listening address."""
         manager = p2p()
         listen = f"{manager.listen[0]}:{manager.listen_port}" if manager.listen else None
         return {
             "peers": [peer.info() for peer in manager.peers.values() if not peer.closed],
+            "recent_disconnects": list(reversed(manager.recent_disconnects)),
             "banned": manager.banned_list(),
+            "discouraged": manager.discouraged_list(),
             "network_active": manager.network_active,
             "listen": listen,
             "known_addresses": len(manager.addrman),
@@ -546,6 +549,16 @@ def build_methods(node: Node) -> RpcMethods:
             raise RpcError(E.MISC_ERROR, f"{host} is banned; unban it first")
         manager.add_address(host, port, manual=True)
         return {"added": f"{host}:{port}"}
+
+    @methods.method("ban")
+    def ban(host: Any, seconds: Any = 24 * 3600) -> dict[str, Any]:
+        """Operator ban: refuse ``host`` for ``seconds`` and drop its connections."""
+        if not isinstance(host, str) or not host or len(host) > 253:
+            raise RpcError(E.INVALID_PARAMS, "host must be a string")
+        seconds = _int_arg(seconds, "seconds", 1, 10 * 365 * 24 * 3600)
+        manager = p2p()
+        manager.ban(host, seconds)
+        return {"banned": host, "until": manager.bans[host]}
 
     @methods.method("unban")
     def unban(host: Any) -> dict[str, Any]:

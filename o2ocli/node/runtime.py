@@ -51,6 +51,9 @@ __all__ = ["NodeConfig", "Node", "NodeAlreadyRunning", "NodeStartError", "run_no
 log = logging.getLogger("o2ocli.node")
 
 HOUSEKEEPING_SECONDS = 30
+CLOCK_OFFSET_ENV = "O2OCLI_TEST_CLOCK_OFFSET"
+"""Test/ops only: seconds added to this node's clock (e.g. ``20`` to run a
+validator whose clock is 20 s fast).  Read only here, at node start."""
 
 
 class NodeStartError(Exception):
@@ -87,6 +90,8 @@ class NodeConfig:
     """Also dial the chain spec's bootstrap peers."""
     progress_bar: bool = False
     """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
+    max_inbound: int = 32
+    """Most inbound peers (``--max-inbound``); when full, a newcomer may evict one."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -105,6 +110,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _clock_offset() -> float:
+    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        offset = float(raw)
+    except ValueError:
+        raise NodeStartError(f"{CLOCK_OFFSET_ENV} must be a number of seconds, got {raw!r}") \
+            from None
+    if not -86400 <= offset <= 86400:
+        raise NodeStartError(f"{CLOCK_OFFSET_ENV} must be within a day, got {raw!r}")
+    return offset
 
 
 class Node:
@@ -145,9 +164,18 @@ class Node:
                 f"a node is already running on {self.datadir}{pid}"
             ) from None
         spec = self.spec
+        try:
+            offset = _clock_offset()
+        except NodeStartError:
+            self.db.close()
+            raise
+        if offset:
+            log.warning("%s=%s: this node's clock runs %+.0f s off (test/ops only)",
+                        CLOCK_OFFSET_ENV, os.environ[CLOCK_OFFSET_ENV], offset)
+        self.clock = (lambda: time.time() + offset) if offset else time.time
         self.verifier = ThreadedVerifier()
         try:
-            self.chain = ChainManager(self.db, spec, verifier=self.verifier)
+            self.chain = ChainManager(self.db, spec, verifier=self.verifier, clock=self.clock)
         except ChainStateError as exc:
             self.db.close()
             self.verifier.close()
@@ -185,7 +213,7 @@ class Node:
                 if port.isdigit():
                     bootstrap.append((host.strip("[]"), int(port)))
         self.p2p = PeerManager(self, listen=cfg.p2p_listen, connect=cfg.connect,
-                               bootstrap=bootstrap)
+                               bootstrap=bootstrap, max_inbound=cfg.max_inbound)
         try:
             await self.p2p.start()
         except OSError as exc:
@@ -222,6 +250,7 @@ class Node:
                 only_with_txs=cfg.only_with_txs,
                 interval=cfg.block_interval,
                 can_seal=lambda: not self.syncing(),
+                clock=self.clock,
             )
             self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))

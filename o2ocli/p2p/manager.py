@@ -6,8 +6,11 @@ One :class:`PeerManager` per node.  It accepts inbound connections (up to
 address manager (:mod:`.addrman`: the spec's bootstrap peers and addresses
 learned by gossip), preferring tried addresses and distinct network groups,
 reconnecting with exponential backoff.  Peers that break the
-rules collect misbehaviour points; at 100 they are disconnected and their
-host is banned for ``ban_seconds`` (persisted, so a restart keeps the ban).
+rules collect (decaying) misbehaviour points; at 100 that one connection is
+closed and, for a public address, the host is discouraged (see
+:mod:`o2ocli.p2p.misbehaviour`).  Only the operator bans (``ban``, persisted
+for ``ban_seconds`` by default, so a restart keeps the ban).  When inbound
+slots are full, a newcomer may evict an inbound peer.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from o2ocli import __version__
 from o2ocli.asyncutil import cancel_and_wait
+from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.tx import Tx
 
 from .addrman import ADDR_BURST, AddrMan, AddrStore, backoff, host_group, parse_ip
@@ -51,7 +57,17 @@ from .messages import (
     Version,
     Votes,
 )
-from .peer import Peer
+from .misbehaviour import (
+    DISCONNECT_SCORE,
+    Discouraged,
+    EvictionCandidate,
+    FuturePool,
+    is_local,
+    netgroup,
+    punishable,
+    select_eviction,
+)
+from .peer import KnownSet, Peer
 from .sync import BlockSync
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +77,9 @@ __all__ = ["PeerManager", "BAN_THRESHOLD"]
 
 log = logging.getLogger("o2ocli.p2p")
 
-BAN_THRESHOLD = 100
+BAN_THRESHOLD = DISCONNECT_SCORE
+"""(Old name.)  Misbehaviour points at which a connection is closed."""
+MAX_RECENT_DISCONNECTS = 50
 PING_SECONDS = 30.0
 PING_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 5.0
@@ -116,6 +134,15 @@ class PeerManager:
         self._retry_at: dict[tuple[str, int], float] = {}
         self.addr_rate_limited = 0
         self.bans: dict[str, int] = {}
+        """Operator bans: host → until (unix time)."""
+        self.discouraged = Discouraged()
+        self.future = FuturePool()
+        """Headers and blocks early by our clock, retried when their time comes."""
+        self.recent_disconnects: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT_DISCONNECTS)
+        self.refused_blocks = KnownSet(10_000)
+        """Blocks refused by our view (not punished): their headers are not
+        queued again, so a peer cannot make us download them in a loop."""
+        self._evict_salt = secrets.token_bytes(16)
         self.network_active = True
         self.sync = BlockSync(self)
         self._server: asyncio.base_events.Server | None = None
@@ -213,7 +240,8 @@ class PeerManager:
         return True
 
     def ban(self, host: str, seconds: int | None = None) -> None:
-        """Ban ``host`` and drop its connections."""
+        """Operator ban: refuse ``host`` and drop its connections (persisted).
+        Misbehaviour never bans; see :meth:`misbehaving`."""
         until = int(time.time()) + (seconds if seconds is not None else self.ban_seconds)
         self.bans[host] = until
         with self.node.db.write_batch() as batch:
@@ -230,23 +258,84 @@ class PeerManager:
         return existed
 
     def misbehaving(self, peer: Peer, points: int, reason: str) -> None:
-        """Add misbehaviour points; at the threshold the peer's host is banned."""
-        peer.score += points
-        log.warning("peer %s misbehaving (+%d = %d): %s", peer.address, points, peer.score,
-                    reason)
-        if peer.score >= BAN_THRESHOLD:
-            self.ban(peer.host)
-            peer.close(f"banned: {reason}")
+        """Add (decaying) misbehaviour points; at the threshold this connection
+        is closed and a public host discouraged.  No other connection is
+        touched and nothing is banned: many honest nodes may share a host."""
+        score = peer.misbehaviour.add(points, time.monotonic())
+        log.warning("peer %s misbehaving (+%d = %d): %s", peer.address, points, score, reason)
+        if score < DISCONNECT_SCORE:
+            return
+        if is_local(peer.host, (peer.local_host,)):
+            peer.close(f"misbehaving (local host, not discouraged): {reason}")
+        else:
+            self.discouraged.add(peer.host, time.time())
+            peer.close(f"misbehaving (host discouraged): {reason}")
+
+    def block_refused(self, peer: Peer, exc: BlockInvalid, what: str, block_hash: bytes, *,
+                      time_of: int | None = None,
+                      retry: Callable[[], None] | None = None) -> None:
+        """A header or block from ``peer`` broke a rule.  Only context-free
+        invalidity is misbehaviour; a rule that depends on our clock or view
+        just refuses it, and one that is early by our clock (``time_of`` is its
+        timestamp) is kept and ``retry`` is called when its time comes."""
+        if punishable(exc.reason):
+            self.misbehaving(peer, DISCONNECT_SCORE, f"invalid {what}: {exc}")
+            return
+        if exc.reason != "bad-poa-time-future" or time_of is None:
+            self.refused_blocks.add(block_hash)
+            log.info("%s from %s not accepted (our view, not the sender's fault): %s",
+                     what, peer.address, exc)
+            return
+        now = self.node.chain.clock()
+        peer.note_block_time(time_of, now)
+        due = time_of - self.node.chain.poa.max_future
+        kept = retry is not None and self.future.add(due, peer.id, retry, now)
+        log.warning(
+            "%s from %s is %.0f s ahead of our clock (allowed: %d s): %s; check the "
+            "clocks (NTP) of this node and of the sealer", what, peer.address,
+            time_of - now, self.node.chain.poa.max_future,
+            f"kept, retried in {max(0.0, due - now):.0f} s" if kept else "dropped")
+
+    def _retry_future(self) -> None:
+        for peer_id, retry in self.future.take_due(self.node.chain.clock()):
+            peer = self.peers.get(peer_id)
+            if peer is not None and peer.ready:
+                retry()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = (writer.get_extra_info("peername") or ("?",))[0]
-        inbound = sum(1 for p in self.peers.values() if p.inbound)
-        same_host = sum(1 for p in self.peers.values() if p.inbound and p.host == host)
-        if (not self.network_active or self.banned(host) or inbound >= self.max_inbound
-                or same_host >= MAX_INBOUND_PER_HOST):
+        inbound = [p for p in self.peers.values() if p.inbound and not p.closed]
+        same_host = sum(1 for p in inbound if p.host == host)
+        discouraged = self.discouraged.contains(host, time.time())
+        refuse = None
+        if not self.network_active or self.banned(host):
+            refuse = "networking disabled" if not self.network_active else "banned"
+        elif same_host >= MAX_INBOUND_PER_HOST:
+            refuse = f"already {same_host} connections from this host"
+        elif discouraged and len(inbound) + 1 >= self.max_inbound:
+            refuse = "discouraged, and inbound slots are (nearly) full"
+        elif len(inbound) >= self.max_inbound and not self._evict_inbound(inbound):
+            refuse = "inbound slots full (no peer to evict)"
+        if refuse is not None:
+            log.debug("inbound connection from %s refused: %s", host, refuse)
             writer.close()
             return
-        await self._run_peer(Peer(self, reader, writer, inbound=True))
+        peer = Peer(self, reader, writer, inbound=True)
+        peer.discouraged = discouraged
+        await self._run_peer(peer)
+
+    def _evict_inbound(self, inbound: list[Peer]) -> bool:
+        """Close one inbound peer to make room (see :func:`select_eviction`)."""
+        candidates = [
+            EvictionCandidate(p.id, p.connected_mono, netgroup(p.host), p.min_ping,
+                              p.last_block, p.last_tx, p.discouraged)
+            for p in inbound
+        ]
+        victim = select_eviction(candidates, self.max_inbound, self._evict_salt)
+        if victim is None:
+            return False
+        self.peers[victim].close("evicted: inbound slots full, room made for a newcomer")
+        return True
 
     async def connect(self, host: str, port: int) -> bool:
         """Dial ``host:port`` once; True if a connection was made."""
@@ -328,6 +417,10 @@ class PeerManager:
         """Forget a closed peer and re-queue its work."""
         self.peers.pop(peer.id, None)
         self.own_nonces.discard(peer.sent_nonce)
+        self.recent_disconnects.append({
+            "address": peer.address, "inbound": peer.inbound,
+            "reason": peer.close_reason or "connection closed", "time": int(time.time()),
+        })
         self.sync.on_peer_gone(peer)
         if peer.dialed is not None:
             fixed = self.fixed.get(peer.dialed)
@@ -421,6 +514,7 @@ class PeerManager:
                         peer.ping_sent = now
                         peer.send(Ping(peer.ping_nonce))
                 self._expire_orphans()
+            self._retry_future()
             self.sync.check_stalls()
             self.sync.schedule()
 
@@ -431,6 +525,8 @@ class PeerManager:
             if isinstance(msg, Pong):
                 if msg.nonce == peer.ping_nonce:
                     peer.latency = time.monotonic() - peer.ping_sent
+                    if peer.min_ping is None or peer.latency < peer.min_ping:
+                        peer.min_ping = peer.latency
                     peer.ping_nonce = None
                 return
             peer.send(Pong(msg.nonce))
@@ -577,6 +673,8 @@ class PeerManager:
                 if getattr(exc, "consensus", False) and peer is not None:
                     self.misbehaving(peer, 10, f"invalid transaction: {exc.reason}")
             return
+        if peer is not None:
+            peer.last_tx = time.monotonic()
         self._retry_orphans(txid)
 
     def _add_orphan(self, tx: Tx, peer: Peer) -> None:
@@ -655,6 +753,10 @@ class PeerManager:
                 peer.close("network disabled")
 
     def banned_list(self) -> list[dict[str, Any]]:
-        """Current bans."""
+        """Current (operator) bans."""
         now = time.time()
         return [{"host": h, "until": u} for h, u in sorted(self.bans.items()) if u > now]
+
+    def discouraged_list(self) -> list[dict[str, Any]]:
+        """Public hosts discouraged after misbehaving."""
+        return self.discouraged.listing(time.time())

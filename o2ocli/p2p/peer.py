@@ -21,6 +21,7 @@ from .messages import (
     encode_frame,
     parse_frame_header,
 )
+from .misbehaviour import DecayingScore
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
@@ -79,6 +80,8 @@ class Peer:
         peername = writer.get_extra_info("peername") or ("?", 0)
         self.host: str = peername[0]
         self.port: int = peername[1]
+        self.local_host: str = (writer.get_extra_info("sockname") or ("?", 0))[0]
+        """Our end's address (a peer on it is on this host)."""
         self.dialed = dialed
         self.id = next(_ids)
         self.version: Version | None = None
@@ -87,8 +90,19 @@ class Peer:
         self.known_blocks = KnownSet()
         self.known_txs = KnownSet()
         self.inflight: dict[bytes, float] = {}
-        self.score = 0
+        self.misbehaviour = DecayingScore()
+        self.discouraged = False
+        """Accepted although its host is discouraged: evicted first."""
         self.connected_at = time.time()
+        self.connected_mono = time.monotonic()
+        self.last_block = 0.0
+        """Monotonic time of the last new valid block it sent (0: never)."""
+        self.last_tx = 0.0
+        """Monotonic time of the last new valid transaction it sent (0: never)."""
+        self.min_ping: float | None = None
+        self.clock_offset: float | None = None
+        """Seconds its newest block timestamps run ahead of our clock (estimate)."""
+        self.close_reason: str | None = None
         self.last_recv = time.monotonic()
         self.ping_nonce: int | None = None
         self.ping_sent = 0.0
@@ -143,11 +157,24 @@ class Peer:
         if self.closed:
             return
         self.closed = True
+        self.close_reason = reason
         log.info("peer %s disconnected: %s", self.address, reason)
         try:
             self.writer.close()
         except Exception:  # noqa: BLE001 - already broken
             pass
+
+    @property
+    def score(self) -> int:
+        """Misbehaviour points now (they decay)."""
+        return round(self.misbehaviour.value(time.monotonic()))
+
+    def note_block_time(self, block_time: int, now: float) -> None:
+        """Estimate the peer's clock offset from a new block's timestamp
+        (ignored for old blocks, as during initial sync)."""
+        offset = block_time - now
+        if abs(offset) <= 600:
+            self.clock_offset = offset
 
     # ------------------------------------------------------------ receiving
     async def read_message(self) -> Message:
@@ -271,6 +298,7 @@ class Peer:
             "user_agent": self.version.user_agent if self.version else None,
             "ready": self.ready,
             "score": self.score,
+            "clock_offset": None if self.clock_offset is None else round(self.clock_offset, 1),
             "inflight": len(self.inflight),
             "latency_ms": None if self.latency is None else round(self.latency * 1000, 1),
             "bytes_sent": self.bytes_sent,

@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING
 
 from o2ocli.consensus.errors import BlockInvalid
@@ -151,17 +152,17 @@ class BlockSync:
             self.request_headers(peer)
             return
         state = self.chain.state
-        now = int(time.time())
+        now = int(self.chain.clock())
         first_parent = parent[0]
         if (
             first_parent.height < self.chain.finalized_height
             and state.get_block_hash(first_parent.height + 1) != headers[0].hash
-        ):
-            manager.misbehaving(peer, 20, "branch forks below our finalized height")
+        ):  # our finalized height, not the sender's fault: ignored, not punished
+            log.info("headers from %s fork below our finalized height; ignored", peer.address)
             return
         header_parent, snap, td = parent
         last = None
-        for header in headers:
+        for index, header in enumerate(headers):
             if header.prev_hash != header_parent.hash:
                 manager.misbehaving(peer, 100, "headers are not a chain")
                 return
@@ -170,6 +171,8 @@ class BlockSync:
             if entry is not None and entry.status == STATUS_INVALID:
                 manager.misbehaving(peer, 100, "header of a block known to be invalid")
                 return
+            if entry is None and known is None and header.hash in manager.refused_blocks:
+                return  # refused by our view before: not queued again (nor punished)
             if known is not None:
                 header_parent, snap, td = known
             elif entry is not None:
@@ -180,8 +183,12 @@ class BlockSync:
                 try:
                     snap = validate_header(header, header_parent, snap, self.chain.poa, now)
                 except BlockInvalid as exc:
-                    manager.misbehaving(peer, 100, f"invalid header {header.height}: {exc}")
+                    rest = headers[index:]
+                    manager.block_refused(peer, exc, f"header {header.height} {header.hash.hex()}",
+                                          header.hash, time_of=header.time,
+                                          retry=partial(self.on_headers, peer, rest))
                     return
+                peer.note_block_time(header.time, self.chain.clock())
                 td += header.difficulty
                 if len(self.pending) >= MAX_PENDING:
                     break
@@ -274,14 +281,18 @@ class BlockSync:
 
     def _submit(self, peer: Peer, block: Block) -> bool:
         try:
-            self.manager.node.submit_block(block, source=peer)
+            change = self.manager.node.submit_block(block, source=peer)
         except BlockInvalid as exc:
-            self.manager.misbehaving(peer, 100, f"invalid block {block.height}: {exc}")
+            self.manager.block_refused(peer, exc, f"block {block.height} {block.hash.hex()}",
+                                       block.hash, time_of=block.header.time,
+                                       retry=partial(self.on_block, peer, block))
             return False
         except ChainStateError as exc:
             log.info("block %d from %s not connected: %s", block.height, peer.address, exc)
             return False
         self.connected_count += 1
+        if change:
+            peer.last_block = time.monotonic()
         return True
 
     def _forget(self, block_hash: bytes) -> None:

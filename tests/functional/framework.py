@@ -73,9 +73,11 @@ class NodeProcess:
 
     # ---------------------------------------------------------------- process
     def start(self, *args: str, wait: bool = True, timeout: float = DEFAULT_TIMEOUT,
-              preexec_fn: Callable[[], None] | None = None) -> None:
-        """Start ``node start ARGS`` and (by default) wait until its RPC answers;
-        ``preexec_fn`` runs in the child before the node (e.g. to set resource limits)."""
+              preexec_fn: Callable[[], None] | None = None,
+              env: dict[str, str] | None = None) -> None:
+        """Start ``node start ARGS`` (``env``: extra environment variables) and
+        (by default) wait until its RPC answers; ``preexec_fn`` runs in the
+        child before the node (e.g. to set resource limits)."""
         self.datadir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "o2ocli", "--datadir", str(self.datadir), "node", "start",
                "--rpc-listen", f"127.0.0.1:{self.rpc_port}", *args]
@@ -83,7 +85,8 @@ class NodeProcess:
             cmd += ["--listen", f"127.0.0.1:{self.p2p_port}"]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     preexec_fn=preexec_fn)
+                                     preexec_fn=preexec_fn,
+                                     env={**os.environ, **env} if env else None)
         log.close()
         if wait:
             self.wait_ready(timeout)

@@ -1,9 +1,11 @@
-"""Misbehaving peers are dropped and their host banned; honest peers are not.
+"""Misbehaving connections are dropped; nobody is banned for it.
 
 A raw socket client connects from another loopback address (127.0.0.66,
-.67, …: all of 127.0.0.0/8 is loopback, and bans are per host), so the
-honest validators on 127.0.0.1 keep talking to each other.  Each case uses
-its own source host so one ban never hides the next.
+.67, …: all of 127.0.0.0/8 is loopback), so its connections are told apart
+from the honest validators' on 127.0.0.1.  A loopback host is local: it is
+never banned or discouraged, only the offending connection is closed (the
+reason is listed in ``recent_disconnects``).  Only the operator bans
+(``node ban``).
 """
 
 from __future__ import annotations
@@ -136,17 +138,25 @@ def banned_hosts(node) -> list[str]:
     return [b["host"] for b in node.rpc("getpeerinfo")["banned"]]
 
 
-def assert_banned_and_unharmed(s: Setup, host: str, before: list[str]) -> None:
-    """``host`` is banned on v1, refused at once, and v1's chain is intact and growing."""
-    wait_until(lambda: host in banned_hosts(s.v1), 10, f"{host} to be banned")
+def misbehaviour_drops(node, host: str) -> list[str]:
+    """Reasons of the recent disconnects of ``host``'s connections for misbehaviour."""
+    return [d["reason"] for d in node.rpc("getpeerinfo")["recent_disconnects"]
+            if d["address"].split(":")[0] == host and d["reason"].startswith("misbehaving")]
+
+
+def assert_dropped_and_unharmed(s: Setup, host: str, before: list[str], why: str) -> None:
+    """``host``'s connection was dropped for ``why``; the (local) host is neither
+    banned nor discouraged, may connect again, and v1's chain is intact and growing."""
+    drops = wait_until(lambda: misbehaviour_drops(s.v1, host), 10,
+                       f"{host}'s connection to be dropped for misbehaviour")
+    assert any(why in reason for reason in drops), drops
     assert all(p["address"].split(":")[0] != host for p in s.v1.rpc("getpeerinfo")["peers"])
-    # A new connection from the banned host is closed before any byte is sent.
+    info = s.v1.rpc("getpeerinfo")
+    assert info["banned"] == [] and info["discouraged"] == [], info
+    # A new connection from the same (local) host is served as any other.
     again = s.connect(host)
     try:
-        again.sock.settimeout(IO_TIMEOUT)
-        assert again.sock.recv(65536) == b"", "a banned host got data"
-    except ConnectionResetError:
-        pass
+        assert isinstance(again.read_message(), Version)
     finally:
         again.close()
     # The junk changed nothing: the old main chain is still there and it grows,
@@ -167,28 +177,28 @@ def chain_so_far(node) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def test_garbage_bytes_get_the_host_banned(setup):
+def test_garbage_bytes_drops_the_connection_only(setup):
     before = chain_so_far(setup.v1)
     peer = setup.connect("127.0.0.66")
     peer.send(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n" + os.urandom(64))
     assert peer.closed_by_node(), "the node kept a connection sending garbage"
     peer.close()
-    assert_banned_and_unharmed(setup, "127.0.0.66", before)
+    assert_dropped_and_unharmed(setup, "127.0.0.66", before, "wrong network magic")
     assert "127.0.0.66" in setup.v1.log_path.read_text()
 
 
-def test_wrong_network_magic_gets_the_host_banned(setup):
+def test_wrong_network_magic_drops_the_connection_only(setup):
     before = chain_so_far(setup.v1)
     peer = setup.connect("127.0.0.67")
     wrong = bytes(b ^ 0xFF for b in setup.magic)
     peer.send(encode_frame(wrong, Ping(1)))
     assert peer.closed_by_node()
     peer.close()
-    assert_banned_and_unharmed(setup, "127.0.0.67", before)
+    assert_dropped_and_unharmed(setup, "127.0.0.67", before, "wrong network magic")
     assert "wrong network magic" in setup.v1.log_path.read_text()
 
 
-def test_oversize_frame_header_gets_the_host_banned(setup):
+def test_oversize_frame_header_drops_the_connection_only(setup):
     before = chain_so_far(setup.v1)
     peer = setup.connect("127.0.0.68")
     # A correct magic and type but a length above 8 MiB; no payload follows:
@@ -197,7 +207,7 @@ def test_oversize_frame_header_gets_the_host_banned(setup):
     peer.send(head + bytes(4))
     assert peer.closed_by_node(5.0)
     peer.close()
-    assert_banned_and_unharmed(setup, "127.0.0.68", before)
+    assert_dropped_and_unharmed(setup, "127.0.0.68", before, "exceeds the")
     assert "exceeds the" in setup.v1.log_path.read_text()
 
 
@@ -224,7 +234,7 @@ def unknown_to(node, block_hash: bytes) -> bool:
     return False
 
 
-def test_block_with_invalid_seal_gets_the_host_banned(setup):
+def test_block_with_invalid_seal_drops_the_connection_only(setup):
     before = chain_so_far(setup.v1)
     info = setup.v1.rpc("getinfo")
     peer = setup.connect("127.0.0.69")
@@ -238,12 +248,12 @@ def test_block_with_invalid_seal_gets_the_host_banned(setup):
     peer.send(encode_frame(setup.magic, BlockMsg(block)))
     assert peer.closed_by_node()
     peer.close()
-    assert_banned_and_unharmed(setup, "127.0.0.69", before)
+    assert_dropped_and_unharmed(setup, "127.0.0.69", before, "bad-poa-seal")
     assert unknown_to(setup.v1, block.hash) and unknown_to(setup.v2, block.hash)
     assert "bad-poa-seal" in setup.v1.log_path.read_text()
 
 
-def test_header_chain_that_does_not_validate_gets_the_host_banned(setup):
+def test_header_chain_that_does_not_validate_drops_the_connection_only(setup):
     before = chain_so_far(setup.v1)
     info = setup.v1.rpc("getinfo")
     peer = setup.connect("127.0.0.70")
@@ -257,22 +267,40 @@ def test_header_chain_that_does_not_validate_gets_the_host_banned(setup):
     peer.send(encode_frame(setup.magic, Headers((first, second))))
     assert peer.closed_by_node()
     peer.close()
-    assert_banned_and_unharmed(setup, "127.0.0.70", before)
+    assert_dropped_and_unharmed(setup, "127.0.0.70", before, "bad-poa-unauthorized")
     assert "invalid header" in setup.v1.log_path.read_text()
     assert "bad-poa-unauthorized" in setup.v1.log_path.read_text()
     assert unknown_to(setup.v1, first.hash)
     assert setup.v1.rpc("getinfo")["syncing"] is False  # nothing was queued
 
 
-def test_unban_lets_the_host_back_in(setup):
+def test_operator_ban_refuses_the_host_until_unbanned(setup):
     host = "127.0.0.71"
+    info = setup.v1.rpc("getinfo")
     peer = setup.connect(host)
-    peer.send(os.urandom(32))
-    assert peer.closed_by_node()
-    peer.close()
-    wait_until(lambda: host in banned_hosts(setup.v1), 10, f"{host} to be banned")
+    try:
+        peer.handshake(info)
+        wait_until(lambda: any(p["address"].startswith(host + ":") and p["ready"]
+                               for p in setup.v1.rpc("getpeerinfo")["peers"]), 10,
+                   "the raw peer to be ready")
+        banned = setup.v1.cli_json("node", "ban", host, "--seconds", "7200")
+        assert banned["banned"] == host and banned["until"] > time.time() + 3600
+        assert peer.closed_by_node(), "a banned host's connection stayed up"
+    finally:
+        peer.close()
     listed = setup.v1.cli_json("node", "peers")["banned"]
     assert [b["host"] for b in listed] == [host] and listed[0]["until"] > time.time() + 3600
+    # A new connection from the banned host is closed before any byte is sent.
+    again = setup.connect(host)
+    try:
+        again.sock.settimeout(IO_TIMEOUT)
+        assert again.sock.recv(65536) == b"", "a banned host got data"
+    except ConnectionResetError:
+        pass
+    finally:
+        again.close()
+    bad = setup.v1.cli("node", "ban", host, "--seconds", "0")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
 
     # addpeer refuses a banned host, unban lifts the ban (once).
     with pytest.raises(RpcError, match="banned"):
@@ -283,7 +311,6 @@ def test_unban_lets_the_host_back_in(setup):
     assert out.returncode != 0 and "not banned" in out.stderr
 
     # Now a correct handshake gets through and the peer is listed as ready.
-    info = setup.v1.rpc("getinfo")
     peer = setup.connect(host)
     try:
         peer.handshake(info)

@@ -285,6 +285,28 @@ def golden_document(v: Vectors) -> dict[str, Any]:
             "inner": inner.hex(),
             "root": sha256d(b"\x01" + inner + leaves[2]).hex(),
         },
+        "finality_vote": finality_vote_vector(),
+    }
+
+
+def finality_vote_vector() -> dict[str, Any]:
+    """A finality vote (docs/protocol.rst, *Finality*): key 01 × 32 on chain
+    ``o2o-devnet`` votes for the link 7 (aa × 32) → 8 (bb × 32)."""
+    from o2ocli.core.finality import FinalityVote, vote_digest
+    from o2ocli.crypto.keys import PrivateKey
+
+    key = PrivateKey(bytes([1]) * 32)
+    source, target = bytes([0xAA]) * 32, bytes([0xBB]) * 32
+    digest = vote_digest("o2o-devnet", 7, source, 8, target)
+    vote = FinalityVote(key.public_key.to_bytes(), 7, source, 8, target, key.sign(digest))
+    raw = vote.to_bytes()
+    return {
+        "digest": digest.hex(),
+        "hex": raw.hex(),
+        "pubkey": raw[:33].hex(),
+        "signature_r": raw[105:137].hex(),
+        "signature_s": raw[137:].hex(),
+        "id": vote.id.hex(),
     }
 
 

@@ -71,7 +71,7 @@ class FakeManager:
         self.handled_event.set()
 
     def misbehaving(self, peer: Peer, points: int, reason: str) -> None:
-        peer.score += points
+        peer.misbehaviour.add(points, time.monotonic())
         self.misbehaved.append((peer, points, reason))
 
     def on_disconnect(self, peer: Peer) -> None:

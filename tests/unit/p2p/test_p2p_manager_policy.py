@@ -1,0 +1,122 @@
+"""The peer manager applies the misbehaviour policy to real connections.
+
+A real node (devnet spec, LevelDB in a temp dir, listening on 127.0.0.1) in
+this process; clients connect over real sockets.  Every connection comes from
+127.0.0.1, so to see the public-address path the test gives one accepted
+peer the public address 8.8.8.8, as a connection from there would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from o2ocli.chainspec import load_spec
+from o2ocli.node.datadir import init_datadir
+from o2ocli.node.runtime import Node, NodeConfig
+from o2ocli.p2p.manager import PeerManager
+from o2ocli.p2p.peer import Peer
+
+TIMEOUT = 10.0
+
+
+async def _until(predicate, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, max_inbound: int = 32) -> None:
+        spec = load_spec("devnet")
+        init_datadir(tmp_path, spec)
+        self.node = Node(NodeConfig(datadir=tmp_path, spec=spec, rpc_port=0,
+                                    p2p_listen=("127.0.0.1", 0), use_bootstrap=False,
+                                    max_inbound=max_inbound))
+        self.writers: list[asyncio.StreamWriter] = []
+
+    @property
+    def manager(self) -> PeerManager:
+        assert self.node.p2p is not None
+        return self.node.p2p
+
+    async def connect(self) -> Peer | None:
+        """Open a raw connection; the inbound Peer it became, or None if the node
+        closed it at once (refused): an accepted peer is sent a version first."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.manager.listen_port)
+        self.writers.append(writer)
+        local_port = writer.get_extra_info("sockname")[1]
+        first = await asyncio.wait_for(reader.read(1), TIMEOUT)
+        if not first:
+            return None
+        return next(p for p in self.manager.peers.values() if p.port == local_port)
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        await self.node.shutdown()
+
+
+def run(tmp_path: Path, body, max_inbound: int = 32) -> None:
+    async def main() -> None:
+        h = Harness(tmp_path, max_inbound)
+        await h.node.start()
+        try:
+            await body(h)
+        finally:
+            await h.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_misbehaviour_closes_one_connection_and_discourages_only_a_public_host(tmp_path):
+    async def body(h: Harness) -> None:
+        m = h.manager
+        public, same_host, local = await h.connect(), await h.connect(), await h.connect()
+        assert public and same_host and local
+        public.host = same_host.host = "8.8.8.8"  # as if both came from there
+        m.misbehaving(public, 60, "first offence")
+        assert not public.closed and public.score == 60
+        m.misbehaving(public, 60, "second offence")
+        assert public.closed and not same_host.closed and not local.closed
+        assert m.discouraged.contains("8.8.8.8", time.time())
+        assert m.bans == {} and m.banned_list() == []
+        await _until(lambda: m.recent_disconnects, "the disconnect to be recorded")
+        record = m.recent_disconnects[-1]
+        assert record["address"].startswith("8.8.8.8:")
+        assert "second offence" in record["reason"] and "discouraged" in record["reason"]
+        # A local host is disconnected but never discouraged.
+        m.misbehaving(local, 100, "local offence")
+        assert local.closed and not same_host.closed
+        assert not m.discouraged.contains("127.0.0.1", time.time())
+        assert m.discouraged_list() == [{"host": "8.8.8.8",
+                                         "until": m.discouraged_list()[0]["until"]}]
+
+    run(tmp_path, body)
+
+
+def test_discouraged_host_gets_only_spare_slots_and_is_evicted_first(tmp_path):
+    async def body(h: Harness) -> None:
+        m = h.manager
+        first = await h.connect()
+        assert first is not None and not first.discouraged
+        m.discouraged.add("127.0.0.1", time.time())  # the policy never does this to a local host
+        second = await h.connect()  # 1 of 4 slots taken: spare room, accepted
+        assert second is not None and second.discouraged
+        third = await h.connect()  # 2 taken: accepted only with two slots free
+        assert third is not None and third.discouraged
+        assert await h.connect() is None  # 3 of 4 taken: refused
+        assert len([p for p in m.peers.values() if not p.closed]) == 3
+        m.discouraged = type(m.discouraged)()  # forgotten: a full house evicts instead
+        fourth = await h.connect()
+        assert fourth is not None and not fourth.discouraged
+        newcomer = await h.connect()  # 4 of 4: someone must go, a discouraged one first
+        assert newcomer is not None
+        await _until(lambda: third.closed, "the youngest discouraged peer to be evicted")
+        assert third.close_reason and third.close_reason.startswith("evicted")
+        # ... although the youngest peer of all is the non-discouraged fourth.
+        assert not first.closed and not second.closed and not fourth.closed
+
+    run(tmp_path, body, max_inbound=4)
