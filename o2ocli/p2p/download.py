@@ -269,11 +269,17 @@ class BlockDownloader:
 
     def reassign_head(self, block_hash: bytes, candidates: Iterable[int], now: float
                       ) -> int | None:
-        """Ask the best candidate (other than its current peer) for the head of
-        line block, even beyond its window; the peer that held it has its window
-        halved.  Returns the new peer, or None if there is none."""
+        """Ask the best candidate (other than its current peer, and not one on
+        probation if it was requested already) for the head of line block, even
+        beyond its window; the peer that held it has its window halved.
+        Returns the new peer, or None if there is none."""
         previous = self.owner.get(block_hash)
-        chosen = self.choose((p for p in candidates if p != previous), now, force=True)
+        # Taken away, it never goes to a peer on probation (which would lose it
+        # again at once: requests would bounce).
+        chosen = self.choose(
+            (p for p in candidates if p != previous and (
+                previous is None or p not in self.peers or not self.peers[p].probation)),
+            now, force=True)
         if chosen is None:
             return None
         if previous is not None:

@@ -207,6 +207,21 @@ def test_head_held_by_a_peer_on_probation_moves_at_once_even_if_windows_are_full
     assert d.reassign_head(h(0), [], now) is None
 
 
+def test_head_taken_from_a_slow_peer_never_goes_to_one_on_probation():
+    d = BlockDownloader()
+    d.add_peer(OTHER)
+    d.add_peer(SILENT, strikes=1, now=0.0)
+    now = d.peers[SILENT].cooldown_until
+    d.assign(OTHER, h(0), now)
+    later = now + MIN_STALL_TIMEOUT + 0.1
+    assert d.head_overdue(h(0), later)
+    assert d.reassign_head(h(0), [OTHER, SILENT], later) is None  # no bouncing
+    assert d.owner[h(0)] == OTHER
+    # Unrequested, it may go to the peer on probation if that is the only holder.
+    d.release(h(0))
+    assert d.reassign_head(h(0), [SILENT], later) == SILENT
+
+
 def test_remove_peer_releases_what_it_owed():
     d = BlockDownloader()
     d.add_peer(GOOD)
