@@ -11,8 +11,16 @@
 
 Prints blocks/s and tx/s for both and the ratio network/local.
 
+With ``--stalling-peer``, a third node C then syncs from A *and* from a fake
+peer run inside this script (:class:`o2ocli.testing.fakepeer.StallingPeer`):
+it completes the handshake, claims A's height and
+work, answers ``getheaders`` with the real headers (so it has "shown" it has
+the blocks) and pings, but never answers ``getdata``.  Both sync times and
+their ratio are printed (target: within 2x).
+
     python benchmarks/sync.py                    # 250 blocks x 200 payments
     python benchmarks/sync.py --blocks 50
+    python benchmarks/sync.py --blocks 8000 --txs 1 --stalling-peer
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from o2ocli.node.chain import ChainManager
 from o2ocli.rpc.client import RpcClient
 from o2ocli.storage.db import Database
 from o2ocli.testing.chaingen import deterministic_key, sign_tx
+from o2ocli.testing.fakepeer import StallingPeer
 
 FEE = 1_000
 
@@ -146,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=250)
     parser.add_argument("--txs", type=int, default=200, help="payments per block")
+    parser.add_argument("--stalling-peer", action="store_true",
+                        help="also time a sync from A plus a peer that never sends blocks")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="o2o-syncbench-"))
     procs: list[subprocess.Popen] = []
+    staller: StallingPeer | None = None
     try:
         spec_path = make_spec(tmp, int(time.time()) - 3 * 24 * 3600)
         spec = load_spec(spec_path)
@@ -157,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         n_txs = sum(len(b.txs) for b in blocks)
         print(f"built {len(blocks)} blocks with {n_txs} txs in {time.perf_counter() - t0:.1f} s")
         dirs = {}
-        for name in ("a", "b"):
+        for name in ("a", "b", "c") if args.stalling_peer else ("a", "b"):
             dirs[name] = tmp / name
             out = subprocess.run([sys.executable, "-m", "o2ocli", "--chain", str(spec_path),
                                   "--datadir", str(dirs[name]), "node", "init"],
@@ -172,29 +184,53 @@ def main(argv: list[str] | None = None) -> int:
                 chain.add_block(block, now=block.header.time)
             local = time.perf_counter() - start_local
             tip = chain.tip.hash.hex()
+            total_difficulty = chain.tip.total_difficulty
             utxo = chain.state.utxo_set_hash().hex()
         verifier.close()
         p2p_port = free_port()
         proc_a, _ = start(dirs["a"], "--listen", f"127.0.0.1:{p2p_port}")
         procs.append(proc_a)
-        proc_b, port_b = start(dirs["b"], "--no-listen", "--connect", f"127.0.0.1:{p2p_port}")
-        procs.append(proc_b)
-        client = RpcClient(f"http://127.0.0.1:{port_b}", cookie_path=dirs["b"] / ".cookie")
-        start_sync = time.perf_counter()
-        deadline = start_sync + 600
-        while client.call("getbestblockhash") != tip:
-            if time.perf_counter() > deadline:
-                raise SystemExit("B did not sync within 10 minutes")
-            time.sleep(0.05)
-        synced = time.perf_counter() - start_sync
-        same = client.call("getutxosetinfo")["utxo_set_hash"] == utxo
+
+        def sync(name: str, *connect: str) -> tuple[float, bool]:
+            """Start node ``name`` connected to ``connect``; seconds from ready to A's tip."""
+            args = [a for address in connect for a in ("--connect", address)]
+            proc, port = start(dirs[name], "--no-listen", *args)
+            procs.append(proc)
+            client = RpcClient(f"http://127.0.0.1:{port}", cookie_path=dirs[name] / ".cookie")
+            start_sync = time.perf_counter()
+            deadline = start_sync + 600
+            while client.call("getbestblockhash") != tip:
+                if time.perf_counter() > deadline:
+                    raise SystemExit(f"{name.upper()} did not sync within 10 minutes")
+                time.sleep(0.05)
+            synced = time.perf_counter() - start_sync
+            same = client.call("getutxosetinfo")["utxo_set_hash"] == utxo
+            proc.terminate()
+            proc.wait(60)
+            return synced, same
+
+        synced, same = sync("b", f"127.0.0.1:{p2p_port}")
         print(f"local import : {local:6.2f} s  {len(blocks) / local:7.1f} blocks/s  "
               f"{n_txs / local:8,.0f} tx/s")
         print(f"p2p sync     : {synced:6.2f} s  {len(blocks) / synced:7.1f} blocks/s  "
               f"{n_txs / synced:8,.0f} tx/s  (B ready → A's tip)")
         print(f"ratio p2p/local: {local / synced:.2f}   UTXO set hashes equal: {same}")
+        if args.stalling_peer:
+            headers = [spec.genesis_block().header] + [b.header for b in blocks]
+            staller = StallingPeer(spec.network_magic, spec.chain_id, headers,
+                                   total_difficulty).start()
+            stalled, same_c = sync("c", f"127.0.0.1:{p2p_port}", staller.address)
+            same = same and same_c
+            print(f"p2p sync with a stalling peer: {stalled:6.2f} s  "
+                  f"{len(blocks) / stalled:7.1f} blocks/s  (C ready → A's tip; the staller "
+                  f"was connected {staller.connections}x, asked for {staller.getdata_items} "
+                  "blocks)")
+            print(f"ratio stalling/plain: {stalled / synced:.2f}   (target ≤ 2)   "
+                  f"UTXO set hashes equal: {same_c}")
         return 0 if same else 1
     finally:
+        if staller is not None:
+            staller.stop()
         for proc in procs:
             proc.terminate()
             proc.wait(60)

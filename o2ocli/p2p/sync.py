@@ -3,10 +3,12 @@
 Headers are validated as they arrive (links, PoA seal, schedule, difficulty,
 timestamps: :func:`o2ocli.consensus.poa.validate_header` against snapshots
 computed from the headers themselves), before any body is requested.  Bodies
-are then fetched in parallel from every peer that has them, at most
-``WINDOW`` requests in flight per peer, and connected strictly in header
-order.  A peer that lets a request sit for ``STALL_SECONDS`` is dropped and
-its requests go to the others.
+are then fetched in parallel from the peers that have shown they have them
+(they sent us the block's header or a descendant's, or announced the block),
+and connected strictly in header order.  Which peer is asked for what, and
+what happens to a peer that sits on its requests, is decided by
+:class:`o2ocli.p2p.download.BlockDownloader` (per-peer windows, adaptive stall
+timeouts, probation; see there).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,18 +25,17 @@ from o2ocli.consensus.poa import Snapshot, validate_header
 from o2ocli.core.block import Block, BlockHeader
 from o2ocli.storage.chainstate import STATUS_INVALID, ChainStateError
 
+from .download import WINDOW, BlockDownloader
 from .messages import INV_BLOCK, MAX_HEADERS, GetData, GetHeaders
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
     from .peer import Peer
 
-__all__ = ["BlockSync", "WINDOW", "STALL_SECONDS"]
+__all__ = ["BlockSync", "WINDOW"]
 
 log = logging.getLogger("o2ocli.p2p.sync")
 
-WINDOW = 64
-STALL_SECONDS = 20.0
 HEADERS_TIMEOUT = 30.0
 UNAVAILABLE_SECONDS = 10.0
 """A queued block that no connected peer can serve for this long is given up
@@ -45,6 +46,14 @@ MAX_AHEAD = 256
 """Most blocks held received but not yet connectable (waiting for a parent):
 no more are requested until the queue moves, which bounds memory when a peer
 withholds the next block."""
+LOOP_LAG = 1.0
+"""A gap this long between two stall checks means we were busy (connecting a
+big block): the peers' idle clocks restart rather than blaming them."""
+STRIKE_MEMORY = 1024
+STRIKE_SECONDS = 3600.0
+"""Stall strikes of a peer that disconnects are remembered for its address
+(at most STRIKE_MEMORY addresses, for STRIKE_SECONDS): reconnecting does not
+clear them."""
 
 
 class BlockSync:
@@ -56,7 +65,19 @@ class BlockSync:
         """hash → (header, snapshot after it, total difficulty)."""
         self.queue: deque[bytes] = deque()
         self.received: dict[bytes, tuple[Block, Peer]] = {}
-        self.inflight_by: dict[bytes, int] = {}
+        self.downloads = BlockDownloader()
+        self.shown: dict[int, bytes] = {}
+        """peer id → the best pending header it sent us (it has that block and
+        its ancestors)."""
+        self.branch: dict[bytes, int] = {}
+        """pending hash → branch number: a header that extends the last header
+        of a branch joins it, any other starts a new one."""
+        self.branches: dict[int, tuple[int | None, int]] = {}
+        """branch → (branch it forked from or None, height of its fork point)."""
+        self.branch_tip: dict[int, bytes] = {}
+        self._branch_ids = itertools.count()
+        self.strike_record: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
+        self.last_check = time.monotonic()
         self.headers_from: dict[int, float] = {}
         """peer id → when we asked it for headers (an outstanding request)."""
         self.best_header_height = 0
@@ -126,8 +147,62 @@ class BlockSync:
         or the EIP-3436 tie-break never runs and, with each unable to seal on its
         own tip (the recency rule), the chain stalls.  When the tips are the
         same the answer is simply empty."""
+        now = time.monotonic()
+        strikes = 0
+        record = self.strike_record.pop(self._record_key(peer), None)
+        if record is not None and now - record[1] < STRIKE_SECONDS:
+            strikes = record[0]
+        peer.inflight = self.downloads.add_peer(peer.id, strikes=strikes, now=now).inflight
         if peer.best_td >= self.chain.tip.total_difficulty:
             self.request_headers(peer)
+
+    @staticmethod
+    def _record_key(peer: Peer) -> tuple[str, int]:
+        return peer.listen_address or (peer.host, peer.port)
+
+    # ------------------------------------------------------ what peers have
+    def _add_pending(self, header: BlockHeader, snap: Snapshot, td: int) -> None:
+        parent = header.prev_hash
+        branch = self.branch.get(parent)
+        if branch is None or self.branch_tip.get(branch) != parent:
+            fork_height = header.height - 1
+            branch, forked_from = next(self._branch_ids), branch
+            self.branches[branch] = (forked_from, fork_height)
+        self.branch[header.hash] = branch
+        self.branch_tip[branch] = header.hash
+        self.pending[header.hash] = (header, snap, td)
+        self.queue.append(header.hash)
+
+    def _descends(self, tip: bytes, block_hash: bytes) -> bool:
+        """True if pending ``block_hash`` is ``tip`` or one of its ancestors."""
+        b, b_tip = self.branch.get(block_hash), self.branch.get(tip)
+        if b is None or b_tip is None:
+            return False
+        height = self.pending[block_hash][0].height
+        top = self.pending[tip][0].height
+        while b_tip != b:
+            forked_from, fork_height = self.branches[b_tip]
+            if forked_from is None or height > fork_height:
+                return False
+            b_tip, top = forked_from, fork_height
+        return height <= top
+
+    def has_block(self, peer: Peer, block_hash: bytes) -> bool:
+        """True if the peer has shown it has this pending block (announced it,
+        or sent us its header or a descendant's).  The height a peer claims in
+        its version message is not enough."""
+        if block_hash in peer.known_blocks:
+            return True
+        tip = self.shown.get(peer.id)
+        return tip is not None and self._descends(tip, block_hash)
+
+    def _note_shown(self, peer: Peer, block_hash: bytes) -> None:
+        if block_hash not in self.pending:
+            return
+        old = self.shown.get(peer.id)
+        if old is None or old not in self.pending or (
+                self.pending[block_hash][2] >= self.pending[old][2]):
+            self.shown[peer.id] = block_hash
 
     def _parent_info(self, prev: bytes) -> tuple[BlockHeader, Snapshot, int] | None:
         if prev in self.pending:
@@ -192,12 +267,12 @@ class BlockSync:
                 td += header.difficulty
                 if len(self.pending) >= MAX_PENDING:
                     break
-                self.pending[header.hash] = (header, snap, td)
-                self.queue.append(header.hash)
+                self._add_pending(header, snap, td)
                 header_parent = header
             peer.known_blocks.add(header.hash)
             last = header
         if last is not None:
+            self._note_shown(peer, last.hash)
             peer.best_height = max(peer.best_height, last.height)
             peer.best_td = max(peer.best_td, td)
             self.best_header_height = max(self.best_header_height, last.height)
@@ -210,41 +285,36 @@ class BlockSync:
         """Hand out block requests to peers with free slots."""
         if not self.queue:
             return
+        downloads = self.downloads
+        now = time.monotonic()
         # At the cap, only the first missing block may still be asked for: it is
         # what lets the queue move.
-        at_cap = len(self.received) + len(self.inflight_by) >= MAX_AHEAD
-        peers = [p for p in self.manager.ready_peers() if len(p.inflight) < WINDOW]
-        if not peers:
+        at_cap = len(self.received) + downloads.in_flight() >= MAX_AHEAD
+        by_id = {p.id: p for p in self.manager.ready_peers()}
+        free = {pid for pid in by_id if downloads.slots(pid, now) > 0}
+        if not free:
             return
-        now = time.monotonic()
-        wanted: dict[int, list[bytes]] = {p.id: [] for p in peers}
-        by_id = {p.id: p for p in peers}
-        free = {p.id: WINDOW - len(p.inflight) for p in peers}
+        wanted: dict[int, list[bytes]] = {pid: [] for pid in free}
         scanned = 0
+        limit = 4 * WINDOW * len(free) + 64
         for block_hash in self.queue:
             scanned += 1
-            if scanned > 4 * WINDOW * len(peers) + 64 or not free:
+            if scanned > limit or not free:
                 break
-            if block_hash in self.inflight_by or block_hash in self.received:
+            if block_hash in downloads.owner or block_hash in self.received:
                 if at_cap:
                     break  # the first missing block is already on its way
                 continue
-            height = self.pending[block_hash][0].height
             refused = self.unavailable.get(block_hash, ())
-            candidates = [
-                pid for pid in free
-                if pid not in refused
-                and (by_id[pid].best_height >= height or block_hash in by_id[pid].known_blocks)
-            ]
-            if not candidates:
+            pid = downloads.choose(
+                (pid for pid in free
+                 if pid not in refused and self.has_block(by_id[pid], block_hash)), now)
+            if pid is None:
                 continue
-            pid = max(candidates, key=lambda i: free[i])
             wanted[pid].append(block_hash)
-            self.inflight_by[block_hash] = pid
-            by_id[pid].inflight[block_hash] = now
-            free[pid] -= 1
-            if free[pid] == 0:
-                del free[pid]
+            downloads.assign(pid, block_hash, now)
+            if downloads.slots(pid, now) <= 0:
+                free.discard(pid)
             if at_cap:
                 break
         for pid, hashes in wanted.items():
@@ -254,8 +324,7 @@ class BlockSync:
     def on_block(self, peer: Peer, block: Block) -> None:
         """A block arrived (requested, or announced by its sealer)."""
         block_hash = block.hash
-        peer.inflight.pop(block_hash, None)
-        self.inflight_by.pop(block_hash, None)
+        self.downloads.delivered(peer.id, block_hash, time.monotonic())
         peer.known_blocks.add(block_hash)
         if block_hash in self.pending:
             self.received[block_hash] = (block, peer)
@@ -273,8 +342,7 @@ class BlockSync:
     def on_notfound(self, peer: Peer, hashes: list[bytes]) -> None:
         """The peer does not have blocks we asked for: ask someone else."""
         for block_hash in hashes:
-            if peer.inflight.pop(block_hash, None) is not None:
-                self.inflight_by.pop(block_hash, None)
+            self.downloads.not_found(peer.id, block_hash)
             if block_hash in self.pending:
                 self.unavailable.setdefault(block_hash, set()).add(peer.id)
         self.schedule()
@@ -300,6 +368,19 @@ class BlockSync:
         self.received.pop(block_hash, None)
         self.unavailable.pop(block_hash, None)
         self.waiting_since.pop(block_hash, None)
+        self.downloads.release(block_hash)
+        branch = self.branch.pop(block_hash, None)
+        if branch is not None and self.branch_tip.get(branch) == block_hash:
+            # Nothing left on it; a header extending it starts a new root branch.
+            del self.branch_tip[branch]
+        if not self.pending:
+            self._clear_branches()
+
+    def _clear_branches(self) -> None:
+        self.branch.clear()
+        self.branches.clear()
+        self.branch_tip.clear()
+        self.shown.clear()
 
     def _connect_ready(self) -> None:
         """Connect every received block whose parent is stored, in header order.
@@ -342,40 +423,90 @@ class BlockSync:
         self.pending.clear()
         self.queue.clear()
         self.received.clear()
-        self.inflight_by.clear()
         self.unavailable.clear()
         self.waiting_since.clear()
+        self._clear_branches()
+        for block_hash in list(self.downloads.owner):
+            self.downloads.release(block_hash)
         for peer in self.manager.ready_peers():
-            peer.inflight.clear()
             if peer.best_td > self.chain.tip.total_difficulty:
                 self.request_headers(peer)
 
     # -------------------------------------------------------------- upkeep
     def on_peer_gone(self, peer: Peer) -> None:
-        """Re-queue what the peer still owed us."""
+        """Re-queue what the peer still owed us; remember its stall strikes."""
         self.headers_from.pop(peer.id, None)
-        for block_hash in peer.inflight:
-            if self.inflight_by.get(block_hash) == peer.id:
-                del self.inflight_by[block_hash]
-        peer.inflight.clear()
+        self.shown.pop(peer.id, None)
+        state = self.downloads.peers.get(peer.id)
+        if state is not None and state.strikes:
+            self.strike_record[self._record_key(peer)] = (state.strikes, time.monotonic())
+            while len(self.strike_record) > STRIKE_MEMORY:
+                self.strike_record.popitem(last=False)
+        self.downloads.remove_peer(peer.id)
         self.schedule()
 
     def check_stalls(self) -> None:
-        """Drop peers that sit on our requests."""
+        """Take blocks away from peers that sit on them (see BlockDownloader);
+        make sure the first missing block is on its way from a good peer."""
         now = time.monotonic()
-        for peer in self.manager.ready_peers():
-            if peer.inflight and now - min(peer.inflight.values()) > STALL_SECONDS:
-                peer.close("stalled block download")
+        downloads = self.downloads
+        if now - self.last_check > LOOP_LAG:
+            downloads.note_lag(now)
+        self.last_check = now
+        by_id = {p.id: p for p in self.manager.ready_peers()}
+
+        def has_alternative(pid: int) -> bool:
+            state = downloads.peers[pid]
+            oldest = min(state.inflight, key=state.inflight.__getitem__)
+            return any(
+                other != pid and self.has_block(peer, oldest)
+                and downloads.peers.get(other) is not None
+                and now >= downloads.peers[other].cooldown_until
+                for other, peer in by_id.items())
+
+        for stall in downloads.find_stalls(now, has_alternative):
+            peer = by_id.get(stall.peer_id)
+            if peer is None:
+                continue
+            log.info("peer %s stalled block download (%d blocks taken back, strike %d)",
+                     peer.address, len(stall.released), stall.strikes)
+            if stall.disconnect:
+                # Slowness is not provably bad behaviour: no points, no ban.
+                peer.close(f"stalled block download ({stall.strikes} strikes)")
+        self._unblock_head(now, by_id)
         for pid, asked in list(self.headers_from.items()):
             if now - asked > HEADERS_TIMEOUT:
                 del self.headers_from[pid]
         self._give_up_unavailable(now)
 
+    def _unblock_head(self, now: float, by_id: dict[int, Peer]) -> None:
+        """The first missing block is asked for at once (beyond the window if
+        need be), and asked of another peer when its peer is on probation or
+        has sat on it for its timeout."""
+        head = next((h for h in self.queue if h not in self.received), None)
+        if head is None or head not in self.pending:
+            return
+        downloads = self.downloads
+        if not downloads.head_overdue(head, now):
+            return
+        refused = self.unavailable.get(head, ())
+        candidates = [pid for pid, peer in by_id.items()
+                      if pid not in refused and self.has_block(peer, head)]
+        previous = downloads.owner.get(head)
+        chosen = downloads.reassign_head(head, candidates, now)
+        if chosen is None:
+            return
+        if previous is not None:
+            log.info("block %d: asked of peer %s instead of %s", self.pending[head][0].height,
+                     by_id[chosen].address,
+                     by_id[previous].address if previous in by_id else previous)
+        by_id[chosen].send(GetData(((INV_BLOCK, head),)))
+
     def _give_up_unavailable(self, now: float) -> None:
         """Drop the queue when its first missing block has had no possible
         source for UNAVAILABLE_SECONDS (its announcer left, others lack it)."""
         head = next((h for h in self.queue if h not in self.received), None)
-        if head is None or head in self.inflight_by or head not in self.pending:
+        if head is None or head in self.downloads.owner or head not in self.pending:
             if head is not None:
                 self.waiting_since.pop(head, None)
             return
@@ -383,7 +514,7 @@ class BlockSync:
         refused = self.unavailable.get(head, set())
         holders = [
             p for p in self.manager.ready_peers()
-            if p.id not in refused and (head in p.known_blocks or p.best_height >= height)
+            if p.id not in refused and self.has_block(p, head)
         ]
         if holders:
             self.waiting_since.pop(head, None)

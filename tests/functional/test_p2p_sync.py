@@ -18,6 +18,7 @@ from o2ocli.node.mempool import Mempool
 from o2ocli.node.producer import build_block
 from o2ocli.rpc.errors import NOT_FOUND, RpcError
 from o2ocli.storage.db import Database
+from o2ocli.testing.fakepeer import StallingPeer
 
 from .framework import Network, run_cli, wait_until
 from .payments import Payer
@@ -129,8 +130,10 @@ def build_long_chain(spec_path: Path, datadir: Path, key_path: Path, funds_path:
     return txids
 
 
-@pytest.mark.slow
-def test_full_node_syncs_a_long_chain_from_scratch(tmp_path, node_factory):
+def long_chain_setup(tmp_path: Path, node_factory, names: tuple[str, ...], count: int):
+    """A one-validator spec whose genesis is 3 hours old, nodes ``names`` initialised
+    with it, and ``count`` blocks sealed into the first one.  Returns
+    (spec path, nodes, txids)."""
     out = run_cli(tmp_path / "unused", "chain", "spec", "new", "longchain", "--validators", "1",
                   "--period", "1", "--out", str(tmp_path / "gen"), json_out=True)
     assert out.returncode == 0, out.stderr
@@ -139,14 +142,19 @@ def test_full_node_syncs_a_long_chain_from_scratch(tmp_path, node_factory):
     data["genesis"]["time"] = int(time.time()) - 3 * 3600
     spec_path = tmp_path / "longchain.json"
     spec_path.write_text(json.dumps(data, indent=2))
-
-    node_a = node_factory("a")
-    node_b = node_factory("b")
-    for node in (node_a, node_b):
+    nodes = [node_factory(name) for name in names]
+    for node in nodes:
         init = run_cli(node.datadir, "--chain", str(spec_path), "node", "init")
         assert init.returncode == 0, init.stderr
-    txids = build_long_chain(spec_path, node_a.datadir, Path(generated["validator_keys"][0]),
-                             Path(generated["funds_key"]), LONG_CHAIN)
+    txids = build_long_chain(spec_path, nodes[0].datadir, Path(generated["validator_keys"][0]),
+                             Path(generated["funds_key"]), count)
+    return spec_path, nodes, txids
+
+
+@pytest.mark.slow
+def test_full_node_syncs_a_long_chain_from_scratch(tmp_path, node_factory):
+    _, (node_a, node_b), txids = long_chain_setup(tmp_path, node_factory, ("a", "b"),
+                                                  LONG_CHAIN)
 
     node_a.start()  # no key: it serves the chain and never extends it
     assert node_a.height() == LONG_CHAIN
@@ -165,6 +173,56 @@ def test_full_node_syncs_a_long_chain_from_scratch(tmp_path, node_factory):
         assert node_b.rpc("gettx", txid)["block"] == node_a.rpc("gettx", txid)["block"]
     wait_until(lambda: node_b.rpc("getinfo")["syncing"] is False, 30, "b to leave sync mode")
     print(f"synced {LONG_CHAIN} blocks in {took:.1f} s")
+
+
+# ---------------------------------------------------------------------------
+
+STALL_CHAIN = 300
+
+
+def time_to_sync(node, tip: str, *connect: str) -> float:
+    """Start ``node`` connected to ``connect``; seconds from ready to ``tip``."""
+    node.start(*(arg for address in connect for arg in ("--connect", address)))
+    started = time.monotonic()
+    wait_until(lambda: node.rpc("getbestblockhash") == tip, 120,
+               f"{node.name} to sync {STALL_CHAIN} blocks")
+    return time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_peer_that_never_sends_blocks_does_not_stall_sync(tmp_path, node_factory):
+    """Issue 14: a peer that completes the handshake, claims the whole chain and
+    even sends its headers, but never answers getdata, costs a syncing node a
+    bounded few seconds (it used to hold the head-of-line blocks for 20 s at
+    every connection); it is not banned for being slow."""
+    spec_path, (node_a, plain, stalled), _ = long_chain_setup(
+        tmp_path, node_factory, ("a", "plain", "stalled"), STALL_CHAIN)
+    spec = load_spec(spec_path)
+    with Database(chaindata_path(node_a.datadir)) as db:
+        chain = ChainManager(db, spec)
+        state = chain.state
+        headers = [state.get_index(state.get_block_hash(h)).header
+                   for h in range(chain.height + 1)]
+        total_difficulty = chain.tip.total_difficulty
+    staller = StallingPeer(spec.network_magic, spec.chain_id, headers, total_difficulty).start()
+    try:
+        node_a.start()  # no key: it serves the chain and never extends it
+        tip = node_a.rpc("getbestblockhash")
+        honest = time_to_sync(plain, tip, node_a.p2p_address)
+        plain.stop()
+        with_staller = time_to_sync(stalled, tip, node_a.p2p_address, staller.address)
+        print(f"synced {STALL_CHAIN} blocks in {honest:.1f} s from an honest peer, "
+              f"{with_staller:.1f} s with a stalling one as well "
+              f"(asked for {staller.getdata_items} blocks, connected {staller.connections}x)")
+        # The staller had shown the headers, so it was asked for blocks...
+        assert staller.getdata_items > 0
+        # ... and cost no more than a few seconds (its first stall is noticed
+        # after 2 s; the old code lost 20 s at every connection).
+        assert with_staller < 2 * honest + 6, (honest, with_staller, stalled.log_tail(15))
+        assert stalled.rpc("getutxosetinfo") == node_a.rpc("getutxosetinfo")
+        assert stalled.rpc("getpeerinfo")["banned"] == []
+    finally:
+        staller.stop()
 
 
 # ---------------------------------------------------------------------------
