@@ -54,6 +54,9 @@ MAX_PENDING_VOTES = 512
 """Votes for blocks not seen yet, kept until the block arrives (oldest dropped)."""
 MAX_BLOCK_VOTES_INCLUDED = 256
 """Votes a producer puts in one block."""
+MAX_EVIDENCE_PER_VALIDATOR = 4
+"""Evidence kept against one key: one proves the equivocation; a few more
+show its kinds.  Bounds the store whatever an equivocating key signs."""
 
 
 class VoteOutcome:
@@ -359,13 +362,22 @@ class FinalityTracker:
                 continue
             self.pool.add(vote, signer)
         for ev in block.evidence:
-            self.add_evidence(ev)
+            self.add_evidence(ev, carried=True)
         return found
 
     # --------------------------------------------------------------- evidence
-    def add_evidence(self, ev: Evidence) -> bool:
-        """Store valid evidence; True if it is new."""
+    def add_evidence(self, ev: Evidence, *, carried: bool = False) -> bool:
+        """Store valid evidence; True if it is new.  Gossiped evidence is kept
+        only against a validator of the tip's set (anyone can make keys that
+        equivocate); evidence a valid block ``carried`` was checked against
+        its set.  At most :data:`MAX_EVIDENCE_PER_VALIDATOR` per key."""
         if ev.id in self.evidence:
+            return False
+        who = ev.signer
+        if not carried and who not in self.chain.tip_snapshot().validators:
+            return False
+        if sum(1 for other in self.evidence.values()
+               if other.signer == who) >= MAX_EVIDENCE_PER_VALIDATOR:
             return False
         try:
             accused = check_evidence(ev, self.chain_id)

@@ -506,6 +506,32 @@ def test_conflicting_gossiped_votes_become_evidence(net):
     assert reason(net.add, again) == "bad-evidence-duplicate"
 
 
+def test_gossiped_evidence_is_bounded_to_validators(net):
+    """Anyone can make a key and sign two conflicting votes with it: evidence
+    against a key that is no validator is not stored nor relayed (it used to
+    grow the store and the relay without bound), and an equivocating
+    validator's evidence is kept a few times, not once per pair it signs."""
+    from o2ocli.core.finality import Evidence
+    from o2ocli.node.finality import MAX_EVIDENCE_PER_VALIDATOR
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+
+    def pair(key: PrivateKey, height: int) -> Evidence:
+        return Evidence.of(signed_vote(key, genesis, (height, sha256d(b"a%d" % height))),
+                           signed_vote(key, genesis, (height, sha256d(b"b%d" % height))))
+
+    for i in range(5):
+        stranger = deterministic_key(b"cm-stranger", i)
+        assert not finality.add_evidence(pair(stranger, 1))
+    assert finality.evidence == {}
+    assert list(net.db.iterate(k.EVIDENCE)) == []
+    kept = [finality.add_evidence(pair(V2, height)) for height in range(1, 20)]
+    assert kept.count(True) == MAX_EVIDENCE_PER_VALIDATOR
+    assert len(list(net.db.iterate(k.EVIDENCE))) == MAX_EVIDENCE_PER_VALIDATOR
+    assert finality.accused() == {addr(V2)}
+
+
 # -------------------------------------------------------- snapshots & votes
 def test_vote_adds_a_validator_once_a_majority_voted(net):
     newcomer = OUTSIDER
