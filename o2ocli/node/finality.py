@@ -52,6 +52,8 @@ MAX_POOL_VOTES_PER_SIGNER = 64
 """Votes kept per key (the highest targets): bounds the pool whatever peers send."""
 MAX_PENDING_VOTES = 512
 """Votes for blocks not seen yet, kept until the block arrives (oldest dropped)."""
+MAX_PENDING_VOTES_PER_SIGNER = 16
+"""Of those, per key (its oldest dropped first)."""
 MAX_BLOCK_VOTES_INCLUDED = 256
 """Votes a producer puts in one block."""
 MAX_EVIDENCE_PER_VALIDATOR = 4
@@ -320,6 +322,14 @@ class FinalityTracker:
             return VoteOutcome.IGNORED, None
         target = self.chain.state.get_index(vote.target_hash)
         if target is None:
+            # Only a validator of the tip's set may park votes, a bounded
+            # number each: a flood from made-up keys (or one validator) must
+            # not push out the others' votes for a block still on its way.
+            if signer not in self.chain.tip_snapshot().validators:
+                return VoteOutcome.IGNORED, None
+            mine = [i for i, v in self.pending.items() if v.signer_pubkey == vote.signer_pubkey]
+            if len(mine) >= MAX_PENDING_VOTES_PER_SIGNER:
+                del self.pending[mine[0]]
             self.pending[vote.id] = vote
             if len(self.pending) > MAX_PENDING_VOTES:
                 self.pending.popitem(last=False)

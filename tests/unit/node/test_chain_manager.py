@@ -704,7 +704,11 @@ def signed_vote(key: PrivateKey, source: tuple[int, bytes], target: tuple[int, b
 
 
 def test_gossiped_votes_are_checked_and_bounded(net):
-    from o2ocli.node.finality import MAX_PENDING_VOTES, MAX_POOL_VOTES_PER_SIGNER
+    from o2ocli.node.finality import (
+        MAX_PENDING_VOTES,
+        MAX_PENDING_VOTES_PER_SIGNER,
+        MAX_POOL_VOTES_PER_SIGNER,
+    )
 
     finality = net.chain.finality
     genesis = (0, net.chain.genesis.hash)
@@ -719,11 +723,12 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     # Depends on the receiver's view: kept or dropped, never an error.
     assert finality.add_vote(signed_vote(OUTSIDER, genesis, (1, b1.hash)))[0] == "ignored"
     assert len(finality.pool) == 0
-    # A flood of votes for blocks nobody has: bounded.
+    # A flood of votes for blocks nobody has: bounded per key and in all.
     for i in range(MAX_PENDING_VOTES + 100):
         unknown = (5 + i, sha256d(i.to_bytes(4, "big")))
         assert finality.add_vote(signed_vote(V0, genesis, unknown))[0] == "pending"
-    assert len(finality.pending) == MAX_PENDING_VOTES
+    assert len(finality.pending) == MAX_PENDING_VOTES_PER_SIGNER
+    assert len(finality.pending) <= MAX_PENDING_VOTES
     # Votes of one validator beyond the per-key bound: the highest targets stay.
     for _ in range(MAX_POOL_VOTES_PER_SIGNER + 5):
         net.seal()
@@ -735,6 +740,28 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     mine = [v for v, signer in finality.pool.votes.values() if signer == addr(V2)]
     assert len(mine) == MAX_POOL_VOTES_PER_SIGNER
     assert max(v.target_height for v in mine) == tip
+
+
+def test_a_vote_waiting_for_its_block_survives_a_flood(net):
+    """Votes often arrive before their block.  A flood of validly signed votes
+    for unknown blocks, from made-up keys or from one validator, used to push
+    the honest waiting vote out of the bounded pending pool, so it was never
+    counted here."""
+    from o2ocli.node.finality import MAX_PENDING_VOTES
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+    b1 = net.block(V1)
+    early = signed_vote(V2, genesis, (1, b1.hash))
+    assert finality.add_vote(early)[0] == "pending"
+    for i in range(MAX_PENDING_VOTES):
+        unknown = (2 + i, sha256d(b"flood%d" % i))
+        stranger = deterministic_key(b"cm-stranger", i % 8)
+        finality.add_vote(signed_vote(stranger, genesis, unknown))
+        finality.add_vote(signed_vote(V0, genesis, unknown))
+    assert net.add(b1).connected == (b1,)
+    assert early in finality.retry_pending()
+    assert early.id in finality.pool
 
 
 # ------------------------------------------------- reindex interrupted (issue 14)
