@@ -74,7 +74,9 @@ ValidatorsAt = Callable[[int], "Sequence[bytes]"]
 MAX_LINKS = 4096
 """Links (source, target) a state keeps above its finalized block; the oldest
 targets are dropped first.  Only reached if finality stalls for thousands of
-blocks; votes for dropped links are simply counted again if they come back."""
+blocks; votes for dropped links are simply counted again if they come back.
+Likewise at most this many justified blocks above the finalized one are kept
+(the lowest dropped first: a vote from a dropped source no longer counts)."""
 
 
 def quorum(n_validators: int) -> int:
@@ -293,6 +295,8 @@ def count_vote(
         if (t, vote.target_hash) not in justified:
             justified.append((t, vote.target_hash))
             justified.sort()
+            if len(justified) > MAX_LINKS + 1:
+                del justified[1]  # the lowest above the finalized block
         if t == s + 1 and s > finalized[0]:
             finalized = (s, vote.source_hash)
             justified = [j for j in justified if j[0] >= s]
