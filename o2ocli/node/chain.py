@@ -110,6 +110,8 @@ class ChainManager:
         # Finality first, so an interrupted reorg is finished (or refused) under
         # the same guard as when the node was running.
         self.state.finalized_height = self.finality.finalized[0]
+        if not reindexing:  # a reindex puts them back once every block is replayed
+            self.finality.restore_own_votes()
         self._update_finality()
         for _ in range(100):  # each failure marks a branch invalid, so this ends
             try:
@@ -456,6 +458,7 @@ def rebuild_chainstate(
                 pass
         if progress is not None:
             progress(ReindexProgress(done, len(order), height))
+    chain.finality.restore_own_votes()
     chain._update_finality()
     with db.write_batch() as batch:
         batch.delete(k.REINDEX_MARKER)

@@ -36,7 +36,7 @@ from o2ocli.consensus.finality import (
 )
 from o2ocli.core.block import Block
 from o2ocli.core.encoding import DecodeError
-from o2ocli.core.finality import Evidence, FinalityVote, vote_digest
+from o2ocli.core.finality import VOTE_SIZE, Evidence, FinalityVote, vote_digest
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import IndexEntry
@@ -264,17 +264,8 @@ class FinalityTracker:
         cached = self._views.get(entry.hash)
         if cached is not None and cached[0] == self.pool.version:
             return cached[1]
-        fstate = self.state(entry.hash)
-        final = self.finalized
         branch = self.branch(entry)
-        if final[0] > fstate.finalized[0] and branch(final[0]) == final[1]:
-            # What this node saw finalized (e.g. from votes gossiped before a
-            # restart) is final, hence justified, on every branch holding it.
-            fstate = FinalityState(
-                final,
-                (final, *[j for j in fstate.justified if j[0] > final[0]]),
-                tuple(link for link in fstate.links if link[1] > final[0]),
-                fstate.last, fstate.accused)
+        fstate = self._seeded(entry, branch)
         if len(self.pool):
             at = self.validators_at(branch)
             for vote, signer in self.pool.ordered():
@@ -288,6 +279,57 @@ class FinalityTracker:
             self._views.clear()
         self._views[entry.hash] = (self.pool.version, fstate)
         return fstate
+
+    def _seeded(self, entry: IndexEntry, branch: Callable[[int], bytes | None]
+                ) -> FinalityState:
+        """``entry``'s stored state, raised to this node's finalized block if
+        the branch holds it."""
+        fstate = self.state(entry.hash)
+        final = self.finalized
+        if final[0] > fstate.finalized[0] and branch(final[0]) == final[1]:
+            # What this node saw finalized (e.g. from votes gossiped before a
+            # restart) is final, hence justified, on every branch holding it.
+            fstate = FinalityState(
+                final,
+                (final, *[j for j in fstate.justified if j[0] > final[0]]),
+                tuple(link for link in fstate.links if link[1] > final[0]),
+                fstate.last, fstate.accused)
+        return fstate
+
+    def _votes_behind(self, entry: IndexEntry, source: tuple[int, bytes]
+                      ) -> list[FinalityVote]:
+        """Pool votes that justify ``source`` on ``entry``'s branch beyond its
+        stored state (in counting order; empty if the state justifies it)."""
+        branch = self.branch(entry)
+        fstate = self._seeded(entry, branch)
+        at = self.validators_at(branch)
+        chosen: list[FinalityVote] = []
+        for vote, signer in self.pool.ordered():
+            if fstate.is_justified(*source) or len(chosen) >= MAX_BLOCK_VOTES_INCLUDED:
+                break
+            if not fstate.finalized[0] < vote.target_height <= source[0]:
+                continue
+            try:
+                fstate = count_vote(fstate, vote, signer, branch, at)
+            except BlockInvalid:
+                continue
+            chosen.append(vote)
+        return chosen if fstate.is_justified(*source) else []
+
+    def restore_own_votes(self) -> bool:
+        """At start-up: put each persisted own vote, and the votes that
+        justified its source, back in the pool (so they are gossiped again).
+        Returns True if the pool changed."""
+        changed = False
+        for _, data in list(self.db.iterate(k.OWN_VOTE)):
+            for start in range(8, len(data) - VOTE_SIZE + 1, VOTE_SIZE):
+                try:
+                    vote = FinalityVote.from_bytes(data[start:start + VOTE_SIZE])
+                    outcome, _ = self.add_vote(vote)
+                except (BlockInvalid, DecodeError, ValueError):
+                    continue
+                changed = changed or outcome == VoteOutcome.NEW
+        return changed
 
     def justified_height(self, entry: IndexEntry) -> int:
         """Fork choice: the height of the highest justified block in ``entry``'s view."""
@@ -463,8 +505,12 @@ class FinalityTracker:
         digest = vote_digest(self.chain_id, source_height, source_hash, tip.height, tip.hash)
         vote = FinalityVote(key.public_key.to_bytes(), source_height, source_hash, tip.height,
                             tip.hash, key.sign(digest))
+        # The gossiped votes that justify the source are kept with it: if every
+        # node restarts before a block carries them, this validator could
+        # otherwise never vote again (its next source may not be lower).
+        behind = self._votes_behind(tip, (source_height, source_hash))
         with self.db.write_batch() as batch:  # sync=True: on disk before it is sent
             batch.put(k.OWN_VOTE + address,
                       source_height.to_bytes(4, "big") + tip.height.to_bytes(4, "big")
-                      + vote.to_bytes())
+                      + vote.to_bytes() + b"".join(v.to_bytes() for v in behind))
         return vote

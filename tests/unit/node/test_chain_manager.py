@@ -480,6 +480,34 @@ def test_a_validator_never_signs_two_conflicting_votes_even_after_restart(net):
     assert second is not None and (second.source_height, second.target_height) == (0, 2)
 
 
+def test_finality_goes_on_after_every_node_restarts_with_gossip_only_justification(net):
+    """Block 2's producer had not seen the votes for block 1 yet, so block 1 is
+    justified by gossiped votes only when V0 and V1 vote 1 -> 2 (persisted).
+    Then every node restarts (an upgrade) before a block carries those votes:
+    the gossip is gone, block 1 is justified nowhere, and V0 and V1 may never
+    again vote from a source below 1: with 2 of 3 stuck, nothing was ever
+    final again.  A validator now keeps the votes behind its vote's source
+    with its own last vote, and gossips them again after a restart."""
+    b1 = net.seal()
+    early = [net.chain.finality.make_own_vote(key) for key in (V0, V1, V2)]
+    b2 = net.seal()
+    assert b2.votes == ()
+    for vote in early:
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+    net.chain.on_votes_changed()
+    assert net.chain.finality.view(net.chain.tip).best_justified == (1, b1.hash)
+    for key in (V0, V1):
+        vote = net.chain.finality.make_own_vote(key)
+        assert vote is not None and (vote.source_height, vote.target_height) == (1, 2)
+    net.reopen()
+    assert net.chain.finality.last_own_vote(addr(V0)) == (1, 2)
+    assert net.chain.finalized_height == 1  # the restored votes link 1 -> 2
+    for _ in range(3):
+        net.seal()
+        net.vote(V0, V1, V2)  # each would refuse a vote if V0/V1 were stuck
+    assert net.chain.finalized_height == net.chain.height - 1
+
+
 def test_conflicting_gossiped_votes_become_evidence(net):
     b1 = net.seal(V1)
     side = build_block_on(net, net.chain.genesis.hash, V0, T0 + PERIOD)
