@@ -508,6 +508,37 @@ def test_finality_goes_on_after_every_node_restarts_with_gossip_only_justificati
     assert net.chain.finalized_height == net.chain.height - 1
 
 
+def test_a_vote_recounts_only_the_tips_of_side_branches(net, monkeypatch):
+    """Every incoming vote re-runs the fork choice over the recent side blocks.
+    It used to compute the view of each of them (each walking its branch back
+    to the main chain): a healed partition's 300-block losing branch cost half
+    a second per vote.  Only the side branch's tip needs a view."""
+    for _ in range(30):
+        net.seal()
+    parent, prev = net.chain.genesis.hash, None
+    for height in range(1, 31):
+        wanted = net.chain.snapshot(parent).in_turn(height)
+        key = next(k for k in VALIDATORS if addr(k) not in (wanted, prev))
+        side = build_block_on(net, parent, key, T0 + height * PERIOD + 1)
+        assert not net.add(side, now=T0 + 10**6)
+        parent, prev = side.hash, addr(key)
+    finality = net.chain.finality
+    computed: list[bytes] = []
+    real_view = finality.view
+
+    def counting_view(entry):
+        if finality._views.get(entry.hash, (None,))[0] != finality.pool.version:
+            computed.append(entry.hash)
+        return real_view(entry)
+
+    monkeypatch.setattr(finality, "view", counting_view)
+    tip = net.chain.tip
+    vote = signed_vote(V0, (0, net.chain.genesis.hash), (tip.height, tip.hash))
+    assert finality.add_vote(vote)[0] == "new"
+    assert not net.chain.on_votes_changed()
+    assert set(computed) <= {tip.hash, side.hash}, f"{len(computed)} views for one vote"
+
+
 def test_conflicting_gossiped_votes_become_evidence(net):
     b1 = net.seal(V1)
     side = build_block_on(net, net.chain.genesis.hash, V0, T0 + PERIOD)
