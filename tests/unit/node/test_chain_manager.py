@@ -539,6 +539,30 @@ def test_a_vote_recounts_only_the_tips_of_side_branches(net, monkeypatch):
     assert set(computed) <= {tip.hash, side.hash}, f"{len(computed)} views for one vote"
 
 
+def test_a_finality_stall_adds_a_bounded_state_per_block(net):
+    """Only V0 votes (1 of 3: no quorum) while blocks keep coming, as when too
+    many validators are offline.  Every block stores its branch's finality
+    state, and each stalled block adds a link: the state stored per block must
+    stop growing after a few hundred blocks (it grew to 4096 links, ~120 KB
+    per block for one voter, ~280 KB for three: gigabytes a day)."""
+    sizes = {}
+    for height in range(1, 601):
+        net.seal()
+        vote = net.chain.finality.make_own_vote(V0)
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+        net.chain.on_votes_changed()
+        if height in (300, 600):
+            sizes[height] = len(net.db.get(k.FINALITY + net.chain.tip.hash))
+    assert net.chain.finalized_height == 0
+    assert sizes[600] == sizes[300] < 10_000, sizes
+    # When the stall ends (V1 votes for the tip again) finality resumes.
+    net.seal()
+    net.vote(V0, V1)
+    net.seal()
+    net.vote(V0, V1)
+    assert net.chain.finalized_height == net.chain.height - 1
+
+
 def test_conflicting_gossiped_votes_become_evidence(net):
     b1 = net.seal(V1)
     side = build_block_on(net, net.chain.genesis.hash, V0, T0 + PERIOD)
