@@ -355,6 +355,8 @@ class FinalityTracker:
         if vote.id in self.pool:
             return VoteOutcome.KNOWN, None
         check_vote_order(vote)
+        if not self._may_matter(vote):
+            return VoteOutcome.IGNORED, None
         signer = check_vote_signature(vote, self.chain_id)
         other = self.pool.conflicting(vote, signer)
         if other is not None:
@@ -382,6 +384,17 @@ class FinalityTracker:
             return VoteOutcome.IGNORED, None
         self.pool.add(vote, signer)
         return VoteOutcome.NEW, None
+
+    def _may_matter(self, vote: FinalityVote) -> bool:
+        """Whether ``vote``'s key is a validator of the tip's set, of its
+        target's, or has pooled votes: anything else is of no use here and not
+        worth a signature check (anyone can make keys and sign votes)."""
+        signer = vote.signer
+        if signer in self.pool.by_signer or signer in self.chain.tip_snapshot().validators:
+            return True
+        target = self.chain.state.get_index(vote.target_hash)
+        return (target is not None and target.height == vote.target_height
+                and signer in self.validators_at(self.branch(target))(vote.target_height))
 
     def retry_pending(self) -> list[FinalityVote]:
         """Votes waiting for a block that is now known; returns those accepted."""

@@ -847,6 +847,35 @@ def test_a_vote_waiting_for_its_block_survives_a_flood(net):
     assert early.id in finality.pool
 
 
+def test_votes_from_keys_that_are_no_validator_cost_no_signature_check(net, monkeypatch):
+    """Anyone can make keys and sign votes: a peer streaming 256 such votes
+    per message made this node verify every signature, only to ignore the
+    votes.  Votes from a validator are still verified (and a bad signature
+    is still refused, the sender punished)."""
+    import o2ocli.node.finality as node_finality
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+    b1 = net.seal(V1)
+    checked: list[bytes] = []
+    real_check = node_finality.check_vote_signature
+
+    def counting_check(vote, chain_id):
+        checked.append(vote.id)
+        return real_check(vote, chain_id)
+
+    monkeypatch.setattr(node_finality, "check_vote_signature", counting_check)
+    for i in range(50):
+        stranger = deterministic_key(b"cm-stranger", i)
+        for target in ((1, b1.hash), (9, sha256d(b"unknown%d" % i))):
+            assert finality.add_vote(signed_vote(stranger, genesis, target))[0] == "ignored"
+    assert checked == []
+    forged = dataclasses.replace(signed_vote(V1, genesis, (1, b1.hash)), target_height=2)
+    assert reason(finality.add_vote, forged) == "bad-vote-signature"
+    assert finality.add_vote(signed_vote(V2, genesis, (1, b1.hash)))[0] == "new"
+    assert len(checked) == 2
+
+
 # ------------------------------------------------- reindex interrupted (issue 14)
 class SimulatedKill(BaseException):
     """Stands for SIGKILL: nothing below catches it."""
