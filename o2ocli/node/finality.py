@@ -299,9 +299,11 @@ class FinalityTracker:
     def _votes_behind(self, entry: IndexEntry, source: tuple[int, bytes]
                       ) -> list[FinalityVote]:
         """Pool votes that justify ``source`` on ``entry``'s branch beyond its
-        stored state (in counting order; empty if the state justifies it)."""
+        stored state (in counting order; empty if the state justifies it).
+        The stored state, not the view: these are what blocks must carry
+        (this node's finalized block may be justified by gossip only)."""
         branch = self.branch(entry)
-        fstate = self._seeded(entry, branch)
+        fstate = self.state(entry.hash)
         at = self.validators_at(branch)
         chosen: list[FinalityVote] = []
         for vote, signer in self.pool.ordered():
@@ -344,7 +346,7 @@ class FinalityTracker:
         self.finalized = view.finalized
         with self.db.write_batch() as batch:
             batch.put(k.META_FINAL, view.finalized[0].to_bytes(4, "big") + view.finalized[1])
-        self.pool.prune(self.finalized[0])
+        self.pool.prune(self.state(self.chain.tip.hash).finalized[0])
         return True
 
     # ------------------------------------------------------------------ votes
@@ -362,7 +364,10 @@ class FinalityTracker:
         if other is not None:
             ev = Evidence.of(vote, other)
             return VoteOutcome.CONFLICT, ev if self.add_evidence(ev) else None
-        if vote.target_height <= self.finalized[0]:
+        # Below what the chain itself proves final, a vote is of no use; above
+        # it a block may still have to carry it (this node's finalized block
+        # may be final by gossiped votes only).
+        if vote.target_height <= self.state(self.chain.tip.hash).finalized[0]:
             return VoteOutcome.IGNORED, None
         target = self.chain.state.get_index(vote.target_hash)
         if target is None:

@@ -539,6 +539,36 @@ def test_a_vote_recounts_only_the_tips_of_side_branches(net, monkeypatch):
     assert set(computed) <= {tip.hash, side.hash}, f"{len(computed)} views for one vote"
 
 
+def test_the_chain_carries_finality_again_after_two_restarts(net):
+    """As above, then a block without votes (its producer lacked them) and a
+    second restart of every node.  The votes kept with an own vote must be
+    those the *chain* needs, not only those above this node's finalized
+    block: else the votes that justified block 1 are gone for good, no block
+    can carry a vote from a source at or above 1 ever again, and a node that
+    syncs from the chain never sees anything final."""
+    b1 = net.seal()
+    early = [net.chain.finality.make_own_vote(key) for key in (V0, V1, V2)]
+    b2 = net.seal()
+    for vote in early:
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+    for key in (V0, V1):
+        assert net.chain.finality.make_own_vote(key) is not None  # 1 -> 2
+    net.reopen()
+    assert net.chain.finalized_height == 1
+    b3 = build_block_on(net, b2.hash, V0, T0 + 3 * PERIOD)
+    assert net.add(b3).connected == (b3,)
+    for key in (V0, V1):
+        vote = net.chain.finality.make_own_vote(key)
+        assert vote is not None and (vote.source_height, vote.target_height) == (2, 3)
+    net.reopen()
+    for _ in range(3):
+        net.seal()
+        net.vote(V0, V1, V2)
+    tip = net.chain.tip
+    assert net.chain.finality.state(tip.hash).finalized[0] >= 3, (
+        "the blocks no longer carry finality", b1.hash.hex())
+
+
 def test_a_finality_stall_adds_a_bounded_state_per_block(net):
     """Only V0 votes (1 of 3: no quorum) while blocks keep coming, as when too
     many validators are offline.  Every block stores its branch's finality
