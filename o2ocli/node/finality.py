@@ -73,7 +73,8 @@ class VoteOutcome:
     CONFLICT = "conflict"
     """It conflicts with a vote of the same key: evidence was made."""
     IGNORED = "ignored"
-    """Valid, but of no use here (stale, or the signer is no validator)."""
+    """Of no use here: stale, or the signer is no validator (then its
+    signature is not even checked)."""
 
 
 class VotePool:
