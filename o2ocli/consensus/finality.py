@@ -71,10 +71,20 @@ BranchLookup = Callable[[int], "bytes | None"]
 ValidatorsAt = Callable[[int], "Sequence[bytes]"]
 """height → the validator set that may seal the block at that height."""
 
-MAX_LINKS = 4096
+MAX_LINKS = 256
 """Links (source, target) a state keeps above its finalized block; the oldest
-targets are dropped first.  Only reached if finality stalls for thousands of
-blocks; votes for dropped links are simply counted again if they come back."""
+targets are dropped first.  Only reached if finality stalls for hundreds of
+blocks (honest validators vote for their tip, so the links that can still
+reach a quorum are the newest); votes for dropped links are simply counted
+again if they come back.  Likewise at most this many justified blocks above
+the finalized one are kept (the lowest dropped first: a vote from a dropped
+source no longer counts).  Every block stores its state, so this bounds the
+bytes each block adds while finality stalls (it was 4096: up to ~280 KB per
+block with three voters)."""
+
+_DECODE_LINKS = 4096
+"""What :meth:`FinalityState.from_bytes` accepts (states stored when
+:data:`MAX_LINKS` was 4096 still read back)."""
 
 
 def quorum(n_validators: int) -> int:
@@ -159,9 +169,9 @@ class FinalityState:
         r = Reader(data)
         finalized = (r.u32("finalized height"), r.raw(32, "finalized hash"))
         justified = tuple((r.u32("justified height"), r.raw(32, "justified hash"))
-                          for _ in range(r.count("justified", MAX_LINKS + 1)))
+                          for _ in range(r.count("justified", _DECODE_LINKS + 1)))
         links = []
-        for _ in range(r.count("link", MAX_LINKS)):
+        for _ in range(r.count("link", _DECODE_LINKS)):
             s, t = r.u32("link source"), r.u32("link target")
             who = tuple(r.raw(20, "link signer") for _ in range(r.count("signer", 255)))
             links.append((s, t, who))
@@ -293,6 +303,8 @@ def count_vote(
         if (t, vote.target_hash) not in justified:
             justified.append((t, vote.target_hash))
             justified.sort()
+            if len(justified) > MAX_LINKS + 1:
+                del justified[1]  # the lowest above the finalized block
         if t == s + 1 and s > finalized[0]:
             finalized = (s, vote.source_hash)
             justified = [j for j in justified if j[0] >= s]

@@ -36,7 +36,7 @@ from o2ocli.consensus.finality import (
 )
 from o2ocli.core.block import Block
 from o2ocli.core.encoding import DecodeError
-from o2ocli.core.finality import Evidence, FinalityVote, vote_digest
+from o2ocli.core.finality import VOTE_SIZE, Evidence, FinalityVote, vote_digest
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import IndexEntry
@@ -52,8 +52,13 @@ MAX_POOL_VOTES_PER_SIGNER = 64
 """Votes kept per key (the highest targets): bounds the pool whatever peers send."""
 MAX_PENDING_VOTES = 512
 """Votes for blocks not seen yet, kept until the block arrives (oldest dropped)."""
+MAX_PENDING_VOTES_PER_SIGNER = 16
+"""Of those, per key (its oldest dropped first)."""
 MAX_BLOCK_VOTES_INCLUDED = 256
 """Votes a producer puts in one block."""
+MAX_EVIDENCE_PER_VALIDATOR = 4
+"""Evidence kept against one key: one proves the equivocation; a few more
+show its kinds.  Bounds the store whatever an equivocating key signs."""
 
 
 class VoteOutcome:
@@ -68,7 +73,8 @@ class VoteOutcome:
     CONFLICT = "conflict"
     """It conflicts with a vote of the same key: evidence was made."""
     IGNORED = "ignored"
-    """Valid, but of no use here (stale, or the signer is no validator)."""
+    """Of no use here: stale, or the signer is no validator (then its
+    signature is not even checked)."""
 
 
 class VotePool:
@@ -259,17 +265,8 @@ class FinalityTracker:
         cached = self._views.get(entry.hash)
         if cached is not None and cached[0] == self.pool.version:
             return cached[1]
-        fstate = self.state(entry.hash)
-        final = self.finalized
         branch = self.branch(entry)
-        if final[0] > fstate.finalized[0] and branch(final[0]) == final[1]:
-            # What this node saw finalized (e.g. from votes gossiped before a
-            # restart) is final, hence justified, on every branch holding it.
-            fstate = FinalityState(
-                final,
-                (final, *[j for j in fstate.justified if j[0] > final[0]]),
-                tuple(link for link in fstate.links if link[1] > final[0]),
-                fstate.last, fstate.accused)
+        fstate = self._seeded(entry, branch)
         if len(self.pool):
             at = self.validators_at(branch)
             for vote, signer in self.pool.ordered():
@@ -284,6 +281,59 @@ class FinalityTracker:
         self._views[entry.hash] = (self.pool.version, fstate)
         return fstate
 
+    def _seeded(self, entry: IndexEntry, branch: Callable[[int], bytes | None]
+                ) -> FinalityState:
+        """``entry``'s stored state, raised to this node's finalized block if
+        the branch holds it."""
+        fstate = self.state(entry.hash)
+        final = self.finalized
+        if final[0] > fstate.finalized[0] and branch(final[0]) == final[1]:
+            # What this node saw finalized (e.g. from votes gossiped before a
+            # restart) is final, hence justified, on every branch holding it.
+            fstate = FinalityState(
+                final,
+                (final, *[j for j in fstate.justified if j[0] > final[0]]),
+                tuple(link for link in fstate.links if link[1] > final[0]),
+                fstate.last, fstate.accused)
+        return fstate
+
+    def _votes_behind(self, entry: IndexEntry, source: tuple[int, bytes]
+                      ) -> list[FinalityVote]:
+        """Pool votes that justify ``source`` on ``entry``'s branch beyond its
+        stored state (in counting order; empty if the state justifies it).
+        The stored state, not the view: these are what blocks must carry
+        (this node's finalized block may be justified by gossip only)."""
+        branch = self.branch(entry)
+        fstate = self.state(entry.hash)
+        at = self.validators_at(branch)
+        chosen: list[FinalityVote] = []
+        for vote, signer in self.pool.ordered():
+            if fstate.is_justified(*source) or len(chosen) >= MAX_BLOCK_VOTES_INCLUDED:
+                break
+            if not fstate.finalized[0] < vote.target_height <= source[0]:
+                continue
+            try:
+                fstate = count_vote(fstate, vote, signer, branch, at)
+            except BlockInvalid:
+                continue
+            chosen.append(vote)
+        return chosen if fstate.is_justified(*source) else []
+
+    def restore_own_votes(self) -> bool:
+        """At start-up: put each persisted own vote, and the votes that
+        justified its source, back in the pool (so they are gossiped again).
+        Returns True if the pool changed."""
+        changed = False
+        for _, data in list(self.db.iterate(k.OWN_VOTE)):
+            for start in range(8, len(data) - VOTE_SIZE + 1, VOTE_SIZE):
+                try:
+                    vote = FinalityVote.from_bytes(data[start:start + VOTE_SIZE])
+                    outcome, _ = self.add_vote(vote)
+                except (BlockInvalid, DecodeError, ValueError):
+                    continue
+                changed = changed or outcome == VoteOutcome.NEW
+        return changed
+
     def justified_height(self, entry: IndexEntry) -> int:
         """Fork choice: the height of the highest justified block in ``entry``'s view."""
         return self.view(entry).best_justified[0]
@@ -297,7 +347,7 @@ class FinalityTracker:
         self.finalized = view.finalized
         with self.db.write_batch() as batch:
             batch.put(k.META_FINAL, view.finalized[0].to_bytes(4, "big") + view.finalized[1])
-        self.pool.prune(self.finalized[0])
+        self.pool.prune(self.state(self.chain.tip.hash).finalized[0])
         return True
 
     # ------------------------------------------------------------------ votes
@@ -308,15 +358,28 @@ class FinalityTracker:
         if vote.id in self.pool:
             return VoteOutcome.KNOWN, None
         check_vote_order(vote)
+        if not self._may_matter(vote):
+            return VoteOutcome.IGNORED, None
         signer = check_vote_signature(vote, self.chain_id)
         other = self.pool.conflicting(vote, signer)
         if other is not None:
             ev = Evidence.of(vote, other)
             return VoteOutcome.CONFLICT, ev if self.add_evidence(ev) else None
-        if vote.target_height <= self.finalized[0]:
+        # Below what the chain itself proves final, a vote is of no use; above
+        # it a block may still have to carry it (this node's finalized block
+        # may be final by gossiped votes only).
+        if vote.target_height <= self.state(self.chain.tip.hash).finalized[0]:
             return VoteOutcome.IGNORED, None
         target = self.chain.state.get_index(vote.target_hash)
         if target is None:
+            # Only a validator of the tip's set may park votes, a bounded
+            # number each: a flood from made-up keys (or one validator) must
+            # not push out the others' votes for a block still on its way.
+            if signer not in self.chain.tip_snapshot().validators:
+                return VoteOutcome.IGNORED, None
+            mine = [i for i, v in self.pending.items() if v.signer_pubkey == vote.signer_pubkey]
+            if len(mine) >= MAX_PENDING_VOTES_PER_SIGNER:
+                del self.pending[mine[0]]
             self.pending[vote.id] = vote
             if len(self.pending) > MAX_PENDING_VOTES:
                 self.pending.popitem(last=False)
@@ -327,6 +390,17 @@ class FinalityTracker:
             return VoteOutcome.IGNORED, None
         self.pool.add(vote, signer)
         return VoteOutcome.NEW, None
+
+    def _may_matter(self, vote: FinalityVote) -> bool:
+        """Whether ``vote``'s key is a validator of the tip's set, of its
+        target's, or has pooled votes: anything else is of no use here and not
+        worth a signature check (anyone can make keys and sign votes)."""
+        signer = vote.signer
+        if signer in self.pool.by_signer or signer in self.chain.tip_snapshot().validators:
+            return True
+        target = self.chain.state.get_index(vote.target_hash)
+        return (target is not None and target.height == vote.target_height
+                and signer in self.validators_at(self.branch(target))(vote.target_height))
 
     def retry_pending(self) -> list[FinalityVote]:
         """Votes waiting for a block that is now known; returns those accepted."""
@@ -359,13 +433,22 @@ class FinalityTracker:
                 continue
             self.pool.add(vote, signer)
         for ev in block.evidence:
-            self.add_evidence(ev)
+            self.add_evidence(ev, carried=True)
         return found
 
     # --------------------------------------------------------------- evidence
-    def add_evidence(self, ev: Evidence) -> bool:
-        """Store valid evidence; True if it is new."""
+    def add_evidence(self, ev: Evidence, *, carried: bool = False) -> bool:
+        """Store valid evidence; True if it is new.  Gossiped evidence is kept
+        only against a validator of the tip's set (anyone can make keys that
+        equivocate); evidence a valid block ``carried`` was checked against
+        its set.  At most :data:`MAX_EVIDENCE_PER_VALIDATOR` per key."""
         if ev.id in self.evidence:
+            return False
+        who = ev.signer
+        if not carried and who not in self.chain.tip_snapshot().validators:
+            return False
+        if sum(1 for other in self.evidence.values()
+               if other.signer == who) >= MAX_EVIDENCE_PER_VALIDATOR:
             return False
         try:
             accused = check_evidence(ev, self.chain_id)
@@ -441,8 +524,12 @@ class FinalityTracker:
         digest = vote_digest(self.chain_id, source_height, source_hash, tip.height, tip.hash)
         vote = FinalityVote(key.public_key.to_bytes(), source_height, source_hash, tip.height,
                             tip.hash, key.sign(digest))
+        # The gossiped votes that justify the source are kept with it: if every
+        # node restarts before a block carries them, this validator could
+        # otherwise never vote again (its next source may not be lower).
+        behind = self._votes_behind(tip, (source_height, source_hash))
         with self.db.write_batch() as batch:  # sync=True: on disk before it is sent
             batch.put(k.OWN_VOTE + address,
                       source_height.to_bytes(4, "big") + tip.height.to_bytes(4, "big")
-                      + vote.to_bytes())
+                      + vote.to_bytes() + b"".join(v.to_bytes() for v in behind))
         return vote

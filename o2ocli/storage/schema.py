@@ -57,8 +57,9 @@ Finality (:mod:`o2ocli.node.finality`):
 * ``m final`` → height u32 ‖ hash: the highest block this node saw finalized
   (by votes in blocks or gossiped); never lowered
 * ``v`` ‖ validator address → this node's last own vote: source height u32 ‖
-  target height u32 ‖ the vote encoding; written (fsync'd) *before* the vote is
-  sent, and kept by a reindex
+  target height u32 ‖ the vote encoding ‖ the gossiped votes (encodings) that
+  justified its source beyond the chain, if any; written (fsync'd) *before*
+  the vote is sent, kept by a reindex, and put back in the vote pool at start
 * ``e`` ‖ accused address ‖ evidence id → :class:`~o2ocli.core.finality.Evidence`
   (from blocks or gossip; kept by a reindex)
 """

@@ -331,6 +331,28 @@ def test_state_roundtrip():
     assert FinalityState.from_bytes(state.to_bytes()) == state
 
 
+def test_a_state_stays_bounded_and_decodable_when_justification_skips_heights():
+    """Votes that always skip a height justify blocks but finalize none (the
+    targets move on before the votes for the next height are in).  The list
+    of justified blocks grew without bound, and past MAX_LINKS + 1 entries the
+    stored state no longer decoded: the node could not read it back."""
+    from o2ocli.consensus.finality import MAX_LINKS
+
+    chain = [h("skip", i) for i in range(2 * MAX_LINKS + 10)]
+    key = KEYS[0]
+    state = FinalityState.genesis(chain[0])
+    for source in range(0, 2 * MAX_LINKS + 6, 2):
+        digest = vote_digest(CHAIN, source, chain[source], source + 2, chain[source + 2])
+        v = FinalityVote(key.public_key.to_bytes(), source, chain[source], source + 2,
+                         chain[source + 2], key.sign(digest))
+        state = count_vote(state, v, ADDR[0], lookup(chain), fixed_set(1))
+    assert state.finalized == (0, chain[0])
+    assert state.best_justified == (2 * MAX_LINKS + 6, chain[2 * MAX_LINKS + 6])
+    assert len(state.justified) <= MAX_LINKS + 1
+    assert state.justified[0] == state.finalized
+    assert FinalityState.from_bytes(state.to_bytes()) == state
+
+
 def test_vote_golden_vector():
     """The vote encoding and digest, byte for byte (documented in docs/protocol.rst)."""
     key = PrivateKey(bytes([1]) * 32)

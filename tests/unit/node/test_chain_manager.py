@@ -480,6 +480,119 @@ def test_a_validator_never_signs_two_conflicting_votes_even_after_restart(net):
     assert second is not None and (second.source_height, second.target_height) == (0, 2)
 
 
+def test_finality_goes_on_after_every_node_restarts_with_gossip_only_justification(net):
+    """Block 2's producer had not seen the votes for block 1 yet, so block 1 is
+    justified by gossiped votes only when V0 and V1 vote 1 -> 2 (persisted).
+    Then every node restarts (an upgrade) before a block carries those votes:
+    the gossip is gone, block 1 is justified nowhere, and V0 and V1 may never
+    again vote from a source below 1: with 2 of 3 stuck, nothing was ever
+    final again.  A validator now keeps the votes behind its vote's source
+    with its own last vote, and gossips them again after a restart."""
+    b1 = net.seal()
+    early = [net.chain.finality.make_own_vote(key) for key in (V0, V1, V2)]
+    b2 = net.seal()
+    assert b2.votes == ()
+    for vote in early:
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+    net.chain.on_votes_changed()
+    assert net.chain.finality.view(net.chain.tip).best_justified == (1, b1.hash)
+    for key in (V0, V1):
+        vote = net.chain.finality.make_own_vote(key)
+        assert vote is not None and (vote.source_height, vote.target_height) == (1, 2)
+    net.reopen()
+    assert net.chain.finality.last_own_vote(addr(V0)) == (1, 2)
+    assert net.chain.finalized_height == 1  # the restored votes link 1 -> 2
+    for _ in range(3):
+        net.seal()
+        net.vote(V0, V1, V2)  # each would refuse a vote if V0/V1 were stuck
+    assert net.chain.finalized_height == net.chain.height - 1
+
+
+def test_a_vote_recounts_only_the_tips_of_side_branches(net, monkeypatch):
+    """Every incoming vote re-runs the fork choice over the recent side blocks.
+    It used to compute the view of each of them (each walking its branch back
+    to the main chain): a healed partition's 300-block losing branch cost half
+    a second per vote.  Only the side branch's tip needs a view."""
+    for _ in range(30):
+        net.seal()
+    parent, prev = net.chain.genesis.hash, None
+    for height in range(1, 31):
+        wanted = net.chain.snapshot(parent).in_turn(height)
+        key = next(k for k in VALIDATORS if addr(k) not in (wanted, prev))
+        side = build_block_on(net, parent, key, T0 + height * PERIOD + 1)
+        assert not net.add(side, now=T0 + 10**6)
+        parent, prev = side.hash, addr(key)
+    finality = net.chain.finality
+    computed: list[bytes] = []
+    real_view = finality.view
+
+    def counting_view(entry):
+        if finality._views.get(entry.hash, (None,))[0] != finality.pool.version:
+            computed.append(entry.hash)
+        return real_view(entry)
+
+    monkeypatch.setattr(finality, "view", counting_view)
+    tip = net.chain.tip
+    vote = signed_vote(V0, (0, net.chain.genesis.hash), (tip.height, tip.hash))
+    assert finality.add_vote(vote)[0] == "new"
+    assert not net.chain.on_votes_changed()
+    assert set(computed) <= {tip.hash, side.hash}, f"{len(computed)} views for one vote"
+
+
+def test_the_chain_carries_finality_again_after_two_restarts(net):
+    """As above, then a block without votes (its producer lacked them) and a
+    second restart of every node.  The votes kept with an own vote must be
+    those the *chain* needs, not only those above this node's finalized
+    block: else the votes that justified block 1 are gone for good, no block
+    can carry a vote from a source at or above 1 ever again, and a node that
+    syncs from the chain never sees anything final."""
+    b1 = net.seal()
+    early = [net.chain.finality.make_own_vote(key) for key in (V0, V1, V2)]
+    b2 = net.seal()
+    for vote in early:
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+    for key in (V0, V1):
+        assert net.chain.finality.make_own_vote(key) is not None  # 1 -> 2
+    net.reopen()
+    assert net.chain.finalized_height == 1
+    b3 = build_block_on(net, b2.hash, V0, T0 + 3 * PERIOD)
+    assert net.add(b3).connected == (b3,)
+    for key in (V0, V1):
+        vote = net.chain.finality.make_own_vote(key)
+        assert vote is not None and (vote.source_height, vote.target_height) == (2, 3)
+    net.reopen()
+    for _ in range(3):
+        net.seal()
+        net.vote(V0, V1, V2)
+    tip = net.chain.tip
+    assert net.chain.finality.state(tip.hash).finalized[0] >= 3, (
+        "the blocks no longer carry finality", b1.hash.hex())
+
+
+def test_a_finality_stall_adds_a_bounded_state_per_block(net):
+    """Only V0 votes (1 of 3: no quorum) while blocks keep coming, as when too
+    many validators are offline.  Every block stores its branch's finality
+    state, and each stalled block adds a link: the state stored per block must
+    stop growing after a few hundred blocks (it grew to 4096 links, ~120 KB
+    per block for one voter, ~280 KB for three: gigabytes a day)."""
+    sizes = {}
+    for height in range(1, 601):
+        net.seal()
+        vote = net.chain.finality.make_own_vote(V0)
+        assert vote is not None and net.chain.finality.add_vote(vote)[0] == "new"
+        net.chain.on_votes_changed()
+        if height in (300, 600):
+            sizes[height] = len(net.db.get(k.FINALITY + net.chain.tip.hash))
+    assert net.chain.finalized_height == 0
+    assert sizes[600] == sizes[300] < 10_000, sizes
+    # When the stall ends (V1 votes for the tip again) finality resumes.
+    net.seal()
+    net.vote(V0, V1)
+    net.seal()
+    net.vote(V0, V1)
+    assert net.chain.finalized_height == net.chain.height - 1
+
+
 def test_conflicting_gossiped_votes_become_evidence(net):
     b1 = net.seal(V1)
     side = build_block_on(net, net.chain.genesis.hash, V0, T0 + PERIOD)
@@ -504,6 +617,32 @@ def test_conflicting_gossiped_votes_become_evidence(net):
                                  merkle_root=block_commitment(2, (), (), (evidence,)))
     again = Block(seal_header(header, V0, CHAIN_ID), (), (), (evidence,))
     assert reason(net.add, again) == "bad-evidence-duplicate"
+
+
+def test_gossiped_evidence_is_bounded_to_validators(net):
+    """Anyone can make a key and sign two conflicting votes with it: evidence
+    against a key that is no validator is not stored nor relayed (it used to
+    grow the store and the relay without bound), and an equivocating
+    validator's evidence is kept a few times, not once per pair it signs."""
+    from o2ocli.core.finality import Evidence
+    from o2ocli.node.finality import MAX_EVIDENCE_PER_VALIDATOR
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+
+    def pair(key: PrivateKey, height: int) -> Evidence:
+        return Evidence.of(signed_vote(key, genesis, (height, sha256d(b"a%d" % height))),
+                           signed_vote(key, genesis, (height, sha256d(b"b%d" % height))))
+
+    for i in range(5):
+        stranger = deterministic_key(b"cm-stranger", i)
+        assert not finality.add_evidence(pair(stranger, 1))
+    assert finality.evidence == {}
+    assert list(net.db.iterate(k.EVIDENCE)) == []
+    kept = [finality.add_evidence(pair(V2, height)) for height in range(1, 20)]
+    assert kept.count(True) == MAX_EVIDENCE_PER_VALIDATOR
+    assert len(list(net.db.iterate(k.EVIDENCE))) == MAX_EVIDENCE_PER_VALIDATOR
+    assert finality.accused() == {addr(V2)}
 
 
 # -------------------------------------------------------- snapshots & votes
@@ -678,7 +817,11 @@ def signed_vote(key: PrivateKey, source: tuple[int, bytes], target: tuple[int, b
 
 
 def test_gossiped_votes_are_checked_and_bounded(net):
-    from o2ocli.node.finality import MAX_PENDING_VOTES, MAX_POOL_VOTES_PER_SIGNER
+    from o2ocli.node.finality import (
+        MAX_PENDING_VOTES,
+        MAX_PENDING_VOTES_PER_SIGNER,
+        MAX_POOL_VOTES_PER_SIGNER,
+    )
 
     finality = net.chain.finality
     genesis = (0, net.chain.genesis.hash)
@@ -693,11 +836,12 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     # Depends on the receiver's view: kept or dropped, never an error.
     assert finality.add_vote(signed_vote(OUTSIDER, genesis, (1, b1.hash)))[0] == "ignored"
     assert len(finality.pool) == 0
-    # A flood of votes for blocks nobody has: bounded.
+    # A flood of votes for blocks nobody has: bounded per key and in all.
     for i in range(MAX_PENDING_VOTES + 100):
         unknown = (5 + i, sha256d(i.to_bytes(4, "big")))
         assert finality.add_vote(signed_vote(V0, genesis, unknown))[0] == "pending"
-    assert len(finality.pending) == MAX_PENDING_VOTES
+    assert len(finality.pending) == MAX_PENDING_VOTES_PER_SIGNER
+    assert len(finality.pending) <= MAX_PENDING_VOTES
     # Votes of one validator beyond the per-key bound: the highest targets stay.
     for _ in range(MAX_POOL_VOTES_PER_SIGNER + 5):
         net.seal()
@@ -709,6 +853,57 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     mine = [v for v, signer in finality.pool.votes.values() if signer == addr(V2)]
     assert len(mine) == MAX_POOL_VOTES_PER_SIGNER
     assert max(v.target_height for v in mine) == tip
+
+
+def test_a_vote_waiting_for_its_block_survives_a_flood(net):
+    """Votes often arrive before their block.  A flood of validly signed votes
+    for unknown blocks, from made-up keys or from one validator, used to push
+    the honest waiting vote out of the bounded pending pool, so it was never
+    counted here."""
+    from o2ocli.node.finality import MAX_PENDING_VOTES
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+    b1 = net.block(V1)
+    early = signed_vote(V2, genesis, (1, b1.hash))
+    assert finality.add_vote(early)[0] == "pending"
+    for i in range(MAX_PENDING_VOTES):
+        unknown = (2 + i, sha256d(b"flood%d" % i))
+        stranger = deterministic_key(b"cm-stranger", i % 8)
+        finality.add_vote(signed_vote(stranger, genesis, unknown))
+        finality.add_vote(signed_vote(V0, genesis, unknown))
+    assert net.add(b1).connected == (b1,)
+    assert early in finality.retry_pending()
+    assert early.id in finality.pool
+
+
+def test_votes_from_keys_that_are_no_validator_cost_no_signature_check(net, monkeypatch):
+    """Anyone can make keys and sign votes: a peer streaming 256 such votes
+    per message made this node verify every signature, only to ignore the
+    votes.  Votes from a validator are still verified (and a bad signature
+    is still refused, the sender punished)."""
+    import o2ocli.node.finality as node_finality
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+    b1 = net.seal(V1)
+    checked: list[bytes] = []
+    real_check = node_finality.check_vote_signature
+
+    def counting_check(vote, chain_id):
+        checked.append(vote.id)
+        return real_check(vote, chain_id)
+
+    monkeypatch.setattr(node_finality, "check_vote_signature", counting_check)
+    for i in range(50):
+        stranger = deterministic_key(b"cm-stranger", i)
+        for target in ((1, b1.hash), (9, sha256d(b"unknown%d" % i))):
+            assert finality.add_vote(signed_vote(stranger, genesis, target))[0] == "ignored"
+    assert checked == []
+    forged = dataclasses.replace(signed_vote(V1, genesis, (1, b1.hash)), target_height=2)
+    assert reason(finality.add_vote, forged) == "bad-vote-signature"
+    assert finality.add_vote(signed_vote(V2, genesis, (1, b1.hash)))[0] == "new"
+    assert len(checked) == 2
 
 
 # ------------------------------------------------- reindex interrupted (issue 14)
