@@ -125,6 +125,8 @@ def _configure_logging() -> None:
 @click.option("--rpc-listen", metavar="HOST:PORT", help="RPC address (default 127.0.0.1:<spec>).")
 @click.option("--rpc-allow-remote", is_flag=True, help="Allow RPC on a non-loopback address.")
 @click.option("--connect", multiple=True, metavar="HOST:PORT", help="Peer to connect to.")
+@click.option("--no-discover", is_flag=True,
+              help="Dial only --connect peers: no bootstrap peers, no learned addresses.")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
 def start_cmd(
     dev: bool,
@@ -135,6 +137,7 @@ def start_cmd(
     rpc_listen: str | None,
     rpc_allow_remote: bool,
     connect: tuple[str, ...],
+    no_discover: bool,
     detach: bool,
 ) -> None:
     """Run the node (in the foreground unless --detach).
@@ -226,6 +229,7 @@ def start_cmd(
         block_interval=dev_period if dev and dev_period else 0,
         p2p_listen=p2p_listen,
         connect=peers,
+        discover=not no_discover,
         progress_bar=sys.stderr.isatty(),
     )
     try:

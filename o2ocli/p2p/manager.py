@@ -3,7 +3,9 @@
 One :class:`PeerManager` per node.  It accepts inbound connections (up to
 ``max_inbound``), keeps ``target_outbound`` outbound ones from the address
 book (``--connect`` peers, the spec's bootstrap peers, and addresses learned
-by gossip), reconnecting with exponential backoff.  Peers that break the
+by gossip), reconnecting with exponential backoff.  With ``discover`` off it
+dials only ``--connect``/``addpeer`` addresses and learns none (test networks
+whose links must go through a proxy).  Peers that break the
 rules collect misbehaviour points; at 100 they are disconnected and their
 host is banned for ``ban_seconds`` (persisted, so a restart keeps the ban).
 """
@@ -91,6 +93,7 @@ class PeerManager:
         target_outbound: int = 8,
         max_inbound: int = 32,
         ban_seconds: int = 24 * 3600,
+        discover: bool = True,
     ) -> None:
         self.node = node
         spec = node.spec
@@ -102,6 +105,8 @@ class PeerManager:
         self.target_outbound = target_outbound
         self.max_inbound = max_inbound
         self.ban_seconds = ban_seconds
+        self.discover = discover
+        """False: dial only manual (``--connect``/``addpeer``) addresses and learn none."""
         self.peers: dict[int, Peer] = {}
         self.own_nonces: set[int] = set()
         self.addrbook: dict[tuple[str, int], AddrInfo] = {}
@@ -284,12 +289,12 @@ class PeerManager:
                  "inbound" if peer.inbound else "outbound", peer.best_height,
                  peer.version.user_agent if peer.version else "?")
         listen = peer.listen_address
-        if listen is not None:
+        if listen is not None and (self.discover or peer.dialed is not None):
             self.add_address(*listen, seen=int(time.time()))
             info = self.addrbook.get(listen)  # absent if the book is full
             if info is not None:
                 info.failures = 0
-        if not peer.inbound:
+        if not peer.inbound and self.discover:
             peer.send(GetAddr())
         self.sync.on_peer_ready(peer)
 
@@ -319,6 +324,7 @@ class PeerManager:
                     if info.next_try <= now and not self._connected_to(key)
                     and key not in self._dialing and not self.banned(key[0])
                     and not self._is_self(key)
+                    and (self.discover or info.manual)
                 ]
                 due.sort(key=lambda k: (not self.addrbook[k].manual, -self.addrbook[k].last_seen))
                 for key in due:
@@ -384,6 +390,8 @@ class PeerManager:
                 peer.served_addr = True
                 self._serve_addr(peer)
         elif isinstance(msg, Addr):
+            if not self.discover:
+                return
             for host, port, seen in msg.addresses[:MAX_ADDR]:
                 if not self.banned(host) and not self._is_self((host, port)):
                     self.add_address(host, port, seen=min(seen, int(time.time())))
