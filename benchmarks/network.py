@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import statistics
@@ -128,16 +129,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q + 0.5) - 1))]
 
 
-def log_stats(nodes: list[Validator], first: int) -> tuple[dict[int, set[str]], list[int]]:
+def log_stats(nodes: list[Validator], first: int,
+              last: int) -> tuple[dict[int, set[str]], list[int]]:
     """(height -> distinct sealed hash prefixes over all nodes, depths of the
-    reorgs to a tip at or above ``first``)."""
+    reorgs to a tip in ``first``..``last``)."""
     sealed: dict[int, set[str]] = defaultdict(set)
     reorgs: list[int] = []
     for node in nodes:
         text = node.log_path.read_text(errors="replace")
         for m in SEALED.finditer(text):
             sealed[int(m.group(1))].add(m.group(2))
-        reorgs += [int(m.group(1)) for m in REORG.finditer(text) if int(m.group(3)) >= first]
+        reorgs += [int(m.group(1)) for m in REORG.finditer(text)
+                   if first <= int(m.group(3)) <= last]
     return sealed, reorgs
 
 
@@ -183,6 +186,7 @@ def run(args: argparse.Namespace, root: Path, nodes: list[Validator], proxy: Any
     print(f"{args.validators} validators{f', {args.delay_ms} ms link delay' if proxy else ''}; "
           f"pre-signed {total} payments in {time.perf_counter() - t0:.1f} s")
     first_height = nodes[0].call("getblockcount") + 1
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
 
     submitted: dict[str, float] = {}
     included: dict[str, float] = {}
@@ -256,22 +260,27 @@ def run(args: argparse.Namespace, root: Path, nodes: list[Validator], proxy: Any
     per_block = [nodes[0].call("getblock", h, 1)["tx_count"] - 1
                  for h in range(first_height, last_height + 1)]
     busy = [n for n in per_block if n > 0]
-    sealed, reorgs = log_stats(nodes, first_height)
-    heights = [h for h in sealed if first_height <= h <= last_height]
+    # Forks and reorgs while the load lasted: up to the last block with payments.
+    load_end = max((first_height + i for i, n in enumerate(per_block) if n), default=last_height)
+    sealed, reorgs = log_stats(nodes, first_height, load_end)
+    heights = [h for h in sealed if first_height <= h <= load_end]
     competing = sum(len(sealed[h]) - 1 for h in heights)
     main = {h: nodes[0].call("getblockhash", h)[:16] for h in heights}
     orphaned = sum(1 for h in heights for p in sealed[h] if p != main[h])
     span = max(1, len(heights))
     end = max(included.values()) if included else submit_end
 
-    print(f"submitted {len(submitted)} at {args.rate}/s over {submit_end - start:.1f} s "
+    print(f"submitted {len(submitted)} at {args.rate}/s asked, "
+          f"{len(submitted) / (submit_end - start):,.0f}/s achieved over "
+          f"{submit_end - start:.1f} s "
           f"({refused} refused); {len(included)} in blocks, {len(final)} final")
     print(f"sustained: {len(included) / (end - start):,.0f} tx/s "
           f"(first submit -> last inclusion, {end - start:.1f} s)")
     print(f"payments per block: mean {statistics.mean(busy) if busy else 0:,.0f}, "
           f"max {max(busy) if busy else 0} ({len(busy)} blocks with payments, "
           f"heights {first_height}-{last_height})")
-    print(f"competing blocks: {competing} over {len(heights)} heights = "
+    print(f"competing blocks: {competing} over {len(heights)} heights under load "
+          f"({first_height}-{load_end}) = "
           f"{100 * competing / span:.1f} per 100 heights; {orphaned} sealed blocks orphaned")
     print(f"reorgs: {len(reorgs)} over all nodes, deepest {max(reorgs) if reorgs else 0} blocks")
     for label, seen in (("in-block", included), ("final", final)):
@@ -289,7 +298,8 @@ def run(args: argparse.Namespace, root: Path, nodes: list[Validator], proxy: Any
                  for n, i in ((n, n.call("getutxosetinfo")) for n in nodes)]
         print(f"nodes agree on tip and UTXO set hash: NO after 60 s: {views}")
     finalized = [n.call("getinfo")["finalized_height"] for n in nodes]
-    print(f"finalized heights at the end: {finalized}")
+    print(f"finalized heights at the end: {finalized}; load average {load_before} before, "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} after")
     return 0 if agree and len(final) == len(submitted) else 1
 
 
