@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,12 @@ class ProxiedNetwork:
                    + ", ".join(n.name for n in nodes), interval=0.25)
 
     def converged(self) -> dict[str, Any] | None:
-        """The common (tip, utxo_set_hash) if every running node agrees, else None."""
-        infos = [n.rpc("getutxosetinfo") for n in self.running()]
+        """The common (tip, utxo_set_hash) if every running node agrees, else None.
+        The nodes are asked at once: hashing a big UTXO set takes longer than a
+        block period, so asking one after the other would rarely see one tip."""
+        nodes = self.running()
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            infos = list(pool.map(lambda n: n.rpc("getutxosetinfo"), nodes))
         if len({i["tip"] for i in infos}) == 1 and len({i["utxo_set_hash"] for i in infos}) == 1:
             return infos[0]
         return None

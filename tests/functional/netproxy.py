@@ -165,6 +165,8 @@ class NetProxy:
             self._handlers.add(task)
             try:
                 await self._handle(src, dst, reader, writer)
+            except asyncio.CancelledError:
+                pass  # stopping: the connection is closed, nothing to report
             finally:
                 self._handlers.discard(task)
 

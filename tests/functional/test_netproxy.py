@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -240,15 +241,30 @@ def test_buffer_is_bounded_when_the_receiver_does_not_read(echo):
             assert sent < 64 * 1024 * 1024, sent
 
 
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 def test_stop_closes_everything(echo):
+    before = open_fds()
     p = NetProxy().start()
     p.add_node("b", echo)
+    p.add_node("a", echo)
     port = p.link_port("a", "b")
+    p.link_port("b", "a")
     sock = dial(port)
     assert rtt(sock) < 1
+    p.set_delay("a", "b", 300)
+    sock.sendall(b"in flight")  # still queued in the proxy when it stops
+    assert p.connections() == 1
     p.stop()
     assert closed_by_peer(sock)
     sock.close()
     with pytest.raises(OSError):
         dial(port).close()
     assert not any(t.name == "netproxy" for t in threading.enumerate())
+    # Every listener, connection and the loop's own descriptors are closed.
+    wait = time.monotonic() + 5
+    while open_fds() > before and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert open_fds() <= before
