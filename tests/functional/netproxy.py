@@ -283,9 +283,11 @@ class NetProxy:
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self._targets[dst], limit=CHUNK), 5.0)
-        except (OSError, TimeoutError):
-            self._stat(src, dst).refused += 1
+        except (OSError, TimeoutError, asyncio.CancelledError) as exc:
             writer.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            self._stat(src, dst).refused += 1
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
             return

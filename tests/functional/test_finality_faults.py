@@ -235,7 +235,7 @@ def test_slow_in_turn_validator(scenario):
 def random_fault(s: Scenario) -> str:
     """Apply one random fault; returns its description."""
     names = s.network.names
-    kind = s.rng.choice(["partition", "isolate", "delay", "kill", "reorder"])
+    kind = s.rng.choice(["partition", "isolate", "delay", "delay-all", "kill", "reorder"])
     if kind == "partition" and len(names) > 3:
         shuffled = s.rng.sample(names, len(names))
         cut = s.rng.randrange(1, len(names))
@@ -251,6 +251,14 @@ def random_fault(s: Scenario) -> str:
         ms = s.rng.choice([300, 800, 1500, 2500])
         s.proxy.set_node_delay(slow, ms, jitter_ms=ms // 3)
         return f"delay {slow} {ms} ms"
+    if kind == "delay-all":  # blocks race each other on every link
+        ms = s.rng.choice([500, 1000, 1500])
+        for a in names:
+            for b in names:
+                if a < b:
+                    s.proxy.set_delay(a, b, ms, jitter_ms=ms)
+        s.proxy.set_reorder(ms / 2)
+        return f"delay every link {ms} ms + jitter {ms} ms"
     if kind == "kill":
         index = s.rng.randrange(len(names))
         s.network.nodes[index].kill()
