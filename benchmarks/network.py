@@ -144,6 +144,23 @@ def log_stats(nodes: list[Validator], first: int,
     return sealed, reorgs
 
 
+def final_conflicts(nodes: list[Validator], finalized: list[int]) -> list[str]:
+    """Pairs of nodes whose final blocks differ: each compared with the node
+    that finalized the most, at every height both call final."""
+    ref = max(range(len(nodes)), key=lambda i: finalized[i])
+    out = []
+    for i, node in enumerate(nodes):
+        if i == ref:
+            continue
+        top = min(finalized[i], finalized[ref])
+        differ = [h for h in range(1, top + 1)
+                  if node.call("getblockhash", h) != nodes[ref].call("getblockhash", h)]
+        if differ:
+            out.append(f"{node.name} and {nodes[ref].name} differ at {len(differ)} final "
+                       f"heights from {differ[0]} (final {finalized[i]} vs {finalized[ref]})")
+    return out
+
+
 def run(args: argparse.Namespace, root: Path, nodes: list[Validator], proxy: Any) -> int:
     spec_info = cli("--datadir", str(root / "unused"), "chain", "spec", "new", "benchnet",
                     "--validators", str(args.validators), "--period", "1",
@@ -298,6 +315,8 @@ def run(args: argparse.Namespace, root: Path, nodes: list[Validator], proxy: Any
                  for n, i in ((n, n.call("getutxosetinfo")) for n in nodes)]
         print(f"nodes agree on tip and UTXO set hash: NO after 60 s: {views}")
     finalized = [n.call("getinfo")["finalized_height"] for n in nodes]
+    conflicts = final_conflicts(nodes, finalized)
+    print("conflicting final blocks: " + ("; ".join(conflicts) if conflicts else "none"))
     print(f"finalized heights at the end: {finalized}; load average {load_before} before, "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} after")
     return 0 if agree and len(final) == len(submitted) else 1
