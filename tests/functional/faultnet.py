@@ -140,6 +140,11 @@ class PaymentLoad:
         self._thread = threading.Thread(target=run, name="payment-load", daemon=True)
         self._thread.start()
 
+    def join(self, timeout: float) -> None:
+        """Wait until every tx was submitted (or ``timeout``)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
