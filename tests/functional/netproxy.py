@@ -309,7 +309,7 @@ class NetProxy:
             self._close_conn(conn)
             for w in conn.writers:
                 with contextlib.suppress(Exception):
-                    await w.wait_closed()
+                    await asyncio.wait_for(w.wait_closed(), 5)
 
     def _close_conn(self, conn: _Conn) -> None:
         self._conns.discard(conn)
@@ -318,7 +318,7 @@ class NetProxy:
         conn.closed = True
         for w in conn.writers:
             with contextlib.suppress(Exception):
-                w.close()
+                w.transport.abort()  # unsent bytes are dropped, never waited for
         for task in conn.tasks:
             task.cancel()
 
@@ -359,7 +359,10 @@ class NetProxy:
         try:
             while True:
                 item = await queue.get()
-                if item is None:
+                if item is None:  # the sender closed: flush what it sent, then close
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(writer.wait_closed(), 2)
                     break
                 at, held = item
                 pause = at - time.monotonic()
