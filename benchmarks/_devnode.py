@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from o2ocli.chainspec import ChainSpec, load_spec
-from o2ocli.core.locks import PayToAddress
-from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
+from o2ocli.core.tx import Outpoint, Tx
 from o2ocli.crypto.address import decode_wif
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.rpc.client import RpcClient
-from o2ocli.testing.chaingen import sign_tx
-
-FEE = 10_000
+from o2ocli.testing.load import payment_txs, split_txs
 
 
 def free_port() -> int:
@@ -84,28 +81,20 @@ def devnet_funds() -> tuple[ChainSpec, PrivateKey]:
     return spec, PrivateKey(secret)
 
 
-def make_coins(node: DevNode, count: int, value: int = 100_000_000) -> list[tuple[Outpoint, int]]:
-    """Split the devnet funds into ``count`` coins (fan-out txs), wait until mined."""
-    spec, key = devnet_funds()
-    lock = PayToAddress(key.public_key.hash160())
+def make_coins(node: Any, count: int, value: int = 100_000_000,
+               spec: ChainSpec | None = None,
+               key: PrivateKey | None = None) -> list[tuple[Outpoint, int]]:
+    """Split the funds of ``key`` (default: the devnet funds key) into ``count``
+    coins (fan-out txs sent to ``node``, anything with ``call``), wait until mined."""
+    if spec is None or key is None:
+        spec, key = devnet_funds()
     utxos = node.call("getutxos", spec.address(key.public_key.hash160()))
     best = max(utxos, key=lambda u: spec.amount(u["amount"]))
-    outpoint, available = Outpoint(bytes.fromhex(best["txid"]), best["index"]), spec.amount(
-        best["amount"])
-    coins: list[tuple[Outpoint, int]] = []
-    txids = []
-    per_tx = 1500
-    while len(coins) < count:
-        n = min(per_tx, count - len(coins))
-        fee = 200 * n
-        change = available - n * value - fee
-        outs = [TxOut(NATIVE_ASSET, value, lock) for _ in range(n)]
-        outs.append(TxOut(NATIVE_ASSET, change, lock))
-        tx = sign_tx(Tx((TxIn(outpoint),), tuple(outs)), [[key]], spec.chain_id)
+    coin = (Outpoint(bytes.fromhex(best["txid"]), best["index"]), spec.amount(best["amount"]))
+    txs, coins = split_txs(spec.chain_id, key, coin, count, value)
+    for tx in txs:
         node.call("sendrawtx", tx.to_bytes().hex())
-        txids.append(tx.txid.hex())
-        coins += [(Outpoint(tx.txid, i), value) for i in range(n)]
-        outpoint, available = Outpoint(tx.txid, n), change
+    txids = [tx.txid.hex() for tx in txs]
     deadline = time.monotonic() + 120
     while any(node.call("gettx", t)["height"] is None for t in txids):
         if time.monotonic() > deadline:
@@ -114,14 +103,9 @@ def make_coins(node: DevNode, count: int, value: int = 100_000_000) -> list[tupl
     return coins
 
 
-def payments(coins: list[tuple[Outpoint, int]]) -> list[Tx]:
-    """One signed 1-in/2-out payment per coin."""
-    spec, key = devnet_funds()
-    lock = PayToAddress(key.public_key.hash160())
-    other = PayToAddress(bytes(range(20)))
-    txs = []
-    for outpoint, value in coins:
-        half = (value - FEE) // 2
-        outs = (TxOut(NATIVE_ASSET, half, other), TxOut(NATIVE_ASSET, value - FEE - half, lock))
-        txs.append(sign_tx(Tx((TxIn(outpoint),), outs), [[key]], spec.chain_id))
-    return txs
+def payments(coins: list[tuple[Outpoint, int]], spec: ChainSpec | None = None,
+             key: PrivateKey | None = None) -> list[Tx]:
+    """One signed 1-in/2-out payment per coin (of ``key``, default the devnet funds key)."""
+    if spec is None or key is None:
+        spec, key = devnet_funds()
+    return payment_txs(spec.chain_id, key, coins)

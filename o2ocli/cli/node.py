@@ -128,6 +128,8 @@ def _configure_logging() -> None:
 @click.option("--connect", multiple=True, metavar="HOST:PORT", help="Peer to connect to.")
 @click.option("--max-inbound", type=click.IntRange(1, 1000), default=32, show_default=True,
               help="Most inbound peers; when full, a newcomer may evict an idle one.")
+@click.option("--no-discover", is_flag=True,
+              help="Dial only --connect peers: no bootstrap peers, no learned addresses.")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
 def start_cmd(
     dev: bool,
@@ -139,6 +141,7 @@ def start_cmd(
     rpc_allow_remote: bool,
     connect: tuple[str, ...],
     max_inbound: int,
+    no_discover: bool,
     detach: bool,
 ) -> None:
     """Run the node (in the foreground unless --detach).
@@ -230,6 +233,7 @@ def start_cmd(
         block_interval=dev_period if dev and dev_period else 0,
         p2p_listen=p2p_listen,
         connect=peers,
+        discover=not no_discover,
         progress_bar=sys.stderr.isatty(),
         max_inbound=max_inbound,
     )

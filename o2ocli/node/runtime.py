@@ -88,6 +88,9 @@ class NodeConfig:
     """Peers to keep connected to (``--connect``)."""
     use_bootstrap: bool = True
     """Also dial the chain spec's bootstrap peers."""
+    discover: bool = True
+    """Learn and dial peer addresses from gossip (``--no-discover``: only
+    ``--connect`` peers, no bootstrap peers)."""
     progress_bar: bool = False
     """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
     max_inbound: int = 32
@@ -207,13 +210,14 @@ class Node:
                 f"cannot serve RPC on {cfg.rpc_host}:{port}: {exc.strerror or exc}"
             ) from None
         bootstrap = []
-        if cfg.use_bootstrap:
+        if cfg.use_bootstrap and cfg.discover:
             for item in spec.bootstrap:
                 host, _, port = item.rpartition(":")
                 if port.isdigit():
                     bootstrap.append((host.strip("[]"), int(port)))
         self.p2p = PeerManager(self, listen=cfg.p2p_listen, connect=cfg.connect,
-                               bootstrap=bootstrap, max_inbound=cfg.max_inbound)
+                               bootstrap=bootstrap, max_inbound=cfg.max_inbound,
+                               discover=cfg.discover)
         try:
             await self.p2p.start()
         except OSError as exc:

@@ -5,7 +5,9 @@ One :class:`PeerManager` per node.  It accepts inbound connections (up to
 ``target_outbound`` outbound connections in all, filled from the bucketed
 address manager (:mod:`.addrman`: the spec's bootstrap peers and addresses
 learned by gossip), preferring tried addresses and distinct network groups,
-reconnecting with exponential backoff.  Peers that break the
+reconnecting with exponential backoff.  With ``discover`` off it
+dials only ``--connect``/``addpeer`` addresses and learns none (test networks
+whose links must go through a proxy).  Peers that break the
 rules collect (decaying) misbehaviour points; at 100 that one connection is
 closed and, for a public address, the host is discouraged (see
 :mod:`o2ocli.p2p.misbehaviour`).  Only the operator bans (``ban``, persisted
@@ -115,6 +117,7 @@ class PeerManager:
         target_outbound: int = 8,
         max_inbound: int = 32,
         ban_seconds: int = 24 * 3600,
+        discover: bool = True,
     ) -> None:
         self.node = node
         spec = node.spec
@@ -126,6 +129,8 @@ class PeerManager:
         self.target_outbound = target_outbound
         self.max_inbound = max_inbound
         self.ban_seconds = ban_seconds
+        self.discover = discover
+        """False: dial only manual (``--connect``/``addpeer``) addresses and learn none."""
         self.peers: dict[int, Peer] = {}
         self.own_nonces: set[int] = set()
         self.addr_store = AddrStore(node.db, ADDR_PREFIX)
@@ -375,8 +380,9 @@ class PeerManager:
         log.info("peer %s connected (%s, height %d, %s)", peer.address,
                  "inbound" if peer.inbound else "outbound", peer.best_height,
                  peer.version.user_agent if peer.version else "?")
-        self._addr_on_ready(peer)
-        if not peer.inbound:
+        if self.discover or peer.dialed is not None:
+            self._addr_on_ready(peer)
+        if not peer.inbound and self.discover:
             peer.addr_limiter.grant(ADDR_BURST)  # the answer to our getaddr
             peer.send(GetAddr())
         self.sync.on_peer_ready(peer)
@@ -479,6 +485,8 @@ class PeerManager:
             if fixed.always and fixed.next_try <= now and self._may_dial(key, connected):
                 fixed.next_try = now + 1.0
                 await self.connect(*key)
+        if not self.discover:
+            return  # only the --connect/addpeer peers above
         outbound = sum(1 for p in self.peers.values() if not p.inbound and not p.closed)
         for _ in range(max(0, self.target_outbound - outbound)):
             connected = {p.listen_address for p in self.peers.values() if not p.closed}
@@ -549,7 +557,8 @@ class PeerManager:
                 peer.served_addr = True
                 self._serve_addr(peer)
         elif isinstance(msg, Addr):
-            self._on_addr(peer, msg)
+            if self.discover:
+                self._on_addr(peer, msg)
         elif isinstance(msg, Votes):
             self.node.on_votes(list(msg.votes), peer)
         elif isinstance(msg, EvidenceMsg):
