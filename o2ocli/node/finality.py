@@ -52,6 +52,8 @@ MAX_POOL_VOTES_PER_SIGNER = 64
 """Votes kept per key (the highest targets): bounds the pool whatever peers send."""
 MAX_PENDING_VOTES = 512
 """Votes for blocks not seen yet, kept until the block arrives (oldest dropped)."""
+MAX_GOSSIP_EVIDENCE_PER_VALIDATOR = 4
+"""Pieces of gossiped evidence kept per accused validator (one is enough)."""
 MAX_BLOCK_VOTES_INCLUDED = 256
 """Votes a producer puts in one block."""
 
@@ -363,10 +365,24 @@ class FinalityTracker:
         return found
 
     # --------------------------------------------------------------- evidence
-    def add_evidence(self, ev: Evidence) -> bool:
-        """Store valid evidence; True if it is new."""
+    def add_evidence(self, ev: Evidence, *, gossip: bool = False) -> bool:
+        """Store valid evidence; True if it is new.
+
+        ``gossip``: it came from a peer, so anyone may have made it.  It is kept
+        only against a validator of the tip's set, and at most
+        MAX_GOSSIP_EVIDENCE_PER_VALIDATOR pieces per validator: evidence against
+        any other key is of no use, and keeping it would let a peer grow the
+        node's memory and database without bound (two signatures by a fresh
+        key each)."""
         if ev.id in self.evidence:
             return False
+        if gossip:
+            accused = ev.signer
+            if accused not in self.chain.tip_snapshot().validators:
+                return False
+            held = sum(1 for other in self.evidence.values() if other.signer == accused)
+            if held >= MAX_GOSSIP_EVIDENCE_PER_VALIDATOR:
+                return False
         try:
             accused = check_evidence(ev, self.chain_id)
         except BlockInvalid:

@@ -420,7 +420,7 @@ class Node:
 
     def on_evidence(self, items: list[Evidence], source: Any = None) -> int:
         """Evidence from a peer: store and relay what is valid and new."""
-        new = [ev for ev in items if self.chain.finality.add_evidence(ev)]
+        new = [ev for ev in items if self.chain.finality.add_evidence(ev, gossip=True)]
         if new and self.p2p is not None:
             self.p2p.relay_evidence(new, source)
         return len(new)

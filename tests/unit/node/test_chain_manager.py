@@ -711,6 +711,33 @@ def test_gossiped_votes_are_checked_and_bounded(net):
     assert max(v.target_height for v in mine) == tip
 
 
+
+def test_gossiped_evidence_is_kept_only_against_validators_and_bounded(net):
+    """Fuzz finding: evidence from a peer against a key that is no validator
+    was stored (memory and database) and relayed, without bound."""
+    from o2ocli.core.finality import Evidence
+    from o2ocli.node.finality import MAX_GOSSIP_EVIDENCE_PER_VALIDATOR
+
+    finality = net.chain.finality
+    genesis = (0, net.chain.genesis.hash)
+
+    def double(key: PrivateKey, height: int) -> Evidence:
+        return Evidence.of(*(signed_vote(key, genesis, (height, sha256d(bytes([height, side]))))
+                             for side in (1, 2)))
+
+    for height in range(1, 20):
+        assert finality.add_evidence(double(OUTSIDER, height), gossip=True) is False
+    assert finality.evidence == {}
+    assert not list(net.db.iterate(k.EVIDENCE))
+    kept = [finality.add_evidence(double(V2, height), gossip=True) for height in range(1, 10)]
+    assert kept == [True] * MAX_GOSSIP_EVIDENCE_PER_VALIDATOR + [False] * (
+        9 - MAX_GOSSIP_EVIDENCE_PER_VALIDATOR)
+    assert finality.accused() == {addr(V2)}
+    # Evidence this node makes itself (from conflicting pooled votes) or finds
+    # in blocks is not held to the gossip bound.
+    assert finality.add_evidence(double(V2, 50)) is True
+
+
 # ------------------------------------------------- reindex interrupted (issue 14)
 class SimulatedKill(BaseException):
     """Stands for SIGKILL: nothing below catches it."""
