@@ -85,6 +85,9 @@ PING_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
 MAX_ORPHANS = 100
+MAX_ORPHAN_TX_BYTES = 100_000
+"""Larger orphans are not kept (a chain spec may allow 4 MB transactions, whose
+decoded form takes several times that: 100 of them would be gigabytes)."""
 MAX_INBOUND_PER_HOST = 8
 ORPHAN_SECONDS = 600
 ADDR_PREFIX = b"n"
@@ -678,6 +681,10 @@ class PeerManager:
         self._retry_orphans(txid)
 
     def _add_orphan(self, tx: Tx, peer: Peer) -> None:
+        if tx.size > MAX_ORPHAN_TX_BYTES:
+            log.debug("orphan tx %s from %s not kept: %d bytes", tx.txid.hex(), peer.address,
+                      tx.size)
+            return
         if len(self._orphans) >= MAX_ORPHANS:
             oldest = min(self._orphans, key=lambda t: self._orphans[t][2])
             del self._orphans[oldest]

@@ -9,13 +9,18 @@ peer the public address 8.8.8.8, as a connection from there would have.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import secrets
 import time
 from pathlib import Path
 
 from o2ocli.chainspec import load_spec
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
+from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import init_datadir
 from o2ocli.node.runtime import Node, NodeConfig
-from o2ocli.p2p.manager import PeerManager
+from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, PeerManager
 from o2ocli.p2p.peer import Peer
 
 TIMEOUT = 10.0
@@ -29,8 +34,8 @@ async def _until(predicate, what: str) -> None:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, max_inbound: int = 32) -> None:
-        spec = load_spec("devnet")
+    def __init__(self, tmp_path: Path, max_inbound: int = 32, **limits: int) -> None:
+        spec = dataclasses.replace(load_spec("devnet"), **limits)
         init_datadir(tmp_path, spec)
         self.node = Node(NodeConfig(datadir=tmp_path, spec=spec, rpc_port=0,
                                     p2p_listen=("127.0.0.1", 0), use_bootstrap=False,
@@ -59,9 +64,9 @@ class Harness:
         await self.node.shutdown()
 
 
-def run(tmp_path: Path, body, max_inbound: int = 32) -> None:
+def run(tmp_path: Path, body, max_inbound: int = 32, **limits: int) -> None:
     async def main() -> None:
-        h = Harness(tmp_path, max_inbound)
+        h = Harness(tmp_path, max_inbound, **limits)
         await h.node.start()
         try:
             await body(h)
@@ -120,3 +125,35 @@ def test_discouraged_host_gets_only_spare_slots_and_is_evicted_first(tmp_path):
         assert not first.closed and not second.closed and not fourth.closed
 
     run(tmp_path, body, max_inbound=4)
+
+
+def _orphan(inputs: int, pairs: int = 1) -> Tx:
+    """A transaction spending outputs nobody has (its signatures are not looked at)."""
+    key = PrivateKey.generate()
+    pair = SigPair(key.public_key.to_bytes(), bytes(64))
+    return Tx(tuple(TxIn(Outpoint(secrets.token_bytes(32), 0), (pair,) * pairs)
+                    for _ in range(inputs)),
+              (TxOut(NATIVE_ASSET, 1000, PayToAddress(key.public_key.hash160())),))
+
+
+def test_orphan_pool_is_bounded_in_count_and_transaction_size(tmp_path):
+    """Found while writing the orphan-flood fuzz: orphans were bounded in
+    number only, so on a chain whose spec allows big transactions (up to 4 MB)
+    a flood of big orphans held gigabytes.  Now an orphan over
+    MAX_ORPHAN_TX_BYTES is not kept."""
+    async def body(h: Harness) -> None:
+        m = h.manager
+        peer = await h.connect()
+        assert peer is not None
+        big = _orphan(inputs=100, pairs=15)
+        assert MAX_ORPHAN_TX_BYTES < big.size <= 1_000_000
+        m.on_tx(peer, big)
+        assert big.txid not in m._orphans and len(h.node.mempool) == 0
+        small = [_orphan(inputs=2) for _ in range(MAX_ORPHANS + 20)]
+        for tx in small:
+            m.on_tx(peer, tx)
+        assert len(m._orphans) == MAX_ORPHANS
+        assert set(m._orphans) == {tx.txid for tx in small[-MAX_ORPHANS:]}  # oldest dropped
+        assert not peer.closed and peer.score == 0  # missing inputs: nobody's fault
+
+    run(tmp_path, body, max_tx_size=1_000_000, max_block_size=2_000_000)
