@@ -544,7 +544,7 @@ class PeerManager:
         elif isinstance(msg, GetHeaders):
             self._serve_headers(peer, msg)
         elif isinstance(msg, GetData):
-            self._serve_data(peer, msg)
+            await self._serve_data(peer, msg)
         elif isinstance(msg, NotFound):
             self.sync.on_notfound(peer, [h for kind, h in msg.items if kind == INV_BLOCK])
         elif isinstance(msg, GetAddr):
@@ -581,7 +581,7 @@ class PeerManager:
             peer.known_blocks.add(header.hash)
         peer.send(Headers(tuple(headers)))
 
-    def _serve_data(self, peer: Peer, msg: GetData) -> None:
+    async def _serve_data(self, peer: Peer, msg: GetData) -> None:
         missing = []
         for kind, item in msg.items:
             if kind == INV_BLOCK:
@@ -591,6 +591,7 @@ class PeerManager:
                     continue
                 peer.send(BlockMsg(RawBlock(raw)))
                 peer.known_blocks.add(item)
+                await peer.wait_sent()  # the rest when the peer has read this
             else:
                 # Only mempool transactions are served (as in Bitcoin Core): a
                 # confirmed one would cost a block decode per request.

@@ -26,7 +26,7 @@ from .misbehaviour import DecayingScore
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
 
-__all__ = ["Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER"]
+__all__ = ["Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER", "SEND_PAUSE_BYTES"]
 
 log = logging.getLogger("o2ocli.p2p")
 
@@ -36,6 +36,11 @@ OFFLOAD_DECODE_BYTES = 64 * 1024
 READ_AHEAD = 2
 """Messages read (and being decoded) ahead of the one being handled."""
 MAX_SEND_BUFFER = 64 * 1024 * 1024
+SEND_PAUSE_BYTES = 1024 * 1024
+"""While more than this waits to be sent to a peer, its next message is not
+handled (nor the rest of a ``getdata``; Bitcoin Core's ``fPauseSend``): a peer
+that asks for data without reading it holds about this much memory (plus one
+block), not MAX_SEND_BUFFER."""
 _ids = itertools.count(1)
 
 
@@ -115,6 +120,8 @@ class Peer:
         self.served_addr = False
         self.addr_limiter = AddrRateLimiter(time.time())
         """Token bucket for the ``addr`` entries this peer may feed us."""
+        if writer.transport is not None:
+            writer.transport.set_write_buffer_limits(high=SEND_PAUSE_BYTES)
 
     # ------------------------------------------------------------ identity
     @property
@@ -151,6 +158,12 @@ class Peer:
         transport = self.writer.transport
         if transport is not None and transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("not reading its data (send buffer full)")
+
+    async def wait_sent(self) -> None:
+        """Wait while more than SEND_PAUSE_BYTES wait to be sent to the peer
+        (ConnectionError if the connection is lost meanwhile)."""
+        if not self.closed:
+            await self.writer.drain()
 
     def close(self, reason: str) -> None:
         """Disconnect (idempotent)."""
@@ -221,7 +234,9 @@ class Peer:
                 item = await queue.get()
                 if isinstance(item, Exception):
                     raise item
-                await self.manager.handle(self, await item)
+                msg = await item
+                await self.wait_sent()
+                await self.manager.handle(self, msg)
         finally:
             reader.cancel()
 

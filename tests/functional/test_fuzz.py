@@ -26,6 +26,7 @@ import json
 import os
 import random
 import secrets
+import select
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -654,6 +655,53 @@ def test_addr_flood(target):
     assert after["rate_limited"] > before["rate_limited"], why("no address was rate-limited")
     assert after["total"] <= after["capacity"], why(str(after))
     t.check("addr flood")
+
+
+def test_getdata_flood_from_peers_that_do_not_read(target):
+    """Peers ask for the same block a thousand times per ``getdata`` and never
+    read the answers.  The node stops serving (and reading) a peer once about
+    a megabyte waits to be sent to it, so eight such peers cost little memory
+    (before, each could queue 64 MiB)."""
+    t = target
+    block_hash = bytes.fromhex(t.dev.rpc("getblockhash", 1))
+    request = encode_frame(t.magic, GetData(tuple((INV_BLOCK, block_hash)
+                                                  for _ in range(MAX_GETDATA))))
+    peers = [t.connect() for _ in range(8)]
+    try:
+        # 150 requests each (50 MiB of answers, under the 64 MiB that gets a
+        # connection closed), sent for as long as the node reads them (5 s).
+        unsent = {peer.sock: memoryview(request * 150 * ROUNDS) for peer in peers}
+        for sock in unsent:
+            sock.setblocking(False)
+        deadline = time.monotonic() + 5
+        while unsent and time.monotonic() < deadline:
+            _, writable, _ = select.select([], list(unsent), [], 0.2)
+            for sock in writable:
+                data = unsent[sock]
+                data = data[sock.send(data[:1 << 20]):]
+                if data:
+                    unsent[sock] = data
+                else:
+                    del unsent[sock]
+
+        def served() -> list[int]:
+            ports = {p.sock.getsockname()[1] for p in peers}
+            return sorted(p["bytes_sent"] for p in t.dev.rpc("getpeerinfo")["peers"]
+                          if int(p["address"].rsplit(":", 1)[1]) in ports)
+
+        last: list[list[int]] = [[]]
+
+        def settled() -> bool:
+            now = served()
+            done, last[0] = now == last[0], now
+            time.sleep(0.5)
+            return done
+
+        wait_until(settled, 60, why("the node to stop serving the flood"))
+        t.check("getdata flood")
+    finally:
+        for peer in peers:
+            peer.close()
 
 
 def test_vote_and_evidence_floods(target):
