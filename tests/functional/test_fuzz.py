@@ -659,9 +659,10 @@ def test_addr_flood(target):
 
 def test_getdata_flood_from_peers_that_do_not_read(target):
     """Peers ask for the same block a thousand times per ``getdata`` and never
-    read the answers.  The node stops serving (and reading) a peer once about
-    a megabyte waits to be sent to it, so eight such peers cost little memory
-    (before, each could queue 64 MiB)."""
+    read the answers.  The node stops serving a peer once about a megabyte
+    waits to be sent to it (its requests wait, at most 10 000 items, then it
+    is dropped), so eight such peers cost little memory (before, each could
+    queue 64 MiB of blocks)."""
     t = target
     block_hash = bytes.fromhex(t.dev.rpc("getblockhash", 1))
     request = encode_frame(t.magic, GetData(tuple((INV_BLOCK, block_hash)

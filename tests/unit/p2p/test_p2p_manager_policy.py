@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
+import socket
 import time
 from pathlib import Path
 
@@ -21,7 +22,22 @@ from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import init_datadir
 from o2ocli.node.runtime import Node, NodeConfig
 from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, PeerManager
-from o2ocli.p2p.peer import Peer
+from o2ocli.p2p.messages import (
+    FRAME_HEADER_SIZE,
+    INV_BLOCK,
+    PROTOCOL_VERSION,
+    BlockMsg,
+    GetData,
+    Ping,
+    Pong,
+    RawBlock,
+    Verack,
+    Version,
+    decode_payload,
+    encode_frame,
+    parse_frame_header,
+)
+from o2ocli.p2p.peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
 
 TIMEOUT = 10.0
 
@@ -157,3 +173,79 @@ def test_orphan_pool_is_bounded_in_count_and_transaction_size(tmp_path):
         assert not peer.closed and peer.score == 0  # missing inputs: nobody's fault
 
     run(tmp_path, body, max_tx_size=1_000_000, max_block_size=2_000_000)
+
+
+async def _raw_peer(h: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Peer]:
+    """A handshaken connection whose receive buffer is tiny (so what the node
+    sends it piles up in the node's send buffer unless it reads)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", h.manager.listen_port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+    h.writers.append(writer)
+    magic, node = h.manager.magic, h.node
+    await _read_msg(reader, magic)  # its version
+    writer.write(encode_frame(magic, Version(PROTOCOL_VERSION, node.spec.chain_id,
+                                             node.chain.genesis.hash, 0, 0, 0, 7, "test")))
+    writer.write(encode_frame(magic, Verack()))
+    while not isinstance(await _read_msg(reader, magic), Verack):
+        pass
+    port = sock.getsockname()[1]
+    await _until(lambda: any(p.port == port and p.ready for p in h.manager.peers.values()),
+                 "the peer to be ready")
+    return reader, writer, next(p for p in h.manager.peers.values() if p.port == port)
+
+
+async def _read_msg(reader: asyncio.StreamReader, magic: bytes) -> object:
+    head = await asyncio.wait_for(reader.readexactly(FRAME_HEADER_SIZE), TIMEOUT)
+    kind, length, checksum = parse_frame_header(magic, head)
+    return decode_payload(kind, await reader.readexactly(length), checksum)
+
+
+def test_requests_of_a_peer_that_does_not_read_wait_and_are_served_as_it_reads(tmp_path):
+    """Fuzz finding: a peer that sent getdata without reading the answers made
+    the node queue up to 64 MiB for it (eight such peers: 200 MB more).  Now
+    requests wait while over SEND_PAUSE_BYTES are unsent; the peer's other
+    messages are still handled; everything is served, in order, once it reads;
+    a peer with more than MAX_QUEUED_REQUESTS waiting is dropped."""
+    async def body(h: Harness) -> None:
+        m = h.manager
+        genesis = h.node.chain.genesis.hash
+        block_frame = len(encode_frame(m.magic, BlockMsg(RawBlock(h.node.db.get(b"b" + genesis)))))
+        request = encode_frame(m.magic, GetData(((INV_BLOCK, genesis),) * 1000))
+        reader, writer, peer = await _raw_peer(h)
+        sent = 0
+        while not peer.requests:
+            assert sent < 200_000, "the node never paused serving"
+            before = peer.bytes_sent
+            writer.write(request)
+            sent += 1000
+            await _until(lambda b=before: peer.requests
+                         or peer.bytes_sent >= b + 1000 * block_frame,
+                         "the request to be served or to wait")
+        assert peer.unsent <= SEND_PAUSE_BYTES + block_frame
+        # Its other messages are still handled meanwhile.
+        writer.write(encode_frame(m.magic, Verack()))  # after the handshake: +20 points
+        await _until(lambda: peer.score == 20, "the verack to be handled")
+        # It reads: every requested block comes (a ping sent meanwhile is
+        # answered at once: its pong may come before the waiting blocks).
+        writer.write(encode_frame(m.magic, Ping(99)))
+        blocks, pong = 0, False
+        while blocks < sent or not pong:
+            msg = await _read_msg(reader, m.magic)
+            pong = pong or isinstance(msg, Pong)
+            blocks += isinstance(msg, BlockMsg)
+        assert blocks == sent and not peer.requests and not peer.closed
+        # A peer with too many requests waiting is dropped, not punished.
+        reader2, writer2, greedy = await _raw_peer(h)
+        for _ in range(MAX_QUEUED_REQUESTS // 1000 + 200):
+            if greedy.closed:
+                break
+            writer2.write(request)
+            await asyncio.sleep(0.01)
+        await _until(lambda: greedy.closed, "the greedy peer to be dropped")
+        assert greedy.close_reason == "not reading its data (too many requests waiting)"
+        assert greedy.score == 0 and not peer.closed
+
+    run(tmp_path, body)
