@@ -69,7 +69,7 @@ from .misbehaviour import (
     punishable,
     select_eviction,
 )
-from .peer import KnownSet, Peer
+from .peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, KnownSet, Peer
 from .sync import BlockSync
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,6 +87,9 @@ PING_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
 MAX_ORPHANS = 100
+MAX_ORPHAN_TX_BYTES = 100_000
+"""Larger orphans are not kept (a chain spec may allow 4 MB transactions, whose
+decoded form takes several times that: 100 of them would be gigabytes)."""
 MAX_INBOUND_PER_HOST = 8
 ORPHAN_SECONDS = 600
 ADDR_PREFIX = b"n"
@@ -546,10 +549,8 @@ class PeerManager:
             self.on_tx(peer, msg.tx)
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
-        elif isinstance(msg, GetHeaders):
-            self._serve_headers(peer, msg)
-        elif isinstance(msg, GetData):
-            self._serve_data(peer, msg)
+        elif isinstance(msg, (GetHeaders, GetData)):
+            self._queue_request(peer, msg)
         elif isinstance(msg, NotFound):
             self.sync.on_notfound(peer, [h for kind, h in msg.items if kind == INV_BLOCK])
         elif isinstance(msg, GetAddr):
@@ -587,27 +588,60 @@ class PeerManager:
             peer.known_blocks.add(header.hash)
         peer.send(Headers(tuple(headers)))
 
-    def _serve_data(self, peer: Peer, msg: GetData) -> None:
-        missing = []
-        for kind, item in msg.items:
-            if kind == INV_BLOCK:
-                raw = self.node.db.get(b"b" + item)
-                if raw is None:
-                    missing.append((kind, item))
-                    continue
-                peer.send(BlockMsg(RawBlock(raw)))
-                peer.known_blocks.add(item)
-            else:
-                # Only mempool transactions are served (as in Bitcoin Core): a
-                # confirmed one would cost a block decode per request.
-                entry = self.node.mempool.get_entry(item)
-                if entry is None:
-                    missing.append((kind, item))
-                    continue
-                peer.send(TxMsg(entry.tx))
-                peer.known_txs.add(item)
-        if missing:
+    def _queue_request(self, peer: Peer, msg: GetHeaders | GetData) -> None:
+        """Serve a request now, or after what the peer has not read yet."""
+        items = msg.items if isinstance(msg, GetData) else (msg,)
+        if len(peer.requests) + len(items) > MAX_QUEUED_REQUESTS:
+            peer.close("not reading its data (too many requests waiting)")
+            return
+        peer.requests.extend(items)
+        self._serve_requests(peer)
+
+    def _serve_requests(self, peer: Peer) -> None:
+        """Serve queued requests in order until the peer's unsent data passes
+        SEND_PAUSE_BYTES; then resume once it has read it."""
+        if peer.serving is not None:
+            return
+        missing: list[tuple[int, bytes]] = []
+        while peer.requests and not peer.closed:
+            if peer.unsent > SEND_PAUSE_BYTES:
+                peer.serving = asyncio.create_task(self._serve_when_read(peer),
+                                                   name=f"peer-{peer.id}-serve")
+                break
+            request = peer.requests.popleft()
+            if isinstance(request, GetHeaders):
+                self._serve_headers(peer, request)
+            elif not self._serve_item(peer, *request):
+                missing.append(request)
+        if missing and not peer.closed:
             peer.send(NotFound(tuple(missing)))
+
+    async def _serve_when_read(self, peer: Peer) -> None:
+        try:
+            await peer.wait_sent()
+        except (ConnectionError, RuntimeError):
+            return
+        finally:
+            peer.serving = None
+        self._serve_requests(peer)
+
+    def _serve_item(self, peer: Peer, kind: int, item: bytes) -> bool:
+        """Send one requested block or mempool transaction; False if we lack it."""
+        if kind == INV_BLOCK:
+            raw = self.node.db.get(b"b" + item)
+            if raw is None:
+                return False
+            peer.send(BlockMsg(RawBlock(raw)))
+            peer.known_blocks.add(item)
+            return True
+        # Only mempool transactions are served (as in Bitcoin Core): a
+        # confirmed one would cost a block decode per request.
+        entry = self.node.mempool.get_entry(item)
+        if entry is None:
+            return False
+        peer.send(TxMsg(entry.tx))
+        peer.known_txs.add(item)
+        return True
 
     def _on_addr(self, peer: Peer, msg: Addr) -> None:
         """Feed gossiped addresses to the address manager, at most as many as
@@ -687,6 +721,10 @@ class PeerManager:
         self._retry_orphans(txid)
 
     def _add_orphan(self, tx: Tx, peer: Peer) -> None:
+        if tx.size > MAX_ORPHAN_TX_BYTES:
+            log.debug("orphan tx %s from %s not kept: %d bytes", tx.txid.hex(), peer.address,
+                      tx.size)
+            return
         if len(self._orphans) >= MAX_ORPHANS:
             oldest = min(self._orphans, key=lambda t: self._orphans[t][2])
             del self._orphans[oldest]

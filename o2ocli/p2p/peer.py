@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from .addrman import AddrRateLimiter
@@ -26,7 +26,10 @@ from .misbehaviour import DecayingScore
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
 
-__all__ = ["Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER"]
+__all__ = [
+    "Peer", "KnownSet", "HANDSHAKE_TIMEOUT", "MAX_SEND_BUFFER", "SEND_PAUSE_BYTES",
+    "MAX_QUEUED_REQUESTS",
+]
 
 log = logging.getLogger("o2ocli.p2p")
 
@@ -36,6 +39,16 @@ OFFLOAD_DECODE_BYTES = 64 * 1024
 READ_AHEAD = 2
 """Messages read (and being decoded) ahead of the one being handled."""
 MAX_SEND_BUFFER = 64 * 1024 * 1024
+SEND_PAUSE_BYTES = 1024 * 1024
+"""While more than this waits to be sent to a peer, its requests (``getdata``
+items, ``getheaders``) wait in :attr:`Peer.requests` and are served as it
+reads (like Bitcoin Core's ``fPauseSend``, but its other messages are still
+handled, so two nodes serving each other never wait for each other): a peer
+that asks for data without reading it holds about this much memory (plus one
+block), not MAX_SEND_BUFFER."""
+MAX_QUEUED_REQUESTS = 10_000
+"""Requested items waiting for the peer to read; a peer asking for more is
+dropped (it does not read its data)."""
 _ids = itertools.count(1)
 
 
@@ -115,6 +128,12 @@ class Peer:
         self.served_addr = False
         self.addr_limiter = AddrRateLimiter(time.time())
         """Token bucket for the ``addr`` entries this peer may feed us."""
+        self.requests: deque[Any] = deque()
+        """Requests not served yet: ``(kind, hash)`` getdata items, GetHeaders."""
+        self.serving: asyncio.Task[None] | None = None
+        """Waits for the send buffer to drain, then serves :attr:`requests`."""
+        if writer.transport is not None:
+            writer.transport.set_write_buffer_limits(high=SEND_PAUSE_BYTES)
 
     # ------------------------------------------------------------ identity
     @property
@@ -152,12 +171,25 @@ class Peer:
         if transport is not None and transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("not reading its data (send buffer full)")
 
+    @property
+    def unsent(self) -> int:
+        """Bytes queued for the peer and not yet handed to the kernel."""
+        transport = self.writer.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    async def wait_sent(self) -> None:
+        """Wait while more than SEND_PAUSE_BYTES wait to be sent to the peer
+        (ConnectionError if the connection is lost meanwhile)."""
+        if not self.closed:
+            await self.writer.drain()
+
     def close(self, reason: str) -> None:
         """Disconnect (idempotent)."""
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
+        self.requests.clear()
         log.info("peer %s disconnected: %s", self.address, reason)
         try:
             self.writer.close()

@@ -75,6 +75,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -160,10 +161,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one that overflows (``1e999``)
+    is refused, as it could not be written back (an id is echoed)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
 def _loads(body: bytes) -> Any:
     """Parse a request body; any failure is a ``ValueError``."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

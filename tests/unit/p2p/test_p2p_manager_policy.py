@@ -9,14 +9,35 @@ peer the public address 8.8.8.8, as a connection from there would have.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import secrets
+import socket
 import time
 from pathlib import Path
 
 from o2ocli.chainspec import load_spec
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
+from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import init_datadir
 from o2ocli.node.runtime import Node, NodeConfig
-from o2ocli.p2p.manager import PeerManager
-from o2ocli.p2p.peer import Peer
+from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, PeerManager
+from o2ocli.p2p.messages import (
+    FRAME_HEADER_SIZE,
+    INV_BLOCK,
+    PROTOCOL_VERSION,
+    BlockMsg,
+    GetData,
+    Ping,
+    Pong,
+    RawBlock,
+    Verack,
+    Version,
+    decode_payload,
+    encode_frame,
+    parse_frame_header,
+)
+from o2ocli.p2p.peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
 
 TIMEOUT = 10.0
 
@@ -29,8 +50,8 @@ async def _until(predicate, what: str) -> None:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, max_inbound: int = 32) -> None:
-        spec = load_spec("devnet")
+    def __init__(self, tmp_path: Path, max_inbound: int = 32, **limits: int) -> None:
+        spec = dataclasses.replace(load_spec("devnet"), **limits)
         init_datadir(tmp_path, spec)
         self.node = Node(NodeConfig(datadir=tmp_path, spec=spec, rpc_port=0,
                                     p2p_listen=("127.0.0.1", 0), use_bootstrap=False,
@@ -59,9 +80,9 @@ class Harness:
         await self.node.shutdown()
 
 
-def run(tmp_path: Path, body, max_inbound: int = 32) -> None:
+def run(tmp_path: Path, body, max_inbound: int = 32, **limits: int) -> None:
     async def main() -> None:
-        h = Harness(tmp_path, max_inbound)
+        h = Harness(tmp_path, max_inbound, **limits)
         await h.node.start()
         try:
             await body(h)
@@ -120,3 +141,111 @@ def test_discouraged_host_gets_only_spare_slots_and_is_evicted_first(tmp_path):
         assert not first.closed and not second.closed and not fourth.closed
 
     run(tmp_path, body, max_inbound=4)
+
+
+def _orphan(inputs: int, pairs: int = 1) -> Tx:
+    """A transaction spending outputs nobody has (its signatures are not looked at)."""
+    key = PrivateKey.generate()
+    pair = SigPair(key.public_key.to_bytes(), bytes(64))
+    return Tx(tuple(TxIn(Outpoint(secrets.token_bytes(32), 0), (pair,) * pairs)
+                    for _ in range(inputs)),
+              (TxOut(NATIVE_ASSET, 1000, PayToAddress(key.public_key.hash160())),))
+
+
+def test_orphan_pool_is_bounded_in_count_and_transaction_size(tmp_path):
+    """Found while writing the orphan-flood fuzz: orphans were bounded in
+    number only, so on a chain whose spec allows big transactions (up to 4 MB)
+    a flood of big orphans held gigabytes.  Now an orphan over
+    MAX_ORPHAN_TX_BYTES is not kept."""
+    async def body(h: Harness) -> None:
+        m = h.manager
+        peer = await h.connect()
+        assert peer is not None
+        big = _orphan(inputs=100, pairs=15)
+        assert MAX_ORPHAN_TX_BYTES < big.size <= 1_000_000
+        m.on_tx(peer, big)
+        assert big.txid not in m._orphans and len(h.node.mempool) == 0
+        small = [_orphan(inputs=2) for _ in range(MAX_ORPHANS + 20)]
+        for tx in small:
+            m.on_tx(peer, tx)
+        assert len(m._orphans) == MAX_ORPHANS
+        assert set(m._orphans) == {tx.txid for tx in small[-MAX_ORPHANS:]}  # oldest dropped
+        assert not peer.closed and peer.score == 0  # missing inputs: nobody's fault
+
+    run(tmp_path, body, max_tx_size=1_000_000, max_block_size=2_000_000)
+
+
+async def _raw_peer(h: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Peer]:
+    """A handshaken connection whose receive buffer is tiny (so what the node
+    sends it piles up in the node's send buffer unless it reads)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", h.manager.listen_port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+    h.writers.append(writer)
+    magic, node = h.manager.magic, h.node
+    await _read_msg(reader, magic)  # its version
+    writer.write(encode_frame(magic, Version(PROTOCOL_VERSION, node.spec.chain_id,
+                                             node.chain.genesis.hash, 0, 0, 0, 7, "test")))
+    writer.write(encode_frame(magic, Verack()))
+    while not isinstance(await _read_msg(reader, magic), Verack):
+        pass
+    port = sock.getsockname()[1]
+    await _until(lambda: any(p.port == port and p.ready for p in h.manager.peers.values()),
+                 "the peer to be ready")
+    return reader, writer, next(p for p in h.manager.peers.values() if p.port == port)
+
+
+async def _read_msg(reader: asyncio.StreamReader, magic: bytes) -> object:
+    head = await asyncio.wait_for(reader.readexactly(FRAME_HEADER_SIZE), TIMEOUT)
+    kind, length, checksum = parse_frame_header(magic, head)
+    return decode_payload(kind, await reader.readexactly(length), checksum)
+
+
+def test_requests_of_a_peer_that_does_not_read_wait_and_are_served_as_it_reads(tmp_path):
+    """Fuzz finding: a peer that sent getdata without reading the answers made
+    the node queue up to 64 MiB for it (eight such peers: 200 MB more).  Now
+    requests wait while over SEND_PAUSE_BYTES are unsent; the peer's other
+    messages are still handled; everything is served, in order, once it reads;
+    a peer with more than MAX_QUEUED_REQUESTS waiting is dropped."""
+    async def body(h: Harness) -> None:
+        m = h.manager
+        genesis = h.node.chain.genesis.hash
+        block_frame = len(encode_frame(m.magic, BlockMsg(RawBlock(h.node.db.get(b"b" + genesis)))))
+        request = encode_frame(m.magic, GetData(((INV_BLOCK, genesis),) * 1000))
+        reader, writer, peer = await _raw_peer(h)
+        sent = 0
+        while not peer.requests:
+            assert sent < 200_000, "the node never paused serving"
+            before = peer.bytes_sent
+            writer.write(request)
+            sent += 1000
+            await _until(lambda b=before: peer.requests
+                         or peer.bytes_sent >= b + 1000 * block_frame,
+                         "the request to be served or to wait")
+        assert peer.unsent <= SEND_PAUSE_BYTES + block_frame
+        # Its other messages are still handled meanwhile.
+        writer.write(encode_frame(m.magic, Verack()))  # after the handshake: +20 points
+        await _until(lambda: peer.score == 20, "the verack to be handled")
+        # It reads: every requested block comes (a ping sent meanwhile is
+        # answered at once: its pong may come before the waiting blocks).
+        writer.write(encode_frame(m.magic, Ping(99)))
+        blocks, pong = 0, False
+        while blocks < sent or not pong:
+            msg = await _read_msg(reader, m.magic)
+            pong = pong or isinstance(msg, Pong)
+            blocks += isinstance(msg, BlockMsg)
+        assert blocks == sent and not peer.requests and not peer.closed
+        # A peer with too many requests waiting is dropped, not punished.
+        reader2, writer2, greedy = await _raw_peer(h)
+        for _ in range(MAX_QUEUED_REQUESTS // 1000 + 200):
+            if greedy.closed:
+                break
+            writer2.write(request)
+            await asyncio.sleep(0.01)
+        await _until(lambda: greedy.closed, "the greedy peer to be dropped")
+        assert greedy.close_reason == "not reading its data (too many requests waiting)"
+        assert greedy.score == 0 and not peer.closed
+
+    run(tmp_path, body)

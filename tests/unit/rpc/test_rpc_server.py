@@ -121,7 +121,11 @@ def test_batch_too_long(start_server):
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"jsonrpc": "2.0", "id": 1, "method": "add"', b"", b"\xff\xfe\x00garbage", b"NaN"],
+    [b'{"jsonrpc": "2.0", "id": 1, "method": "add"', b"", b"\xff\xfe\x00garbage", b"NaN",
+     # Fuzz finding: a number that overflows to infinity parsed, and echoing it as
+     # the id failed (HTTP 500, a traceback in the log).
+     b'{"id": 1e999999}', b'{"jsonrpc": "2.0", "id": -1e400, "method": "add", "params": [1]}',
+     b'[{"jsonrpc": "2.0", "id": 1, "method": "add", "params": [1e309]}]'],
 )
 def test_parse_error(server, body):
     status, _, data = raw_post(server.url, body)
