@@ -9,12 +9,13 @@ work to a pool would cost more than it saves.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .backends import verify
 
-__all__ = ["verify_batch", "ThreadedVerifier"]
+__all__ = ["verify_batch", "ThreadedVerifier", "CachingVerifier"]
 
 SigCheck = tuple[bytes, bytes, bytes]
 
@@ -59,3 +60,49 @@ class ThreadedVerifier:
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+
+class CachingVerifier:
+    """A verifier that remembers the checks that passed (like Bitcoin Core's
+    signature cache): a transaction verified when it entered the mempool is
+    not verified again when a block carrying it is connected.
+
+    The cache holds the exact (pubkey, signature, digest) triples, compared
+    byte for byte (no hash of them), so a cached answer is never wrong; at most
+    ``max_entries`` are kept, the least recently used dropped first.  Only
+    successes are cached.  Not thread-safe: call it from one thread.
+    """
+
+    def __init__(self, inner: Callable[[Sequence[SigCheck]], int | None],
+                 max_entries: int = 100_000) -> None:
+        self.inner = inner
+        self.max_entries = max_entries
+        self._cache: OrderedDict[SigCheck, None] = OrderedDict()
+        self.hits = 0
+        """Checks answered from the cache so far."""
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __call__(self, checks: Sequence[SigCheck]) -> int | None:
+        cache = self._cache
+        todo = [i for i, check in enumerate(checks) if check not in cache]
+        self.hits += len(checks) - len(todo)
+        if not todo:
+            return None
+        batch = [checks[i] for i in todo]
+        bad = self.inner(batch)
+        passed = batch if bad is None else batch[:bad]
+        for check in passed:
+            cache[check] = None
+        while len(cache) > self.max_entries:
+            cache.popitem(last=False)
+        # Cached checks passed, so the first failure overall is the batch's first.
+        return None if bad is None else todo[bad]
+
+    def close(self) -> None:
+        """Close the inner verifier (if it has threads) and forget the cache."""
+        self._cache.clear()
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()

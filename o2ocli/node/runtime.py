@@ -26,7 +26,7 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
 from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
-from o2ocli.crypto.batch import ThreadedVerifier
+from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS, RpcServer
@@ -176,7 +176,7 @@ class Node:
             log.warning("%s=%s: this node's clock runs %+.0f s off (test/ops only)",
                         CLOCK_OFFSET_ENV, os.environ[CLOCK_OFFSET_ENV], offset)
         self.clock = (lambda: time.time() + offset) if offset else time.time
-        self.verifier = ThreadedVerifier()
+        self.verifier = CachingVerifier(ThreadedVerifier())
         try:
             self.chain = ChainManager(self.db, spec, verifier=self.verifier, clock=self.clock)
         except ChainStateError as exc:
