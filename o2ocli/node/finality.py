@@ -268,18 +268,31 @@ class FinalityTracker:
         branch = self.branch(entry)
         fstate = self._seeded(entry, branch)
         if len(self.pool):
-            at = self.validators_at(branch)
-            for vote, signer in self.pool.ordered():
-                if not fstate.finalized[0] < vote.target_height <= entry.height:
-                    continue
-                try:
-                    fstate = count_vote(fstate, vote, signer, branch, at)
-                except BlockInvalid:
-                    continue
+            fstate, _ = self._count_pool(fstate, entry.height, branch)
         if len(self._views) > 256:
             self._views.clear()
         self._views[entry.hash] = (self.pool.version, fstate)
         return fstate
+
+    def _count_pool(self, fstate: FinalityState, top: int,
+                    branch: Callable[[int], bytes | None], limit: int | None = None,
+                    ) -> tuple[FinalityState, list[FinalityVote]]:
+        """Count the pool's votes (in counting order) that count on ``branch``
+        up to height ``top``; returns the state and the votes counted (at most
+        ``limit``)."""
+        at = self.validators_at(branch)
+        counted: list[FinalityVote] = []
+        for vote, signer in self.pool.ordered():
+            if limit is not None and len(counted) >= limit:
+                break
+            if not fstate.finalized[0] < vote.target_height <= top:
+                continue
+            try:
+                fstate = count_vote(fstate, vote, signer, branch, at)
+            except BlockInvalid:
+                continue
+            counted.append(vote)
+        return fstate, counted
 
     def _seeded(self, entry: IndexEntry, branch: Callable[[int], bytes | None]
                 ) -> FinalityState:
@@ -473,18 +486,8 @@ class FinalityTracker:
         against current validators not yet carried by the branch."""
         fstate = self.state(parent.hash)
         branch = self.branch(parent)
-        at = self.validators_at(branch)
-        chosen: list[FinalityVote] = []
-        for vote, signer in self.pool.ordered():
-            if len(chosen) >= MAX_BLOCK_VOTES_INCLUDED:
-                break
-            if not fstate.finalized[0] < vote.target_height <= parent.height:
-                continue
-            try:
-                fstate = count_vote(fstate, vote, signer, branch, at)
-            except BlockInvalid:
-                continue
-            chosen.append(vote)
+        fstate, chosen = self._count_pool(fstate, parent.height, branch,
+                                          limit=MAX_BLOCK_VOTES_INCLUDED)
         validators = self.chain.snapshot(parent.hash).validators
         evidence: list[Evidence] = []
         accused = set(fstate.accused)
