@@ -130,8 +130,11 @@ def run_fail(node, *args, code=1, input_text=None):
 
 def test_bad_inputs_are_refused_and_change_nothing(dev):
     alice = create(dev, "alice")
-    dev.cli_json("-w", "dev", "wallet", "send", "--to", alice["address"], "--amount", "5")
-    wait_until(lambda: balance(dev, "alice")[0] == 5, what="funding")
+    funding = dev.cli_json("-w", "dev", "wallet", "send", "--to", alice["address"],
+                           "--amount", "5")
+    # Final, so the dev node's extra (finality) block is sealed before the snapshot.
+    wait_until(lambda: mined(dev, funding["txid"]), what="funding to be final")
+    assert balance(dev, "alice")[0] == 5
     before = (balance(dev, "alice"), dev.rpc("getmempool"), dev.rpc("getutxosetinfo"))
     meta_before = wallet_meta(dev, "alice")
     addr = alice["address"]
