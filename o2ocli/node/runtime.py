@@ -452,13 +452,17 @@ class Node:
             self.producer.poke()
         return entry
 
-    def submit_txs(self, txs: list[Tx]) -> list[MempoolEntry | MempoolError]:
-        """Accept many transactions, verifying their signatures in one batch."""
+    def submit_txs(
+        self, txs: list[Tx], sources: list[Any] | None = None
+    ) -> list[MempoolEntry | MempoolError]:
+        """Accept many transactions, verifying their signatures in one batch, and
+        relay the accepted ones (not back to ``sources[i]``, the peer that sent
+        ``txs[i]``)."""
         results = self.mempool.accept_many(txs, int(time.time()))
         if self.p2p is not None:
-            for result in results:
+            for i, result in enumerate(results):
                 if isinstance(result, MempoolEntry):
-                    self.p2p.announce_tx(result.txid)
+                    self.p2p.announce_tx(result.txid, sources[i] if sources else None)
         if self.producer is not None and self.config.only_with_txs:
             self.producer.poke()
         return results

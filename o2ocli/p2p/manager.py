@@ -86,6 +86,10 @@ PING_SECONDS = 30.0
 PING_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 5.0
 MAX_BACKOFF = 60.0
+TX_BATCH_MAX = 2000
+"""Relayed txs checked together at most (a full batch is checked at once)."""
+TX_BATCH_SECONDS = 0.02
+"""How long a relayed tx may wait for others to join its batch."""
 MAX_ORPHANS = 100
 MAX_ORPHAN_TX_BYTES = 100_000
 """Larger orphans are not kept (a chain spec may allow 4 MB transactions, whose
@@ -157,6 +161,8 @@ class PeerManager:
         self._tasks: list[asyncio.Task[Any]] = []
         self._dialing: set[tuple[str, int]] = set()
         self._tx_announce: list[tuple[bytes, int | None]] = []
+        self._tx_inbox: list[tuple[Peer, Tx]] = []
+        self._tx_flush: asyncio.TimerHandle | None = None
         self._orphans: dict[bytes, tuple[Tx, int, float]] = {}
         self.decode_pool = ThreadPoolExecutor(1, thread_name_prefix="p2p-decode")
         self._rejected: dict[bytes, float] = {}
@@ -532,6 +538,11 @@ class PeerManager:
     # ---------------------------------------------------------------- handling
     async def handle(self, peer: Peer, msg: Message) -> None:
         """Dispatch one message from a ready peer."""
+        if isinstance(msg, TxMsg):
+            self._queue_tx(peer, msg.tx)
+            return
+        if self._tx_inbox:
+            self.flush_txs()  # txs first, in the order they came (a block may spend them)
         if isinstance(msg, Ping):
             if isinstance(msg, Pong):
                 if msg.nonce == peer.ping_nonce:
@@ -545,8 +556,6 @@ class PeerManager:
             self.sync.on_headers(peer, msg.headers)
         elif isinstance(msg, BlockMsg):
             self.sync.on_block(peer, msg.block)
-        elif isinstance(msg, TxMsg):
-            self.on_tx(peer, msg.tx)
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
         elif isinstance(msg, (GetHeaders, GetData)):
@@ -695,30 +704,64 @@ class PeerManager:
             peer.send(GetData(tuple(want_txs[:1000])))
 
     # -------------------------------------------------------------------- txs
+    def _queue_tx(self, peer: Peer, tx: Tx) -> None:
+        """Keep a relayed tx for the next batch: a batch is checked in one
+        mempool call (one signature verifier call) instead of one per tx."""
+        self._tx_inbox.append((peer, tx))
+        if len(self._tx_inbox) >= TX_BATCH_MAX:
+            self.flush_txs()
+        elif self._tx_flush is None:
+            self._tx_flush = asyncio.get_running_loop().call_later(TX_BATCH_SECONDS,
+                                                                   self.flush_txs)
+
+    def flush_txs(self) -> None:
+        """Accept the queued relayed txs as one batch."""
+        if self._tx_flush is not None:
+            self._tx_flush.cancel()
+            self._tx_flush = None
+        inbox, self._tx_inbox = self._tx_inbox, []
+        self.on_txs([(peer, tx) for peer, tx in inbox if not peer.closed])
+
     def on_tx(self, peer: Peer | None, tx: Tx) -> None:
         """A transaction from a peer: accept, relay, or keep as an orphan."""
+        self.on_txs([(peer, tx)])
+
+    def on_txs(self, batch: list[tuple[Peer | None, Tx]]) -> None:
+        """Transactions from peers, in the order received: accept and relay
+        them, keep the ones whose parents we lack as orphans, and score the
+        peers that sent consensus-invalid ones."""
         from o2ocli.node.mempool import MempoolError
 
-        txid = tx.txid
-        if peer is not None:
-            peer.known_txs.add(txid)
-        if txid in self.node.mempool or txid in self._orphans:
+        fresh: list[tuple[Peer | None, Tx]] = []
+        seen: set[bytes] = set()
+        for peer, tx in batch:
+            txid = tx.txid
+            if peer is not None:
+                peer.known_txs.add(txid)
+            if txid in self.node.mempool or txid in self._orphans or txid in seen:
+                continue
+            seen.add(txid)
+            fresh.append((peer, tx))
+        if not fresh:
             return
-        try:
-            self.node.submit_tx(tx, source=peer)
-        except MempoolError as exc:
-            if exc.reason == "bad-txns-inputs-missingorspent" and peer is not None:
+        results = self.node.submit_txs([tx for _, tx in fresh], [peer for peer, _ in fresh])
+        accepted: list[bytes] = []
+        now = time.monotonic()
+        for (peer, tx), result in zip(fresh, results, strict=True):
+            if not isinstance(result, MempoolError):
+                if peer is not None:
+                    peer.last_tx = now
+                accepted.append(tx.txid)
+            elif result.reason == "bad-txns-inputs-missingorspent" and peer is not None:
                 self._add_orphan(tx, peer)
             else:
-                self._rejected[txid] = time.monotonic()
+                self._rejected[tx.txid] = now
                 if len(self._rejected) > 50_000:
                     self._rejected.clear()
-                if getattr(exc, "consensus", False) and peer is not None:
-                    self.misbehaving(peer, 10, f"invalid transaction: {exc.reason}")
-            return
-        if peer is not None:
-            peer.last_tx = time.monotonic()
-        self._retry_orphans(txid)
+                if result.consensus and peer is not None:
+                    self.misbehaving(peer, 10, f"invalid transaction: {result.reason}")
+        if accepted and self._orphans:
+            self._retry_orphans(set(accepted))
 
     def _add_orphan(self, tx: Tx, peer: Peer) -> None:
         if tx.size > MAX_ORPHAN_TX_BYTES:
@@ -734,12 +777,12 @@ class PeerManager:
         if missing:
             peer.send(GetData(tuple(missing[:1000])))
 
-    def _retry_orphans(self, parent: bytes) -> None:
+    def _retry_orphans(self, parents: set[bytes]) -> None:
         waiting = [t for t, (tx, _, _) in self._orphans.items()
-                   if any(i.prevout.txid == parent for i in tx.inputs)]
-        for txid in waiting:
-            tx, peer_id, _ = self._orphans.pop(txid)
-            self.on_tx(self.peers.get(peer_id), tx)
+                   if any(i.prevout.txid in parents for i in tx.inputs)]
+        if waiting:
+            retry = [self._orphans.pop(txid) for txid in waiting]
+            self.on_txs([(self.peers.get(peer_id), tx) for tx, peer_id, _ in retry])
 
     def _expire_orphans(self) -> None:
         now = time.monotonic()

@@ -21,7 +21,7 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import init_datadir
 from o2ocli.node.runtime import Node, NodeConfig
-from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, PeerManager
+from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, TX_BATCH_MAX, PeerManager
 from o2ocli.p2p.messages import (
     FRAME_HEADER_SIZE,
     INV_BLOCK,
@@ -30,6 +30,7 @@ from o2ocli.p2p.messages import (
     GetData,
     Ping,
     Pong,
+    TxMsg,
     RawBlock,
     Verack,
     Version,
@@ -173,6 +174,35 @@ def test_orphan_pool_is_bounded_in_count_and_transaction_size(tmp_path):
         assert not peer.closed and peer.score == 0  # missing inputs: nobody's fault
 
     run(tmp_path, body, max_tx_size=1_000_000, max_block_size=2_000_000)
+
+
+def test_relayed_txs_are_checked_in_batches_with_per_tx_outcomes(tmp_path):
+    """Relayed txs are queued and checked together (one mempool call): each
+    still gets its own outcome.  A tx whose parent is missing becomes an
+    orphan, a repeated one is checked once, a consensus-invalid one is
+    remembered as rejected and costs its sender 10 points; a full batch is
+    checked at once, before the batch timer."""
+    async def body(h: Harness) -> None:
+        m = h.manager
+        reader, writer, peer = await _raw_peer(h)
+        orphan = _orphan(inputs=1)
+        twice = Tx((orphan.inputs[0],) * 2, orphan.outputs)  # spends one coin twice
+        for tx in (orphan, twice, orphan):
+            writer.write(encode_frame(m.magic, TxMsg(tx)))
+        await _until(lambda: peer.score == 10, "the invalid tx to be scored")
+        assert twice.txid in m._rejected and twice.txid not in m._orphans
+        assert list(m._orphans) == [orphan.txid] and not m._tx_inbox
+        # A full batch is not held back by the timer.
+        m._queue_tx(peer, orphan)
+        assert m._tx_flush is not None and len(m._tx_inbox) == 1
+        batch = [_orphan(inputs=1) for _ in range(TX_BATCH_MAX - 1)]
+        for tx in batch:
+            m._queue_tx(peer, tx)
+        assert not m._tx_inbox and m._tx_flush is None
+        assert len(m._orphans) == MAX_ORPHANS  # all looked at; the newest kept
+        assert batch[-1].txid in m._orphans and peer.score == 10
+
+    run(tmp_path, body)
 
 
 async def _raw_peer(h: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Peer]:
