@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 from pathlib import Path
 
 import pytest
 
 from o2ocli.chainspec import ChainSpec, load_spec
+from o2ocli.consensus.poa import DIFF_NO_TURN, seal_header
+from o2ocli.core.block import Block, BlockHeader, merkle_root
 from o2ocli.crypto.address import decode_wif
 from o2ocli.crypto.keys import PrivateKey
+from o2ocli.node.datadir import read_key_file
+from o2ocli.p2p.messages import BlockMsg, encode_frame
 
-from .framework import free_port, run_cli
+from .framework import free_port, run_cli, wait_until
+from .test_p2p_misbehaviour import RawPeer
 
 SPEC_KEYS = {"spec", "validators", "validator_keys", "funds_key"}
 
@@ -171,11 +175,53 @@ def test_single_validator_of_three_seals_at_most_one_block(tmp_path, net, node_f
     assert block["difficulty"] == (2 if in_turn == me else 1)
 
     # With 3 validators a sealer must wait for another one: the chain stops at 1.
-    time.sleep(4)
+    # Proof, without sleeping: another validator's block 2 is handed to the node
+    # stamped max_future seconds past the node's last chance to seal block 2
+    # itself.  The node keeps it and connects it when its own clock reaches
+    # that chance (plus slack), so once block 2 shows up, the node's sealing
+    # slot for height 2 has passed by its own clock: had it sealed a block 2,
+    # that block (first seen, at least as heavy) would be the one at height 2.
     assert node.height() == 1
+    info = node.rpc("getinfo")
+    assert info["finalized_height"] == 0
+    block2 = other_validators_block(spec, out_dir, node.rpc, me, slack=SEAL_SLACK)
+    peer = RawPeer(node, "127.0.0.1", spec.network_magic)
+    try:
+        peer.handshake(info)
+        peer.send(encode_frame(spec.network_magic, BlockMsg(block2)))
+        wait_until(lambda: "ahead of our clock" in node.log_path.read_text(), 20,
+                   "the node to keep the early block 2")
+        wait_until(lambda: node.height() >= 2, 30, "the node to connect block 2 when due")
+    finally:
+        peer.close()
+    assert node.rpc("getblockhash", 2) == block2.hash.hex()
+    assert node.rpc("getblock", 2)["validator"] != me
     assert node.rpc("getinfo")["finalized_height"] == 0
     assert node.running()
     assert node.stop() == 0
+
+
+SEAL_SLACK = 3
+"""Seconds past ``parent time + period`` by which a validator that may seal
+has done so: the out-of-turn wait (0.5 s), the wiggle (at most signer limit ×
+0.5 s = 1 s with 3 validators) and a second for whole-second timestamps."""
+
+
+def other_validators_block(spec: ChainSpec, out_dir: Path, rpc, me: str, *,
+                           slack: int) -> Block:
+    """An empty block on the tip sealed by a validator that is neither ``me``
+    nor in turn (so it is no heavier than a block ``me`` could seal), stamped
+    ``max_future`` seconds after the tip's time + period + ``slack``."""
+    tip = Block.from_bytes(bytes.fromhex(rpc("getblock", rpc("getbestblockhash"), 0)))
+    height = tip.height + 1
+    in_turn = spec.address(spec.validators[height % len(spec.validators)])
+    keys = [read_key_file(out_dir / f"validator-{i}.key", spec.wif_version)
+            for i in range(1, len(spec.validators) + 1)]
+    signer = next(k for k in keys
+                  if spec.address(k.public_key.hash160()) not in (me, in_turn))
+    when = tip.header.time + spec.period + slack + spec.max_future
+    header = BlockHeader(height, tip.hash, merkle_root([]), when, DIFF_NO_TURN)
+    return Block(seal_header(header, signer, spec.chain_id), ())
 
 
 def test_rpc_on_a_public_address_needs_allow_remote(tmp_path, net):
