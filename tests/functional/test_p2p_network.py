@@ -7,7 +7,7 @@ Every node is a real ``o2ocli node start`` process listening on 127.0.0.1
 from __future__ import annotations
 
 import json
-import time
+import socket
 from pathlib import Path
 
 import pytest
@@ -291,12 +291,36 @@ def test_node_does_not_keep_a_connection_to_itself(tmp_path, node_factory):
     # only the handshake nonce can recognise.
     assert node.cli_json("node", "addpeer", node.p2p_address) == {"added": node.p2p_address}
     assert node.rpc("addpeer", f"127.1:{port}") == {"added": f"127.1:{port}"}
-    wait_until(lambda: "connected to ourselves" in node.log_path.read_text(), 20,
+
+    def self_refusals() -> list[dict]:
+        """Our dials that reached ourselves (the dialing end refuses them)."""
+        return [d for d in node.rpc("getpeerinfo")["recent_disconnects"]
+                if d["reason"] == "handshake refused: connected to ourselves"
+                and not d["inbound"]]
+
+    # The other spelling is dialed once: the handshake finds our own nonce,
+    # the dialing end drops it and forgets the address.
+    wait_until(self_refusals, 20,
                "the self-connection to be refused")
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        assert ready_peers(node) == [], node.rpc("getpeerinfo")
-        time.sleep(0.2)
+    assert "connected to ourselves" in node.log_path.read_text()
+    wait_until(lambda: f"127.1:{port}" not in node.rpc("getaddrmaninfo")["fixed"], 10,
+               "the self address to be forgotten")
+    assert len(self_refusals()) == 1, node.rpc("getpeerinfo")
+    assert ready_peers(node) == [], node.rpc("getpeerinfo")
+    # The dial loop goes on: a listener added afterwards is dialed, and dialed
+    # again once its first connection closed and the redial backoff (2 s,
+    # longer than the 1 s between dials of a kept address) has passed.  A node
+    # that kept its own address would have dialed itself again by then.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(20)
+        assert node.rpc("addpeer", f"127.0.0.1:{listener.getsockname()[1]}")
+        for _ in range(2):
+            conn, _ = listener.accept()
+            conn.close()
+    assert len(self_refusals()) == 1, node.rpc("getpeerinfo")
+    assert ready_peers(node) == [], node.rpc("getpeerinfo")
     info = node.rpc("getpeerinfo")
     assert info["banned"] == [], info
     assert node.rpc("getinfo")["peers"] == 0
@@ -317,8 +341,23 @@ def test_nodes_dialling_each_other_keep_one_link(tmp_path, node_factory):
         peers_b = [p for p in b.rpc("getpeerinfo")["peers"] if p["ready"]]
         return len(peers_a) == 1 and len(peers_b) == 1
 
+    def link_ids() -> tuple[int, int]:
+        (peer_a,) = ready_peers(a)
+        (peer_b,) = ready_peers(b)
+        return peer_a["id"], peer_b["id"]
+
     wait_until(one_link, 30, "a single link between the two nodes")
-    time.sleep(3)  # and it stays that way (no flapping)
-    assert one_link()
+    link = link_ids()
+    drops = [n.rpc("getpeerinfo")["recent_disconnects"] for n in (a, b)]
+    # And it stays that way (no flapping): each node gets two blocks sealed by
+    # the other over that very connection (several dial rounds, 0.5 s apart,
+    # pass meanwhile), and no connection came or went.
+    start = max(a.height(), b.height())
+    for node, other in ((a, b), (b, a)):
+        theirs = other.rpc("getinfo")["validator"]
+        wait_until(lambda n=node, v=theirs: sealers(n, start + 1, n.height()).count(v) >= 2,
+                   30, f"{node.name} to receive two blocks sealed by {other.name}")
+    assert one_link() and link_ids() == link
+    assert [n.rpc("getpeerinfo")["recent_disconnects"] for n in (a, b)] == drops
     a.wait_height(3)
     net.wait_synced()
