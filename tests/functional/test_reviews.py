@@ -14,24 +14,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from o2ocli.chainspec import ChainSpec, load_spec
+from o2ocli.consensus.poa import DIFF_NO_TURN, seal_header
+from o2ocli.core.block import Block, BlockHeader, merkle_root
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Review, ReviewReply, reply_sig_digest, review_sig_digest
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import decode_wif
 from o2ocli.crypto.hashes import hash160
 from o2ocli.crypto.keys import PrivateKey
+from o2ocli.node.datadir import read_key_file
+from o2ocli.p2p.messages import BlockMsg, encode_frame
 from o2ocli.rpc.errors import NOT_FOUND, RpcError
 from o2ocli.testing.chaingen import sign_tx
 
 from .framework import Network, run_cli, wait_until
 from .payments import FEE
+from .test_p2p_misbehaviour import RawPeer
 
 DEVNET = load_spec("devnet")
 RANDOM_TXID = "5a" * 32
@@ -714,6 +718,23 @@ def set_network(nodes, active: bool) -> None:
         assert node.rpc("setnetworkactive", active) == {"network_active": active}
 
 
+SEAL_SLACK = 3
+"""Seconds past ``parent time + period`` by which a validator that may seal
+has done so: the out-of-turn wait (0.5 s), the wiggle (at most signer limit ×
+0.5 s = 1.5 s with 5 validators) and a second for whole-second timestamps."""
+
+
+def own_early_block(node, spec: ChainSpec, key_file: str, height: int) -> Block:
+    """An empty block on ``node``'s tip (at ``height``) sealed with the key in
+    ``key_file``, stamped ``max_future`` seconds after the last moment a
+    validator could seal the next block (tip time + period + SEAL_SLACK)."""
+    tip = Block.from_bytes(bytes.fromhex(node.rpc("getblock", height, 0)))
+    when = tip.header.time + spec.period + SEAL_SLACK + spec.max_future
+    header = BlockHeader(height + 1, tip.hash, merkle_root([]), when, DIFF_NO_TURN)
+    key = read_key_file(Path(key_file), spec.wif_version)
+    return Block(seal_header(header, key, spec.chain_id), ())
+
+
 @pytest.mark.slow
 def test_reorg_orphans_review_and_purchase_is_reviewable_again(tmp_path, node_factory):
     """Five validators (a validator seals at most once in any 3 blocks): D and E
@@ -758,8 +779,26 @@ def test_reorg_orphans_review_and_purchase_is_reviewable_again(tmp_path, node_fa
     for node in minority:
         (listed,) = node.rpc("listreviews", "merchant", shop)
         assert listed["txid"] == review["txid"] and listed["purchase"] == purchase["txid"]
-    time.sleep(4)  # more than a period: the minority cannot seal a third block
+    # The minority cannot seal a third block.  Proof, without sleeping: D is
+    # handed a block fork+3 sealed by D itself, stamped max_future seconds
+    # past the last moment D or E could seal fork+3 (tip time + period +
+    # SEAL_SLACK).  D keeps it until its own clock reaches that moment, then
+    # refuses it (D sealed too recently, the rule that also stops its
+    # producer) and drops the sender.  By then their sealing slot has passed.
+    spec = load_spec(net.spec_path)
+    own = own_early_block(d, spec, net.key(3), fork + 2)
+    peer = RawPeer(d, "127.0.0.1", spec.network_magic)
+    try:
+        peer.handshake(d.rpc("getinfo"))
+        peer.send(encode_frame(spec.network_magic, BlockMsg(own)))
+        wait_until(lambda: any("bad-poa-recently-signed" in x["reason"]
+                               for x in d.rpc("getpeerinfo")["recent_disconnects"]), 40,
+                   "D to refuse its own block fork+3 when its time came")
+    finally:
+        peer.close()
     assert d.height() == e.height() == fork + 2
+    assert (d.rpc("getbestblockhash") == e.rpc("getbestblockhash")
+            == e.rpc("gettx", review["txid"])["block"])
     for node in majority:
         assert not_found(node, "gettx", purchase["txid"])
         assert not_found(node, "getreview", review["txid"])
