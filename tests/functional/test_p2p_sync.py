@@ -228,6 +228,12 @@ def test_a_peer_that_never_sends_blocks_does_not_stall_sync(tmp_path, node_facto
 # ---------------------------------------------------------------------------
 
 
+SEAL_SLACK = 3
+"""Seconds past ``parent time + period`` by which a validator that may seal
+has done so: the out-of-turn wait (0.5 s), the wiggle (at most signer limit ×
+0.5 s = 1 s with 3 validators) and a second for whole-second timestamps."""
+
+
 @pytest.mark.slow
 def test_partition_then_heal_resolves_double_spend(tmp_path, node_factory):
     net = Network(tmp_path, node_factory, validators=3, period=1)
@@ -274,9 +280,17 @@ def test_partition_then_heal_resolves_double_spend(tmp_path, node_factory):
     wait_until(lambda: (gettx_or_none(a, id1) or {}).get("height")
                and (gettx_or_none(b, id1) or {}).get("height"), 30, "A/B to mine tx1")
     wait_until(lambda: a.height() >= split_height + 6, 30, "A/B to seal 6 blocks")
-    # C seals at most one block alone (signer limit 2 of 3), never more.
-    time.sleep(2.5)
+    # C seals at most one block alone (signer limit 2 of 3), never more.  C is
+    # cut off, so the proof is a clock shared with it: A/B seal a block stamped
+    # past the last moment C could seal on its tip (tip time + period + slack),
+    # and C answers after that, so its event loop has run its sealing timer.
+    def past_c_slot() -> dict | None:
+        head = c.rpc("getblock", c.rpc("getbestblockhash"))
+        return head if a.rpc("getinfo")["tip_time"] >= head["time"] + 1 + SEAL_SLACK else None
+
+    c_head = wait_until(past_c_slot, 30, "A/B to seal past C's last sealing moment")
     assert c.height() <= split_height + 1, (c.height(), split_height)
+    assert c.rpc("getbestblockhash") == c_head["hash"]
     on_c = c.rpc("gettx", id2)
     if on_c["height"] is not None:
         c_mined_tx2 = True
