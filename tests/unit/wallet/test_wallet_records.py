@@ -8,17 +8,12 @@ client, see ``wallet_node``); real wallets with real keys; the node's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from wallet_node import MNEMONICS, PASS, SPEC, DevNode, address, dev_key, new_wallet
+from wallet_node import PASS, address, mined
 
-from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import MAX_TRACE_DATA
-from o2ocli.core.tx import NATIVE_ASSET, TxOut
 from o2ocli.wallet.errors import O2OError
-from o2ocli.wallet.o2o import send
 from o2ocli.wallet.records import (
     check_item_id,
     document_hash,
@@ -28,41 +23,6 @@ from o2ocli.wallet.records import (
     revoke_consent,
     trace_event,
 )
-from o2ocli.wallet.service import prepare_payment
-from o2ocli.wallet.wallet import Wallet, create_wallet
-
-COIN = 10**SPEC.native_decimals
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[DevNode]:
-    """A node that mines whenever transactions wait."""
-    dev = DevNode(tmp_path / "node", validator=True)
-    yield dev
-    dev.stop()
-
-
-@pytest.fixture
-def wallets(tmp_path: Path, node: DevNode) -> Iterator[tuple[Wallet, Wallet]]:
-    """alice (holding the devnet funds) and bob (paid 10 coins, mined)."""
-    alice = create_wallet(tmp_path / "w", "alice", SPEC, MNEMONICS["alice"], PASS,
-                          imported=[dev_key("funds")], scrypt_n=2**10)
-    bob, _ = new_wallet(tmp_path / "w", "bob")
-    tx, plan = prepare_payment(alice, node.client,
-                               [TxOut(NATIVE_ASSET, 10 * COIN, PayToAddress(bob.primary_pkh()))],
-                               alice.unlock(PASS))
-    node.wait_mined(send(alice, node.client, tx, plan))
-    yield alice, bob
-    bob.close()
-    alice.close()
-
-
-def mined(node: DevNode, wallet: Wallet, built: tuple) -> str:
-    """Broadcast a (tx, plan, ...) the wallet built; returns its txid once mined."""
-    tx, plan = built[0], built[1]
-    txid = send(wallet, node.client, tx, plan)
-    node.wait_mined(txid)
-    return txid
 
 
 @pytest.mark.parametrize("item_id", ["LOT-1", "a", "gs1:01/0950.1234_x", "Z" * 64])
@@ -82,13 +42,13 @@ def test_document_hash_is_the_files_sha256(tmp_path):
     assert document_hash(doc) == hashlib.sha256(doc.read_bytes()).digest()
 
 
-def test_item_registered_then_shipped_and_received_with_custody_checked(tmp_path, node, wallets):
+def test_item_registered_then_shipped_and_received_with_custody_checked(tmp_path, mining, wallets):
     alice, bob = wallets
     a_key, b_key = alice.unlock(PASS), bob.unlock(PASS)
-    tx, plan, asset = register_item(alice, node.client, a_key, "LOT-1", "Olive oil",
+    tx, plan, asset = register_item(alice, mining.client, a_key, "LOT-1", "Olive oil",
                                     [("origin", "Crete"), ("harvest", "2026")])
-    txid = mined(node, alice, (tx, plan))
-    trace = get_trace(node.client, asset)
+    txid = mined(mining, alice, (tx, plan))
+    trace = get_trace(mining.client, asset)
     assert (trace["item"], trace["product"], trace["txid"]) == ("LOT-1", "Olive oil", txid)
     assert trace["merchant"] == address(alice)
     assert trace["data"] == [{"key": "origin", "value": "Crete"},
@@ -98,19 +58,19 @@ def test_item_registered_then_shipped_and_received_with_custody_checked(tmp_path
 
     # Registered once per merchant namespace.
     with pytest.raises(O2OError, match="already registered"):
-        register_item(alice, node.client, a_key, "LOT-1", "Olive oil", [])
+        register_item(alice, mining.client, a_key, "LOT-1", "Olive oil", [])
 
     # Only the custodian can move it, with a known event.
     with pytest.raises(O2OError, match="not the custodian"):
-        trace_event(bob, node.client, b_key, asset, "received", None, "Athens", "", None)
+        trace_event(bob, mining.client, b_key, asset, "received", None, "Athens", "", None)
     with pytest.raises(O2OError, match="unknown event"):
-        trace_event(alice, node.client, a_key, asset, "teleported", None, "", "", None)
+        trace_event(alice, mining.client, a_key, asset, "teleported", None, "", "", None)
     doc = tmp_path / "bill-of-lading.txt"
     doc.write_text("container 42\n")
-    shipped = mined(node, alice, trace_event(
-        alice, node.client, a_key, asset, "shipped", bob.primary_pkh(), "Heraklion port",
+    shipped = mined(mining, alice, trace_event(
+        alice, mining.client, a_key, asset, "shipped", bob.primary_pkh(), "Heraklion port",
         "reefer 4 °C", document_hash(doc)))
-    step = get_trace(node.client, asset)["timeline"][-1]
+    step = get_trace(mining.client, asset)["timeline"][-1]
     assert (step["txid"], step["event"], step["location"], step["note"]) == (
         shipped, "shipped", "Heraklion port", "reefer 4 °C")
     assert step["document"] == hashlib.sha256(doc.read_bytes()).hexdigest()
@@ -118,15 +78,15 @@ def test_item_registered_then_shipped_and_received_with_custody_checked(tmp_path
 
     # Now bob holds it and alice no longer can move it.
     with pytest.raises(O2OError, match="not the custodian"):
-        trace_event(alice, node.client, a_key, asset, "sold", None, "", "", None)
-    mined(node, bob, trace_event(bob, node.client, b_key, asset, "received", None, "Athens",
+        trace_event(alice, mining.client, a_key, asset, "sold", None, "", "", None)
+    mined(mining, bob, trace_event(bob, mining.client, b_key, asset, "received", None, "Athens",
                                  "", None))
-    trace = get_trace(node.client, asset)
+    trace = get_trace(mining.client, asset)
     assert [s["event"] for s in trace["timeline"]] == ["registered", "shipped", "received"]
     assert trace["verified"] is True
 
 
-def test_bad_registrations_are_refused_before_anything_is_sent(node, wallets):
+def test_bad_registrations_are_refused_before_anything_is_sent(mining, wallets):
     alice, _ = wallets
     key = alice.unlock(PASS)
     too_many = [(f"k{i}", "v") for i in range(MAX_TRACE_DATA + 1)]
@@ -138,42 +98,42 @@ def test_bad_registrations_are_refused_before_anything_is_sent(node, wallets):
         ("Oil", too_many, f"at most {MAX_TRACE_DATA}"),
     ]:
         with pytest.raises(O2OError, match=fragment):
-            register_item(alice, node.client, key, "LOT-2", product, data)
+            register_item(alice, mining.client, key, "LOT-2", product, data)
     with pytest.raises(O2OError, match="item id"):
-        register_item(alice, node.client, key, "LOT 2", "Oil", [])
-    assert node.call("getmempool") == []
+        register_item(alice, mining.client, key, "LOT 2", "Oil", [])
+    assert mining.call("getmempool") == []
 
 
-def test_unknown_item_is_an_o2o_error(node, wallets):
+def test_unknown_item_is_an_o2o_error(mining, wallets):
     with pytest.raises(O2OError, match="no item"):
-        get_trace(node.client, bytes(32))
+        get_trace(mining.client, bytes(32))
 
 
-def test_consent_granted_checked_and_revoked(node, wallets):
+def test_consent_granted_checked_and_revoked(mining, wallets):
     alice, bob = wallets
     key = alice.unlock(PASS)
-    until = node.call("getblockcount") + 1000
-    grant = mined(node, alice, grant_consent(alice, node.client, key, bob.primary_pkh(),
+    until = mining.call("getblockcount") + 1000
+    grant = mined(mining, alice, grant_consent(alice, mining.client, key, bob.primary_pkh(),
                                              "health.read", until))
-    check = node.call("checkconsent", address(alice), address(bob), "health.read")
+    check = mining.call("checkconsent", address(alice), address(bob), "health.read")
     assert (check["granted"], check["proof"], check["until"]) == (True, grant, until)
-    other = node.call("checkconsent", address(alice), address(bob), "health.write")
+    other = mining.call("checkconsent", address(alice), address(bob), "health.write")
     assert other["granted"] is False and other["reason"] == "no grant"
 
-    revoke = mined(node, alice, revoke_consent(alice, node.client, key, bytes.fromhex(grant)))
-    check = node.call("checkconsent", address(alice), address(bob), "health.read")
+    revoke = mined(mining, alice, revoke_consent(alice, mining.client, key, bytes.fromhex(grant)))
+    check = mining.call("checkconsent", address(alice), address(bob), "health.read")
     assert check["granted"] is False and check["reason"] == "the latest grant is revoked"
-    (listed,) = node.call("listconsents", address(alice))
+    (listed,) = mining.call("listconsents", address(alice))
     assert (listed["txid"], listed["status"], listed["revoked_by"]) == (grant, "revoked", revoke)
 
 
-def test_bad_consents_are_refused_before_anything_is_sent(node, wallets):
+def test_bad_consents_are_refused_before_anything_is_sent(mining, wallets):
     alice, bob = wallets
     key = alice.unlock(PASS)
-    until = node.call("getblockcount") + 10
+    until = mining.call("getblockcount") + 10
     with pytest.raises(O2OError, match="yourself"):
-        grant_consent(alice, node.client, key, alice.primary_pkh(), "health.read", until)
+        grant_consent(alice, mining.client, key, alice.primary_pkh(), "health.read", until)
     for scope in ("", "Health", "health read", "x" * 200):
         with pytest.raises(O2OError, match="scope"):
-            grant_consent(alice, node.client, key, bob.primary_pkh(), scope, until)
-    assert node.call("getmempool") == []
+            grant_consent(alice, mining.client, key, bob.primary_pkh(), scope, until)
+    assert mining.call("getmempool") == []

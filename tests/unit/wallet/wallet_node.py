@@ -30,6 +30,7 @@ from o2ocli.rpc.client import RpcClient
 from o2ocli.wallet.wallet import Unlocked, Wallet, create_wallet
 
 SPEC: ChainSpec = load_spec("devnet")
+COIN = 10**SPEC.native_decimals
 PASS = "wallet test passphrase"
 FAST_SCRYPT = 2**10
 TIMEOUT = 20.0
@@ -106,3 +107,13 @@ def new_wallet(datadir: Path, name: str) -> tuple[Wallet, Unlocked]:
 def address(wallet: Wallet) -> str:
     """The wallet's primary (first receiving) address."""
     return SPEC.address(wallet.primary_pkh())
+
+
+def mined(node: DevNode, wallet: Wallet, built: tuple) -> str:
+    """Broadcast the (tx, plan, ...) ``wallet`` built (recording its change);
+    returns the txid once mined."""
+    from o2ocli.wallet.o2o import send
+
+    txid = send(wallet, node.client, built[0], built[1])
+    node.wait_mined(txid)
+    return txid
