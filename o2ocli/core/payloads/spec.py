@@ -111,10 +111,31 @@ class Codec:
         raise NotImplementedError
 
 
-class Fixed(Codec):
+class _Call(Codec):
+    """A codec that is one :class:`Reader` call and one :class:`Writer` call."""
+
+    __slots__ = ()
+    READ: ClassVar[str]
+    """The Reader method; :meth:`read_args` are its arguments."""
+    WRITE: ClassVar[str]
+    """The Writer method; the value is its one argument."""
+
+    def read_args(self) -> tuple[object, ...]:
+        """The arguments of the :attr:`READ` call (literals: ints and strings)."""
+        return (self.what,)
+
+    def read_expr(self, src: Source) -> str:
+        return f"r.{self.READ}({', '.join(repr(arg) for arg in self.read_args())})"
+
+    def write_lines(self, src: Source, value: str, signed: bool) -> list[str]:
+        return [f"w.{self.WRITE}({value})"]
+
+
+class Fixed(_Call):
     """Exactly ``size`` bytes, written as they are (hashes, keys, ids)."""
 
     __slots__ = ("size",)
+    READ = WRITE = "raw"
 
     def __init__(self, size: int, what: str) -> None:
         super().__init__(what)
@@ -124,11 +145,8 @@ class Fixed(Codec):
         if not isinstance(value, bytes) or len(value) != self.size:
             raise ValueError(f"{self.what} must be {self.size} bytes")
 
-    def read_expr(self, src: Source) -> str:
-        return f"r.raw({self.size!r}, {self.what!r})"
-
-    def write_lines(self, src: Source, value: str, signed: bool) -> list[str]:
-        return [f"w.raw({value})"]
+    def read_args(self) -> tuple[object, ...]:
+        return (self.size, self.what)
 
 
 class Signature(Fixed):
@@ -143,30 +161,22 @@ class Signature(Fixed):
         return [] if signed else super().write_lines(src, value, signed)
 
 
-class _Uint(Codec):
+class _Uint(_Call):
     """A little-endian unsigned integer of a fixed width."""
 
     __slots__ = ()
-    METHOD: ClassVar[str]
-    """The :class:`Reader` / :class:`Writer` method of this width."""
     MAXIMUM: ClassVar[int]
 
     def check(self, value: Any) -> None:
         if not isinstance(value, int) or not 0 <= value <= self.MAXIMUM:
             raise ValueError(f"{self.what} out of range")
 
-    def read_expr(self, src: Source) -> str:
-        return f"r.{self.METHOD}({self.what!r})"
-
-    def write_lines(self, src: Source, value: str, signed: bool) -> list[str]:
-        return [f"w.{self.METHOD}({value})"]
-
 
 class U8(_Uint):
     """One byte, 0..255."""
 
     __slots__ = ()
-    METHOD = "u8"
+    READ = WRITE = "u8"
     MAXIMUM = 0xFF
 
 
@@ -174,7 +184,7 @@ class U32(_Uint):
     """A u32."""
 
     __slots__ = ()
-    METHOD = "u32"
+    READ = WRITE = "u32"
     MAXIMUM = MAX_U32
 
 
@@ -182,14 +192,15 @@ class U64(_Uint):
     """A u64."""
 
     __slots__ = ()
-    METHOD = "u64"
+    READ = WRITE = "u64"
     MAXIMUM = MAX_U64
 
 
-class Bytes(Codec):
+class Bytes(_Call):
     """A varint length (at most ``limit``) and that many bytes."""
 
     __slots__ = ("limit",)
+    READ = WRITE = "var_bytes"
 
     def __init__(self, limit: int, what: str) -> None:
         super().__init__(what)
@@ -201,11 +212,8 @@ class Bytes(Codec):
         if len(value) > self.limit:
             raise ValueError(f"{self.what} too long: {len(value)} > {self.limit} bytes")
 
-    def read_expr(self, src: Source) -> str:
-        return f"r.var_bytes({self.what!r}, {self.limit!r})"
-
-    def write_lines(self, src: Source, value: str, signed: bool) -> list[str]:
-        return [f"w.var_bytes({value})"]
+    def read_args(self) -> tuple[object, ...]:
+        return (self.what, self.limit)
 
 
 def read_flag(r: Reader, what: str) -> bool:
