@@ -62,8 +62,8 @@ CODEC_KEY = "o2o_codec"
 
 
 class Source:
-    """Python source being generated for one record class: its lines and the
-    objects the lines refer to (codecs, helpers), each under a unique name."""
+    """The namespace of the source generated for one record class: the objects
+    the source refers to (codecs, helpers), each under a unique name."""
 
     __slots__ = ("namespace", "_counter")
 
@@ -334,7 +334,10 @@ class Record:
     def __post_init__(self) -> None:
         spec = type(self)._SPEC
         if spec is None:
-            raise TypeError(f"{type(self).__name__} is not compiled (register it)")
+            raise TypeError(
+                f"{type(self).__name__} is not compiled: decorate it with register(tag) "
+                "or compile_record"
+            )
         for name, codec in spec:
             codec.check(getattr(self, name))
 
