@@ -89,8 +89,10 @@ byte layout to ``docs/protocol.rst``.  A tag registered twice is a
 ``ValueError`` at import; a tag nobody registered stays a
 :class:`~o2ocli.core.encoding.DecodeError` (``unknown payload type 0x50``) on
 decode.  Tests that need a family of their own use :func:`registered`, which
-removes it again.  The bytes of existing tags never change (the golden
-vectors in ``tests/unit/core`` and ``tests/unit/core/test_payload_registry.py``).
+removes it again.  Add a vector of the new type to
+``tests/unit/core/payload_vectors.py`` (a test checks that every registered
+tag has one); the bytes of existing tags never change (those vectors and
+``tests/data/golden/core_vectors.json`` pin them).
 """
 
 from __future__ import annotations
