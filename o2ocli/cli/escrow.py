@@ -72,7 +72,7 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
         o2ocli -w alice escrow open --payee dShop…=8500 --payee dCourier…=1000 \\
             --payee dPlatform…=500 --amount 40 --timeout 500
     """
-    from o2ocli.chainspec import parse_amount
+    from o2ocli.amounts import parse_amount
     from o2ocli.wallet import escrow as esc
     from o2ocli.wallet.o2o import send
 

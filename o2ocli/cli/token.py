@@ -30,7 +30,7 @@ def token() -> None:
 
 
 def _amount(text: str, decimals: int, what: str = "amount") -> int:
-    from o2ocli.chainspec import parse_amount
+    from o2ocli.amounts import parse_amount
 
     try:
         return parse_amount(text, decimals, what)
@@ -323,7 +323,7 @@ def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
         o2ocli -w shop token reward BEANS --rate 10 --dry-run
         o2ocli -w shop token reward BEANS --rate 5 --for reviews
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet import o2o
 
     ctx = get_context()

@@ -121,7 +121,7 @@ def node_errors() -> Iterator[None]:
 
 
 def _insufficient(exc: Any) -> str:
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.core.tx import NATIVE_ASSET
 
     ctx = get_context()
@@ -298,7 +298,7 @@ def balance_cmd() -> None:
     Example:
         o2ocli -w alice wallet balance
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet.service import balances
 
     ctx = get_context()
@@ -345,7 +345,7 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
         try:
             if asset == NATIVE_ASSET:
                 return spec.amount(text)
-            from o2ocli.chainspec import parse_amount
+            from o2ocli.amounts import parse_amount
 
             return parse_amount(text, decimals or 0)
         except ValueError as exc:
@@ -461,7 +461,7 @@ def history_cmd() -> None:
     Example:
         o2ocli -w alice wallet history
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet.service import history
 
     ctx = get_context()
