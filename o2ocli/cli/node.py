@@ -11,8 +11,15 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, resolve_datadir, resolve_spec, rpc_call
-from .main import EXIT_UNREACHABLE
+from .common import (
+    EXIT_UNREACHABLE,
+    CliError,
+    emit,
+    get_context,
+    resolve_datadir,
+    resolve_spec,
+    rpc_call,
+)
 
 DETACH_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
