@@ -21,6 +21,7 @@ found even when it sits in a function body or behind a condition.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,6 +106,12 @@ def module_name(path: Path) -> tuple[str, bool]:
     return ".".join(parts), is_package
 
 
+@functools.cache
+def _parse(source: str) -> ast.Module:
+    """The syntax tree of ``source`` (each module is read by several checks)."""
+    return ast.parse(source)
+
+
 def _resolve_relative(package: str, level: int, name: str | None) -> str:
     """Absolute target of ``from <level dots><name> import ...`` inside ``package``."""
     parts = package.split(".") if package else []
@@ -122,7 +129,7 @@ def imported_names(source: str, module: str, is_package: bool) -> Iterator[tuple
     Literal ``importlib.import_module("...")`` / ``__import__("...")`` calls count too.
     """
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_parse(source)):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 yield node.lineno, alias.name
@@ -218,7 +225,7 @@ def private_imports(source: str, module: str, is_package: bool = False) -> list[
     """``"line N: name"`` for each ``_private`` member imported from another o2ocli module."""
     package = module if is_package else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_parse(source)):
         if not isinstance(node, ast.ImportFrom):
             continue
         target = _resolve_relative(package, node.level, node.module) if node.level else (
