@@ -42,6 +42,7 @@ __all__ = [
     "node_errors",
     "insufficient_funds_message",
     "parse_address",
+    "parse_host_port",
 ]
 
 EXIT_REFUSED = 1
@@ -181,6 +182,15 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     from tabulate import tabulate
 
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def parse_host_port(value: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts may be bracketed; an empty host is 127.0.0.1), or a
+    usage error naming the option ``what``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=what)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 # ---------------------------------------------------------------- wallets
