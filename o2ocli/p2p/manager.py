@@ -201,7 +201,7 @@ class PeerManager:
         return Version(PROTOCOL_VERSION, self.chain_id, self.genesis_hash, tip.height,
                        tip.total_difficulty, self.listen_port, nonce, f"o2ocli/{__version__}")
 
-    # ------------------------------------------------------------- connections
+    # ------------------------------------------------ bans and misbehaviour
     @property
     def bans(self) -> dict[str, int]:
         """Operator bans: host → until (unix time) (of :attr:`banlist`)."""
@@ -281,6 +281,7 @@ class PeerManager:
             if peer is not None and peer.ready:
                 retry()
 
+    # ------------------------------------------------------------- connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = (writer.get_extra_info("peername") or ("?",))[0]
         inbound = [p for p in self.peers.values() if p.inbound and not p.closed]
