@@ -42,10 +42,10 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from o2ocli.amounts import format_amount, parse_amount
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
 from o2ocli.consensus.poa import MAX_VALIDATORS, PoAParams
 from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
@@ -61,8 +61,6 @@ __all__ = [
     "spec_from_dict",
     "builtin_spec_path",
     "BUILTIN_SPECS",
-    "parse_amount",
-    "format_amount",
 ]
 
 BUILTIN_SPECS = ("devnet", "testnet")
@@ -74,44 +72,6 @@ _SOURCE_CHAINDATA_DIR = Path(__file__).resolve().parent.parent / "chaindata"
 
 class SpecError(ValueError):
     """A chain spec is missing, unreadable, or has a bad field (named in the message)."""
-
-
-def parse_amount(text: str | int, decimals: int, what: str = "amount") -> int:
-    """Parse a display-unit decimal string into base units.
-
-    Refuses floats, exponents, negative or zero values, more decimal places
-    than ``decimals``, and values above the maximum amount.
-    """
-    if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise ValueError(f"{what} must be a decimal string, got {type(text).__name__}")
-    s = str(text).strip()
-    if not s or any(c not in "0123456789." for c in s) or s.count(".") > 1:
-        raise ValueError(f"{what} {text!r} is not a plain decimal number")
-    if s.startswith(".") or s.endswith("."):
-        raise ValueError(f"{what} {text!r} is not a plain decimal number")
-    try:
-        value = Decimal(s)
-    except InvalidOperation:
-        raise ValueError(f"{what} {text!r} is not a decimal number") from None
-    places = len(s.split(".")[1]) if "." in s else 0
-    if places > decimals:
-        raise ValueError(f"{what} {text!r} has more than {decimals} decimal places")
-    units = int(value.scaleb(decimals))
-    if units <= 0:
-        raise ValueError(f"{what} must be greater than zero")
-    if units > MAX_AMOUNT:
-        raise ValueError(f"{what} {text!r} exceeds the maximum amount")
-    return units
-
-
-def format_amount(units: int, decimals: int) -> str:
-    """Base units → display string without trailing zeros (``"12.5"``, ``"3"``)."""
-    sign = "-" if units < 0 else ""
-    units = abs(units)
-    whole, frac = divmod(units, 10**decimals) if decimals else (units, 0)
-    if not decimals or frac == 0:
-        return f"{sign}{whole}"
-    return f"{sign}{whole}.{str(frac).rjust(decimals, '0').rstrip('0')}"
 
 
 @functools.lru_cache(maxsize=65536)

@@ -204,7 +204,8 @@ def spec_new_cmd(
     Example:
         o2ocli chain spec new mynet --validators 3 --period 2 --out ./mynet
     """
-    from o2ocli.chainspec import SpecError, load_spec, parse_amount
+    from o2ocli.amounts import parse_amount
+    from o2ocli.chainspec import SpecError, load_spec
     from o2ocli.crypto.address import encode_address
     from o2ocli.crypto.keys import PrivateKey
     from o2ocli.node.datadir import write_key_file, write_private_file

@@ -6,8 +6,18 @@ from pathlib import Path
 
 import click
 
-from .common import CliError, emit, get_context, rpc_client, table
-from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    parse_address,
+    passphrase_file_option,
+    rpc_client,
+    table,
+    unlock_passphrase,
+)
 
 __all__ = ["consent"]
 
@@ -46,8 +56,6 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
     from o2ocli.wallet import records
     from o2ocli.wallet.o2o import send
 
-    from .wallet import _address
-
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
@@ -57,7 +65,7 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
         if last <= height:
             raise CliError(f"--until {last} is not above the chain height {height}")
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = records.grant_consent(w, client, unlocked, _address(w.spec, grantee), scope,
+        tx, plan = records.grant_consent(w, client, unlocked, parse_address(w.spec, grantee), scope,
                                          last)
         txid = send(w, client, tx, plan)
         user = w.spec.address(w.primary_pkh())

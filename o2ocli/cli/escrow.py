@@ -7,8 +7,18 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, rpc_client, table
-from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    parse_address,
+    passphrase_file_option,
+    rpc_client,
+    table,
+    unlock_passphrase,
+)
 
 __all__ = ["escrow"]
 
@@ -32,14 +42,12 @@ def escrow() -> None:
 
 
 def _bps_pairs(spec: Any, items: tuple[str, ...], what: str) -> list[tuple[bytes, int]]:
-    from .wallet import _address
-
     pairs = []
     for item in items:
         where, sep, value = item.rpartition("=")
         if not sep or not value.isdigit():
             raise click.UsageError(f"{what} expects ADDRESS=BPS, got {item!r}")
-        pairs.append((_address(spec, where), int(value)))
+        pairs.append((parse_address(spec, where), int(value)))
     return pairs
 
 
@@ -72,11 +80,9 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
         o2ocli -w alice escrow open --payee dShop…=8500 --payee dCourier…=1000 \\
             --payee dPlatform…=500 --amount 40 --timeout 500
     """
-    from o2ocli.chainspec import parse_amount
+    from o2ocli.amounts import parse_amount
     from o2ocli.wallet import escrow as esc
     from o2ocli.wallet.o2o import send
-
-    from .wallet import _address
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
@@ -87,7 +93,7 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
             units = parse_amount(amount, decimals)
         except ValueError as exc:
             raise CliError(f"bad amount: {exc}") from None
-        arbiter_pkh = _address(spec, arbiter) if arbiter else None
+        arbiter_pkh = parse_address(spec, arbiter) if arbiter else None
         client = rpc_client(ctx)
         height = client.call("getinfo")["height"]
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))

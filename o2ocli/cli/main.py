@@ -8,57 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 
 import click
 
 from o2ocli import __version__
 
-__all__ = ["cli", "main", "Context", "EXIT_REFUSED", "EXIT_USAGE", "EXIT_UNREACHABLE"]
+from .common import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, Context
 
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-
-
-@dataclass
-class Context:
-    """Global options shared by every command (``ctx.obj``)."""
-
-    datadir: str | None
-    chain: str
-    rpc: str | None
-    wallet: str
-    json: bool
-    chain_explicit: bool = False
-
-
-class CliError(click.ClickException):
-    """A refused operation: one ``error: …`` line on stderr and a non-zero exit.
-
-    With ``--json`` the error is also printed to stdout as
-    ``{"error": {"code": …, "message": …}}``.
-    """
-
-    def __init__(
-        self, message: str, exit_code: int = EXIT_REFUSED, data: dict | None = None
-    ) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-        self.data = data
-        """With --json, these keys are printed beside ``error`` (a negative answer
-        that still has a result, like a failed verification)."""
-        # Read --json now: click shows the error after the command's context closed.
-        ctx = click.get_current_context(silent=True)
-        root = ctx.find_root().obj if ctx is not None else None
-        self.as_json = bool(getattr(root, "json", False))
-
-    def show(self, file: object = None) -> None:  # noqa: ARG002 - click's signature
-        if self.as_json:
-            error = {"error": {"code": self.exit_code, "message": self.message}}
-            click.echo(json.dumps({**(self.data or {}), **error}))
-        click.echo(f"error: {self.message}", err=True)
-
+__all__ = [
+    "cli",
+    "main",
+    "CliError",
+    "Context",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "EXIT_UNREACHABLE",
+]
 
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

@@ -11,18 +11,19 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, resolve_datadir, resolve_spec, rpc_call
-from .main import EXIT_UNREACHABLE
+from .common import (
+    EXIT_UNREACHABLE,
+    CliError,
+    emit,
+    get_context,
+    parse_host_port,
+    resolve_datadir,
+    resolve_spec,
+    rpc_call,
+)
 
 DETACH_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
-
-
-def _host_port(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint=what)
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @click.group()
@@ -170,11 +171,11 @@ def start_cmd(
         raise click.UsageError("--dev-period only goes with --dev")
     rpc_host, rpc_port = ("127.0.0.1", None)
     if rpc_listen:
-        rpc_host, rpc_port = _host_port(rpc_listen, "--rpc-listen")
-    p2p_listen = _host_port(listen, "--listen") if listen else None
+        rpc_host, rpc_port = parse_host_port(rpc_listen, "--rpc-listen")
+    p2p_listen = parse_host_port(listen, "--listen") if listen else None
     if listen and no_listen:
         raise click.UsageError("--listen and --no-listen contradict each other")
-    peers = tuple(_host_port(peer, "--connect") for peer in connect)
+    peers = tuple(parse_host_port(peer, "--connect") for peer in connect)
     datadir = resolve_datadir(ctx, "devnet" if dev else None)
     try:
         if dev:
@@ -407,95 +408,6 @@ def status_cmd() -> None:
     emit(ctx, data, "\n".join(lines))
 
 
-@node.command("peers")
-def peers_cmd() -> None:
-    """Connected peers, bans and where this node listens.
-
-    \b
-    Example:
-        o2ocli node peers
-        o2ocli --json node peers
-    """
-    from .common import table
-
-    ctx = get_context()
-    data = rpc_call(ctx, "getpeerinfo")
-
-    def human() -> str:
-        rows = [[p["address"], "in" if p["inbound"] else "out", p["height"],
-                 p["latency_ms"] if p["latency_ms"] is not None else "", p["user_agent"] or ""]
-                for p in data["peers"]]
-        text = table(rows, ["peer", "dir", "height", "ping ms", "agent"]) if rows else "no peers"
-        text += f"\nlistening on {data['listen'] or '(not listening)'}"
-        if not data["network_active"]:
-            text += "  (networking disabled)"
-        if data["banned"]:
-            text += "\nbanned: " + ", ".join(
-                f"{b['host']} until {time.strftime('%Y-%m-%d %H:%M', time.gmtime(b['until']))}"
-                for b in data["banned"])
-        if data.get("discouraged"):
-            text += "\ndiscouraged: " + ", ".join(d["host"] for d in data["discouraged"])
-        if data.get("recent_disconnects"):
-            text += "\nrecent disconnects:\n" + table(
-                [[time.strftime("%H:%M:%S", time.gmtime(d["time"])), d["address"],
-                  "in" if d["inbound"] else "out", d["reason"]]
-                 for d in data["recent_disconnects"][:10]],
-                ["time", "peer", "dir", "reason"])
-        return text
-
-    emit(ctx, data, human)
-
-
-@node.command("addpeer")
-@click.argument("address", metavar="HOST:PORT")
-def addpeer_cmd(address: str) -> None:
-    """Connect to a peer and keep that connection (redialed if it drops).
-
-    \b
-    Example:
-        o2ocli node addpeer 192.0.2.10:18444
-    """
-    ctx = get_context()
-    _host_port(address, "HOST:PORT")
-    data = rpc_call(ctx, "addpeer", address)
-    emit(ctx, data, f"added {data['added']}")
-
-
-@node.command("ban")
-@click.argument("host")
-@click.option("--seconds", type=click.IntRange(1, 10 * 365 * 24 * 3600), default=24 * 3600,
-              show_default=True, help="How long the ban lasts.")
-def ban_cmd(host: str, seconds: int) -> None:
-    """Refuse a host (operator ban, kept across restarts) and drop its peers.
-
-    Misbehaving peers are never banned automatically: they are disconnected
-    (and a public host discouraged); this is the operator's tool.
-
-    \b
-    Example:
-        o2ocli node ban 192.0.2.66
-        o2ocli node ban 192.0.2.66 --seconds 3600
-    """
-    ctx = get_context()
-    data = rpc_call(ctx, "ban", host, seconds)
-    emit(ctx, data, f"banned {data['banned']} until "
-         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(data['until']))} UTC")
-
-
-@node.command("unban")
-@click.argument("host")
-def unban_cmd(host: str) -> None:
-    """Lift the ban on a peer's host.
-
-    \b
-    Example:
-        o2ocli node unban 192.0.2.66
-    """
-    ctx = get_context()
-    data = rpc_call(ctx, "unban", host)
-    emit(ctx, data, f"unbanned {data['unbanned']}")
-
-
 @node.command("reindex")
 def reindex_cmd() -> None:
     """Rebuild the chainstate from the stored blocks (the node must be stopped).
@@ -562,3 +474,13 @@ def reindex_cmd() -> None:
 
 
 __all__ = ["node", "EXIT_UNREACHABLE"]
+
+
+def _register_peer_commands() -> None:
+    from .peers import addpeer_cmd, ban_cmd, peers_cmd, unban_cmd
+
+    for command in (peers_cmd, addpeer_cmd, ban_cmd, unban_cmd):
+        node.add_command(command)
+
+
+_register_peer_commands()

@@ -7,8 +7,17 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, rpc_client, table
-from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    passphrase_file_option,
+    rpc_client,
+    table,
+    unlock_passphrase,
+)
 
 __all__ = ["review"]
 

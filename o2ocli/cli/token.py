@@ -8,8 +8,18 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, rpc_client, table
-from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    parse_address,
+    passphrase_file_option,
+    rpc_client,
+    table,
+    unlock_passphrase,
+)
 
 __all__ = ["token"]
 
@@ -30,7 +40,7 @@ def token() -> None:
 
 
 def _amount(text: str, decimals: int, what: str = "amount") -> int:
-    from o2ocli.chainspec import parse_amount
+    from o2ocli.amounts import parse_amount
 
     try:
         return parse_amount(text, decimals, what)
@@ -126,7 +136,7 @@ def mint_cmd(symbol: str, amount: str, to: str | None, passphrase_file: Path | N
         client = rpc_client(ctx)
         info = o2o.get_token(client, symbol)
         units = _amount(amount, info["decimals"])
-        dest = _address(w.spec, to) if to else None
+        dest = parse_address(w.spec, to) if to else None
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = o2o.mint(w, client, unlocked, info, units, dest)
         txid = o2o.send(w, client, tx, plan)
@@ -182,12 +192,6 @@ def freeze_cmd(symbol: str, yes: bool, passphrase_file: Path | None) -> None:
     emit(ctx, {"txid": txid}, f"{info['symbol']} supply is now fixed ({txid})")
 
 
-def _address(spec: Any, text: str) -> bytes:
-    from .wallet import _address as parse
-
-    return parse(spec, text)
-
-
 def _send_asset(to: str, asset_hex: str, units: int,
                 passphrase_file: Path | None) -> tuple[str, str]:
     from o2ocli.core.locks import PayToAddress
@@ -197,7 +201,7 @@ def _send_asset(to: str, asset_hex: str, units: int,
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        out = TxOut(bytes.fromhex(asset_hex), units, PayToAddress(_address(w.spec, to)))
+        out = TxOut(bytes.fromhex(asset_hex), units, PayToAddress(parse_address(w.spec, to)))
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = o2o.build(w, client, unlocked, [out], payload=_no_payload())
         txid = o2o.send(w, client, tx, plan)
@@ -323,7 +327,7 @@ def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
         o2ocli -w shop token reward BEANS --rate 10 --dry-run
         o2ocli -w shop token reward BEANS --rate 5 --for reviews
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet import o2o
 
     ctx = get_context()

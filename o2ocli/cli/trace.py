@@ -7,8 +7,18 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, rpc_client, table
-from .wallet import node_errors, open_wallet, passphrase_file_option, unlock_passphrase
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    parse_address,
+    passphrase_file_option,
+    rpc_client,
+    table,
+    unlock_passphrase,
+)
 
 __all__ = ["trace"]
 
@@ -55,9 +65,7 @@ def _item_asset(ctx: Any, spec: Any, item: str, merchant: str | None) -> bytes:
             pass
     raw = check_item_id(item)
     if merchant is not None:
-        from .wallet import _address
-
-        return item_asset_id(_address(spec, merchant), raw)
+        return item_asset_id(parse_address(spec, merchant), raw)
     with open_wallet(ctx) as w:
         return item_asset_id(w.primary_pkh(), raw)
 
@@ -82,12 +90,10 @@ def register_cmd(item_id: str, product: str, data: tuple[str, ...], custodian: s
     from o2ocli.wallet import records
     from o2ocli.wallet.o2o import send
 
-    from .wallet import _address
-
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        holder = _address(w.spec, custodian) if custodian else None
+        holder = parse_address(w.spec, custodian) if custodian else None
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan, asset = records.register_item(w, client, unlocked, item_id, product,
                                                 _data_pairs(data), holder)
@@ -123,8 +129,6 @@ def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
     from o2ocli.wallet import records
     from o2ocli.wallet.o2o import send
 
-    from .wallet import _address
-
     ctx = get_context()
     with node_errors():
         spec_ctx = None
@@ -134,7 +138,7 @@ def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
         document = records.document_hash(doc) if doc else None
         with open_wallet(ctx) as w:
             client = rpc_client(ctx)
-            to_pkh = _address(w.spec, to) if to else None
+            to_pkh = parse_address(w.spec, to) if to else None
             unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
             tx, plan = records.trace_event(w, client, unlocked, asset, event, to_pkh, location,
                                            note, document)

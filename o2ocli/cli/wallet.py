@@ -2,144 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, resolve_datadir, resolve_spec, rpc_client, table
-from .main import EXIT_REFUSED, EXIT_UNREACHABLE
-
-PASSPHRASE_ENV = "O2OCLI_PASSPHRASE"
-
-passphrase_file_option = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Read the passphrase from FILE (or set {PASSPHRASE_ENV}).",
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    new_passphrase,
+    node_errors,
+    open_wallet,
+    parse_address,
+    passphrase_file_option,
+    resolve_datadir,
+    resolve_spec,
+    rpc_client,
+    table,
+    unlock_passphrase,
 )
-
-
-def _read_passphrase_file(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read passphrase file {path}: {exc.strerror}") from None
-    return text.rstrip("\r\n")
-
-
-def _given_passphrase(passphrase_file: Path | None) -> str | None:
-    if passphrase_file is not None:
-        return _read_passphrase_file(passphrase_file)
-    return os.environ.get(PASSPHRASE_ENV)
-
-
-def new_passphrase(passphrase_file: Path | None, no_passphrase: bool) -> str | None:
-    """The passphrase to encrypt a new wallet with (None = unencrypted)."""
-    if no_passphrase:
-        if passphrase_file is not None:
-            raise click.UsageError("--no-passphrase and --passphrase-file contradict each other")
-        return None
-    given = _given_passphrase(passphrase_file)
-    if given is None:
-        if not sys.stdin.isatty():
-            raise CliError(
-                "no passphrase: give --passphrase-file FILE or set "
-                f"{PASSPHRASE_ENV} (or --no-passphrase for an unencrypted wallet)"
-            )
-        given = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True,
-                             err=True)
-    if not given:
-        raise CliError("the passphrase is empty; use --no-passphrase for an unencrypted wallet")
-    return given
-
-
-def unlock_passphrase(wallet: Any, passphrase_file: Path | None) -> str | None:
-    """The passphrase to unlock ``wallet`` (None for an unencrypted one)."""
-    if not wallet.encrypted:
-        return None
-    given = _given_passphrase(passphrase_file)
-    if given is None:
-        if not sys.stdin.isatty():
-            raise CliError(
-                f"wallet {wallet.name!r} is encrypted: give --passphrase-file FILE or set "
-                f"{PASSPHRASE_ENV}"
-            )
-        given = click.prompt(f"Passphrase for wallet {wallet.name!r}", hide_input=True, err=True)
-    return given
-
-
-@contextmanager
-def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
-    """Open the ``-w`` wallet; wallet errors become CLI errors.  A wallet folder other users
-    may read gets a one-line warning on stderr."""
-    from o2ocli.fsmodes import exposure_warning
-    from o2ocli.wallet.wallet import Wallet, WalletError
-
-    datadir = resolve_datadir(ctx)
-    spec = resolve_spec(ctx, datadir)
-    try:
-        wallet = Wallet.open(datadir, name or ctx.wallet, spec)
-    except WalletError as exc:
-        raise CliError(str(exc)) from None
-    warning = exposure_warning(wallet.path, "wallet folder")
-    if warning is not None:
-        click.echo(warning, err=True)
-    try:
-        yield wallet
-    finally:
-        wallet.close()
-
-
-@contextmanager
-def node_errors() -> Iterator[None]:
-    """Map node/RPC/wallet failures to one-line CLI errors."""
-    from o2ocli.rpc.client import NodeUnreachable, RpcAuthError
-    from o2ocli.rpc.errors import RpcError
-    from o2ocli.wallet.builder import InsufficientFunds, TooManyInputs
-    from o2ocli.wallet.errors import O2OError
-    from o2ocli.wallet.keystore import KeystoreError, WrongPassphrase
-    from o2ocli.wallet.wallet import WalletError
-
-    try:
-        yield
-    except NodeUnreachable as exc:
-        raise CliError(str(exc), EXIT_UNREACHABLE) from None
-    except RpcAuthError as exc:
-        raise CliError(str(exc), EXIT_REFUSED) from None
-    except RpcError as exc:
-        raise CliError(exc.message, EXIT_REFUSED) from None
-    except WrongPassphrase:
-        raise CliError("wrong passphrase") from None
-    except (KeystoreError, WalletError, TooManyInputs, O2OError) as exc:
-        raise CliError(str(exc)) from None
-    except InsufficientFunds as exc:
-        raise CliError(_insufficient(exc)) from None
-
-
-def _insufficient(exc: Any) -> str:
-    from o2ocli.chainspec import format_amount
-    from o2ocli.core.tx import NATIVE_ASSET
-
-    ctx = get_context()
-    spec = resolve_spec(ctx)
-    if exc.asset == NATIVE_ASSET:
-        need = format_amount(exc.needed, spec.native_decimals)
-        have = format_amount(exc.available, spec.native_decimals)
-        return (f"insufficient funds: this payment needs {need} {spec.native_symbol} "
-                f"(amount + fee), the wallet has {have} {spec.native_symbol} available")
-    name, decimals = exc.asset.hex()[:16] + "…", 0
-    try:
-        from o2ocli.wallet.o2o import asset_names
-
-        name, decimals = asset_names(rpc_client(ctx)).get(exc.asset, (name, 0))
-    except Exception:  # noqa: BLE001 - the message stays useful without the names
-        pass
-    need, have = format_amount(exc.needed, decimals), format_amount(exc.available, decimals)
-    return f"insufficient funds: need {need} {name}, the wallet has {have} {name}"
 
 
 @click.group()
@@ -298,7 +181,7 @@ def balance_cmd() -> None:
     Example:
         o2ocli -w alice wallet balance
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet.service import balances
 
     ctx = get_context()
@@ -321,16 +204,6 @@ def balance_cmd() -> None:
                        ["asset", "confirmed", "unconfirmed"]))
 
 
-def _address(spec: Any, text: str) -> bytes:
-    """The pubkey hash of an address of this chain, or a one-line CLI error."""
-    from o2ocli.crypto.address import AddressError
-
-    try:
-        return spec.decode_address(text)
-    except AddressError as exc:
-        raise CliError(f"bad address {text!r}: {exc}") from None
-
-
 def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...],
                         splits: tuple[str, ...], asset: bytes,
                         decimals: int | None = None) -> list[Any]:
@@ -339,13 +212,13 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
     from o2ocli.wallet.builder import split_amount
 
     def addr(text: str) -> bytes:
-        return _address(spec, text)
+        return parse_address(spec, text)
 
     def amount(text: str) -> int:
         try:
             if asset == NATIVE_ASSET:
                 return spec.amount(text)
-            from o2ocli.chainspec import parse_amount
+            from o2ocli.amounts import parse_amount
 
             return parse_amount(text, decimals or 0)
         except ValueError as exc:
@@ -461,7 +334,7 @@ def history_cmd() -> None:
     Example:
         o2ocli -w alice wallet history
     """
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
     from o2ocli.wallet.service import history
 
     ctx = get_context()
@@ -515,7 +388,7 @@ def export_key_cmd(address: str, passphrase_file: Path | None) -> None:
 
     ctx = get_context()
     with open_wallet(ctx) as w:
-        pkh = _address(w.spec, address)
+        pkh = parse_address(w.spec, address)
         if not w.owns(pkh):
             raise CliError(f"address {address} is not in wallet {w.name!r}")
         passphrase = unlock_passphrase(w, passphrase_file)

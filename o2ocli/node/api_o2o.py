@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from o2ocli.chainspec import format_amount
+from o2ocli.amounts import format_amount
 from o2ocli.consensus.escrow import (
     PATH_DISPUTE,
     PATH_RECLAIM,

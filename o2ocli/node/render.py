@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from o2ocli.chainspec import ChainSpec, format_amount
+from o2ocli.amounts import format_amount
+from o2ocli.chainspec import ChainSpec
 from o2ocli.consensus.o2o import purchase_buyers
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
 from o2ocli.core.finality import FinalityVote

@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from o2ocli.storage.schema import PEER_ADDR
+
 __all__ = [
     "AddrEntry",
     "AddrMan",
@@ -472,7 +474,7 @@ class AddrStore:
     ``PREFIX ‖ "host:port"`` → JSON ``{"seen", "src", "tried", "ok", "try",
     "n"}``; ``PREFIX ‖ 00 ‖ "key"`` → the 32-byte bucket secret."""
 
-    def __init__(self, db: Any, prefix: bytes = b"n") -> None:
+    def __init__(self, db: Any, prefix: bytes = PEER_ADDR) -> None:
         self.db = db
         self.prefix = prefix
         self.secret_key = prefix + b"\x00key"

@@ -1,4 +1,4 @@
-"""The peer manager: listening, dialing, relay, address book, bans.
+"""The peer manager: listening, dialing, message dispatch, block relay.
 
 One :class:`PeerManager` per node.  It accepts inbound connections (up to
 ``max_inbound``), keeps every ``--connect``/``addpeer`` peer dialed, and
@@ -13,6 +13,12 @@ closed and, for a public address, the host is discouraged (see
 :mod:`o2ocli.p2p.misbehaviour`).  Only the operator bans (``ban``, persisted
 for ``ban_seconds`` by default, so a restart keeps the ban).  When inbound
 slots are full, a newcomer may evict an inbound peer.
+
+Its parts live beside it: the address book (:mod:`.addrbook`), outbound
+dialing (:mod:`.dialer`), bans and discouragement (:mod:`.bans`), transaction
+relay (:mod:`.txrelay`), serving requests (:mod:`.serve`) and block download
+(:mod:`.sync`).  The node is
+reached only through :class:`~o2ocli.p2p.interface.NodeLink`.
 """
 
 from __future__ import annotations
@@ -24,15 +30,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from o2ocli import __version__
 from o2ocli.asyncutil import cancel_and_wait
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.tx import Tx
 
-from .addrman import ADDR_BURST, AddrMan, AddrStore, backoff, host_group, parse_ip
+from .addrbook import AddressBook, FixedPeer
+from .addrman import ADDR_BURST, AddrMan
+from .bans import BanList
+from .dialer import Dialer
+from .interface import NodeLink
 from .messages import (
     INV_BLOCK,
     INV_TX,
@@ -53,7 +62,6 @@ from .messages import (
     NotFound,
     Ping,
     Pong,
-    RawBlock,
     TxMsg,
     Verack,
     Version,
@@ -69,13 +77,12 @@ from .misbehaviour import (
     punishable,
     select_eviction,
 )
-from .peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, KnownSet, Peer
+from .peer import KnownSet, Peer
+from .serve import queue_request
 from .sync import BlockSync
+from .txrelay import TxRelay
 
-if TYPE_CHECKING:  # pragma: no cover
-    from o2ocli.node.runtime import Node
-
-__all__ = ["PeerManager", "BAN_THRESHOLD"]
+__all__ = ["PeerManager", "BAN_THRESHOLD", "FixedPeer"]
 
 log = logging.getLogger("o2ocli.p2p")
 
@@ -84,31 +91,7 @@ BAN_THRESHOLD = DISCONNECT_SCORE
 MAX_RECENT_DISCONNECTS = 50
 PING_SECONDS = 30.0
 PING_TIMEOUT = 60.0
-CONNECT_TIMEOUT = 5.0
-MAX_BACKOFF = 60.0
-TX_BATCH_MAX = 2000
-"""Relayed txs checked together at most (a full batch is checked at once)."""
-TX_BATCH_SECONDS = 0.02
-"""How long a relayed tx may wait for others to join its batch."""
-MAX_ORPHANS = 100
-MAX_ORPHAN_TX_BYTES = 100_000
-"""Larger orphans are not kept (a chain spec may allow 4 MB transactions, whose
-decoded form takes several times that: 100 of them would be gigabytes)."""
 MAX_INBOUND_PER_HOST = 8
-ORPHAN_SECONDS = 600
-ADDR_PREFIX = b"n"
-BAN_PREFIX = b"x"
-
-
-@dataclass
-class FixedPeer:
-    """A ``--connect``/``addpeer`` address (``always`` dialed, whatever the
-    outbound target) or a bootstrap peer given by host name (dialed when
-    the address manager has nothing better)."""
-
-    always: bool
-    failures: int = 0
-    next_try: float = 0.0
 
 
 class PeerManager:
@@ -116,7 +99,7 @@ class PeerManager:
 
     def __init__(
         self,
-        node: Node,
+        node: NodeLink,
         *,
         listen: tuple[str, int] | None,
         connect: list[tuple[str, int]] | tuple[tuple[str, int], ...] = (),
@@ -140,14 +123,8 @@ class PeerManager:
         """False: dial only manual (``--connect``/``addpeer``) addresses and learn none."""
         self.peers: dict[int, Peer] = {}
         self.own_nonces: set[int] = set()
-        self.addr_store = AddrStore(node.db, ADDR_PREFIX)
-        self.addrman: AddrMan = self.addr_store.load(int(time.time()))
-        self.fixed: dict[tuple[str, int], FixedPeer] = {}
-        self._retry_at: dict[tuple[str, int], float] = {}
-        self.addr_rate_limited = 0
-        self.bans: dict[str, int] = {}
-        """Operator bans: host → until (unix time)."""
-        self.discouraged = Discouraged()
+        self.book = AddressBook(node.db, int(time.time()))
+        self.banlist = BanList(node.db, ban_seconds, time.time())
         self.future = FuturePool()
         """Headers and blocks early by our clock, retried when their time comes."""
         self.recent_disconnects: deque[dict[str, Any]] = deque(maxlen=MAX_RECENT_DISCONNECTS)
@@ -159,56 +136,38 @@ class PeerManager:
         self.sync = BlockSync(self)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._dialing: set[tuple[str, int]] = set()
-        self._tx_announce: list[tuple[bytes, int | None]] = []
-        self._tx_inbox: list[tuple[Peer, Tx]] = []
-        self._tx_flush: asyncio.TimerHandle | None = None
-        self._orphans: dict[bytes, tuple[Tx, int, float]] = {}
+        self.dialer = Dialer(self)
+        self.txs = TxRelay(self)
         self.decode_pool = ThreadPoolExecutor(1, thread_name_prefix="p2p-decode")
-        self._rejected: dict[bytes, float] = {}
-        self._load()
         for host, port in connect:
             self.add_address(host, port, manual=True)
         for host, port in bootstrap:
             self.add_address(host, port)
 
-    # ------------------------------------------------------------ persistence
-    def _load(self) -> None:
-        db = self.node.db
-        now = int(time.time())
-        for key, value in db.iterate(BAN_PREFIX):
-            until = int.from_bytes(value, "big")
-            if until > now:
-                self.bans[key[1:].decode()] = until
+    # ------------------------------------------------------------ addresses
+    @property
+    def addrman(self) -> AddrMan:
+        """The address manager (of :attr:`book`)."""
+        return self.book.addrman
 
-    def _save_addrs(self) -> None:
-        self.addr_store.save(self.addrman)
+    @property
+    def fixed(self) -> dict[tuple[str, int], FixedPeer]:
+        """Manual and bootstrap-name peers (of :attr:`book`)."""
+        return self.book.fixed
 
     def add_address(self, host: str, port: int, *, manual: bool = False,
                     seen: int | None = None, source: str | None = None) -> bool:
-        """Remember a listening address.
+        """Remember a listening address (see :meth:`AddressBook.add`)."""
+        return self.book.add(host, port, int(time.time()), manual=manual, seen=seen,
+                             source=source)
 
-        ``manual`` ones (``--connect``, ``addpeer``; host names allowed) are
-        always kept dialed.  Others go to the address manager, told by
-        ``source`` (default: the address itself, e.g. a bootstrap peer) and
-        last seen at ``seen`` (default: now); a bootstrap host name is kept
-        aside and dialed when the address manager offers nothing."""
-        key = (host, port)
-        if not 0 < port < 65536 or not host:
-            return False
-        if manual:
-            fixed = self.fixed.setdefault(key, FixedPeer(always=True))
-            fixed.always = True
-            fixed.next_try = 0.0
-            return True
-        now = int(time.time())
-        if source is None and parse_ip(host) is None:
-            self.fixed.setdefault(key, FixedPeer(always=False))
-            return True
-        added = self.addrman.add(host, port, source if source is not None else host,
-                                 now if seen is None else seen, now)
-        self._save_addrs()
-        return added or self.addrman.get(host, port) is not None
+    def forget_address(self, key: tuple[str, int]) -> None:
+        """Drop an address from the book (e.g. it turned out to be ourselves)."""
+        self.book.forget(key)
+
+    def addrman_info(self) -> dict[str, Any]:
+        """Address manager sizes and counters (for ``getaddrmaninfo``)."""
+        return self.book.info()
 
     # --------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -219,7 +178,7 @@ class PeerManager:
                                                       limit=2**16)
             self.listen_port = self._server.sockets[0].getsockname()[1]
             log.info("p2p listening on %s:%d", host, self.listen_port)
-        self._tasks.append(asyncio.create_task(self._dial_loop(), name="p2p-dial"))
+        self._tasks.append(asyncio.create_task(self.dialer.loop(), name="p2p-dial"))
         self._tasks.append(asyncio.create_task(self._upkeep_loop(), name="p2p-upkeep"))
 
     async def stop(self) -> None:
@@ -242,34 +201,40 @@ class PeerManager:
         return Version(PROTOCOL_VERSION, self.chain_id, self.genesis_hash, tip.height,
                        tip.total_difficulty, self.listen_port, nonce, f"o2ocli/{__version__}")
 
-    # ------------------------------------------------------------- connections
+    # ------------------------------------------------ bans and misbehaviour
+    @property
+    def bans(self) -> dict[str, int]:
+        """Operator bans: host → until (unix time) (of :attr:`banlist`)."""
+        return self.banlist.bans
+
+    @property
+    def discouraged(self) -> Discouraged:
+        """Hosts discouraged after misbehaving (of :attr:`banlist`)."""
+        return self.banlist.discouraged
+
     def banned(self, host: str) -> bool:
         """True if ``host`` is banned right now."""
-        until = self.bans.get(host)
-        if until is None:
-            return False
-        if until <= time.time():
-            self.unban(host)
-            return False
-        return True
+        return self.banlist.banned(host, time.time())
 
     def ban(self, host: str, seconds: int | None = None) -> None:
         """Operator ban: refuse ``host`` and drop its connections (persisted).
         Misbehaviour never bans; see :meth:`misbehaving`."""
-        until = int(time.time()) + (seconds if seconds is not None else self.ban_seconds)
-        self.bans[host] = until
-        with self.node.db.write_batch() as batch:
-            batch.put(BAN_PREFIX + host.encode(), until.to_bytes(8, "big"))
+        self.banlist.ban(host, seconds, time.time())
         for peer in list(self.peers.values()):
             if peer.host == host:
                 peer.close("banned")
 
     def unban(self, host: str) -> bool:
         """Lift a ban; returns False if there was none."""
-        existed = self.bans.pop(host, None) is not None
-        with self.node.db.write_batch() as batch:
-            batch.delete(BAN_PREFIX + host.encode())
-        return existed
+        return self.banlist.unban(host)
+
+    def banned_list(self) -> list[dict[str, Any]]:
+        """Current (operator) bans."""
+        return self.banlist.banned_list(time.time())
+
+    def discouraged_list(self) -> list[dict[str, Any]]:
+        """Public hosts discouraged after misbehaving."""
+        return self.banlist.discouraged_list(time.time())
 
     def misbehaving(self, peer: Peer, points: int, reason: str) -> None:
         """Add (decaying) misbehaviour points; at the threshold this connection
@@ -316,6 +281,7 @@ class PeerManager:
             if peer is not None and peer.ready:
                 retry()
 
+    # ------------------------------------------------------------- connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = (writer.get_extra_info("peername") or ("?",))[0]
         inbound = [p for p in self.peers.values() if p.inbound and not p.closed]
@@ -353,32 +319,17 @@ class PeerManager:
 
     async def connect(self, host: str, port: int) -> bool:
         """Dial ``host:port`` once; True if a connection was made."""
-        key = (host, port)
-        if key in self._dialing or self._connected_to(key) or self.banned(host):
-            return False
-        self._dialing.add(key)
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=2**16), CONNECT_TIMEOUT
-            )
-        except (TimeoutError, OSError) as exc:
-            self._dial_failed(key)
-            log.debug("cannot connect to %s:%d: %s", host, port, exc)
-            return False
-        finally:
-            self._dialing.discard(key)
-        peer = Peer(self, reader, writer, inbound=False, dialed=key)
-        task = asyncio.create_task(self._run_peer(peer), name=f"peer-{peer.id}")
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
-        return True
+        return await self.dialer.connect(host, port)
 
     async def _run_peer(self, peer: Peer) -> None:
         self.peers[peer.id] = peer
         await peer.run()
 
-    def _connected_to(self, key: tuple[str, int]) -> bool:
-        return any(p.listen_address == key and not p.closed for p in self.peers.values())
+    def run_peer_task(self, peer: Peer) -> None:
+        """Run a dialed peer's connection as a task of this manager."""
+        task = asyncio.create_task(self._run_peer(peer), name=f"peer-{peer.id}")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
 
     def ready_peers(self) -> list[Peer]:
         """Peers that finished the handshake."""
@@ -403,30 +354,12 @@ class PeerManager:
             peer.send(Votes(tuple(pool[-MAX_VOTES:])))
 
     def _addr_on_ready(self, peer: Peer) -> None:
-        """Book-keeping for a completed handshake: an outbound peer's address
-        moves to the tried table; an inbound one's listening address (on its
-        own IP) is learned as a new address."""
+        """Book-keeping for a completed handshake (see :meth:`AddressBook.connected`)."""
         listen = peer.listen_address
         if listen is None:
             return
-        now = int(time.time())
-        fixed = self.fixed.get(listen)
-        if fixed is not None:
-            fixed.failures = 0
-        self._retry_at.pop(listen, None)
-        if peer.inbound:
-            self.addrman.add(listen[0], listen[1], peer.host, now, now)
-        elif parse_ip(listen[0]) is not None:
-            if self.addrman.get(*listen) is None:
-                self.addrman.add(listen[0], listen[1], listen[0], now, now)
-            self.addrman.good(listen[0], listen[1], now)
-        self._save_addrs()
-
-    def forget_address(self, key: tuple[str, int]) -> None:
-        """Drop an address from the book (e.g. it turned out to be ourselves)."""
-        self.fixed.pop(key, None)
-        if self.addrman.remove(*key):
-            self._save_addrs()
+        self.dialer.retry_at.pop(listen, None)
+        self.book.connected(listen, peer.host, peer.inbound, int(time.time()))
 
     def on_disconnect(self, peer: Peer) -> None:
         """Forget a closed peer and re-queue its work."""
@@ -438,77 +371,10 @@ class PeerManager:
         })
         self.sync.on_peer_gone(peer)
         if peer.dialed is not None:
-            fixed = self.fixed.get(peer.dialed)
-            failures = fixed.failures if fixed is not None else 0
-            self._retry_at[peer.dialed] = time.monotonic() + backoff(failures, MAX_BACKOFF)
+            self.dialer.disconnected(peer.dialed)
 
-    def _dial_failed(self, key: tuple[str, int]) -> None:
-        """A dial of ``key`` failed: back off (exponentially) before the next."""
-        fixed = self.fixed.get(key)
-        if fixed is not None:
-            fixed.failures += 1
-            fixed.next_try = time.monotonic() + backoff(fixed.failures, MAX_BACKOFF)
-        self.addrman.attempt(key[0], key[1], int(time.time()))
-        entry = self.addrman.get(*key)
-        attempts = entry.attempts if entry is not None else 1
-        self._retry_at[key] = time.monotonic() + backoff(attempts, MAX_BACKOFF)
-        self._save_addrs()
-
-    def _may_dial(self, key: tuple[str, int], connected: set[tuple[str, int]]) -> bool:
-        return (key not in connected and key not in self._dialing
-                and self._retry_at.get(key, 0.0) <= time.monotonic()
-                and not self.banned(key[0]) and not self._is_self(key))
-
-    def _pick_outbound(self, connected: set[tuple[str, int]]) -> tuple[str, int] | None:
-        """The next address to fill an outbound slot: from the address
-        manager, in a network group none of our outbound peers is in if
-        possible; else a bootstrap host name that is due."""
-        if len(self._retry_at) > 4096:
-            now = time.monotonic()
-            self._retry_at = {k: t for k, t in self._retry_at.items() if t > now}
-        groups = {host_group(p.dialed[0]) for p in self.peers.values()
-                  if p.dialed is not None and not p.closed}
-        groups.update(host_group(host) for host, _ in self._dialing)
-        entry = self.addrman.select(
-            int(time.time()),
-            lambda e: e.key not in self.fixed and self._may_dial(e.key, connected), groups)
-        if entry is not None:
-            return entry.key
-        now = time.monotonic()
-        for key, fixed in self.fixed.items():
-            if not fixed.always and fixed.next_try <= now and self._may_dial(key, connected):
-                return key
-        return None
-
-    async def _dial_loop(self) -> None:
-        while True:
-            if self.network_active:
-                await self._dial_round()
-            await asyncio.sleep(0.5)
-
-    async def _dial_round(self) -> None:
-        """Dial every due manual peer, then fill the free outbound slots."""
-        now = time.monotonic()
-        connected = {p.listen_address for p in self.peers.values() if not p.closed}
-        for key, fixed in list(self.fixed.items()):
-            if fixed.always and fixed.next_try <= now and self._may_dial(key, connected):
-                fixed.next_try = now + 1.0
-                await self.connect(*key)
-        if not self.discover:
-            return  # only the --connect/addpeer peers above
-        outbound = sum(1 for p in self.peers.values() if not p.inbound and not p.closed)
-        for _ in range(max(0, self.target_outbound - outbound)):
-            connected = {p.listen_address for p in self.peers.values() if not p.closed}
-            key = self._pick_outbound(connected)
-            if key is None:
-                break
-            self._retry_at[key] = time.monotonic() + 1.0
-            fixed = self.fixed.get(key)
-            if fixed is not None:
-                fixed.next_try = time.monotonic() + 1.0
-            await self.connect(*key)
-
-    def _is_self(self, key: tuple[str, int]) -> bool:
+    def is_self(self, key: tuple[str, int]) -> bool:
+        """True if ``key`` is our own listening address."""
         if self.listen is None:
             return False
         host, _ = self.listen
@@ -518,7 +384,7 @@ class PeerManager:
         last_ping = time.monotonic()
         while True:
             await asyncio.sleep(0.1)
-            self._flush_tx_announcements()
+            self.txs.flush_announcements()
             now = time.monotonic()
             if now - last_ping >= PING_SECONDS:
                 last_ping = now
@@ -530,7 +396,7 @@ class PeerManager:
                         peer.ping_nonce = secrets.randbits(64)
                         peer.ping_sent = now
                         peer.send(Ping(peer.ping_nonce))
-                self._expire_orphans()
+                self.txs.expire_orphans()
             self._retry_future()
             self.sync.check_stalls()
             self.sync.schedule()
@@ -539,10 +405,10 @@ class PeerManager:
     async def handle(self, peer: Peer, msg: Message) -> None:
         """Dispatch one message from a ready peer."""
         if isinstance(msg, TxMsg):
-            self._queue_tx(peer, msg.tx)
+            self.txs.queue(peer, msg.tx)
             return
-        if self._tx_inbox:
-            self.flush_txs()  # txs first, in the order they came (a block may spend them)
+        if self.txs.inbox:
+            self.txs.flush()  # txs first, in the order they came (a block may spend them)
         if isinstance(msg, Ping):
             if isinstance(msg, Pong):
                 if msg.nonce == peer.ping_nonce:
@@ -559,7 +425,7 @@ class PeerManager:
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
         elif isinstance(msg, (GetHeaders, GetData)):
-            self._queue_request(peer, msg)
+            queue_request(self.node, peer, msg)
         elif isinstance(msg, NotFound):
             self.sync.on_notfound(peer, [h for kind, h in msg.items if kind == INV_BLOCK])
         elif isinstance(msg, GetAddr):
@@ -576,95 +442,16 @@ class PeerManager:
         elif isinstance(msg, (Version, Verack)):
             self.misbehaving(peer, 20, "handshake message after the handshake")
 
-    def _serve_headers(self, peer: Peer, msg: GetHeaders) -> None:
-        state = self.node.chain.state
-        start = 1
-        for block_hash in msg.locator:
-            entry = state.get_index(block_hash)
-            if entry is not None and state.is_main_chain(entry):
-                start = entry.height + 1
-                break
-        headers = []
-        for height in range(start, min(self.node.chain.height, start + MAX_HEADERS - 1) + 1):
-            block_hash = state.get_block_hash(height)
-            entry = state.get_index(block_hash) if block_hash else None
-            if entry is None:
-                break
-            headers.append(entry.header)
-            if block_hash == msg.stop:
-                break
-        for header in headers:
-            peer.known_blocks.add(header.hash)
-        peer.send(Headers(tuple(headers)))
-
-    def _queue_request(self, peer: Peer, msg: GetHeaders | GetData) -> None:
-        """Serve a request now, or after what the peer has not read yet."""
-        items = msg.items if isinstance(msg, GetData) else (msg,)
-        if len(peer.requests) + len(items) > MAX_QUEUED_REQUESTS:
-            peer.close("not reading its data (too many requests waiting)")
-            return
-        peer.requests.extend(items)
-        self._serve_requests(peer)
-
-    def _serve_requests(self, peer: Peer) -> None:
-        """Serve queued requests in order until the peer's unsent data passes
-        SEND_PAUSE_BYTES; then resume once it has read it."""
-        if peer.serving is not None:
-            return
-        missing: list[tuple[int, bytes]] = []
-        while peer.requests and not peer.closed:
-            if peer.unsent > SEND_PAUSE_BYTES:
-                peer.serving = asyncio.create_task(self._serve_when_read(peer),
-                                                   name=f"peer-{peer.id}-serve")
-                break
-            request = peer.requests.popleft()
-            if isinstance(request, GetHeaders):
-                self._serve_headers(peer, request)
-            elif not self._serve_item(peer, *request):
-                missing.append(request)
-        if missing and not peer.closed:
-            peer.send(NotFound(tuple(missing)))
-
-    async def _serve_when_read(self, peer: Peer) -> None:
-        try:
-            await peer.wait_sent()
-        except (ConnectionError, RuntimeError):
-            return
-        finally:
-            peer.serving = None
-        self._serve_requests(peer)
-
-    def _serve_item(self, peer: Peer, kind: int, item: bytes) -> bool:
-        """Send one requested block or mempool transaction; False if we lack it."""
-        if kind == INV_BLOCK:
-            raw = self.node.db.get(b"b" + item)
-            if raw is None:
-                return False
-            peer.send(BlockMsg(RawBlock(raw)))
-            peer.known_blocks.add(item)
-            return True
-        # Only mempool transactions are served (as in Bitcoin Core): a
-        # confirmed one would cost a block decode per request.
-        entry = self.node.mempool.get_entry(item)
-        if entry is None:
-            return False
-        peer.send(TxMsg(entry.tx))
-        peer.known_txs.add(item)
-        return True
-
     def _on_addr(self, peer: Peer, msg: Addr) -> None:
-        """Feed gossiped addresses to the address manager, at most as many as
+        """Feed gossiped addresses to the address book, at most as many as
         the peer's token bucket allows (the rest are dropped and counted)."""
-        now = time.time()
-        allowed = peer.addr_limiter.take(len(msg.addresses), now)
-        if allowed < len(msg.addresses):
-            self.addr_rate_limited += len(msg.addresses) - allowed
+        dropped = self.book.rate_limited
+        self.book.learn(peer, msg.addresses, MAX_ADDR, time.time(),
+                        lambda host, port: not self.banned(host)
+                        and not self.is_self((host, port)))
+        if self.book.rate_limited > dropped:
             log.debug("peer %s: %d of %d addresses dropped (rate limit)", peer.address,
-                      len(msg.addresses) - allowed, len(msg.addresses))
-        for host, port, seen in msg.addresses[:min(allowed, MAX_ADDR)]:
-            if not self.banned(host) and not self._is_self((host, port)):
-                self.addrman.add(host, port, peer.host, seen, int(now))
-        self._save_addrs()
+                      self.book.rate_limited - dropped, len(msg.addresses))
 
     def _serve_addr(self, peer: Peer) -> None:
         now = int(time.time())
@@ -673,16 +460,6 @@ class PeerManager:
         if self.listen_port and self.listen is not None:
             good.insert(0, (self.listen[0], self.listen_port, now))
         peer.send(Addr(tuple(good[:MAX_ADDR])))
-
-    def addrman_info(self) -> dict[str, Any]:
-        """Address manager sizes and counters (for ``getaddrmaninfo``)."""
-        stats = self.addrman.stats
-        return {**self.addrman.counts(),
-                "added": stats["added"], "evicted": stats["evicted"],
-                "rejected_invalid": stats["invalid"], "rejected_source_cap": stats["source_cap"],
-                "rejected_collision": stats["collision_dropped"],
-                "rate_limited": self.addr_rate_limited,
-                "fixed": sorted(f"{h}:{p}" for (h, p), f in self.fixed.items() if f.always)}
 
     def _on_inv(self, peer: Peer, msg: Inv) -> None:
         state = self.node.chain.state
@@ -695,8 +472,7 @@ class PeerManager:
                     unknown_block = True
             else:
                 peer.known_txs.add(item)
-                if (item not in self.node.mempool and item not in self._rejected
-                        and item not in self._orphans and not state.has_tx(item)):
+                if self.txs.wanted(item):
                     want_txs.append((INV_TX, item))
         if unknown_block and not self.sync.headers_pending(peer.id):
             self.sync.request_headers(peer)  # one request per message at most
@@ -704,90 +480,13 @@ class PeerManager:
             peer.send(GetData(tuple(want_txs[:1000])))
 
     # -------------------------------------------------------------------- txs
-    def _queue_tx(self, peer: Peer, tx: Tx) -> None:
-        """Keep a relayed tx for the next batch: a batch is checked in one
-        mempool call (one signature verifier call) instead of one per tx."""
-        self._tx_inbox.append((peer, tx))
-        if len(self._tx_inbox) >= TX_BATCH_MAX:
-            self.flush_txs()
-        elif self._tx_flush is None:
-            self._tx_flush = asyncio.get_running_loop().call_later(TX_BATCH_SECONDS,
-                                                                   self.flush_txs)
-
     def flush_txs(self) -> None:
         """Accept the queued relayed txs as one batch."""
-        if self._tx_flush is not None:
-            self._tx_flush.cancel()
-            self._tx_flush = None
-        inbox, self._tx_inbox = self._tx_inbox, []
-        self.on_txs([(peer, tx) for peer, tx in inbox if not peer.closed])
+        self.txs.flush()
 
     def on_tx(self, peer: Peer | None, tx: Tx) -> None:
         """A transaction from a peer: accept, relay, or keep as an orphan."""
-        self.on_txs([(peer, tx)])
-
-    def on_txs(self, batch: list[tuple[Peer | None, Tx]]) -> None:
-        """Transactions from peers, in the order received: accept and relay
-        them, keep the ones whose parents we lack as orphans, and score the
-        peers that sent consensus-invalid ones."""
-        from o2ocli.node.mempool import MempoolError
-
-        fresh: list[tuple[Peer | None, Tx]] = []
-        seen: set[bytes] = set()
-        for peer, tx in batch:
-            txid = tx.txid
-            if peer is not None:
-                peer.known_txs.add(txid)
-            if txid in self.node.mempool or txid in self._orphans or txid in seen:
-                continue
-            seen.add(txid)
-            fresh.append((peer, tx))
-        if not fresh:
-            return
-        results = self.node.submit_txs([tx for _, tx in fresh], [peer for peer, _ in fresh])
-        accepted: list[bytes] = []
-        now = time.monotonic()
-        for (peer, tx), result in zip(fresh, results, strict=True):
-            if not isinstance(result, MempoolError):
-                if peer is not None:
-                    peer.last_tx = now
-                accepted.append(tx.txid)
-            elif result.reason == "bad-txns-inputs-missingorspent" and peer is not None:
-                self._add_orphan(tx, peer)
-            else:
-                self._rejected[tx.txid] = now
-                if len(self._rejected) > 50_000:
-                    self._rejected.clear()
-                if result.consensus and peer is not None:
-                    self.misbehaving(peer, 10, f"invalid transaction: {result.reason}")
-        if accepted and self._orphans:
-            self._retry_orphans(set(accepted))
-
-    def _add_orphan(self, tx: Tx, peer: Peer) -> None:
-        if tx.size > MAX_ORPHAN_TX_BYTES:
-            log.debug("orphan tx %s from %s not kept: %d bytes", tx.txid.hex(), peer.address,
-                      tx.size)
-            return
-        if len(self._orphans) >= MAX_ORPHANS:
-            oldest = min(self._orphans, key=lambda t: self._orphans[t][2])
-            del self._orphans[oldest]
-        self._orphans[tx.txid] = (tx, peer.id, time.monotonic())
-        missing = [(INV_TX, txin.prevout.txid) for txin in tx.inputs
-                   if txin.prevout.txid not in self.node.mempool]
-        if missing:
-            peer.send(GetData(tuple(missing[:1000])))
-
-    def _retry_orphans(self, parents: set[bytes]) -> None:
-        waiting = [t for t, (tx, _, _) in self._orphans.items()
-                   if any(i.prevout.txid in parents for i in tx.inputs)]
-        if waiting:
-            retry = [self._orphans.pop(txid) for txid in waiting]
-            self.on_txs([(self.peers.get(peer_id), tx) for tx, peer_id, _ in retry])
-
-    def _expire_orphans(self) -> None:
-        now = time.monotonic()
-        for txid in [t for t, (_, _, at) in self._orphans.items() if now - at > ORPHAN_SECONDS]:
-            del self._orphans[txid]
+        self.txs.accept([(peer, tx)])
 
     # ------------------------------------------------------------------ relay
     def announce_blocks(self, blocks: list[Any], source: Peer | None = None) -> None:
@@ -818,21 +517,7 @@ class PeerManager:
 
     def announce_tx(self, txid: bytes, source: Peer | None = None) -> None:
         """Queue a transaction announcement (sent in batches every 100 ms)."""
-        self._tx_announce.append((txid, source.id if source is not None else None))
-
-    def _flush_tx_announcements(self) -> None:
-        if not self._tx_announce:
-            return
-        pending, self._tx_announce = self._tx_announce, []
-        for peer in self.ready_peers():
-            items = []
-            for txid, source in pending:
-                if source == peer.id or txid in peer.known_txs:
-                    continue
-                peer.known_txs.add(txid)
-                items.append((INV_TX, txid))
-            for start in range(0, len(items), 5000):
-                peer.send(Inv(tuple(items[start : start + 5000])))
+        self.txs.announce(txid, source)
 
     # ------------------------------------------------------------------- info
     def set_active(self, active: bool) -> None:
@@ -841,12 +526,3 @@ class PeerManager:
         if not active:
             for peer in list(self.peers.values()):
                 peer.close("network disabled")
-
-    def banned_list(self) -> list[dict[str, Any]]:
-        """Current (operator) bans."""
-        now = time.time()
-        return [{"host": h, "until": u} for h, u in sorted(self.bans.items()) if u > now]
-
-    def discouraged_list(self) -> list[dict[str, Any]]:
-        """Public hosts discouraged after misbehaving."""
-        return self.discouraged.listing(time.time())

@@ -26,6 +26,7 @@ from o2ocli.core.block import Block, BlockHeader
 from o2ocli.storage.chainstate import STATUS_INVALID, ChainStateError
 
 from .download import WINDOW, BlockDownloader
+from .interface import ChainView
 from .messages import INV_BLOCK, MAX_HEADERS, GetData, GetHeaders
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +89,8 @@ class BlockSync:
         """block hash → when we first found nobody to ask for it."""
 
     @property
-    def chain(self):  # noqa: ANN201 - ChainManager, avoids an import cycle
+    def chain(self) -> ChainView:
+        """The node's chain (through :class:`~o2ocli.p2p.interface.NodeLink`)."""
         return self.manager.node.chain
 
     # ---------------------------------------------------------------- status

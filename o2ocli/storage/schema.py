@@ -155,3 +155,12 @@ def addr_history_key(pubkey_hash: bytes, height: int, txid: bytes) -> bytes:
 def o2o_undo_key(block_hash: bytes) -> bytes:
     """Key of a block's O2O undo data."""
     return O2O_UNDO + block_hash
+
+
+# P2P records (:mod:`o2ocli.p2p`; kept by a reindex, which rebuilds only the chainstate):
+#
+# * ``n`` ‖ "host:port" → JSON address book entry; ``n`` ‖ 00 ‖ "key" → the
+#   32-byte bucket secret (see :class:`o2ocli.p2p.addrman.AddrStore`)
+# * ``x`` ‖ host → operator ban: until (unix time, u64)
+PEER_ADDR = b"n"
+PEER_BAN = b"x"

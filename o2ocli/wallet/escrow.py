@@ -256,7 +256,7 @@ def describe_ruling(wallet: Wallet, client: Any, raw: str) -> str:
         raise O2OError(f"not a transaction: {exc}") from None
     names: dict[bytes, tuple[str, int]] = {NATIVE_ASSET: (wallet.spec.native_symbol,
                                                           wallet.spec.native_decimals)}
-    from o2ocli.chainspec import format_amount
+    from o2ocli.amounts import format_amount
 
     from .o2o import asset_names
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from o2ocli.chainspec import format_amount
+from o2ocli.amounts import format_amount
 from o2ocli.consensus.o2o import (
     MAX_DECIMALS,
     MAX_REVIEW_TEXT,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from o2ocli.chainspec import format_amount
+from o2ocli.amounts import format_amount
 from o2ocli.core.locks import Multisig, PayToAddress
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxOut
 

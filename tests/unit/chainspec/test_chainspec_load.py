@@ -12,13 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from o2ocli.amounts import format_amount, parse_amount
 from o2ocli.chainspec import (
     ChainSpec,
     SpecError,
     builtin_spec_path,
-    format_amount,
     load_spec,
-    parse_amount,
     spec_from_dict,
 )
 from o2ocli.consensus.params import MAX_AMOUNT

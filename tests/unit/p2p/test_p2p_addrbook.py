@@ -101,7 +101,7 @@ def test_the_book_survives_a_restart(harness):
     flood(m, asked, messages=1)
     host, port = next(iter(m.addrman.entries))
     assert m.addrman.good(host, port, int(time.time()))
-    m._save_addrs()
+    m.book.save()
     before = {k: (e.tried, e.last_seen) for k, e in m.addrman.entries.items()}
     assert len(before) > 100
     m = harness.start()
@@ -116,13 +116,13 @@ def test_outbound_picks_avoid_groups_already_connected(harness):
         m.addrman.add(host, 18444, "100.64.0.1", now, now)
     m.peers = {1: fake_peer("198.51.1.1", dialed=("198.51.1.1", 18444))}
     connected = {("198.51.1.1", 18444)}
-    picks = {m._pick_outbound(connected) for _ in range(30)}
+    picks = {m.dialer.pick_outbound(connected) for _ in range(30)}
     assert picks == {("192.0.2.1", 18444), ("203.0.113.1", 18444)}
     # Those groups taken too: the same /16 is allowed (nothing else is left).
     m.peers[2] = fake_peer("192.0.2.1", dialed=("192.0.2.1", 18444))
     m.peers[3] = fake_peer("203.0.113.1", dialed=("203.0.113.1", 18444))
     connected |= {("192.0.2.1", 18444), ("203.0.113.1", 18444)}
-    assert m._pick_outbound(connected) == ("198.51.2.2", 18444)
+    assert m.dialer.pick_outbound(connected) == ("198.51.2.2", 18444)
 
 
 def test_loopback_test_networks_still_dial(harness):
@@ -132,26 +132,26 @@ def test_loopback_test_networks_still_dial(harness):
     for port in (20001, 20002, 20003):
         m.addrman.add("127.0.0.1", port, "127.0.0.1", now, now)
     m.peers = {1: fake_peer("127.0.0.1", dialed=("127.0.0.1", 20001))}
-    assert m._pick_outbound({("127.0.0.1", 20001)}) in {("127.0.0.1", 20002),
+    assert m.dialer.pick_outbound({("127.0.0.1", 20001)}) in {("127.0.0.1", 20002),
                                                           ("127.0.0.1", 20003)}
 
 
 def test_a_failed_dial_backs_off_and_counts(harness):
     m = harness.start(bootstrap=[("198.51.100.1", 18444)])
     key = ("198.51.100.1", 18444)
-    assert m._pick_outbound(set()) == key
-    m._dial_failed(key)
+    assert m.dialer.pick_outbound(set()) == key
+    m.dialer.failed(key)
     assert m.addrman.get(*key).attempts == 1
-    assert m._pick_outbound(set()) is None  # backing off
-    m._retry_at[key] = 0.0
-    assert m._pick_outbound(set()) == key
+    assert m.dialer.pick_outbound(set()) is None  # backing off
+    m.dialer.retry_at[key] = 0.0
+    assert m.dialer.pick_outbound(set()) == key
     m.ban("198.51.100.1", 60)
-    assert m._pick_outbound(set()) is None  # banned hosts are not dialed
+    assert m.dialer.pick_outbound(set()) is None  # banned hosts are not dialed
 
 
 def test_a_bootstrap_name_is_dialed_only_when_the_book_offers_nothing(harness):
     m = harness.start(bootstrap=[("seed.example.org", 18444)])
-    assert m._pick_outbound(set()) == ("seed.example.org", 18444)
+    assert m.dialer.pick_outbound(set()) == ("seed.example.org", 18444)
     now = int(time.time())
     m.addrman.add("192.0.2.1", 18444, "198.51.100.1", now, now)
-    assert m._pick_outbound(set()) == ("192.0.2.1", 18444)
+    assert m.dialer.pick_outbound(set()) == ("192.0.2.1", 18444)

@@ -21,7 +21,7 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, SigPair, Tx, TxIn, TxOut
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.datadir import init_datadir
 from o2ocli.node.runtime import Node, NodeConfig
-from o2ocli.p2p.manager import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, TX_BATCH_MAX, PeerManager
+from o2ocli.p2p.manager import PeerManager
 from o2ocli.p2p.messages import (
     FRAME_HEADER_SIZE,
     INV_BLOCK,
@@ -39,6 +39,7 @@ from o2ocli.p2p.messages import (
     parse_frame_header,
 )
 from o2ocli.p2p.peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
+from o2ocli.p2p.txrelay import MAX_ORPHAN_TX_BYTES, MAX_ORPHANS, TX_BATCH_MAX
 
 TIMEOUT = 10.0
 
@@ -131,7 +132,7 @@ def test_discouraged_host_gets_only_spare_slots_and_is_evicted_first(tmp_path):
         assert third is not None and third.discouraged
         assert await h.connect() is None  # 3 of 4 taken: refused
         assert len([p for p in m.peers.values() if not p.closed]) == 3
-        m.discouraged = type(m.discouraged)()  # forgotten: a full house evicts instead
+        m.banlist.discouraged = type(m.discouraged)()  # forgotten: a full house evicts instead
         fourth = await h.connect()
         assert fourth is not None and not fourth.discouraged
         newcomer = await h.connect()  # 4 of 4: someone must go, a discouraged one first
@@ -165,12 +166,12 @@ def test_orphan_pool_is_bounded_in_count_and_transaction_size(tmp_path):
         big = _orphan(inputs=100, pairs=15)
         assert MAX_ORPHAN_TX_BYTES < big.size <= 1_000_000
         m.on_tx(peer, big)
-        assert big.txid not in m._orphans and len(h.node.mempool) == 0
+        assert big.txid not in m.txs.orphans and len(h.node.mempool) == 0
         small = [_orphan(inputs=2) for _ in range(MAX_ORPHANS + 20)]
         for tx in small:
             m.on_tx(peer, tx)
-        assert len(m._orphans) == MAX_ORPHANS
-        assert set(m._orphans) == {tx.txid for tx in small[-MAX_ORPHANS:]}  # oldest dropped
+        assert len(m.txs.orphans) == MAX_ORPHANS
+        assert set(m.txs.orphans) == {tx.txid for tx in small[-MAX_ORPHANS:]}  # oldest dropped
         assert not peer.closed and peer.score == 0  # missing inputs: nobody's fault
 
     run(tmp_path, body, max_tx_size=1_000_000, max_block_size=2_000_000)
@@ -190,17 +191,17 @@ def test_relayed_txs_are_checked_in_batches_with_per_tx_outcomes(tmp_path):
         for tx in (orphan, twice, orphan):
             writer.write(encode_frame(m.magic, TxMsg(tx)))
         await _until(lambda: peer.score == 10, "the invalid tx to be scored")
-        assert twice.txid in m._rejected and twice.txid not in m._orphans
-        assert list(m._orphans) == [orphan.txid] and not m._tx_inbox
+        assert twice.txid in m.txs.rejected and twice.txid not in m.txs.orphans
+        assert list(m.txs.orphans) == [orphan.txid] and not m.txs.inbox
         # A full batch is not held back by the timer.
-        m._queue_tx(peer, orphan)
-        assert m._tx_flush is not None and len(m._tx_inbox) == 1
+        m.txs.queue(peer, orphan)
+        assert m.txs.flush_handle is not None and len(m.txs.inbox) == 1
         batch = [_orphan(inputs=1) for _ in range(TX_BATCH_MAX - 1)]
         for tx in batch:
-            m._queue_tx(peer, tx)
-        assert not m._tx_inbox and m._tx_flush is None
-        assert len(m._orphans) == MAX_ORPHANS  # all looked at; the newest kept
-        assert batch[-1].txid in m._orphans and peer.score == 10
+            m.txs.queue(peer, tx)
+        assert not m.txs.inbox and m.txs.flush_handle is None
+        assert len(m.txs.orphans) == MAX_ORPHANS  # all looked at; the newest kept
+        assert batch[-1].txid in m.txs.orphans and peer.score == 10
 
     run(tmp_path, body)
 
