@@ -26,6 +26,8 @@ from o2ocli.node.runtime import Node, NodeConfig
 from o2ocli.rpc.errors import RpcError
 from o2ocli.testing.chaingen import deterministic_key, sign_tx
 
+COIN_UNITS = 100_000_000
+"""Base units of one devnet coin."""
 FEE = 100_000
 """Base units; well above the devnet's minimum relay fee for the txs built here."""
 
@@ -76,6 +78,11 @@ class NodeHarness:
     # -- chain content ------------------------------------------------------
     def address(self, key: PrivateKey) -> str:
         return self.spec.address(key.public_key.hash160())
+
+    def send(self, tx: Tx) -> Tx:
+        """Hand ``tx`` to the node (the mempool), as ``sendrawtx`` does."""
+        self.run(self.node.submit_tx, tx)
+        return tx
 
     def mine(self, txs: Sequence[Tx] = ()) -> Block:
         """Submit ``txs`` to the mempool, then seal and connect the next block."""
@@ -136,6 +143,16 @@ class NodeHarness:
                                       PayToAddress(to.public_key.hash160()))])
 
 
+def p2a(key: PrivateKey) -> PayToAddress:
+    return PayToAddress(key.public_key.hash160())
+
+
+def wire(prevouts: Sequence[Outpoint]) -> list[bytes]:
+    """Outpoints in wire form (txid ‖ u32 LE index), as payload digests bind them."""
+    return [op.txid + op.index.to_bytes(4, "little") for op in prevouts]
+
+
 MERCHANT = deterministic_key(b"rpc-methods", 1)
 CUSTOMER = deterministic_key(b"rpc-methods", 2)
 STRANGER = deterministic_key(b"rpc-methods", 3)
+PAYEE = deterministic_key(b"rpc-methods", 4)
