@@ -21,4 +21,8 @@ module          methods
 ``trace``       gettrace
 ``consent``     listconsents, checkconsent
 ==============  =============================================================
+
+A new payload family adds, in ``node/``: one module here with its ``TABLE``
+(and one line in :data:`o2ocli.node.api.TABLES`), and one renderer module in
+:mod:`o2ocli.node.render` (and one import line in its ``__init__``).
 """
