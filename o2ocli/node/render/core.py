@@ -1,4 +1,5 @@
-"""JSON views of blocks, transactions and coins (what RPC returns).
+"""JSON views of blocks, transactions and coins (what RPC returns); payloads
+and locks through their registered renderers (:mod:`.registry`).
 
 Amounts are decimal strings in display units (never floats); hashes are hex
 in internal byte order; addresses use the chain's Base58Check version.
@@ -14,39 +15,20 @@ from o2ocli.chainspec import ChainSpec
 from o2ocli.consensus.o2o import purchase_buyers
 from o2ocli.core.block import VOTE_ADD, VOTE_NONE, Block, BlockHeader
 from o2ocli.core.finality import FinalityVote
-from o2ocli.core.locks import Escrow, Lock, Multisig, PayToAddress
-from o2ocli.core.payloads import (
-    TRACE_EVENTS,
-    Coinbase,
-    ConsentGrant,
-    ConsentRevoke,
-    GenesisAlloc,
-    NoPayload,
-    Payload,
-    Review,
-    ReviewReply,
-    TokenBurn,
-    TokenCommit,
-    TokenFreeze,
-    TokenIssue,
-    TokenMint,
-    TokenReward,
-    TraceEvent,
-    TraceRegister,
-)
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Tx, TxOut
 from o2ocli.crypto.hashes import hash160
+
+from .registry import burned_by, lock_json, payload_json
 
 __all__ = [
     "TokenLookup",
     "asset_json",
     "amount_json",
-    "lock_json",
     "output_json",
-    "payload_json",
     "tx_json",
     "header_json",
     "block_json",
+    "vote_json",
     "coin_json",
 ]
 
@@ -75,27 +57,6 @@ def amount_json(
     return format_amount(units, known[1]) if known is not None else str(units)
 
 
-def lock_json(spec: ChainSpec, lock: Lock) -> dict[str, Any]:
-    """A lock as JSON."""
-    if isinstance(lock, PayToAddress):
-        return {"type": "address", "address": spec.address(lock.pubkey_hash)}
-    if isinstance(lock, Multisig):
-        return {
-            "type": "multisig",
-            "m": lock.m,
-            "addresses": [spec.address(h) for h in lock.pubkey_hashes],
-        }
-    if isinstance(lock, Escrow):
-        return {
-            "type": "escrow",
-            "payer": spec.address(lock.payer),
-            "payees": [{"address": spec.address(p), "bps": bps} for p, bps in lock.payees],
-            "arbiter": spec.address(lock.arbiter) if lock.arbiter else None,
-            "timeout": lock.timeout,
-        }
-    return {"type": type(lock).__name__}
-
-
 def output_json(
     spec: ChainSpec, index: int, out: TxOut, tokens: TokenLookup | None = None
 ) -> dict[str, Any]:
@@ -108,63 +69,9 @@ def output_json(
         "units": out.amount,
         "lock": lock_json(spec, out.lock),
     }
-    if isinstance(out.lock, PayToAddress):
+    if "address" in data["lock"]:  # a single-address lock
         data["address"] = data["lock"]["address"]
     return data
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "replace")
-
-
-def payload_json(spec: ChainSpec, payload: Payload) -> dict[str, Any]:
-    """A payload as JSON."""
-    if isinstance(payload, NoPayload):
-        return {"type": "none"}
-    if isinstance(payload, Coinbase):
-        return {"type": "coinbase", "height": payload.height}
-    if isinstance(payload, GenesisAlloc):
-        return {"type": "genesis", "note": _text(payload.note)}
-    if isinstance(payload, TokenCommit):
-        return {"type": "token-commit", "commitment": payload.commitment.hex()}
-    if isinstance(payload, TokenIssue):
-        return {"type": "token-issue", "symbol": _text(payload.symbol), "name": _text(payload.name),
-                "decimals": payload.decimals, "mintable": payload.mintable,
-                "asset": payload.asset.hex(), "salt": payload.salt.hex()}
-    if isinstance(payload, (TokenMint, TokenBurn)):
-        kind = "token-mint" if isinstance(payload, TokenMint) else "token-burn"
-        return {"type": kind, "asset": payload.asset.hex(), "units": payload.amount}
-    if isinstance(payload, TokenFreeze):
-        return {"type": "token-freeze", "asset": payload.asset.hex()}
-    if isinstance(payload, TokenReward):
-        return {"type": "token-reward", "asset": payload.asset.hex(),
-                "for": "reviews" if payload.kind == 1 else "purchases",
-                "refs": [r.hex() for r in payload.refs]}
-    if isinstance(payload, Review):
-        return {"type": "review", "merchant": spec.address(payload.merchant),
-                "purchase": payload.purchase.hex(), "rating": payload.rating,
-                "text": _text(payload.text), "reviewer": spec.address(hash160(payload.pubkey))}
-    if isinstance(payload, ReviewReply):
-        return {"type": "review-reply", "review": payload.review.hex(),
-                "text": _text(payload.text), "merchant": spec.address(hash160(payload.pubkey))}
-    if isinstance(payload, TraceRegister):
-        return {"type": "trace-register", "merchant": spec.address(payload.merchant),
-                "item": _text(payload.item_id), "product": _text(payload.product),
-                "asset": payload.asset.hex(),
-                "data": {_text(k): _text(v) for k, v in payload.data}}
-    if isinstance(payload, TraceEvent):
-        event = TRACE_EVENTS[payload.event] if payload.event < len(TRACE_EVENTS) else None
-        return {"type": "trace-event", "asset": payload.asset.hex(), "event": event,
-                "location": _text(payload.location), "note": _text(payload.note),
-                "document": payload.document.hex() if payload.document else None}
-    if isinstance(payload, ConsentGrant):
-        return {"type": "consent-grant", "user": spec.address(hash160(payload.pubkey)),
-                "grantee": spec.address(payload.grantee), "scope": _text(payload.scope),
-                "until": payload.until}
-    if isinstance(payload, ConsentRevoke):
-        return {"type": "consent-revoke", "grant": payload.grant.hex(),
-                "user": spec.address(hash160(payload.pubkey))}
-    return {"type": type(payload).__name__}
 
 
 def tx_json(
@@ -193,7 +100,7 @@ def tx_json(
                     "lock": lock_json(spec, coin.output.lock),
                 }
             )
-            if isinstance(coin.output.lock, PayToAddress):
+            if "address" in entry["lock"]:
                 entry["address"] = entry["lock"]["address"]
         inputs.append(entry)
     data: dict[str, Any] = {
@@ -214,7 +121,7 @@ def tx_json(
     if spent is not None and all(c is not None for c in spent) and not tx.is_coinbase:
         paid_in = sum(c.output.amount for c in spent if c and c.output.asset == NATIVE_ASSET)
         paid_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)
-        burned = spec.token_issue_fee if isinstance(tx.payload, TokenIssue) else 0
+        burned = burned_by(spec, tx.payload)
         data["fee"] = format_amount(paid_in - paid_out - burned, spec.native_decimals)
         data["fee_units"] = paid_in - paid_out - burned
         if burned:
