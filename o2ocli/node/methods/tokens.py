@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from o2ocli.chainspec import format_amount
+from o2ocli.amounts import format_amount
 from o2ocli.consensus.errors import TxInvalid
 from o2ocli.consensus.o2o import (
     MAX_SYMBOL_LEN,
