@@ -28,6 +28,9 @@ release or refund spends no other escrow output, so the fee is not counted twice
 Anything else — the arbiter alone, a payee before the payer released, the
 payer releasing less than the shares, the payer reclaiming before the timeout —
 is refused.
+
+State (see :mod:`.state`): :data:`ESCROW_SETTLED` records how each escrow
+output was settled (:func:`settlement_writes`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from o2ocli.core.tx import NATIVE_ASSET, Coin, SigPair, Tx
 from o2ocli.crypto.hashes import hash160
 
 from .errors import TxInvalid
+from .state import Namespace, O2OState, StateKey
 
 __all__ = [
     "PATH_RELEASE",
@@ -51,6 +55,10 @@ __all__ = [
     "escrow_allowance",
     "release_shares",
     "check_escrow_spends",
+    "ESCROW_SETTLED",
+    "NAMESPACES",
+    "settlement_writes",
+    "read_settlement",
 ]
 
 PATH_RELEASE, PATH_RECLAIM, PATH_REFUND, PATH_DISPUTE = 1, 2, 3, 4
@@ -58,6 +66,26 @@ PATH_NAMES = {PATH_RELEASE: "released", PATH_RECLAIM: "reclaimed", PATH_REFUND: 
               PATH_DISPUTE: "disputed"}
 FEE_ALLOWANCE_DIVISOR = 100
 """The fee taken from a native-coin escrow is at most ``amount // 100``."""
+
+ESCROW_SETTLED = Namespace("escrow-settled", "escrow outpoint (txid ‖ index u32 BE) → "
+                           "spending txid ‖ path u8")
+NAMESPACES = (ESCROW_SETTLED,)
+
+
+def settlement_writes(
+    tx: Tx, spends: Sequence[tuple[int, int]], writes: dict[StateKey, bytes | None]
+) -> None:
+    """Add to ``writes`` how ``tx`` settles each escrow input (``spends`` as
+    returned by :func:`check_escrow_spends`)."""
+    txid = tx.txid
+    for index, path in spends:
+        writes[(ESCROW_SETTLED.name, tx.inputs[index].prevout.to_bytes())] = txid + bytes([path])
+
+
+def read_settlement(state: O2OState, outpoint_bytes: bytes) -> tuple[bytes, int] | None:
+    """(spending txid, path) of a settled escrow output, or None."""
+    data = state.read((ESCROW_SETTLED.name, outpoint_bytes))
+    return None if data is None else (data[:32], data[32])
 
 
 def escrow_signature_pairs(lock: Escrow, witness: Sequence[SigPair]) -> list[tuple[bytes, bytes]]:

@@ -24,12 +24,12 @@ from o2ocli.core.tx import NATIVE_ASSET, TX_VERSION, Coin, Outpoint, Tx
 from o2ocli.crypto.backends import verify as ecdsa_verify
 
 from .errors import TxInvalid
-from .escrow import check_escrow_spends
+from .escrow import check_escrow_spends, settlement_writes
 from .locks import SigCheck, lock_signature_checks
 from .o2o import (
     EMPTY_STATE,
     NO_EFFECT,
-    O2O_PAYLOADS,
+    RULES,
     O2OEffect,
     O2OState,
     check_o2o_inputs,
@@ -148,7 +148,7 @@ def check_payload_placement(tx: Tx) -> None:
             if txin.witness:
                 raise TxInvalid("bad-cb-witness", "fee claim carries a witness")
         return
-    if not isinstance(payload, (NoPayload, *O2O_PAYLOADS)):
+    if payload.TAG not in RULES and not isinstance(payload, NoPayload):
         raise TxInvalid("bad-txns-payload", f"payload {type(payload).__name__} is not allowed")
 
 
@@ -298,9 +298,7 @@ def check_tx_contextual(
 
 
 def _escrow_effect(tx: Tx, escrows: list[tuple[int, int]], effect: O2OEffect) -> O2OEffect:
-    txid = tx.txid
-    for index, path in escrows:
-        effect.escrows[tx.inputs[index].prevout] = (txid, path)
+    settlement_writes(tx, escrows, effect.writes)
     return effect
 
 

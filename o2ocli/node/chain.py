@@ -52,7 +52,7 @@ __all__ = [
     "reindex_pending",
 ]
 
-SNAPSHOT_PREFIX = b"p"
+SNAPSHOT_PREFIX = k.SNAPSHOT
 """``p`` ‖ block hash → PoA :class:`Snapshot` after that block."""
 
 FAR_FUTURE = 2**62

@@ -44,9 +44,11 @@ from o2ocli.consensus.o2o import (
     O2O_PAYLOADS,
     STATE_DEPENDENT_REASONS,
     check_o2o_inputs,
+    claim_description,
     o2o_claims,
 )
 from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
+from o2ocli.consensus.state import StateKey
 from o2ocli.consensus.tx import (
     Verifier,
     check_lock_height,
@@ -69,16 +71,6 @@ _NOT_MISBEHAVIOUR = frozenset(
 )
 """Consensus reasons that a valid tx can hit too (unknown parent, lock not yet
 reached, an O2O rule that depends on blocks this node may not have yet)."""
-
-
-_CLAIM_NAMES = {
-    b"T": "token symbol",
-    b"V": "purchase (one review per purchase)",
-    b"Y": "review (one reply per review)",
-    b"W": "reward (one reward per purchase and token)",
-    b"I": "item id (one registration per item)",
-    b"L": "consent grant (one revocation per grant)",
-}
 
 
 class ChainView(Protocol):
@@ -222,7 +214,7 @@ class Mempool:
         """txid → mempool txs spending one of its outputs."""
         self._parents: dict[bytes, set[bytes]] = {}
         """txid → mempool txs whose outputs it spends."""
-        self._claims: dict[bytes, bytes] = {}
+        self._claims: dict[StateKey, bytes] = {}
         """O2O claim key → txid of the mempool tx holding it."""
         self._o2o: set[bytes] = set()
         """Txids of mempool txs with an O2O payload (re-checked after each block)."""
@@ -259,7 +251,7 @@ class Mempool:
         """All entries, in the order they entered the pool."""
         return list(self._entries.values())
 
-    def claimed(self, claim: bytes) -> bytes | None:
+    def claimed(self, claim: StateKey) -> bytes | None:
         """Txid of the mempool tx holding O2O claim ``claim`` (see
         :func:`~o2ocli.consensus.o2o.o2o_claims`), or None."""
         return self._claims.get(claim)
@@ -379,7 +371,7 @@ class Mempool:
         against the pool plus the earlier batch txs that passed (minus ``bad_sigs``)."""
         batch_txs: dict[bytes, Tx] = {}
         batch_spent: dict[Outpoint, bytes] = {}
-        batch_claims: dict[bytes, bytes] = {}
+        batch_claims: dict[StateKey, bytes] = {}
         self._batch_mint = {}
         view = _BatchView(self, batch_txs)
         results: list[MempoolError | None] = []
@@ -457,7 +449,7 @@ class Mempool:
             )
         self._batch_mint[mint.asset] = self._batch_mint.get(mint.asset, 0) + mint.amount
 
-    def _check_claims(self, tx: Tx, batch_claims: dict[bytes, bytes]) -> None:
+    def _check_claims(self, tx: Tx, batch_claims: dict[StateKey, bytes]) -> None:
         """Refuse ``tx`` if a pool or batch tx already holds one of its O2O claims."""
         for claim in o2o_claims(tx):
             other = self._claims.get(claim) or batch_claims.get(claim)
@@ -465,7 +457,7 @@ class Mempool:
                 raise MempoolError(
                     "txn-mempool-conflict",
                     f"mempool tx {other.hex()} already claims the same "
-                    + _CLAIM_NAMES.get(claim[:1], "thing"),
+                    + claim_description(claim),
                     conflict=other,
                 )
 

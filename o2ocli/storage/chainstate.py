@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from o2ocli.consensus import consent, escrow, reviews, tokens, trace
 from o2ocli.consensus.block import (
     BlockEffects,
     apply_block,
@@ -31,19 +32,17 @@ from o2ocli.consensus.block import (
     check_block_structure,
     genesis_effects,
 )
+from o2ocli.consensus.consent import ConsentRecord
 from o2ocli.consensus.errors import BlockInvalid
-from o2ocli.consensus.o2o import (
-    ConsentRecord,
-    ItemRecord,
-    O2OEffect,
-    ReviewRecord,
-    TokenRecord,
-)
+from o2ocli.consensus.o2o import block_writes
 from o2ocli.consensus.params import ConsensusParams
+from o2ocli.consensus.reviews import ReviewRecord
+from o2ocli.consensus.state import O2OEffect, StateKey
+from o2ocli.consensus.tokens import TokenRecord
+from o2ocli.consensus.trace import ItemRecord
 from o2ocli.consensus.tx import Verifier, serial_verifier
 from o2ocli.core.block import Block, BlockHeader
 from o2ocli.core.encoding import DecodeError, Reader, Writer, varint_size
-from o2ocli.core.payloads import authority_asset_id
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, Tx
 
 from . import schema as k
@@ -193,35 +192,16 @@ def _decode_o2o_undo(data: bytes) -> list[tuple[bytes, bytes | None]]:
     return out
 
 
-def _o2o_puts(changes: O2OEffect) -> list[tuple[bytes, bytes]]:
-    """The O2O state and index keys a block's changes write."""
-    puts: list[tuple[bytes, bytes]] = []
-    for asset, record in changes.tokens.items():
-        puts.append((k.TOKEN + asset, record.to_bytes()))
-        if record.mintable:  # only a mintable token ever had an authority asset
-            puts.append((k.AUTHORITY + authority_asset_id(asset), asset))
-    for (asset, ref), reward in changes.rewarded.items():
-        puts.append((k.REWARDED + asset + ref, reward))
-    for txid, review in changes.reviews.items():
-        puts.append((k.REVIEWED + review.purchase, txid))
-        puts.append((k.REVIEW + txid, review.to_bytes()))
-        height = review.height.to_bytes(4, "big")
-        puts.append((k.BY_MERCHANT + review.merchant + height + txid, b""))
-        puts.append((k.BY_REVIEWER + review.reviewer + height + txid, b""))
-    for review_txid, reply in changes.replies.items():
-        puts.append((k.REPLY + review_txid, reply))
-    for outpoint, (txid, path) in changes.escrows.items():
-        puts.append((k.ESCROW_SETTLED + outpoint.to_bytes(), txid + bytes([path])))
-    for asset, item in changes.items.items():
-        puts.append((k.ITEM + asset, item.to_bytes()))
-    for txid, consent in changes.consents.items():
-        puts.append((k.CONSENT + txid, consent.to_bytes()))
-        height = consent.height.to_bytes(4, "big")
-        puts.append((k.BY_USER + consent.user + height + txid, b""))
-        puts.append((k.BY_GRANTEE + consent.grantee + height + txid, b""))
-    for grant, txid in changes.revocations.items():
-        puts.append((k.REVOKED + grant, txid))
-    return puts
+def _o2o_writes(block: Block, changes: O2OEffect, state: object) -> list[tuple[StateKey,
+                                                                                 bytes | None]]:
+    """A block's O2O writes (:func:`~o2ocli.consensus.o2o.block_writes`) in
+    write order (:data:`~o2ocli.storage.schema.O2O_WRITE_ORDER`)."""
+    items = block_writes(block.txs, block.height, changes, state)  # type: ignore[arg-type]
+    if len(items) > 1:
+        order = k.O2O_WRITE_ORDER
+        last = len(order)
+        items.sort(key=lambda item: order.get(item[0][0], last))
+    return items
 
 
 class ChainState:
@@ -364,58 +344,64 @@ class ChainState:
         ]
 
     # ---------------------------------------------------- O2O state (consensus)
-    def token(self, asset: bytes) -> TokenRecord | None:
-        """The registry record of token ``asset``, or None."""
-        data = self.db.get(k.TOKEN + asset)
-        return None if data is None else TokenRecord.from_bytes(data)
+    def read(self, key: StateKey) -> bytes | None:
+        """The O2O state value under ``key`` (namespace, id), or None."""
+        return self.db.get(k.O2O_NAMESPACES[key[0]] + key[1])
 
     def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
         """A main-chain tx and its height, or None."""
         found = self.get_tx(txid)
         return None if found is None else (found[0], found[2])
 
+    # ------------------------------------------------------- O2O query helpers
+    def token(self, asset: bytes) -> TokenRecord | None:
+        """The registry record of token ``asset``, or None."""
+        return tokens.read_token(self, asset)
+
     def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
         """Txid of the reward that paid ``asset`` for ``ref``, or None."""
-        return self.db.get(k.REWARDED + asset + ref)
+        return tokens.rewarded_by(self, asset, ref)
 
     def review_of_purchase(self, purchase: bytes) -> bytes | None:
         """Txid of the review of ``purchase``, or None."""
-        return self.db.get(k.REVIEWED + purchase)
+        return reviews.review_of_purchase(self, purchase)
 
     def review(self, txid: bytes) -> ReviewRecord | None:
         """The record of review ``txid``, or None."""
-        data = self.db.get(k.REVIEW + txid)
-        return None if data is None else ReviewRecord.from_bytes(data)
+        return reviews.read_review(self, txid)
 
     def reply_of(self, review: bytes) -> bytes | None:
         """Txid of the reply to ``review``, or None."""
-        return self.db.get(k.REPLY + review)
+        return reviews.reply_of(self, review)
 
-    # ------------------------------------------------------- O2O query indexes
     def iter_tokens(self) -> Iterator[TokenRecord]:
         """Every issued token, in asset id order."""
-        for _, value in self.db.iterate(k.TOKEN):
+        for _, value in self.db.iterate(k.O2O_NAMESPACES[tokens.TOKEN.name]):
             yield TokenRecord.from_bytes(value)
 
     def item(self, asset: bytes) -> ItemRecord | None:
         """The registration of item ``asset``, or None."""
-        data = self.db.get(k.ITEM + asset)
-        return None if data is None else ItemRecord.from_bytes(data)
+        return trace.read_item(self, asset)
 
     def consent(self, txid: bytes) -> ConsentRecord | None:
         """The consent grant ``txid``, or None."""
-        data = self.db.get(k.CONSENT + txid)
-        return None if data is None else ConsentRecord.from_bytes(data)
+        return consent.read_consent(self, txid)
 
     def revoked_by(self, grant: bytes) -> bytes | None:
         """Txid of the revocation of ``grant``, or None."""
-        return self.db.get(k.REVOKED + grant)
+        return consent.revoked_by(self, grant)
+
+    def _index_keys(self, namespace: str, ident: bytes) -> Iterator[bytes]:
+        """Ids (without ``ident``) of the index entries under ``namespace`` ‖ ``ident``."""
+        prefix = k.O2O_NAMESPACES[namespace] + ident
+        skip = len(prefix)
+        for key in self.db.iterate_keys(prefix):
+            yield key[skip:]
 
     def item_moves(self, asset: bytes) -> list[tuple[int, bytes]]:
         """(height, txid) of every main-chain tx that moved item ``asset``, oldest first."""
-        prefix = k.ITEM_MOVES + asset
-        return [(int.from_bytes(key[33:37], "big"), key[37:69])
-                for key in self.db.iterate_keys(prefix)]
+        return [(int.from_bytes(rest[:4], "big"), rest[4:36])
+                for rest in self._index_keys(trace.ITEM_MOVES.name, asset)]
 
     def consents_by(self, prefix: bytes, pkh: bytes) -> list[bytes]:
         """Grant txids by user (``prefix`` ``k.BY_USER``) or grantee (``k.BY_GRANTEE``)."""
@@ -423,12 +409,11 @@ class ChainState:
 
     def escrow_settlement(self, outpoint: Outpoint) -> tuple[bytes, int] | None:
         """(spending txid, path) of a settled escrow output, or None."""
-        data = self.db.get(k.ESCROW_SETTLED + outpoint.to_bytes())
-        return None if data is None else (data[:32], data[32])
+        return escrow.read_settlement(self, outpoint.to_bytes())
 
     def token_of_authority(self, authority: bytes) -> TokenRecord | None:
         """The token whose mint authority asset is ``authority``, or None."""
-        asset = self.db.get(k.AUTHORITY + authority)
+        asset = self.read((tokens.TOKEN_AUTHORITY.name, authority))
         return None if asset is None else self.token(asset)
 
     def asset_coins(self, asset: bytes) -> list[tuple[Outpoint, Coin]]:
@@ -443,13 +428,13 @@ class ChainState:
 
     def reviews_by_merchant(self, merchant: bytes) -> list[bytes]:
         """Txids of the reviews of ``merchant``, oldest first."""
-        prefix = k.BY_MERCHANT + merchant
-        return [key[25:57] for key in self.db.iterate_keys(prefix)]
+        return [rest[4:36] for rest in self._index_keys(reviews.REVIEWS_BY_MERCHANT.name,
+                                                        merchant)]
 
     def reviews_by_reviewer(self, reviewer: bytes) -> list[bytes]:
         """Txids of the reviews written by ``reviewer``, oldest first."""
-        prefix = k.BY_REVIEWER + reviewer
-        return [key[25:57] for key in self.db.iterate_keys(prefix)]
+        return [rest[4:36] for rest in self._index_keys(reviews.REVIEWS_BY_REVIEWER.name,
+                                                        reviewer)]
 
     def iter_utxos(self) -> Iterator[tuple[Outpoint, Coin]]:
         """Every unspent output, in key order."""
@@ -687,12 +672,19 @@ class ChainState:
                 put(k.ADDR_UTXO + address + key, b"")
             if coin.output.asset != NATIVE_ASSET:
                 put(k.ASSET_UTXO + coin.output.asset + key, b"")
-        o2o_puts = _o2o_puts(effects.o2o)
-        o2o_puts += self._item_moves(block, effects.o2o)
-        if o2o_puts:
-            undo = [(key, self.db.get(key)) for key, _ in o2o_puts]
-            for key, value in o2o_puts:
-                put(key, value)
+        o2o_writes = _o2o_writes(block, effects.o2o, self)
+        if o2o_writes:
+            # Generic: each (namespace, id) → value, with the previous value as undo.
+            prefixes = k.O2O_NAMESPACES
+            db_get = self.db.get
+            undo: list[tuple[bytes, bytes | None]] = []
+            for (namespace, ident), value in o2o_writes:
+                key = prefixes[namespace] + ident
+                undo.append((key, db_get(key)))
+                if value is None:
+                    delete(key)
+                else:
+                    put(key, value)
             put(k.o2o_undo_key(block.hash), _encode_o2o_undo(undo))
         offset = len(block.header.to_bytes()) + varint_size(len(block.txs))
         for position, tx in enumerate(block.txs):
@@ -705,25 +697,6 @@ class ChainState:
                 put(k.addr_history_key(address, height, txid), b"")
         put(k.height_key(height), block.hash)
         put(k.META_TIP, block.hash)
-
-    def _item_moves(self, block: Block, changes: O2OEffect) -> list[tuple[bytes, bytes]]:
-        """Index entries for every tx of ``block`` that moves a registered item."""
-        puts = []
-        height = block.height.to_bytes(4, "big")
-        known: dict[bytes, bool] = {}
-        for tx in block.txs:
-            for out in tx.outputs:
-                asset = out.asset
-                if asset == NATIVE_ASSET:
-                    continue
-                is_item = known.get(asset)
-                if is_item is None:
-                    is_item = known[asset] = (
-                        asset in changes.items or self.db.get(k.ITEM + asset) is not None
-                    )
-                if is_item:
-                    puts.append((k.ITEM_MOVES + asset + height + tx.txid, b""))
-        return puts
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block."""

@@ -23,29 +23,36 @@ Keys (integers inside keys are big-endian):
   before the reindex (empty if unknown).  While it is present the chainstate
   is incomplete: the node refuses to start and ``node reindex`` resumes.
 
-O2O state (read by the consensus rules of :mod:`o2ocli.consensus.o2o`):
+O2O state and indexes.  The consensus families (:mod:`o2ocli.consensus.o2o`)
+name their keys abstractly, as (namespace, id) pairs (:mod:`o2ocli.consensus.state`);
+:data:`O2O_NAMESPACES` below is the one place that gives each namespace its
+prefix byte, so a key on disk is ``prefix ‖ id``:
 
-* ``T`` ‖ asset → token registry record (:class:`~o2ocli.consensus.o2o.TokenRecord`)
-* ``W`` ‖ asset ‖ rewarded txid → txid of the reward that paid it
-* ``V`` ‖ purchase txid → txid of its review
-* ``R`` ‖ review txid → :class:`~o2ocli.consensus.o2o.ReviewRecord`
-* ``Y`` ‖ review txid → txid of the merchant's reply
+* ``T`` token ‖ asset → token registry record (:class:`~o2ocli.consensus.tokens.TokenRecord`)
+* ``Z`` token-authority ‖ authority asset id → the token asset id it controls
+* ``W`` token-rewarded ‖ asset ‖ rewarded txid → txid of the reward that paid it
+* ``V`` review-of-purchase ‖ purchase txid → txid of its review
+* ``R`` review ‖ review txid → :class:`~o2ocli.consensus.reviews.ReviewRecord`
+* ``M`` review-by-merchant ‖ merchant pubkey hash ‖ height u32 ‖ review txid → empty
+* ``E`` review-by-reviewer ‖ reviewer pubkey hash ‖ height u32 ‖ review txid → empty
+* ``Y`` review-reply ‖ review txid → txid of the merchant's reply
+* ``K`` escrow-settled ‖ escrow outpoint → spending txid ‖ path u8 (how an escrow was settled)
+* ``I`` trace-item ‖ item asset → :class:`~o2ocli.consensus.trace.ItemRecord` (traceability)
+* ``G`` consent-grant ‖ grant txid → :class:`~o2ocli.consensus.consent.ConsentRecord`
+* ``U`` consent-by-user ‖ user pubkey hash ‖ height u32 ‖ grant txid → empty (grants by user)
+* ``D`` consent-by-grantee ‖ grantee pubkey hash ‖ height u32 ‖ grant txid → empty
+* ``L`` consent-revoked ‖ grant txid → txid of its revocation
+* ``Q`` trace-item-moves ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
 
-O2O indexes (for queries only):
+Also derived from the O2O payloads, kept by the chainstate itself:
 
-* ``M`` ‖ merchant pubkey hash ‖ height u32 ‖ review txid → empty
-* ``E`` ‖ reviewer pubkey hash ‖ height u32 ‖ review txid → empty
 * ``A`` ‖ asset ‖ txid ‖ index u32 → empty: an unspent output of a non-native asset
-* ``Z`` ‖ authority asset id → the token asset id it controls
-* ``K`` ‖ escrow outpoint → spending txid ‖ path u8 (how an escrow was settled)
-* ``I`` ‖ item asset → :class:`~o2ocli.consensus.o2o.ItemRecord` (traceability)
-* ``Q`` ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
-* ``G`` ‖ grant txid → :class:`~o2ocli.consensus.o2o.ConsentRecord`
-* ``L`` ‖ grant txid → txid of its revocation
-* ``U`` ‖ user pubkey hash ‖ height u32 ‖ grant txid → empty (grants by user)
-* ``D`` ‖ grantee pubkey hash ‖ height u32 ‖ grant txid → empty (grants by grantee)
 * ``o`` ‖ block hash → O2O undo data: each O2O key the block wrote, with its
   previous value (or none)
+
+A block's O2O writes are applied (and listed in its undo data) grouped in
+the order of :data:`O2O_WRITE_ORDER`, then in the order the block's
+transactions wrote them.
 
 Every block connect or disconnect updates all of these (and ``m tip``) in one
 write batch.
@@ -62,6 +69,12 @@ Finality (:mod:`o2ocli.node.finality`):
   the vote is sent, kept by a reindex, and put back in the vote pool at start
 * ``e`` ‖ accused address ‖ evidence id → :class:`~o2ocli.core.finality.Evidence`
   (from blocks or gossip; kept by a reindex)
+
+Node and network (not derived from blocks):
+
+* ``p`` ‖ … → validator set snapshots (:mod:`o2ocli.node.chain`)
+* ``n`` ‖ … → the peer address book (:mod:`o2ocli.p2p.addrman`)
+* ``x`` ‖ … → operator bans (:mod:`o2ocli.p2p.manager`)
 """
 
 from __future__ import annotations
@@ -92,10 +105,47 @@ REVOKED = b"L"
 BY_USER = b"U"
 BY_GRANTEE = b"D"
 O2O_UNDO = b"o"
-O2O_PREFIXES = (TOKEN, REWARDED, REVIEWED, REVIEW, REPLY, BY_MERCHANT, BY_REVIEWER, ASSET_UTXO,
-                AUTHORITY, ESCROW_SETTLED, ITEM, ITEM_MOVES, CONSENT, REVOKED, BY_USER,
-                BY_GRANTEE, O2O_UNDO)
+
+O2O_NAMESPACES: dict[str, bytes] = {
+    "token": TOKEN,
+    "token-authority": AUTHORITY,
+    "token-rewarded": REWARDED,
+    "review-of-purchase": REVIEWED,
+    "review": REVIEW,
+    "review-by-merchant": BY_MERCHANT,
+    "review-by-reviewer": BY_REVIEWER,
+    "review-reply": REPLY,
+    "escrow-settled": ESCROW_SETTLED,
+    "trace-item": ITEM,
+    "consent-grant": CONSENT,
+    "consent-by-user": BY_USER,
+    "consent-by-grantee": BY_GRANTEE,
+    "consent-revoked": REVOKED,
+    "trace-item-moves": ITEM_MOVES,
+}
+"""O2O namespace name (declared by its consensus family) → key prefix."""
+
+O2O_WRITE_ORDER: dict[str, int] = {
+    "token": 0, "token-authority": 0,
+    "token-rewarded": 1,
+    "review-of-purchase": 2, "review": 2, "review-by-merchant": 2, "review-by-reviewer": 2,
+    "review-reply": 3,
+    "escrow-settled": 4,
+    "trace-item": 5,
+    "consent-grant": 6, "consent-by-user": 6, "consent-by-grantee": 6,
+    "consent-revoked": 7,
+    "trace-item-moves": 8,
+}
+"""Group of each namespace in a block's O2O writes (the order of schema 2's
+undo data; writes of one group keep the order the block made them in).  A
+namespace missing here goes last."""
+
+O2O_PREFIXES = (*O2O_NAMESPACES.values(), ASSET_UTXO, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
+
+SNAPSHOT = b"p"
+PEER_ADDR = b"n"
+BAN = b"x"
 
 REINDEX_MARKER = b"!reindex"
 
@@ -150,6 +200,11 @@ def addr_utxo_key(pubkey_hash: bytes, outpoint_bytes: bytes) -> bytes:
 def addr_history_key(pubkey_hash: bytes, height: int, txid: bytes) -> bytes:
     """Key of an address → transaction history entry."""
     return ADDR_HISTORY + pubkey_hash + height.to_bytes(4, "big") + txid
+
+
+def o2o_key(key: tuple[str, bytes]) -> bytes:
+    """The database key of an O2O state key (namespace, id)."""
+    return O2O_NAMESPACES[key[0]] + key[1]
 
 
 def o2o_undo_key(block_hash: bytes) -> bytes:

@@ -17,13 +17,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from o2ocli.amounts import format_amount
-from o2ocli.consensus.o2o import (
+from o2ocli.consensus.errors import TxInvalid
+from o2ocli.consensus.fields import TextField
+from o2ocli.consensus.fields import check_text as text_rule
+from o2ocli.consensus.reviews import REPLY_TEXT, REVIEW_TEXT
+from o2ocli.consensus.tokens import (
     MAX_DECIMALS,
-    MAX_REVIEW_TEXT,
     MAX_SYMBOL_LEN,
-    MAX_TOKEN_NAME,
     MIN_SYMBOL_LEN,
+    TOKEN_NAME,
 )
+from o2ocli.consensus.tokens import check_symbol as symbol_rule
 from o2ocli.core.locks import PayToAddress, lock_bytes
 from o2ocli.core.payloads import (
     MAX_REWARD_KEYS,
@@ -58,6 +62,7 @@ __all__ = [
     "O2OError",
     "check_symbol",
     "check_text",
+    "check_field",
     "get_token",
     "asset_names",
     "build",
@@ -76,39 +81,41 @@ __all__ = [
 ]
 
 
-_SYMBOL_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-
-
 def check_symbol(symbol: str) -> str:
     """The canonical (upper-case) symbol, or :class:`O2OError`."""
     canonical = symbol.upper() if symbol.isascii() else ""  # no Unicode case folding (ß→SS)
-    if not MIN_SYMBOL_LEN <= len(canonical) <= MAX_SYMBOL_LEN or not set(canonical) <= (
-        _SYMBOL_CHARS
-    ):
+    try:
+        symbol_rule(canonical.encode())
+    except TxInvalid:
         raise O2OError(
             f"invalid symbol {symbol!r}: use {MIN_SYMBOL_LEN}-{MAX_SYMBOL_LEN} letters A-Z or "
             "digits 0-9"
-        )
+        ) from None
     return canonical
 
 
-def check_text(text: str, what: str, limit: int, *, allow_empty: bool) -> bytes:
-    """``text`` as UTF-8 if the consensus text rule accepts it (length, no
-    control characters, line separators or bidi marks), else O2OError."""
-    from o2ocli.consensus.errors import TxInvalid
-    from o2ocli.consensus.o2o import check_text as rule
-
+def check_field(text: str, spec: TextField, what: str | None = None) -> bytes:
+    """``text`` as UTF-8 if the consensus text rule for the payload field
+    ``spec`` accepts it (length, no control characters, line separators or
+    bidi marks), else O2OError.  ``what`` names the field in the message."""
+    what = what or spec.what
     try:
         data = text.encode("utf-8", errors="strict")
     except UnicodeEncodeError:
         raise O2OError(f"{what} is not valid UTF-8") from None
     try:
-        rule(data, what, "text", limit, allow_empty=allow_empty)
+        text_rule(data, spec, what)
     except TxInvalid as exc:
-        hint = " (newlines, tabs and direction marks are not allowed)" if "control" in exc.reason \
-            else ""
+        hint = " (newlines, tabs and direction marks are not allowed)" \
+            if exc.reason == spec.bad_control else ""
         raise O2OError(exc.message + hint) from None
     return data
+
+
+def check_text(text: str, what: str, limit: int, *, allow_empty: bool) -> bytes:
+    """:func:`check_field` for a text of at most ``limit`` bytes named ``what``."""
+    spec = TextField(what, limit, allow_empty, "text-length", "text-utf8", "text-control")
+    return check_field(text, spec)
 
 
 def get_token(client: Any, ref: str) -> dict[str, Any]:
@@ -209,7 +216,7 @@ def start_issue(
     """Step 1: broadcast the commitment (a salted hash of the symbol) and
     remember the salt and the terms; returns the commit txid."""
     symbol = check_symbol(symbol)
-    name_bytes = check_text(name, "token name", MAX_TOKEN_NAME, allow_empty=False)
+    name_bytes = check_field(name, TOKEN_NAME)
     if not 0 <= decimals <= MAX_DECIMALS:
         raise O2OError(f"decimals must be 0..{MAX_DECIMALS}")
     if supply == 0 and not mintable:
@@ -474,7 +481,7 @@ def write_review(
     returns (tx, plan, merchant address)."""
     if not 1 <= rating <= 5:
         raise O2OError(f"rating must be 1..5, got {rating}")
-    text_bytes = check_text(text, "review text", MAX_REVIEW_TEXT, allow_empty=True)
+    text_bytes = check_field(text, REVIEW_TEXT)
     try:
         ptx = client.call("gettx", purchase)
     except RpcError as exc:
@@ -536,7 +543,7 @@ def reply(
     wallet: Wallet, client: Any, unlocked: Unlocked, review_txid: str, text: str
 ) -> tuple[Tx, PaymentPlan]:
     """A signed reply to a review of one of this wallet's addresses."""
-    text_bytes = check_text(text, "reply text", MAX_REVIEW_TEXT, allow_empty=False)
+    text_bytes = check_field(text, REPLY_TEXT)
     try:
         review = client.call("getreview", review_txid)
     except RpcError as exc:

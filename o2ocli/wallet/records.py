@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from o2ocli.consensus import consent as consent_rules
+from o2ocli.consensus import trace as trace_rules
 from o2ocli.consensus.errors import TxInvalid
-from o2ocli.consensus.o2o import MAX_ITEM_ID, MAX_SCOPE, MAX_TRACE_TEXT, check_name
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import (
     MAX_TRACE_DATA,
@@ -34,7 +36,7 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 
 from .builder import PaymentPlan, Spendable
-from .o2o import O2OError, build, check_text
+from .o2o import O2OError, build, check_field
 from .service import sync, wallet_coins
 from .wallet import Unlocked, Wallet
 
@@ -48,14 +50,11 @@ __all__ = [
     "revoke_consent",
 ]
 
-_ITEM_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:/-")
-_SCOPE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
-def _name(value: str, what: str, allowed: frozenset[int], limit: int) -> bytes:
+def _name(value: str, rule: Callable[[bytes], None]) -> bytes:
+    """``value`` as bytes if the consensus ``rule`` for its field accepts it."""
     data = value.encode("utf-8", errors="replace")
     try:
-        check_name(data, what, "name", allowed, limit)
+        rule(data)
     except TxInvalid as exc:
         raise O2OError(exc.message) from None
     return data
@@ -63,7 +62,7 @@ def _name(value: str, what: str, allowed: frozenset[int], limit: int) -> bytes:
 
 def check_item_id(item_id: str) -> bytes:
     """The item id as bytes, if valid (1-64 of ``A-Z a-z 0-9 . _ : / -``)."""
-    return _name(item_id, "item id", _ITEM_CHARS, MAX_ITEM_ID)
+    return _name(item_id, trace_rules.check_item_id)
 
 
 def _outpoints(tx: Tx) -> list[bytes]:
@@ -80,14 +79,13 @@ def register_item(
 ) -> tuple[Tx, PaymentPlan, bytes]:
     """A signed registration of ``item_id``; returns (tx, plan, item asset id)."""
     raw_id = check_item_id(item_id)
-    product_bytes = check_text(product, "product", MAX_TRACE_TEXT, allow_empty=False)
+    product_bytes = check_field(product, trace_rules.PRODUCT_TEXT)
     if len(data) > MAX_TRACE_DATA:
         raise O2OError(f"at most {MAX_TRACE_DATA} --data entries")
     pairs = []
     for key, value in data:
-        pairs.append((_name(key, "data key", _SCOPE_CHARS, MAX_SCOPE),
-                      check_text(value, f"data value of {key}", MAX_TRACE_TEXT,
-                                 allow_empty=True)))
+        pairs.append((_name(key, trace_rules.check_data_key),
+                      check_field(value, trace_rules.DATA_VALUE_TEXT, f"data value of {key}")))
     if len({k for k, _ in pairs}) != len(pairs):
         raise O2OError("a --data key appears twice")
     merchant = wallet.primary_pkh()
@@ -138,8 +136,8 @@ def trace_event(
     (default: the address holding it now), with the event payload."""
     if event not in TRACE_EVENTS:
         raise O2OError(f"unknown event {event!r}: use one of {', '.join(TRACE_EVENTS)}")
-    location_bytes = check_text(location, "location", MAX_TRACE_TEXT, allow_empty=True)
-    note_bytes = check_text(note, "note", MAX_TRACE_TEXT, allow_empty=True)
+    location_bytes = check_field(location, trace_rules.LOCATION_TEXT)
+    note_bytes = check_field(note, trace_rules.NOTE_TEXT)
     sync(wallet, client)
     coins = wallet_coins(wallet, client)
     held = [c for c in coins if c.output.asset == asset]
@@ -167,7 +165,7 @@ def grant_consent(
 ) -> tuple[Tx, PaymentPlan]:
     """A signed grant: ``grantee`` may use ``scope`` of this wallet's user data
     up to height ``until``."""
-    raw_scope = _name(scope, "scope", _SCOPE_CHARS, MAX_SCOPE)
+    raw_scope = _name(scope, consent_rules.check_scope)
     user = wallet.primary_pkh()
     if user == grantee:
         raise O2OError("you cannot grant consent to yourself")

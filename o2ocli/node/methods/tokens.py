@@ -16,6 +16,7 @@ from o2ocli.consensus.o2o import (
     spent_locks,
     tx_signers,
 )
+from o2ocli.consensus.tokens import rewarded_key
 from o2ocli.core.payloads import MAX_REWARD_REFS, authority_asset_id, token_asset_id
 from o2ocli.crypto.hashes import hash160
 from o2ocli.rpc import errors as E
@@ -173,7 +174,7 @@ def listrewardable(
     for txid, item in found.items():
         if st.rewarded_by(record.asset, txid) is not None:
             continue
-        if pool.claimed(b"W" + record.asset + txid) is not None:
+        if pool.claimed(rewarded_key(record.asset, txid)) is not None:
             continue
         out.append(item)
         if len(out) >= MAX_REWARD_REFS:

@@ -14,6 +14,7 @@ unless a test says otherwise), ``keys[3]`` the arbiter, ``keys[4]`` a stranger,
 from __future__ import annotations
 
 import pytest
+from o2o_helpers import decoded
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
@@ -125,7 +126,7 @@ def refuse(kit, tx, reason, height=HEIGHT):
 
 def path_of(effect, outpoint, tx):
     """The path recorded for ``outpoint`` in ``effect`` (checking the txid)."""
-    txid, path = effect.escrows[outpoint]
+    txid, path = decoded(effect).escrows[outpoint]
     assert txid == tx.txid
     return path
 
@@ -305,7 +306,7 @@ def test_release_paying_the_exact_shares_without_fee(kit):
     tx = spend(kit, [op], [pay(kit, PAYEE_A, 6_000), pay(kit, PAYEE_B, 4_000)], [[PAYER]])
     fee, effect = accept(kit, tx)
     assert fee == 0
-    assert effect.escrows == {op: (tx.txid, PATH_RELEASE)}
+    assert decoded(effect).escrows == {op: (tx.txid, PATH_RELEASE)}
 
 
 def test_release_may_take_a_fee_of_1_percent_from_the_escrow(kit):
@@ -337,7 +338,7 @@ def test_release_with_the_fee_paid_by_another_input(kit):
     outs = [pay(kit, PAYEE_A, 6_000), pay(kit, PAYEE_B, 4_000), pay(kit, PAYER, 900)]
     fee, effect = accept(kit, spend(kit, [op, extra], outs, [[PAYER], [PAYER]]))
     assert fee == 100
-    assert list(effect.escrows) == [op]
+    assert list(decoded(effect).escrows) == [op]
 
 
 def test_release_with_a_fee_above_1_percent_leaves_the_shares_short(kit):
@@ -428,7 +429,7 @@ def test_token_escrow_release_with_the_fee_from_a_native_input(kit):
     outs = [pay(kit, PAYEE_A, 600, TOKEN), pay(kit, PAYEE_B, 400, TOKEN), pay(kit, PAYER, 900)]
     fee, effect = accept(kit, spend(kit, [op, fee_op], outs, [[PAYER], [PAYER]]))
     assert fee == 100
-    assert effect.escrows == {op: (effect.escrows[op][0], PATH_RELEASE)}
+    assert decoded(effect).escrows == {op: (decoded(effect).escrows[op][0], PATH_RELEASE)}
 
 
 def test_token_escrow_has_no_fee_allowance(kit):
@@ -470,7 +471,7 @@ def test_refund_by_one_payee_paying_the_payer_amount_minus_allowance(kit, payee)
     tx = spend(kit, [op], [pay(kit, PAYER, 9_900)], [[payee]])
     fee, effect = accept(kit, tx)
     assert fee == 100
-    assert effect.escrows == {op: (tx.txid, PATH_REFUND)}
+    assert decoded(effect).escrows == {op: (tx.txid, PATH_REFUND)}
 
 
 def test_refund_of_everything_without_fee(kit):
@@ -522,7 +523,7 @@ def test_payer_reclaims_anything_from_the_timeout(kit, height):
     tx = spend(kit, [op], [pay(kit, STRANGER, 5_000)], [[PAYER]])
     fee, effect = accept(kit, tx, height)
     assert fee == 5_000
-    assert effect.escrows == {op: (tx.txid, PATH_RECLAIM)}
+    assert decoded(effect).escrows == {op: (tx.txid, PATH_RECLAIM)}
 
 
 def test_payer_cannot_reclaim_one_block_before_the_timeout(kit):
@@ -554,7 +555,7 @@ def test_dispute_ruling_may_send_the_money_anywhere(kit, signers, height):
     tx = spend(kit, [op], [pay(kit, STRANGER, 7_000), pay(kit, ARBITER, 2_000)], [signers])
     fee, effect = accept(kit, tx, height)
     assert fee == 1_000
-    assert effect.escrows == {op: (tx.txid, PATH_DISPUTE)}
+    assert decoded(effect).escrows == {op: (tx.txid, PATH_DISPUTE)}
 
 
 def test_arbiter_alone_is_refused(kit):
@@ -643,14 +644,16 @@ def test_two_disputed_escrows_in_one_tx_are_valid(kit):
                [[ARBITER, PAYER], [PAYEE_C, ARBITER]])
     fee, effect = accept(kit, tx)
     assert fee == 1_000
-    assert effect.escrows == {first: (tx.txid, PATH_DISPUTE), second: (tx.txid, PATH_DISPUTE)}
+    assert decoded(effect).escrows == {first: (tx.txid, PATH_DISPUTE),
+                                       second: (tx.txid, PATH_DISPUTE)}
 
 
 def test_a_disputed_and_a_reclaimed_escrow_in_one_tx_are_valid(kit):
     first, second = fund_escrow(kit), fund_escrow(kit, timeout=HEIGHT)
     tx = spend(kit, [first, second], [pay(kit, PAYER, 19_000)], [[ARBITER, PAYEE_B], [PAYER]])
     _, effect = accept(kit, tx)
-    assert effect.escrows == {first: (tx.txid, PATH_DISPUTE), second: (tx.txid, PATH_RECLAIM)}
+    assert decoded(effect).escrows == {first: (tx.txid, PATH_DISPUTE),
+                                       second: (tx.txid, PATH_RECLAIM)}
 
 
 # ---------------------------------------------------------------------------
@@ -729,8 +732,9 @@ def test_escrow_spend_in_a_payload_tx_is_recorded_with_the_payload_effect(kit):
     tx = kit.spend([op], [pay(kit, PAYER, 9_900)], [[user]], payload=grant)
     fee, effect = accept(kit, tx)
     assert fee == 100
-    assert effect.escrows == {op: (tx.txid, PATH_RECLAIM)}
-    assert effect.consents == {tx.txid: ConsentRecord(h160(kit, PAYER), h160(kit, STRANGER),
+    assert decoded(effect).escrows == {op: (tx.txid, PATH_RECLAIM)}
+    assert decoded(effect).consents == {tx.txid: ConsentRecord(h160(kit, PAYER),
+                                                               h160(kit, STRANGER),
                                                       "purchase-history", HEIGHT + 10, HEIGHT)}
 
 
@@ -759,7 +763,7 @@ def test_block_records_escrow_spends_including_one_created_in_the_block(kit):
     block = kit.block(PARENT, [release, create, refund])
     effects = apply_block(block, kit.view, kit.params, serial_verifier)
     assert effects.fees == 100 + 100 + 49
-    assert effects.o2o.escrows == {old: (release.txid, PATH_RELEASE),
+    assert decoded(effects.o2o).escrows == {old: (release.txid, PATH_RELEASE),
                                    new: (refund.txid, PATH_REFUND)}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from o2o_helpers import FakeState
+from o2o_helpers import FakeState, decoded, effect_of, typed
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
@@ -507,11 +507,12 @@ def test_valid_issue_creates_the_record_and_burns_the_fee(kit, state):
     assert fee == 100  # surplus (ISSUE_FEE + 100) minus the burned issue fee
     assert effect.burned == ISSUE_FEE
     assert effect.deltas == {LOY: 1_000_000, LOY_AUTH: 1}
-    assert effect.tokens == {
+    assert decoded(effect).tokens == {
         LOY: TokenRecord(LOY, "LOY", "Loyalty points", 2, h160(kit, ISSUER), 1_000_000, True,
                          HEIGHT, tx.txid)
     }
-    assert not effect.rewarded and not effect.reviews and not effect.replies
+    d = decoded(effect)
+    assert not d.rewarded and not d.reviews and not d.replies
 
 
 def test_issue_burning_exactly_the_fee_pays_no_fee(kit, state):
@@ -546,14 +547,14 @@ def test_issue_without_fee_param_burns_nothing(kit, state):
 def test_fixed_supply_issue(kit, state):
     tx = issue_tx(kit, commit(kit, state), supply=21_000, mintable=False)
     _, effect = accept(kit, tx, state)
-    record = effect.tokens[LOY]
+    record = decoded(effect).tokens[LOY]
     assert (record.supply, record.mintable, record.issuer) == (21_000, False, h160(kit, ISSUER))
     assert effect.deltas == {LOY: 21_000, LOY_AUTH: 0}
 
 
 def test_mintable_issue_with_zero_supply_is_valid(kit, state):
     _, effect = accept(kit, issue_tx(kit, commit(kit, state), supply=0), state)
-    assert (effect.tokens[LOY].supply, effect.tokens[LOY].mintable) == (0, True)
+    assert (decoded(effect).tokens[LOY].supply, decoded(effect).tokens[LOY].mintable) == (0, True)
 
 
 def test_issue_supply_is_the_sum_of_its_outputs(kit, state):
@@ -561,12 +562,12 @@ def test_issue_supply_is_the_sum_of_its_outputs(kit, state):
     outs = tx.outputs + (kit.out(300, kit.p2a(BUYER), LOY),)
     tx = kit.spend([tx.inputs[0].prevout], outs, payload=tx.payload)
     _, effect = accept(kit, tx, state)
-    assert effect.tokens[LOY].supply == 1_000
+    assert decoded(effect).tokens[LOY].supply == 1_000
 
 
 def test_issue_commitment_is_case_insensitive(kit, state):
     _, effect = accept(kit, issue_tx(kit, commit(kit, state, "loy")), state)
-    assert effect.tokens[LOY].symbol == "LOY"
+    assert decoded(effect).tokens[LOY].symbol == "LOY"
 
 
 def test_issue_spending_another_output_of_the_commit_is_refused(kit, state):
@@ -624,7 +625,7 @@ def test_issue_of_a_taken_symbol_is_refused(kit, state):
 def test_issue_of_another_symbol_is_not_taken(kit, state):
     register(kit, state, "LOY")
     _, effect = accept(kit, issue_tx(kit, commit(kit, state, "COFFEE"), b"COFFEE"), state)
-    assert list(effect.tokens) == [token_asset_id("COFFEE")]
+    assert list(decoded(effect).tokens) == [token_asset_id("COFFEE")]
 
 
 @pytest.mark.parametrize("authority", [[], [2], [1, 1]])
@@ -662,7 +663,7 @@ def test_valid_mint_updates_the_supply(kit, state):
     assert fee == 100
     assert effect.burned == 0
     assert effect.deltas == {LOY: 500, LOY_AUTH: 0}
-    assert effect.tokens[LOY] == replace(state.tokens[LOY], supply=1_500)
+    assert decoded(effect).tokens[LOY] == replace(state.tokens[LOY], supply=1_500)
 
 
 def test_mint_may_hand_the_authority_to_another_key(kit, state):
@@ -703,7 +704,7 @@ def test_mint_creating_other_than_the_payload_amount_is_refused(kit, state, mint
 def test_mint_up_to_max_supply_is_valid_and_beyond_overflows(kit, state):
     register(kit, state, supply=MAX_AMOUNT - 10)
     _, effect = accept(kit, mint_tx(kit, LOY, 10), state)
-    assert effect.tokens[LOY].supply == MAX_AMOUNT
+    assert decoded(effect).tokens[LOY].supply == MAX_AMOUNT
     refuse(kit, mint_tx(kit, LOY, 11), state, "bad-token-supply-overflow")
 
 
@@ -721,19 +722,20 @@ def test_valid_burn_updates_the_supply(kit, state):
     fee, effect = accept(kit, burn_tx(kit, LOY, 300, held=1_000), state)
     assert fee == 100
     assert effect.deltas == {LOY: -300}
-    assert effect.tokens[LOY].supply == 9_700
+    assert decoded(effect).tokens[LOY].supply == 9_700
 
 
 def test_burning_everything_held_is_valid(kit, state):
     register(kit, state, supply=1_000)
     _, effect = accept(kit, burn_tx(kit, LOY, 1_000, held=1_000), state)
-    assert effect.tokens[LOY].supply == 0
+    assert decoded(effect).tokens[LOY].supply == 0
 
 
 def test_burn_of_a_fixed_supply_token_is_valid(kit, state):
     register(kit, state, supply=1_000, mintable=False)
     _, effect = accept(kit, burn_tx(kit, LOY, 1), state)
-    assert (effect.tokens[LOY].supply, effect.tokens[LOY].mintable) == (999, False)
+    d = decoded(effect)
+    assert (d.tokens[LOY].supply, d.tokens[LOY].mintable) == (999, False)
 
 
 def test_burning_more_than_the_inputs_hold_is_refused(kit, state):
@@ -758,7 +760,7 @@ def test_valid_freeze_fixes_the_supply(kit, state):
     fee, effect = accept(kit, freeze_tx(kit, LOY), state)
     assert fee == 100
     assert effect.deltas == {LOY_AUTH: -1}
-    assert effect.tokens[LOY] == replace(state.tokens[LOY], mintable=False)
+    assert decoded(effect).tokens[LOY] == replace(state.tokens[LOY], mintable=False)
 
 
 def test_freeze_without_the_authority_is_refused(kit, state):
@@ -843,10 +845,10 @@ def test_valid_purchase_reward(kit, state):
     tx = reward_tx(kit, signed_reward(kit, LOY, [bought.txid]))
     fee, effect = accept(kit, tx, state)
     assert fee == 100
-    assert effect.rewarded == {(LOY, bought.txid): tx.txid}
+    assert decoded(effect).rewarded == {(LOY, bought.txid): tx.txid}
     assert effect.deltas == {}
     assert effect.burned == 0
-    assert not effect.tokens
+    assert not decoded(effect).tokens
 
 
 def test_reward_of_several_purchases_to_several_merchant_keys(kit, state):
@@ -856,7 +858,7 @@ def test_reward_of_several_purchases_to_several_merchant_keys(kit, state):
     reward = signed_reward(kit, LOY, [a.txid, b.txid], signers=(MERCHANT, OTHER_MERCHANT))
     tx = reward_tx(kit, reward)
     _, effect = accept(kit, tx, state)
-    assert effect.rewarded == {(LOY, a.txid): tx.txid, (LOY, b.txid): tx.txid}
+    assert decoded(effect).rewarded == {(LOY, a.txid): tx.txid, (LOY, b.txid): tx.txid}
 
 
 def test_valid_review_reward(kit, state):
@@ -864,7 +866,7 @@ def test_valid_review_reward(kit, state):
     review_txid = mined_review(kit, state)
     tx = reward_tx(kit, signed_reward(kit, LOY, [review_txid], kind=REWARD_REVIEWS))
     _, effect = accept(kit, tx, state)
-    assert effect.rewarded == {(LOY, review_txid): tx.txid}
+    assert decoded(effect).rewarded == {(LOY, review_txid): tx.txid}
 
 
 def test_reward_in_an_unknown_token_is_refused(kit, state):
@@ -904,7 +906,7 @@ def test_ref_rewarded_in_one_token_can_be_rewarded_in_another(kit, state):
     state.rewarded[(LOY, bought.txid)] = sha256(b"earlier reward")
     tx = reward_tx(kit, signed_reward(kit, coffee, [bought.txid]))
     _, effect = accept(kit, tx, state)
-    assert effect.rewarded == {(coffee, bought.txid): tx.txid}
+    assert decoded(effect).rewarded == {(coffee, bought.txid): tx.txid}
 
 
 def test_reward_of_a_purchase_not_in_the_chain_is_refused(kit, state):
@@ -995,10 +997,11 @@ def test_valid_review_records_it(kit, state):
     tx = plain_tx(kit, signed_review(kit, bought.txid, rating=4), BUYER)
     fee, effect = accept(kit, tx, state)
     assert fee == 100
-    assert effect.reviews == {
+    assert decoded(effect).reviews == {
         tx.txid: ReviewRecord(h160(kit, MERCHANT), h160(kit, BUYER), bought.txid, 4, 5_000, HEIGHT)
     }
-    assert not effect.tokens and not effect.rewarded and not effect.replies
+    d = decoded(effect)
+    assert not d.tokens and not d.rewarded and not d.replies
     assert effect.deltas == {} and effect.burned == 0
 
 
@@ -1006,7 +1009,7 @@ def test_review_may_be_published_by_anyone(kit, state):
     bought = purchase(kit, state)
     tx = plain_tx(kit, signed_review(kit, bought.txid), STRANGER)
     _, effect = accept(kit, tx, state)
-    assert effect.reviews[tx.txid].reviewer == h160(kit, BUYER)
+    assert decoded(effect).reviews[tx.txid].reviewer == h160(kit, BUYER)
 
 
 def test_review_with_empty_text_is_valid(kit, state):
@@ -1038,7 +1041,7 @@ def test_review_naming_another_merchant_is_refused(kit, state):
 def test_review_of_a_purchase_at_the_minimum_is_valid(kit, state):
     bought = purchase(kit, state, paid=MIN_PURCHASE)
     _, effect = accept(kit, plain_tx(kit, signed_review(kit, bought.txid), BUYER), state)
-    assert next(iter(effect.reviews.values())).value == MIN_PURCHASE
+    assert next(iter(decoded(effect).reviews.values())).value == MIN_PURCHASE
 
 
 def test_review_of_a_purchase_below_the_minimum_is_refused(kit, state):
@@ -1054,7 +1057,7 @@ def test_review_value_sums_every_payment_to_the_merchant(kit, state):
     bought = kit.spend([op], outs, [[kit.keys[BUYER]]])
     state.mine(bought, HEIGHT - 1)
     _, effect = accept(kit, plain_tx(kit, signed_review(kit, bought.txid), BUYER), state)
-    assert next(iter(effect.reviews.values())).value == 1_200
+    assert next(iter(decoded(effect).reviews.values())).value == 1_200
 
 
 def test_review_token_payment_does_not_count_as_a_purchase(kit, state):
@@ -1114,8 +1117,9 @@ def test_valid_reply_records_it(kit, state):
     tx = plain_tx(kit, signed_reply(kit, review_txid), MERCHANT)
     fee, effect = accept(kit, tx, state)
     assert fee == 100
-    assert effect.replies == {review_txid: tx.txid}
-    assert not effect.reviews and not effect.tokens and not effect.rewarded
+    assert decoded(effect).replies == {review_txid: tx.txid}
+    d = decoded(effect)
+    assert not d.reviews and not d.tokens and not d.rewarded
 
 
 def test_reply_to_no_review_is_refused(kit, state):
@@ -1167,11 +1171,13 @@ def test_o2o_claims(kit):
     purchase_txid, review_txid = sha256(b"p"), sha256(b"v")
     refs = [sha256(b"r1"), sha256(b"r2")]
     issue = TokenIssue(b"LOY", b"Loyalty", 2, True, SALT)
-    assert o2o_claims(plain_tx(kit, issue)) == [b"T" + LOY]
-    assert o2o_claims(plain_tx(kit, signed_review(kit, purchase_txid))) == [b"V" + purchase_txid]
-    assert o2o_claims(plain_tx(kit, signed_reply(kit, review_txid))) == [b"Y" + review_txid]
+    assert o2o_claims(plain_tx(kit, issue)) == [("token", LOY)]
+    assert o2o_claims(plain_tx(kit, signed_review(kit, purchase_txid))) == [
+        ("review-of-purchase", purchase_txid)]
+    assert o2o_claims(plain_tx(kit, signed_reply(kit, review_txid))) == [
+        ("review-reply", review_txid)]
     assert o2o_claims(plain_tx(kit, signed_reward(kit, LOY, refs))) == [
-        b"W" + LOY + refs[0], b"W" + LOY + refs[1]
+        ("token-rewarded", LOY + refs[0]), ("token-rewarded", LOY + refs[1])
     ]
     for payload in (TokenCommit(bytes(32)), TokenMint(LOY, 1), TokenBurn(LOY, 1),
                     TokenFreeze(LOY)):
@@ -1181,7 +1187,7 @@ def test_o2o_claims(kit):
 
 def test_claims_of_issue_are_case_insensitive_on_the_asset(kit):
     issue = TokenIssue(b"loy", b"Loyalty", 2, True, SALT)
-    assert o2o_claims(plain_tx(kit, issue)) == [b"T" + LOY]
+    assert o2o_claims(plain_tx(kit, issue)) == [("token", LOY)]
 
 
 # ---------------------------------------------------------------------------
@@ -1208,25 +1214,25 @@ def test_block_view_overlays_the_base_state(kit, state):
     base_record = state.tokens[asset]
     review_txid = mined_review(kit, state)
     view = O2OBlockView(state)
-    assert view.token(asset) == base_record
-    assert view.review(review_txid) == state.reviews[review_txid]
+    assert typed(view).token(asset) == base_record
+    assert typed(view).review(review_txid) == state.reviews[review_txid]
     assert view.main_tx(review_txid) == state.txs[review_txid]
     newer = replace(base_record, supply=1)
     record = ReviewRecord(h160(kit, MERCHANT), h160(kit, BUYER), sha256(b"p2"), 3, 1_000, HEIGHT)
-    view.apply(O2OEffect(
+    view.apply(effect_of(
         tokens={asset: newer}, rewarded={(asset, sha256(b"p2")): sha256(b"w")},
         reviews={sha256(b"v2"): record}, replies={review_txid: sha256(b"y")},
     ))
-    assert view.token(asset) == newer
-    assert view.rewarded_by(asset, sha256(b"p2")) == sha256(b"w")
-    assert view.review_of_purchase(sha256(b"p2")) == sha256(b"v2")
-    assert view.review(sha256(b"v2")) == record
-    assert view.reply_of(review_txid) == sha256(b"y")
+    assert typed(view).token(asset) == newer
+    assert typed(view).rewarded_by(asset, sha256(b"p2")) == sha256(b"w")
+    assert typed(view).review_of_purchase(sha256(b"p2")) == sha256(b"v2")
+    assert typed(view).review(sha256(b"v2")) == record
+    assert typed(view).reply_of(review_txid) == sha256(b"y")
     # The base is untouched; unknown keys fall through to it.
     assert state.tokens[asset] == base_record
     assert state.review_of_purchase(sha256(b"p2")) is None
-    assert view.review_of_purchase(state.reviews[review_txid].purchase) == review_txid
-    assert view.changes.tokens == {asset: newer}
+    assert typed(view).review_of_purchase(state.reviews[review_txid].purchase) == review_txid
+    assert decoded(view.changes).tokens == {asset: newer}
 
 
 def test_two_reviews_of_one_purchase_in_one_block_are_refused(kit, state):
@@ -1234,7 +1240,7 @@ def test_two_reviews_of_one_purchase_in_one_block_are_refused(kit, state):
     first = plain_tx(kit, signed_review(kit, bought.txid, text=b"first"), BUYER)
     second = plain_tx(kit, signed_review(kit, bought.txid, text=b"second"), BUYER)
     effects = apply(kit, state, [first])
-    assert list(effects.o2o.reviews) == [first.txid]
+    assert list(decoded(effects.o2o).reviews) == [first.txid]
     refused_block(kit, state, [first, second], "bad-review-duplicate", 1)
 
 
@@ -1250,7 +1256,7 @@ def test_issue_then_mint_in_the_same_block_is_valid(kit, state):
         payload=TokenMint(LOY, 250),
     )
     effects = apply(kit, state, [issue, mint])
-    record = effects.o2o.tokens[LOY]
+    record = decoded(effects.o2o).tokens[LOY]
     assert (record.supply, record.mintable, record.txid, record.height) == (
         1_250, True, issue.txid, HEIGHT)
     assert effects.fees == 100 + 100
@@ -1262,7 +1268,7 @@ def test_issue_then_freeze_then_mint_in_one_block_is_refused(kit, state):
     freeze = kit.spend([kit.fund(1_000), Outpoint(issue.txid, 1)], [kit.out(900)],
                        payload=TokenFreeze(LOY))
     effects = apply(kit, state, [issue, freeze])
-    assert effects.o2o.tokens[LOY].mintable is False
+    assert decoded(effects.o2o).tokens[LOY].mintable is False
     mint = mint_tx(kit, LOY, 10)
     refused_block(kit, state, [issue, freeze, mint], "bad-token-fixed-supply", 2)
 
@@ -1290,9 +1296,9 @@ def test_review_then_reply_then_review_reward_in_one_block(kit, state):
     reply = plain_tx(kit, signed_reply(kit, review.txid), MERCHANT)
     reward = reward_tx(kit, signed_reward(kit, asset, [review.txid], kind=REWARD_REVIEWS))
     effects = apply(kit, state, [review, reply, reward])
-    assert set(effects.o2o.reviews) == {review.txid}
-    assert effects.o2o.replies == {review.txid: reply.txid}
-    assert effects.o2o.rewarded == {(asset, review.txid): reward.txid}
+    assert set(decoded(effects.o2o).reviews) == {review.txid}
+    assert decoded(effects.o2o).replies == {review.txid: reply.txid}
+    assert decoded(effects.o2o).rewarded == {(asset, review.txid): reward.txid}
 
 
 def test_two_replies_in_one_block_are_refused(kit, state):
@@ -1434,7 +1440,7 @@ def escrow_purchase(kit, state, path, signers, outputs, *, extra=()):
     keys = [[kit.keys[i] for i in signers], *([kit.keys[i]] for _, i in extra)]
     tx = kit.spend(prevouts, outputs, keys)
     _, effect = accept(kit, tx, state, HEIGHT - 5)
-    assert effect.escrows[escrow_op] == (tx.txid, path)
+    assert decoded(effect).escrows[escrow_op] == (tx.txid, path)
     state.mine(tx, HEIGHT - 5)
     return tx
 
@@ -1448,7 +1454,7 @@ def test_escrow_payer_reviews_the_merchant_it_released_to(kit, state):
     bought = escrow_purchase(kit, state, PATH_RELEASE, [BUYER],
                              [kit.out(ESCROWED - 100, kit.p2a(MERCHANT))])
     _, effect = accept(kit, review_tx(kit, bought, BUYER), state)
-    (record,) = effect.reviews.values()
+    (record,) = decoded(effect).reviews.values()
     assert (record.reviewer, record.merchant, record.value) == (
         h160(kit, BUYER), h160(kit, MERCHANT), ESCROWED - 100)
 
@@ -1465,7 +1471,7 @@ def test_arbiter_of_a_dispute_ruled_for_the_merchant_is_refused(kit, state):
                              [kit.out(ESCROWED - 100, kit.p2a(MERCHANT))])
     refuse(kit, review_tx(kit, bought, ARBITER), state, "bad-review-not-buyer")
     _, effect = accept(kit, review_tx(kit, bought, BUYER), state)  # the slot is the payer's
-    assert next(iter(effect.reviews.values())).reviewer == h160(kit, BUYER)
+    assert next(iter(decoded(effect).reviews.values())).reviewer == h160(kit, BUYER)
 
 
 def test_arbiter_paying_a_dispute_fee_from_its_own_coin_is_still_no_buyer(kit, state):
@@ -1509,7 +1515,7 @@ def test_two_customers_paying_together_are_both_buyers(kit, state):
     state.mine(bought, HEIGHT - 5)
     for reviewer in (BUYER, FRIEND):
         _, effect = accept(kit, review_tx(kit, bought, reviewer), state)
-        assert next(iter(effect.reviews.values())).reviewer == h160(kit, reviewer)
+        assert next(iter(decoded(effect).reviews.values())).reviewer == h160(kit, reviewer)
     refuse(kit, review_tx(kit, bought, STRANGER), state, "bad-review-not-buyer")
     # One review per purchase: the first of them to be mined takes it.
     _, effect = accept(kit, review_tx(kit, bought, FRIEND), state)

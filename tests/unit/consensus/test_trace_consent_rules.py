@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from o2o_helpers import FakeState
+from o2o_helpers import FakeState, decoded, effect_of, typed
 
 from o2ocli.consensus.block import apply_block
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
@@ -355,7 +355,7 @@ def test_valid_registration(kit, state):
     assert fee == 100
     asset = item_asset_id(h160(kit, MERCHANT), ITEM_ID)
     assert effect.deltas == {asset: 1}
-    assert effect.items == {asset: ItemRecord(h160(kit, MERCHANT), ITEM_ID.decode(),
+    assert decoded(effect).items == {asset: ItemRecord(h160(kit, MERCHANT), ITEM_ID.decode(),
                                               PRODUCT.decode(), HEIGHT, tx.txid)}
     assert effect.burned == 0
     assert len(checks) == 2  # the witness, then the merchant's payload signature
@@ -367,7 +367,7 @@ def test_registration_funded_by_someone_else_is_valid(kit, state):
     tx = register_tx(kit, funder=FUNDER, holder=MERCHANT)
     _, checks, effect = accept(kit, tx, state)
     assert len(checks) == 2
-    assert effect.items[tx.payload.asset].merchant == h160(kit, MERCHANT)
+    assert decoded(effect).items[tx.payload.asset].merchant == h160(kit, MERCHANT)
 
 
 def test_registration_over_several_inputs_binds_all_of_them(kit, state):
@@ -454,7 +454,7 @@ def test_registration_creating_another_asset_is_unbalanced(kit, state):
 
 def test_registration_claims_its_item(kit):
     tx = register_tx(kit)
-    assert o2o_claims(tx) == [b"I" + item_asset_id(h160(kit, MERCHANT), ITEM_ID)]
+    assert o2o_claims(tx) == [("trace-item", item_asset_id(h160(kit, MERCHANT), ITEM_ID))]
 
 
 # ---------------------------------------------------------------------------
@@ -581,9 +581,9 @@ def test_valid_grant(kit, state):
     tx = plain_tx(kit, payload, CUSTOMER)
     fee, checks, effect = accept(kit, tx, state)
     assert fee == 100
-    assert effect.consents == {tx.txid: ConsentRecord(h160(kit, CUSTOMER), h160(kit, MERCHANT),
-                                                      SCOPE.decode(), UNTIL, HEIGHT)}
-    assert effect.deltas == {} and effect.items == {} and effect.revocations == {}
+    assert decoded(effect).consents == {tx.txid: ConsentRecord(
+        h160(kit, CUSTOMER), h160(kit, MERCHANT), SCOPE.decode(), UNTIL, HEIGHT)}
+    assert effect.deltas == {} and decoded(effect).items == {} and decoded(effect).revocations == {}
     assert len(checks) == 2
     bound = consent_sig_digest(tx.payload, CHAIN_ID, wire([t.prevout for t in tx.inputs]))
     assert checks[-1] == (pub(kit, CUSTOMER), tx.payload.signature, bound)
@@ -617,7 +617,7 @@ def test_grant_ending_before_the_block_is_refused(kit, state):
 
 def test_grant_ending_at_the_block_height_is_valid(kit, state):
     tx = plain_tx(kit, signed_grant(kit, until=HEIGHT), CUSTOMER)
-    assert accept(kit, tx, state)[2].consents[tx.txid].until == HEIGHT
+    assert decoded(accept(kit, tx, state)[2]).consents[tx.txid].until == HEIGHT
 
 
 def test_grant_with_a_tampered_scope_fails_verification(kit, state):
@@ -651,8 +651,8 @@ def test_valid_revoke(kit, state):
     tx = plain_tx(kit, payload, CUSTOMER)
     fee, checks, effect = accept(kit, tx, state)
     assert fee == 100
-    assert effect.revocations == {grant: tx.txid}
-    assert effect.consents == {}
+    assert decoded(effect).revocations == {grant: tx.txid}
+    assert decoded(effect).consents == {}
     assert checks[-1] == (pub(kit, CUSTOMER), payload.signature,
                           revoke_sig_digest(payload, CHAIN_ID))
 
@@ -698,7 +698,7 @@ def test_revoke_signed_for_another_chain_fails_verification(kit, state):
 
 def test_revoke_claims_its_grant(kit):
     grant = sha256(b"grant")
-    assert o2o_claims(plain_tx(kit, signed_revoke(kit, grant))) == [b"L" + grant]
+    assert o2o_claims(plain_tx(kit, signed_revoke(kit, grant))) == [("consent-revoked", grant)]
 
 
 # ---------------------------------------------------------------------------
@@ -725,29 +725,29 @@ def test_block_view_overlays_items_consents_and_revocations(kit, state):
     base_grant = known_grant(kit, state)
     state.revocations[base_grant] = sha256(b"r0")
     view = O2OBlockView(state)
-    assert view.item(base_item) == state.items[base_item]
-    assert view.consent(base_grant) == state.consents[base_grant]
-    assert view.revoked_by(base_grant) == sha256(b"r0")
+    assert typed(view).item(base_item) == state.items[base_item]
+    assert typed(view).consent(base_grant) == state.consents[base_grant]
+    assert typed(view).revoked_by(base_grant) == sha256(b"r0")
     new_item = item_asset_id(h160(kit, MERCHANT), b"NEW")
     record = ItemRecord(h160(kit, MERCHANT), "NEW", "p", HEIGHT, sha256(b"i"))
     consent = ConsentRecord(h160(kit, CUSTOMER), h160(kit, MERCHANT), "s", UNTIL, HEIGHT)
-    view.apply(O2OEffect(items={new_item: record}, consents={sha256(b"g"): consent},
+    view.apply(effect_of(items={new_item: record}, consents={sha256(b"g"): consent},
                          revocations={sha256(b"g"): sha256(b"r")}))
-    assert view.item(new_item) == record
-    assert view.consent(sha256(b"g")) == consent
-    assert view.revoked_by(sha256(b"g")) == sha256(b"r")
+    assert typed(view).item(new_item) == record
+    assert typed(view).consent(sha256(b"g")) == consent
+    assert typed(view).revoked_by(sha256(b"g")) == sha256(b"r")
     # The base is untouched; unknown keys fall through to it.
     assert state.item(new_item) is None and state.consent(sha256(b"g")) is None
-    assert view.item(base_item) == state.items[base_item]
-    assert view.changes.items == {new_item: record}
+    assert typed(view).item(base_item) == state.items[base_item]
+    assert decoded(view.changes).items == {new_item: record}
 
 
 def test_two_registrations_of_one_item_in_one_block_are_refused(kit, state):
     first = register_tx(kit)
     second = register_tx(kit, product=b"Same lot, again")
     effects = apply(kit, state, [first])
-    assert list(effects.o2o.items) == [first.payload.asset]
-    assert effects.o2o.items[first.payload.asset].txid == first.txid
+    assert list(decoded(effects.o2o).items) == [first.payload.asset]
+    assert decoded(effects.o2o).items[first.payload.asset].txid == first.txid
     refused_block(kit, state, [first, second], "bad-trace-duplicate", 1)
     assert state.items == {}  # apply_block changes nothing itself
 
@@ -761,7 +761,7 @@ def test_register_then_event_in_one_block_is_valid(kit, state):
                       [[kit.keys[CUSTOMER]]] * 2, payload=TraceEvent(asset, 2, b"", b"", None))
     effects = apply(kit, state, [register, event])
     assert effects.fees == 200
-    assert list(effects.o2o.items) == [asset]
+    assert list(decoded(effects.o2o).items) == [asset]
     assert (Outpoint(event.txid, 0), event.outputs[0]) in [
         (op, coin.output) for op, coin in effects.created]
     # Without the registration before it, the event's item is unknown.
@@ -778,8 +778,8 @@ def test_grant_then_revoke_in_one_block_is_valid(kit, state):
     grant = plain_tx(kit, signed_grant(kit), CUSTOMER)
     revoke = plain_tx(kit, signed_revoke(kit, grant.txid), CUSTOMER)
     effects = apply(kit, state, [grant, revoke])
-    assert list(effects.o2o.consents) == [grant.txid]
-    assert effects.o2o.revocations == {grant.txid: revoke.txid}
+    assert list(decoded(effects.o2o).consents) == [grant.txid]
+    assert decoded(effects.o2o).revocations == {grant.txid: revoke.txid}
 
 
 def test_revoke_before_its_grant_in_one_block_is_refused(kit, state):
@@ -792,7 +792,7 @@ def test_two_revokes_of_one_grant_in_one_block_are_refused(kit, state):
     grant = known_grant(kit, state)
     first = plain_tx(kit, signed_revoke(kit, grant), CUSTOMER)
     second = plain_tx(kit, signed_revoke(kit, grant), FUNDER)
-    assert apply(kit, state, [first]).o2o.revocations == {grant: first.txid}
+    assert decoded(apply(kit, state, [first]).o2o).revocations == {grant: first.txid}
     refused_block(kit, state, [first, second], "bad-consent-revoked", 1)
 
 

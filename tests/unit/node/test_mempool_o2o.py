@@ -97,7 +97,7 @@ def test_second_review_of_a_purchase_is_a_mempool_conflict(state, gen, pool):
     assert err.value.reason == "txn-mempool-conflict"
     assert err.value.conflict == first.txid
     assert first.txid in pool and second.txid not in pool
-    assert pool.claimed(b"V" + purchase.txid) == first.txid
+    assert pool.claimed(("review-of-purchase", purchase.txid)) == first.txid
     # The same inside one batch: the second of the batch is refused.
     pool2 = Mempool(state, pool.params, min_fee_rate=1)
     results = pool2.accept_many([first, second], NOW)
@@ -113,7 +113,7 @@ def test_block_with_another_review_evicts_the_pending_one(state, gen, pool):
     block = mine(state, gen, [other])
     removed = pool.remove_for_block(block)
     assert pending.txid in removed and pending.txid not in pool
-    assert pool.claimed(b"V" + purchase.txid) is None
+    assert pool.claimed(("review-of-purchase", purchase.txid)) is None
     with pytest.raises(MempoolError) as err:
         pool.accept(pending, NOW)
     assert err.value.reason == "bad-review-duplicate"
@@ -153,7 +153,7 @@ def test_review_by_a_bystander_is_refused_and_changes_nothing(state, gen, pool):
         pool.accept(review_tx(bystander, purchase, reviewer=bystander.key), NOW)
     assert err.value.reason == "bad-review-not-buyer"
     assert (len(pool), pool.total_bytes) == before
-    assert pool.claimed(b"V" + purchase.txid) is None
+    assert pool.claimed(("review-of-purchase", purchase.txid)) is None
 
 
 def test_chained_mints_must_fit_the_supply_together(state, gen, pool, params):
