@@ -10,201 +10,61 @@ leaves the state of the previous or the next block, never a mix.  A reorg is a
 sequence of such steps; if it is interrupted, the next :meth:`ChainState.activate_best_chain`
 (run when the chainstate opens) finishes it.
 
-Block index entry encoding::
-
-    header (full encoding) ‖ total_difficulty:varint ‖ status:u8
-
-``status``: 0 = stored (structure valid, not yet connected), 1 = connected at
-least once (fully valid), 2 = invalid (the block or an ancestor broke a rule).
+The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
+:mod:`.blockwrites` (what a connect or disconnect writes, undo data),
+:mod:`.queries` (index, UTXO summary and O2O reads, mixed in).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from o2ocli.consensus import consent, escrow, reviews, tokens, trace
 from o2ocli.consensus.block import (
-    BlockEffects,
     apply_block,
     check_block_links,
     check_block_structure,
     genesis_effects,
 )
-from o2ocli.consensus.consent import ConsentRecord
 from o2ocli.consensus.errors import BlockInvalid
-from o2ocli.consensus.o2o import block_writes
 from o2ocli.consensus.params import ConsensusParams
-from o2ocli.consensus.reviews import ReviewRecord
-from o2ocli.consensus.state import O2OEffect, StateKey
-from o2ocli.consensus.tokens import TokenRecord
-from o2ocli.consensus.trace import ItemRecord
 from o2ocli.consensus.tx import Verifier, serial_verifier
 from o2ocli.core.block import Block, BlockHeader
-from o2ocli.core.encoding import DecodeError, Reader, Writer, varint_size
-from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, Tx
+from o2ocli.core.encoding import DecodeError
+from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from . import schema as k
+from .blockindex import (
+    NO_CHANGE,
+    STATUS_INVALID,
+    STATUS_STORED,
+    STATUS_VALID,
+    ChainStateError,
+    IndexEntry,
+    TipChange,
+    default_prefer,
+)
+from .blockwrites import decode_o2o_undo, decode_undo, encode_undo, write_connect, write_disconnect
 from .db import Database
+from .queries import ChainQueries, UtxoStats
 
 __all__ = [
     "ChainState",
     "ChainStateError",
     "IndexEntry",
+    "NO_CHANGE",
     "TipChange",
     "UtxoStats",
     "STATUS_STORED",
     "STATUS_VALID",
     "STATUS_INVALID",
+    "default_prefer",
 ]
 
-STATUS_STORED, STATUS_VALID, STATUS_INVALID = 0, 1, 2
 RAW_BLOCK_CACHE = 4
 """Block encodings kept in memory for :meth:`ChainState.get_tx` (FIFO)."""
 
 
-class ChainStateError(Exception):
-    """The chainstate cannot do what was asked (unknown parent, wrong chain, …)."""
-
-
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """What the node knows about one stored block."""
-
-    header: BlockHeader
-    """The block's header."""
-    total_difficulty: int
-    """Sum of difficulties from genesis to this block, inclusive."""
-    status: int
-    """One of STATUS_STORED, STATUS_VALID, STATUS_INVALID."""
-
-    @property
-    def hash(self) -> bytes:
-        """The block hash."""
-        return self.header.hash
-
-    @property
-    def height(self) -> int:
-        """The block height."""
-        return self.header.height
-
-    def to_bytes(self) -> bytes:
-        """Stored encoding."""
-        w = Writer()
-        self.header.encode(w)
-        w.varint(self.total_difficulty)
-        w.u8(self.status)
-        return w.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> IndexEntry:
-        """Inverse of :meth:`to_bytes`."""
-        r = Reader(data)
-        header = BlockHeader.decode(r)
-        td = r.varint("total difficulty")
-        status = r.u8("status")
-        r.finish("index entry")
-        return cls(header, td, status)
-
-    def with_status(self, status: int) -> IndexEntry:
-        """A copy with another status."""
-        return IndexEntry(self.header, self.total_difficulty, status)
-
-
-@dataclass(frozen=True, slots=True)
-class UtxoStats:
-    """A summary of the UTXO set that two nodes can compare."""
-
-    height: int
-    """Tip height the stats are for."""
-    tip: bytes
-    """Tip hash the stats are for."""
-    hash: bytes
-    """SHA-256 over every (key, coin) of the set in key order."""
-    count: int
-    """Number of unspent outputs."""
-    totals: dict[bytes, int]
-    """Asset id → sum of unspent amounts."""
-
-
-@dataclass(frozen=True, slots=True)
-class TipChange:
-    """How the main chain moved: blocks disconnected (old tip first), then
-    blocks connected (oldest first).  Falsy when the tip did not move."""
-
-    disconnected: tuple[Block, ...] = ()
-    connected: tuple[Block, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.disconnected or self.connected)
-
-
-NO_CHANGE = TipChange()
-
-
-def default_prefer(candidate: IndexEntry, current: IndexEntry) -> bool:
-    """Fork choice used until the PoA rules supply theirs: strictly more total
-    difficulty wins; on a tie the current tip stays."""
-    return candidate.total_difficulty > current.total_difficulty
-
-
-def _encode_undo(spent: tuple[tuple[Outpoint, Coin], ...]) -> bytes:
-    w = Writer()
-    w.varint(len(spent))
-    for outpoint, coin in spent:
-        w.raw(outpoint.to_bytes())
-        w.var_bytes(coin.to_bytes())
-    return w.getvalue()
-
-
-def _decode_undo(data: bytes) -> list[tuple[Outpoint, Coin]]:
-    r = Reader(data)
-    n = r.count("undo entry", 10_000_000)
-    out = []
-    for _ in range(n):
-        outpoint = Outpoint.from_bytes(r.raw(36, "undo outpoint"))
-        out.append((outpoint, Coin.from_bytes(r.var_bytes("undo coin", 1 << 20))))
-    r.finish("undo data")
-    return out
-
-
-def _encode_o2o_undo(entries: list[tuple[bytes, bytes | None]]) -> bytes:
-    w = Writer()
-    w.varint(len(entries))
-    for key, old in entries:
-        w.var_bytes(key)
-        w.u8(0 if old is None else 1)
-        if old is not None:
-            w.var_bytes(old)
-    return w.getvalue()
-
-
-def _decode_o2o_undo(data: bytes) -> list[tuple[bytes, bytes | None]]:
-    r = Reader(data)
-    n = r.count("o2o undo entry", 10_000_000)
-    out: list[tuple[bytes, bytes | None]] = []
-    for _ in range(n):
-        key = r.var_bytes("o2o undo key", 1024)
-        old = r.var_bytes("o2o undo value", 1 << 20) if r.u8("o2o undo flag") else None
-        out.append((key, old))
-    r.finish("o2o undo data")
-    return out
-
-
-def _o2o_writes(block: Block, changes: O2OEffect, state: object) -> list[tuple[StateKey,
-                                                                                 bytes | None]]:
-    """A block's O2O writes (:func:`~o2ocli.consensus.o2o.block_writes`) in
-    write order (:data:`~o2ocli.storage.schema.O2O_WRITE_ORDER`)."""
-    items = block_writes(block.txs, block.height, changes, state)  # type: ignore[arg-type]
-    if len(items) > 1:
-        order = k.O2O_WRITE_ORDER
-        last = len(order)
-        items.sort(key=lambda item: order.get(item[0][0], last))
-    return items
-
-
-class ChainState:
+class ChainState(ChainQueries):
     """Blocks, block index and UTXO set of one chain in one database.
 
     ``verifier`` verifies a block's batch of signatures (serial by default; the
@@ -255,6 +115,9 @@ class ChainState:
     def height(self) -> int:
         """Height of the tip."""
         return self._tip.height
+
+    def _tip_header(self) -> BlockHeader:
+        return self._tip.header
 
     def get(self, outpoint: Outpoint) -> Coin | None:
         """The unspent coin at ``outpoint`` in the tip's UTXO set (a UTXO view)."""
@@ -325,146 +188,6 @@ class ChainState:
                     cache.pop(next(iter(cache)))
         return raw
 
-    def address_coins(self, pubkey_hash: bytes) -> list[tuple[Outpoint, Coin]]:
-        """Unspent outputs whose lock involves ``pubkey_hash``."""
-        result = []
-        for key in self.db.iterate_keys(k.ADDR_UTXO + pubkey_hash):
-            outpoint = Outpoint.from_bytes(key[21:])
-            coin = self.get(outpoint)
-            if coin is not None:
-                result.append((outpoint, coin))
-        return result
-
-    def address_history(self, pubkey_hash: bytes) -> list[tuple[int, bytes]]:
-        """(height, txid) of main-chain txs touching ``pubkey_hash``, oldest first."""
-        prefix = k.ADDR_HISTORY + pubkey_hash
-        return [
-            (int.from_bytes(key[21:25], "big"), key[25:57])
-            for key in self.db.iterate_keys(prefix)
-        ]
-
-    # ---------------------------------------------------- O2O state (consensus)
-    def read(self, key: StateKey) -> bytes | None:
-        """The O2O state value under ``key`` (namespace, id), or None."""
-        return self.db.get(k.O2O_NAMESPACES[key[0]] + key[1])
-
-    def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
-        """A main-chain tx and its height, or None."""
-        found = self.get_tx(txid)
-        return None if found is None else (found[0], found[2])
-
-    # ------------------------------------------------------- O2O query helpers
-    def token(self, asset: bytes) -> TokenRecord | None:
-        """The registry record of token ``asset``, or None."""
-        return tokens.read_token(self, asset)
-
-    def rewarded_by(self, asset: bytes, ref: bytes) -> bytes | None:
-        """Txid of the reward that paid ``asset`` for ``ref``, or None."""
-        return tokens.rewarded_by(self, asset, ref)
-
-    def review_of_purchase(self, purchase: bytes) -> bytes | None:
-        """Txid of the review of ``purchase``, or None."""
-        return reviews.review_of_purchase(self, purchase)
-
-    def review(self, txid: bytes) -> ReviewRecord | None:
-        """The record of review ``txid``, or None."""
-        return reviews.read_review(self, txid)
-
-    def reply_of(self, review: bytes) -> bytes | None:
-        """Txid of the reply to ``review``, or None."""
-        return reviews.reply_of(self, review)
-
-    def iter_tokens(self) -> Iterator[TokenRecord]:
-        """Every issued token, in asset id order."""
-        for _, value in self.db.iterate(k.O2O_NAMESPACES[tokens.TOKEN.name]):
-            yield TokenRecord.from_bytes(value)
-
-    def item(self, asset: bytes) -> ItemRecord | None:
-        """The registration of item ``asset``, or None."""
-        return trace.read_item(self, asset)
-
-    def consent(self, txid: bytes) -> ConsentRecord | None:
-        """The consent grant ``txid``, or None."""
-        return consent.read_consent(self, txid)
-
-    def revoked_by(self, grant: bytes) -> bytes | None:
-        """Txid of the revocation of ``grant``, or None."""
-        return consent.revoked_by(self, grant)
-
-    def _index_keys(self, namespace: str, ident: bytes) -> Iterator[bytes]:
-        """Ids (without ``ident``) of the index entries under ``namespace`` ‖ ``ident``."""
-        prefix = k.O2O_NAMESPACES[namespace] + ident
-        skip = len(prefix)
-        for key in self.db.iterate_keys(prefix):
-            yield key[skip:]
-
-    def item_moves(self, asset: bytes) -> list[tuple[int, bytes]]:
-        """(height, txid) of every main-chain tx that moved item ``asset``, oldest first."""
-        return [(int.from_bytes(rest[:4], "big"), rest[4:36])
-                for rest in self._index_keys(trace.ITEM_MOVES.name, asset)]
-
-    def consents_by(self, prefix: bytes, pkh: bytes) -> list[bytes]:
-        """Grant txids by user (``prefix`` ``k.BY_USER``) or grantee (``k.BY_GRANTEE``)."""
-        return [key[25:57] for key in self.db.iterate_keys(prefix + pkh)]
-
-    def escrow_settlement(self, outpoint: Outpoint) -> tuple[bytes, int] | None:
-        """(spending txid, path) of a settled escrow output, or None."""
-        return escrow.read_settlement(self, outpoint.to_bytes())
-
-    def token_of_authority(self, authority: bytes) -> TokenRecord | None:
-        """The token whose mint authority asset is ``authority``, or None."""
-        asset = self.read((tokens.TOKEN_AUTHORITY.name, authority))
-        return None if asset is None else self.token(asset)
-
-    def asset_coins(self, asset: bytes) -> list[tuple[Outpoint, Coin]]:
-        """Unspent outputs of a non-native ``asset``."""
-        result = []
-        for key in self.db.iterate_keys(k.ASSET_UTXO + asset):
-            outpoint = Outpoint.from_bytes(key[33:])
-            coin = self.get(outpoint)
-            if coin is not None:
-                result.append((outpoint, coin))
-        return result
-
-    def reviews_by_merchant(self, merchant: bytes) -> list[bytes]:
-        """Txids of the reviews of ``merchant``, oldest first."""
-        return [rest[4:36] for rest in self._index_keys(reviews.REVIEWS_BY_MERCHANT.name,
-                                                        merchant)]
-
-    def reviews_by_reviewer(self, reviewer: bytes) -> list[bytes]:
-        """Txids of the reviews written by ``reviewer``, oldest first."""
-        return [rest[4:36] for rest in self._index_keys(reviews.REVIEWS_BY_REVIEWER.name,
-                                                        reviewer)]
-
-    def iter_utxos(self) -> Iterator[tuple[Outpoint, Coin]]:
-        """Every unspent output, in key order."""
-        for key, value in self.db.iterate(k.UTXO):
-            yield Outpoint.from_bytes(key[1:]), Coin.from_bytes(value)
-
-    def utxo_stats(self) -> UtxoStats:
-        """Hash, count and per-asset totals of the UTXO set.
-
-        The hash is SHA-256 over ``key ‖ var_bytes(coin)`` of every entry in key
-        order (LevelDB's sorted order), so the same set gives the same hash on
-        every machine whatever order the coins were added in.
-        """
-        h = hashlib.sha256()
-        count = 0
-        totals: dict[bytes, int] = {}
-        for key, value in self.db.iterate(k.UTXO):
-            w = Writer()
-            w.raw(key[1:])
-            w.var_bytes(value)
-            h.update(w.getvalue())
-            count += 1
-            coin = Coin.from_bytes(value)
-            totals[coin.output.asset] = totals.get(coin.output.asset, 0) + coin.output.amount
-        return UtxoStats(self._tip.height, self._tip.hash, h.digest(), count, totals)
-
-    def utxo_set_hash(self) -> bytes:
-        """Just the hash part of :meth:`utxo_stats`."""
-        return self.utxo_stats().hash
-
     # ---------------------------------------------------------------- writes
     def _init_genesis(self, genesis: Block) -> None:
         effects = genesis_effects(genesis)
@@ -474,7 +197,7 @@ class ChainState:
             batch.put(k.META_GENESIS, genesis.hash)
             batch.put(k.block_key(genesis.hash), genesis.to_bytes())
             batch.put(k.index_key(genesis.hash), entry.to_bytes())
-            self._write_connect(batch, genesis, effects)
+            write_connect(self.db, batch, genesis, effects, self)
             batch.put(k.META_BEST, genesis.hash)
 
     def add_block(self, block: Block, extra_puts: dict[bytes, bytes] | None = None) -> TipChange:
@@ -647,56 +370,11 @@ class ChainState:
                     batch.put(key, value)
             if set_best:
                 batch.put(k.META_BEST, block.hash)
-            batch.put(k.undo_key(block.hash), _encode_undo(effects.spent))
+            batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
             if entry.status != STATUS_VALID:
                 batch.put(k.index_key(block.hash), new_entry.to_bytes())
-            self._write_connect(batch, block, effects)
+            write_connect(self.db, batch, block, effects, self)
         self._tip = new_entry
-
-    def _write_connect(self, batch: object, block: Block, effects: BlockEffects) -> None:
-        put = batch.put  # type: ignore[attr-defined]
-        delete = batch.delete  # type: ignore[attr-defined]
-        height = block.height
-        spent_coins = dict(effects.spent)
-        for outpoint, coin in effects.spent:
-            key = outpoint.to_bytes()
-            delete(k.UTXO + key)
-            for address in coin.output.lock.addresses():
-                delete(k.ADDR_UTXO + address + key)
-            if coin.output.asset != NATIVE_ASSET:
-                delete(k.ASSET_UTXO + coin.output.asset + key)
-        for outpoint, coin in effects.created:
-            key = outpoint.to_bytes()
-            put(k.UTXO + key, coin.to_bytes())
-            for address in coin.output.lock.addresses():
-                put(k.ADDR_UTXO + address + key, b"")
-            if coin.output.asset != NATIVE_ASSET:
-                put(k.ASSET_UTXO + coin.output.asset + key, b"")
-        o2o_writes = _o2o_writes(block, effects.o2o, self)
-        if o2o_writes:
-            # Generic: each (namespace, id) → value, with the previous value as undo.
-            prefixes = k.O2O_NAMESPACES
-            db_get = self.db.get
-            undo: list[tuple[bytes, bytes | None]] = []
-            for (namespace, ident), value in o2o_writes:
-                key = prefixes[namespace] + ident
-                undo.append((key, db_get(key)))
-                if value is None:
-                    delete(key)
-                else:
-                    put(key, value)
-            put(k.o2o_undo_key(block.hash), _encode_o2o_undo(undo))
-        offset = len(block.header.to_bytes()) + varint_size(len(block.txs))
-        for position, tx in enumerate(block.txs):
-            txid = tx.txid
-            size = tx.size
-            put(k.tx_key(txid), block.hash + position.to_bytes(4, "little")
-                + offset.to_bytes(4, "little") + size.to_bytes(4, "little"))
-            offset += size
-            for address in _tx_addresses(tx, block, spent_coins):
-                put(k.addr_history_key(address, height, txid), b"")
-        put(k.height_key(height), block.hash)
-        put(k.META_TIP, block.hash)
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block."""
@@ -708,46 +386,17 @@ class ChainState:
         if block is None or undo_data is None:
             raise ChainStateError(f"block or undo data of {tip.hash.hex()} is missing")
         try:
-            spent = _decode_undo(undo_data)
+            spent = decode_undo(undo_data)
         except DecodeError as exc:
             raise ChainStateError(f"undo data of {tip.hash.hex()} is corrupt: {exc}") from None
-        spent_coins = dict(spent)
         parent = self._require_index(tip.header.prev_hash)
         o2o_undo_data = self.db.get(k.o2o_undo_key(tip.hash))
         try:
-            o2o_undo = [] if o2o_undo_data is None else _decode_o2o_undo(o2o_undo_data)
+            o2o_undo = [] if o2o_undo_data is None else decode_o2o_undo(o2o_undo_data)
         except DecodeError as exc:
             raise ChainStateError(f"O2O undo data of {tip.hash.hex()} is corrupt: {exc}") from None
         with self.db.write_batch() as batch:
-            # Restore in reverse order, so a key written twice gets its oldest value.
-            for key, old in reversed(o2o_undo):
-                if old is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, old)
-            if o2o_undo_data is not None:
-                batch.delete(k.o2o_undo_key(tip.hash))
-            for tx in block.txs:
-                txid = tx.txid
-                for index, out in enumerate(tx.outputs):
-                    key = txid + index.to_bytes(4, "big")
-                    batch.delete(k.UTXO + key)
-                    for address in out.lock.addresses():
-                        batch.delete(k.ADDR_UTXO + address + key)
-                    if out.asset != NATIVE_ASSET:
-                        batch.delete(k.ASSET_UTXO + out.asset + key)
-                batch.delete(k.tx_key(txid))
-                for address in _tx_addresses(tx, block, spent_coins):
-                    batch.delete(k.addr_history_key(address, tip.height, txid))
-            for outpoint, coin in spent:
-                key = outpoint.to_bytes()
-                batch.put(k.UTXO + key, coin.to_bytes())
-                for address in coin.output.lock.addresses():
-                    batch.put(k.ADDR_UTXO + address + key, b"")
-                if coin.output.asset != NATIVE_ASSET:
-                    batch.put(k.ASSET_UTXO + coin.output.asset + key, b"")
-            batch.delete(k.undo_key(tip.hash))
-            batch.delete(k.height_key(tip.height))
+            write_disconnect(batch, block, spent, o2o_undo)
             batch.put(k.META_TIP, parent.hash)
             if set_best:
                 batch.put(k.META_BEST, parent.hash)
@@ -758,22 +407,3 @@ class ChainState:
         """Undo the tip block and make its parent the best block (an operator's
         rewind, also used by tests); returns the disconnected block."""
         return self._disconnect_tip(set_best=True)
-
-
-def _tx_addresses(tx: Tx, block: Block, spent_coins: dict[Outpoint, Coin]) -> set[bytes]:
-    """Addresses a tx touches: its outputs' and the spent coins' lock addresses."""
-    addresses: set[bytes] = set()
-    for out in tx.outputs:
-        addresses.update(out.lock.addresses())
-    block_txs: dict[bytes, Tx] | None = None
-    for txin in tx.inputs:
-        coin = spent_coins.get(txin.prevout)
-        if coin is not None:
-            addresses.update(coin.output.lock.addresses())
-            continue
-        # Spent an output created earlier in the same block.
-        if block_txs is None:
-            block_txs = {t.txid: t for t in block.txs}
-        earlier = block_txs[txin.prevout.txid]
-        addresses.update(earlier.outputs[txin.prevout.index].lock.addresses())
-    return addresses
