@@ -34,20 +34,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
 
 from o2ocli.consensus.errors import TxInvalid
-from o2ocli.consensus.escrow import check_escrow_spends
 from o2ocli.consensus.locks import SigCheck
-from o2ocli.consensus.o2o import (
-    O2O_PAYLOADS,
-    STATE_DEPENDENT_REASONS,
-    check_o2o_inputs,
-    claim_description,
-    o2o_claims,
-)
-from o2ocli.consensus.params import MAX_AMOUNT, ConsensusParams
+from o2ocli.consensus.o2o import o2o_claims
+from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.state import StateKey
 from o2ocli.consensus.tx import (
     Verifier,
@@ -62,90 +53,13 @@ from o2ocli.core.locks import Escrow
 from o2ocli.core.payloads import TokenMint
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
+from .mempool_o2o import PendingO2O
+from .mempool_types import ChainView, MempoolEntry, MempoolError, Prepared, failing_signatures
+
 __all__ = ["ChainView", "Mempool", "MempoolEntry", "MempoolError"]
 
 DEFAULT_MAX_BYTES = 300_000_000
 DEFAULT_EXPIRY = 14 * 24 * 3600
-_NOT_MISBEHAVIOUR = frozenset(
-    {"bad-txns-inputs-missingorspent", "bad-txns-premature", *STATE_DEPENDENT_REASONS}
-)
-"""Consensus reasons that a valid tx can hit too (unknown parent, lock not yet
-reached, an O2O rule that depends on blocks this node may not have yet)."""
-
-
-class ChainView(Protocol):
-    """What the pool needs from the chain: the tip's UTXO set, height and tx index."""
-
-    @property
-    def height(self) -> int:
-        """Height of the tip."""
-        ...
-
-    def get(self, outpoint: Outpoint) -> Coin | None:
-        """The unspent coin at ``outpoint`` in the tip's UTXO set."""
-        ...
-
-    def has_tx(self, txid: bytes) -> bool:
-        """True if ``txid`` is confirmed."""
-        ...
-
-    def get_tx(self, txid: bytes) -> tuple | None:
-        """A confirmed transaction's record, or None."""
-        ...
-
-
-class MempoolError(Exception):
-    """A transaction was refused by the pool.
-
-    ``reason`` is stable (``txn-…``, ``min-relay-fee-not-met``, ``mempool-full``,
-    or the ``bad-txns-…`` reason of a consensus rule); ``message`` is for people;
-    ``conflict`` is the txid of the mempool tx already spending one of the inputs
-    (``txn-mempool-conflict`` only); ``consensus`` is True when the tx breaks a
-    consensus rule that no honest peer could trip over (not a missing input or a
-    lock height not reached yet).
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        *,
-        conflict: bytes | None = None,
-        consensus: bool = False,
-    ) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-        self.conflict = conflict
-        self.consensus = consensus
-
-    @classmethod
-    def from_invalid(cls, exc: TxInvalid) -> MempoolError:
-        """Wrap a consensus failure (same reason and message)."""
-        consensus = exc.reason not in _NOT_MISBEHAVIOUR
-        return cls(exc.reason, exc.message, consensus=consensus)
-
-
-@dataclass(frozen=True, slots=True)
-class MempoolEntry:
-    """One accepted transaction."""
-
-    tx: Tx
-    """The transaction."""
-    txid: bytes
-    """Its txid."""
-    fee: int
-    """Native-coin fee in base units."""
-    size: int
-    """Encoded size in bytes."""
-    fee_rate: int
-    """``fee * 1000 // size``: base units per 1000 bytes."""
-    time: int
-    """Unix time (seconds) it entered the pool."""
-    height: int
-    """Chain tip height when it entered the pool."""
-
-
 class _Full(Exception):
     """Internal: the newcomer would be evicted by the size cap."""
 
@@ -167,16 +81,6 @@ class _BatchView:
         if outpoint.index < len(tx.outputs):
             return Coin(tx.outputs[outpoint.index], self.pool.chain.height + 1, False)
         return None
-
-
-@dataclass(slots=True)
-class _Prepared:
-    """A batch tx that passed every rule but its signatures."""
-
-    index: int
-    tx: Tx
-    fee: int
-    checks: list[SigCheck]
 
 
 class Mempool:
@@ -214,18 +118,8 @@ class Mempool:
         """txid → mempool txs spending one of its outputs."""
         self._parents: dict[bytes, set[bytes]] = {}
         """txid → mempool txs whose outputs it spends."""
-        self._claims: dict[StateKey, bytes] = {}
-        """O2O claim key → txid of the mempool tx holding it."""
-        self._o2o: set[bytes] = set()
-        """Txids of mempool txs with an O2O payload (re-checked after each block)."""
-        self._escrow: set[bytes] = set()
-        """Txids of mempool txs spending an escrow output (re-checked after each block)."""
-        self._escrow_seen: set[bytes] = set()
-        """Txids found spending an escrow output during the current batch's checks."""
-        self._pending_mint: dict[bytes, int] = {}
-        """Token asset → units the pool's mints would add (they form one chain:
-        each spends the authority output the previous one created)."""
-        self._batch_mint: dict[bytes, int] = {}
+        self._o2o = PendingO2O(chain, params)
+        """O2O claims, pending mints, txs to re-check after each block."""
         self._evict_heap: list[tuple[int, int, bytes]] = []
         """(fee_rate, -sequence, txid), lazily pruned: lowest rate, newest first."""
         self._seq = 0
@@ -254,7 +148,7 @@ class Mempool:
     def claimed(self, claim: StateKey) -> bytes | None:
         """Txid of the mempool tx holding O2O claim ``claim`` (see
         :func:`~o2ocli.consensus.o2o.o2o_claims`), or None."""
-        return self._claims.get(claim)
+        return self._o2o.claims.get(claim)
 
     def spender_of(self, outpoint: Outpoint) -> bytes | None:
         """Txid of the mempool tx spending ``outpoint``, or None."""
@@ -319,7 +213,7 @@ class Mempool:
         while True:
             results, prepared = self._precheck_batch(txs, bad_sigs, not readd)
             pending = [p for p in prepared if p.index not in sig_ok]
-            failed = self._verify(pending)
+            failed = failing_signatures(pending, self.verifier)
             for p in pending:
                 if p.index in failed:
                     bad_sigs[p.index] = MempoolError(
@@ -361,27 +255,27 @@ class Mempool:
                 final.append(exc)
                 continue
             final.append(entry)
-        self._escrow_seen.clear()
+        self._o2o.escrow_seen.clear()
         return final
 
     def _precheck_batch(
         self, txs: list[Tx], bad_sigs: dict[int, MempoolError], check_fee: bool
-    ) -> tuple[list[MempoolError | None], list[_Prepared]]:
+    ) -> tuple[list[MempoolError | None], list[Prepared]]:
         """Every rule but the signatures and the size cap, in batch order, each tx
         against the pool plus the earlier batch txs that passed (minus ``bad_sigs``)."""
         batch_txs: dict[bytes, Tx] = {}
         batch_spent: dict[Outpoint, bytes] = {}
         batch_claims: dict[StateKey, bytes] = {}
-        self._batch_mint = {}
+        self._o2o.batch_mint = {}
         view = _BatchView(self, batch_txs)
         results: list[MempoolError | None] = []
-        prepared: list[_Prepared] = []
+        prepared: list[Prepared] = []
         for i, tx in enumerate(txs):
             bad = bad_sigs.get(i)
             if bad is None:
                 try:
                     fee, checks = self._precheck(tx, view, batch_spent, check_fee)
-                    self._check_claims(tx, batch_claims)
+                    self._o2o.check_claims(tx, batch_claims)
                 except MempoolError as exc:
                     bad = exc
             results.append(bad)
@@ -392,7 +286,7 @@ class Mempool:
                     batch_spent[txin.prevout] = txid
                 for claim in o2o_claims(tx):
                     batch_claims[claim] = txid
-                prepared.append(_Prepared(i, tx, fee, checks))
+                prepared.append(Prepared(i, tx, fee, checks))
         return results, prepared
 
     def _precheck(
@@ -422,9 +316,9 @@ class Mempool:
                 tx, coins, self.chain.height + 1, self.params, self.chain  # type: ignore[arg-type]
             )
             if isinstance(tx.payload, TokenMint):
-                self._check_pending_supply(tx.payload)
+                self._o2o.check_pending_supply(tx.payload)
             if any(type(c.output.lock) is Escrow for c in coins):
-                self._escrow_seen.add(txid)
+                self._o2o.escrow_seen.add(txid)
         except TxInvalid as exc:
             raise MempoolError.from_invalid(exc) from None
         size = tx.size
@@ -436,59 +330,6 @@ class Mempool:
                 f"({self.min_fee_rate} per 1000 bytes for {size} bytes)",
             )
         return fee, checks
-
-    def _check_pending_supply(self, mint: TokenMint) -> None:
-        """Policy: the chain of pending mints of one token must fit the supply
-        limit together (each alone was checked against the tip's supply only)."""
-        record = self.chain.token(mint.asset)  # type: ignore[attr-defined]
-        pending = self._pending_mint.get(mint.asset, 0) + self._batch_mint.get(mint.asset, 0)
-        if record is not None and record.supply + pending + mint.amount > MAX_AMOUNT:
-            raise MempoolError(
-                "txn-mint-overflow",
-                f"with the mints already pending, {record.symbol}'s supply would overflow",
-            )
-        self._batch_mint[mint.asset] = self._batch_mint.get(mint.asset, 0) + mint.amount
-
-    def _check_claims(self, tx: Tx, batch_claims: dict[StateKey, bytes]) -> None:
-        """Refuse ``tx`` if a pool or batch tx already holds one of its O2O claims."""
-        for claim in o2o_claims(tx):
-            other = self._claims.get(claim) or batch_claims.get(claim)
-            if other is not None:
-                raise MempoolError(
-                    "txn-mempool-conflict",
-                    f"mempool tx {other.hex()} already claims the same "
-                    + claim_description(claim),
-                    conflict=other,
-                )
-
-    def _verify(self, prepared: list[_Prepared]) -> set[int]:
-        """Batch indexes of the txs in ``prepared`` whose signatures fail.
-
-        One verifier call when all pass; otherwise the failing tx named by the
-        verifier is set aside and the rest is split in halves (so a batch full
-        of bad signatures costs O(n log n) checks, not O(n²))."""
-        failed: set[int] = set()
-        first = [p for p in prepared if p.checks]
-        groups = [first] if first else []
-        while groups:
-            chunk = groups.pop()
-            checks: list[SigCheck] = []
-            owners: list[_Prepared] = []
-            for p in chunk:
-                checks.extend(p.checks)
-                owners.extend([p] * len(p.checks))
-            bad = self.verifier(checks)
-            if bad is None:
-                continue
-            culprit = owners[bad]
-            failed.add(culprit.index)
-            rest = [p for p in chunk if p is not culprit]
-            if len(rest) > 1:
-                half = len(rest) // 2
-                groups.extend([rest[:half], rest[half:]])
-            elif rest:
-                groups.append(rest)
-        return failed
 
     def _missing_input(self, tx: Tx) -> MempoolError | None:
         """After an eviction: refuse ``tx`` if a mempool parent it spends is gone."""
@@ -568,17 +409,7 @@ class Mempool:
             self._parents[txid] = parents
         if children:
             self._children[txid] = children
-        if isinstance(entry.tx.payload, O2O_PAYLOADS):
-            self._o2o.add(txid)
-            for claim in o2o_claims(entry.tx):
-                self._claims[claim] = txid
-            payload = entry.tx.payload
-            if isinstance(payload, TokenMint):
-                self._pending_mint[payload.asset] = (
-                    self._pending_mint.get(payload.asset, 0) + payload.amount
-                )
-        if txid in self._escrow_seen:
-            self._escrow.add(txid)
+        self._o2o.added(entry)
         self._total_bytes += entry.size
         heapq.heappush(self._evict_heap, (entry.fee_rate, -self._seq, txid))
 
@@ -603,19 +434,7 @@ class Mempool:
                 others.discard(txid)
                 if not others:
                     del self._parents[child]
-        self._escrow.discard(txid)
-        if txid in self._o2o:
-            self._o2o.discard(txid)
-            for claim in o2o_claims(entry.tx):
-                if self._claims.get(claim) == txid:
-                    del self._claims[claim]
-            payload = entry.tx.payload
-            if isinstance(payload, TokenMint):
-                left = self._pending_mint.get(payload.asset, 0) - payload.amount
-                if left > 0:
-                    self._pending_mint[payload.asset] = left
-                else:
-                    self._pending_mint.pop(payload.asset, None)
+        self._o2o.removed(entry)
         self._total_bytes -= entry.size
         heap = self._evict_heap
         if len(heap) > 2 * len(self._entries) + 1024:
@@ -655,33 +474,8 @@ class Mempool:
                 spender = self._spenders.get(txin.prevout)
                 if spender is not None:
                     conflicts.append(spender)
-        conflicts.extend(self._stale_o2o())
+        conflicts.extend(self._o2o.stale(self._entries, self._unspent_coin))
         return self._remove_trees(conflicts)
-
-    def _stale_o2o(self) -> list[bytes]:
-        """O2O txs whose payload rules, and escrow spends whose path rules, fail on
-    the current tip (for the next block)."""
-        stale = []
-        height = self.chain.height + 1
-        for txid in list(self._o2o):
-            tx = self._entries[txid].tx
-            coins = [self._unspent_coin(txin.prevout) for txin in tx.inputs]
-            if any(c is None for c in coins):
-                continue  # the input checks of revalidate() deal with it
-            try:
-                check_o2o_inputs(tx, coins, height, self.params, self.chain)  # type: ignore[arg-type]
-            except TxInvalid:
-                stale.append(txid)
-        for txid in list(self._escrow):
-            entry = self._entries[txid]
-            coins = [self._unspent_coin(txin.prevout) for txin in entry.tx.inputs]
-            if any(c is None for c in coins):
-                continue
-            try:  # a reorg to a lower tip can make a reclaim premature again
-                check_escrow_spends(entry.tx, coins, height, entry.fee)  # type: ignore[arg-type]
-            except TxInvalid:
-                stale.append(txid)
-        return stale
 
     def readd_txs(self, txs: list[Tx], now: int) -> None:
         """Put back the txs of disconnected blocks (oldest block first, in block
@@ -713,7 +507,7 @@ class Mempool:
                 if self.chain.get(prevout) is None:
                     stale.append(txid)
                     break
-        stale.extend(self._stale_o2o())
+        stale.extend(self._o2o.stale(self._entries, self._unspent_coin))
         return self._remove_trees(stale)
 
     def drop(self, txids: Iterable[bytes]) -> list[bytes]:

@@ -68,7 +68,6 @@ MAX_MODULE_LINES = 600
 """About 500 lines is the aim; a module past this is split along its responsibilities."""
 OVERSIZED = {
     "o2ocli/core/payloads.py": 859,
-    "o2ocli/node/mempool.py": 764,
 }
 """Modules still past the limit (issue 15 splits them): they may only shrink, and
 leave this list once under the limit."""
