@@ -30,6 +30,7 @@ from .params import ConsensusParams
 from .state import FamilyRules, Namespace, O2OEffect, O2OState, StateKey
 
 __all__ = [
+    "STATE_DEPENDENT_REASONS",
     "MAX_SCOPE",
     "CONSENT",
     "REVOKED",
@@ -49,6 +50,14 @@ __all__ = [
 
 MAX_SCOPE = 32
 """Most characters of a consent scope (``a-z 0-9 . _ -``)."""
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-consent-expired",
+    "bad-consent-unknown",
+    "bad-consent-revoked",
+})
+"""Reasons of this family that depend on the chain a node has seen
+(see :data:`o2ocli.consensus.o2o.STATE_DEPENDENT_REASONS`)."""
 
 CONSENT = Namespace("consent-grant", "grant txid → ConsentRecord")
 CONSENTS_BY_USER = Namespace("consent-by-user", "user pubkey hash ‖ height u32 BE ‖ grant txid "

@@ -45,6 +45,7 @@ from .errors import TxInvalid
 from .state import Namespace, O2OState, StateKey
 
 __all__ = [
+    "STATE_DEPENDENT_REASONS",
     "PATH_RELEASE",
     "PATH_RECLAIM",
     "PATH_REFUND",
@@ -66,6 +67,13 @@ PATH_NAMES = {PATH_RELEASE: "released", PATH_RECLAIM: "reclaimed", PATH_REFUND: 
               PATH_DISPUTE: "disputed"}
 FEE_ALLOWANCE_DIVISOR = 100
 """The fee taken from a native-coin escrow is at most ``amount // 100``."""
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-escrow-release-short",
+    "bad-escrow-multiple",
+})
+"""Reasons of this family that depend on the chain a node has seen
+(see :data:`o2ocli.consensus.o2o.STATE_DEPENDENT_REASONS`)."""
 
 ESCROW_SETTLED = Namespace("escrow-settled", "escrow outpoint (txid ‖ index u32 BE) → "
                            "spending txid ‖ path u8")

@@ -30,6 +30,7 @@ from .purchases import paid_to, purchase_buyers, refunds_escrow, spent_locks
 from .state import FamilyRules, Namespace, O2OEffect, O2OState, StateKey
 
 __all__ = [
+    "STATE_DEPENDENT_REASONS",
     "MAX_REVIEW_TEXT",
     "REVIEW_TEXT",
     "REPLY_TEXT",
@@ -58,6 +59,16 @@ REVIEW_TEXT = TextField("review text", MAX_REVIEW_TEXT, True,
                         "bad-review-text-length", "bad-review-text-utf8", "bad-review-text-control")
 REPLY_TEXT = TextField("reply text", MAX_REVIEW_TEXT, False,
                        "bad-reply-text-length", "bad-reply-text-utf8", "bad-reply-text-control")
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-review-no-purchase",
+    "bad-review-window",
+    "bad-review-duplicate",
+    "bad-reply-no-review",
+    "bad-reply-duplicate",
+})
+"""Reasons of this family that depend on the chain a node has seen
+(see :data:`o2ocli.consensus.o2o.STATE_DEPENDENT_REASONS`)."""
 
 REVIEW_OF_PURCHASE = Namespace("review-of-purchase", "purchase txid → txid of its review",
                                claim="purchase (one review per purchase)")

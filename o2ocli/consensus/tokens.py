@@ -57,6 +57,7 @@ from .reviews import read_review
 from .state import FamilyRules, Namespace, O2OEffect, O2OState, StateKey
 
 __all__ = [
+    "STATE_DEPENDENT_REASONS",
     "MIN_SYMBOL_LEN",
     "MAX_SYMBOL_LEN",
     "MAX_TOKEN_NAME",
@@ -99,6 +100,21 @@ def _authority_index(asset: bytes, value: bytes) -> dict[StateKey, bytes]:
         return {}
     return {(TOKEN_AUTHORITY.name, authority_asset_id(asset)): asset}
 
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-token-no-commit",
+    "bad-token-reveal-early",
+    "bad-token-commitment",
+    "bad-token-symbol-taken",
+    "bad-token-unknown",
+    "bad-token-fixed-supply",
+    "bad-token-no-authority",
+    "bad-token-supply-overflow",
+    "bad-token-reward-duplicate",
+    "bad-token-reward-unknown",
+})
+"""Reasons of this family that depend on the chain a node has seen
+(see :data:`o2ocli.consensus.o2o.STATE_DEPENDENT_REASONS`)."""
 
 TOKEN = Namespace("token", "asset id → TokenRecord (the token registry)", claim="token symbol",
                   derive=_authority_index)

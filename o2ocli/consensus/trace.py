@@ -28,6 +28,7 @@ from .params import ConsensusParams
 from .state import FamilyRules, Namespace, O2OEffect, O2OState, StateKey
 
 __all__ = [
+    "STATE_DEPENDENT_REASONS",
     "MAX_ITEM_ID",
     "MAX_DATA_KEY",
     "MAX_TRACE_TEXT",
@@ -67,6 +68,13 @@ LOCATION_TEXT = TextField("location", MAX_TRACE_TEXT, True,
                           "bad-trace-location-control")
 NOTE_TEXT = TextField("note", MAX_TRACE_TEXT, True,
                       "bad-trace-note-length", "bad-trace-note-utf8", "bad-trace-note-control")
+
+STATE_DEPENDENT_REASONS = frozenset({
+    "bad-trace-duplicate",
+    "bad-trace-unknown-item",
+})
+"""Reasons of this family that depend on the chain a node has seen
+(see :data:`o2ocli.consensus.o2o.STATE_DEPENDENT_REASONS`)."""
 
 ITEM = Namespace("trace-item", "item asset id → ItemRecord",
                  claim="item id (one registration per item)")
