@@ -70,11 +70,8 @@ Finality (:mod:`o2ocli.node.finality`):
 * ``e`` ‖ accused address ‖ evidence id → :class:`~o2ocli.core.finality.Evidence`
   (from blocks or gossip; kept by a reindex)
 
-Node and network (not derived from blocks):
-
-* ``p`` ‖ … → validator set snapshots (:mod:`o2ocli.node.chain`)
-* ``n`` ‖ … → the peer address book (:mod:`o2ocli.p2p.addrman`)
-* ``x`` ‖ … → operator bans (:mod:`o2ocli.p2p.manager`)
+Validator set snapshots: ``p`` ‖ block hash → the snapshot after that block
+(:mod:`o2ocli.node.chain`).  P2P records: see :data:`PEER_ADDR` and :data:`PEER_BAN`.
 """
 
 from __future__ import annotations
@@ -144,8 +141,6 @@ O2O_PREFIXES = (*O2O_NAMESPACES.values(), ASSET_UTXO, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
 
 SNAPSHOT = b"p"
-PEER_ADDR = b"n"
-BAN = b"x"
 
 REINDEX_MARKER = b"!reindex"
 

@@ -18,7 +18,7 @@ OTHER_PREFIXES = {
     schema.BLOCK, schema.INDEX, schema.HEIGHT, schema.UTXO, schema.UNDO, schema.TXINDEX,
     schema.ADDR_UTXO, schema.ADDR_HISTORY, schema.META, schema.ASSET_UTXO, schema.O2O_UNDO,
     schema.FINALITY, schema.OWN_VOTE, schema.EVIDENCE, schema.SNAPSHOT, schema.PEER_ADDR,
-    schema.BAN,
+    schema.PEER_BAN,
 }
 
 
