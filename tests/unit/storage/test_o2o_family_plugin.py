@@ -1,15 +1,15 @@
-"""A new O2O family needs no edit of the chainstate: register its rules by
-payload tag and its state namespace, and a block carrying it connects through
-the real chainstate (real LevelDB), writes its keys, and disconnecting the
-block puts the previous values back.
+"""A new O2O family needs no edit of the chainstate: register its payload
+type, its rules by payload tag and its state namespaces, and a block carrying
+it connects through the real chainstate (real LevelDB), writes its keys, and
+disconnecting the block puts the previous values back.
 
-The dummy family (a "commit counter") stands on an existing payload type that
-has no contextual rule, :class:`~o2ocli.core.payloads.TokenCommit`: the test
-swaps in its rules for that tag.  Its contextual rule reads a counter key,
-writes it + 1 and the commitment it saw, and its namespace derives an index
-entry from each counter value; its context-free rule refuses an all-zero
-commitment.  What the registrations are:
+The dummy family (a "commit counter") has a payload type of its own,
+:class:`Counted` (tag ``0x7D``, one 32-byte commitment).  Its contextual rule
+reads a counter key, writes it + 1 and the commitment it saw, and its
+namespace derives an index entry from each counter value; its context-free
+rule refuses an all-zero commitment.  What the registrations are:
 
+* ``core.payloads.registered(tag, Counted)`` — the payload type and its codec;
 * ``o2o.RULES[tag]`` — the family's :class:`~o2ocli.consensus.state.FamilyRules`;
 * ``o2o.NAMESPACES[name]`` — its :class:`~o2ocli.consensus.state.Namespace` s;
 * ``schema.O2O_NAMESPACES[name]`` — the key prefix of each namespace on disk.
@@ -17,13 +17,16 @@ commitment.  What the registrations are:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from o2ocli.consensus import o2o
 from o2ocli.consensus.errors import BlockInvalid, TxInvalid
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.consensus.state import FamilyRules, Namespace, O2OEffect, StateKey
-from o2ocli.core.payloads import TokenCommit
+from o2ocli.core.payloads import PayloadType, registered
+from o2ocli.core.payloads.spec import Fixed, compile_record, wire
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.hashes import sha256
 from o2ocli.storage import ChainState, Database, schema
@@ -36,10 +39,19 @@ COIN = 1_000_000
 FEE = 100
 GENESIS = make_genesis(CHAIN_ID, [TxOut(NATIVE_ASSET, COIN, p2a(KEY)) for _ in range(4)])
 
+DUMMY_TAG = 0x7D
 COUNTER_ID = b"counter"
 COUNTER_PREFIX = b"\xf0"
 SEEN_PREFIX = b"\xf1"
 INDEX_PREFIX = b"\xf2"
+
+
+@compile_record
+@dataclass(frozen=True, slots=True)
+class Counted(PayloadType):
+    """The dummy family's payload: a commitment to count."""
+
+    commitment: bytes = wire(Fixed(32, "counted commitment"))
 
 
 def _count_index(ident: bytes, value: bytes) -> dict[StateKey, bytes]:
@@ -75,19 +87,21 @@ def seen_claims(tx: Tx) -> list[StateKey]:
 
 @pytest.fixture
 def dummy_family(monkeypatch):
-    """Register the dummy family (rules, namespaces, prefixes) for one test."""
-    monkeypatch.setitem(o2o.RULES, TokenCommit.TAG,
+    """Register the dummy family (payload type, rules, namespaces, prefixes) for one test."""
+    monkeypatch.setitem(o2o.RULES, DUMMY_TAG,
                         FamilyRules(check_commit_not_zero, count_commit, seen_claims))
     for ns, prefix in ((COUNTER, COUNTER_PREFIX), (SEEN, SEEN_PREFIX),
                        (COUNT_INDEX, INDEX_PREFIX)):
         monkeypatch.setitem(o2o.NAMESPACES, ns.name, ns)
         monkeypatch.setitem(schema.O2O_NAMESPACES, ns.name, prefix)
+    with registered(DUMMY_TAG, Counted):
+        yield
 
 
 def commit_tx(genesis_index: int, commitment: bytes) -> Tx:
     op = Outpoint(GENESIS.txs[0].txid, genesis_index)
     tx = Tx((TxIn(op),), (TxOut(NATIVE_ASSET, COIN - FEE, p2a(KEY)),),
-            payload=TokenCommit(commitment))
+            payload=Counted(commitment))
     return sign_tx(tx, [[KEY]], CHAIN_ID)
 
 
@@ -148,9 +162,13 @@ def test_a_registered_family_rules_refuse_a_block(tmp_path, dummy_family):
     assert o2o.claim_description(SEEN.key(sha256(b"c"))) == "commitment (shown once)"
 
 
-def test_without_the_registration_the_payload_has_no_o2o_state(tmp_path):
+def test_without_the_rules_the_payload_is_refused(tmp_path, monkeypatch):
+    """Registered in core but with no consensus rules, the payload is not allowed."""
     state = ChainState(Database(tmp_path / "db"), PARAMS, GENESIS)
-    block = make_block(GENESIS.header, [commit_tx(0, sha256(b"one"))])
-    assert state.add_block(block)
-    assert state.db.get(COUNTER_PREFIX + COUNTER_ID) is None
-    assert state.db.get(schema.o2o_undo_key(block.hash)) is None
+    before = dump(state)
+    with registered(DUMMY_TAG, Counted):
+        block = make_block(GENESIS.header, [commit_tx(0, sha256(b"one"))])
+        with pytest.raises(BlockInvalid) as e:
+            state.add_block(block)
+    assert e.value.reason == "bad-txns-payload"
+    assert dump(state) == before
