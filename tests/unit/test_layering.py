@@ -66,9 +66,7 @@ LIBRARY_HOMES = {
 
 MAX_MODULE_LINES = 600
 """About 500 lines is the aim; a module past this is split along its responsibilities."""
-OVERSIZED = {
-    "o2ocli/core/payloads.py": 859,
-}
+OVERSIZED: dict[str, int] = {}
 """Modules still past the limit (issue 15 splits them): they may only shrink, and
 leave this list once under the limit."""
 
