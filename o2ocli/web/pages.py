@@ -43,6 +43,15 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 
 T = TypeVar("T")
 
+Memo = Callable[[tuple[Any, ...], Callable[[], Any]], Any]
+"""``memo(key, make)``: ``make()``'s value, reused while the chain's tip and
+finalized block stay the same (the server keeps one per tip)."""
+
+
+def no_memo(key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    """A :data:`Memo` that keeps nothing."""
+    return make()
+
 
 class PageError(Exception):
     """A request the pages answer with an error status and a short message."""
@@ -94,29 +103,40 @@ def home(node: NodeContext) -> dict[str, Any]:
             "native_symbol": info["native_symbol"], "recent_blocks": recent}
 
 
-def _sealers_above(node: NodeContext, heights: list[int]) -> dict[int, int]:
-    """For each height, how many distinct validators sealed main-chain blocks
-    above it (scanning at most :data:`SEAL_WINDOW` blocks below the tip)."""
+def recent_sealers(node: NodeContext) -> list[tuple[int, bytes | None]]:
+    """(height, sealer) of the latest :data:`SEAL_WINDOW` main-chain blocks,
+    tip first."""
     chain = node.chain
+    result = []
+    for entry in chain.iter_main_chain_down():
+        if len(result) >= SEAL_WINDOW:
+            break
+        result.append((entry.height, chain.sealer_of(entry)))
+    return result
+
+
+def sealers_above(recent: list[tuple[int, bytes | None]], heights: list[int]) -> dict[int, int]:
+    """For each height, how many distinct validators sealed the ``recent``
+    blocks (tip first) above it; below the window, all those seen."""
     result: dict[int, int] = {}
     wanted = sorted(set(heights), reverse=True)
     seen: set[bytes] = set()
-    for entry in chain.iter_main_chain_down():
-        while wanted and wanted[0] >= entry.height:
+    for height, sealer in recent:
+        while wanted and wanted[0] >= height:
             result[wanted.pop(0)] = len(seen)
-        if not wanted or chain.height - entry.height >= SEAL_WINDOW:
+        if not wanted:
             break
-        sealer = chain.sealer_of(entry)
         if sealer is not None:
             seen.add(sealer)
-    for height in wanted:  # below the window: at least the validators seen
+    for height in wanted:
         result[height] = len(seen)
     return result
 
 
-def _item_page(node: NodeContext, data: dict[str, Any]) -> dict[str, Any]:
+def _item_page(node: NodeContext, data: dict[str, Any], memo: Memo) -> dict[str, Any]:
     timeline = data["timeline"]
-    sealers = _sealers_above(node, [s["height"] for s in timeline])
+    recent = memo(("sealers",), lambda: recent_sealers(node))
+    sealers = sealers_above(recent, [s["height"] for s in timeline])
     for step in timeline:
         step["sealed_on_top"] = sealers.get(step["height"], 0)
     total = len(timeline)
@@ -126,33 +146,37 @@ def _item_page(node: NodeContext, data: dict[str, Any]) -> dict[str, Any]:
                 finalized_height=node.chain.finalized_height, tip_height=node.chain.height)
 
 
-def item(node: NodeContext, merchant_address: str, item_id: str) -> dict[str, Any]:
+def item(node: NodeContext, merchant_address: str, item_id: str,
+         memo: Memo = no_memo) -> dict[str, Any]:
     """An item by its merchant and item id: registration, timeline with
     sealers on top, custodian, and the custody verdict (``verified``/``break``)."""
     if not 1 <= len(item_id) <= 64:
         raise PageError(400, "item id must be 1..64 characters")
     _call(address_arg, node, merchant_address)
-    return _item_page(node, _call(gettrace, node, item_id, merchant_address))
+    return _item_page(node, _call(gettrace, node, item_id, merchant_address), memo)
 
 
-def item_by_asset(node: NodeContext, asset: str) -> dict[str, Any]:
+def item_by_asset(node: NodeContext, asset: str, memo: Memo = no_memo) -> dict[str, Any]:
     """An item by its 64-hex asset id (the ``o2o:item:`` URI)."""
     if not _HEX64.fullmatch(asset):
         raise PageError(400, "asset id must be 64 hex digits")
-    return _item_page(node, _call(gettrace, node, asset.lower()))
+    return _item_page(node, _call(gettrace, node, asset.lower()), memo)
 
 
-def merchant(node: NodeContext, address_text: str, page: str | None = None) -> dict[str, Any]:
+def merchant(node: NodeContext, address_text: str, page: str | None = None,
+             memo: Memo = no_memo) -> dict[str, Any]:
     """A merchant's review stats, one page of reviews newest first (with the
     purchase and the reply), and the tokens it issued."""
     number = _page_number(page)
     pkh = _call(address_arg, node, address_text)
-    stats = _call(getreviewstats, node, address_text)
-    txids = list(reversed(node.chain.state.reviews_by_merchant(pkh)))
+    stats = memo(("stats", pkh), lambda: _call(getreviewstats, node, address_text))
+    txids = memo(("reviews", pkh),
+                 lambda: list(reversed(node.chain.state.reviews_by_merchant(pkh))))
     chosen = txids[(number - 1) * PAGE_SIZE: number * PAGE_SIZE]
     reviews = [_call(review_json, node, t) for t in chosen]
-    tokens = [token_json(node, r, detail=False) for r in node.chain.state.iter_tokens()
-              if r.issuer == pkh]
+    tokens = memo(("tokens", pkh), lambda: [
+        token_json(node, r, detail=False) for r in node.chain.state.iter_tokens()
+        if r.issuer == pkh])
     return {"merchant": node.spec.address(pkh), "stats": stats, "reviews": reviews,
             **_paged(txids, number), "tokens": sorted(tokens, key=lambda t: t["symbol"])}
 

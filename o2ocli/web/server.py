@@ -42,6 +42,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 CACHE_ENTRIES = 512
+MEMO_ENTRIES = 256
 RATE_BUCKETS = 4096
 
 
@@ -122,6 +123,8 @@ class WebServer:
         self.limiter = RateLimiter(config.rate)
         self.cache: collections.OrderedDict[tuple[str, bytes], tuple[int, str, str]] = \
             collections.OrderedDict()
+        self.memos: dict[tuple[Any, ...], Any] = {}
+        self.memo_tip = b""
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.public_url = config.public_url or ""
@@ -134,11 +137,11 @@ class WebServer:
         routes = [
             ("/", page("home.html", lambda r: pages.home(self.node), cache=False)),
             ("/item/{asset}", page("item.html", lambda r: pages.item_by_asset(
-                self.node, r.match_info["asset"]))),
+                self.node, r.match_info["asset"], self.memo))),
             ("/item/{merchant}/{item}", page("item.html", lambda r: pages.item(
-                self.node, r.match_info["merchant"], r.match_info["item"]))),
+                self.node, r.match_info["merchant"], r.match_info["item"], self.memo))),
             ("/merchant/{address}", page("merchant.html", lambda r: pages.merchant(
-                self.node, r.match_info["address"], r.query.get("page")))),
+                self.node, r.match_info["address"], r.query.get("page"), self.memo))),
             ("/token/{symbol}", page("token.html",
                                      lambda r: pages.token(self.node, r.match_info["symbol"]))),
             ("/tx/{txid}", page("tx.html", lambda r: pages.tx(self.node, r.match_info["txid"]),
@@ -218,6 +221,18 @@ class WebServer:
         return web.Response(text=body, status=status, content_type="text/html")
 
     # ---------------------------------------------------------------- pages
+    def memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()``, kept until the tip or the finalized block changes (a
+        merchant's review stats, the latest sealers): see :data:`pages.Memo`."""
+        chain = self.node.chain
+        tip = chain.tip.hash + chain.finalized_hash
+        if tip != self.memo_tip or len(self.memos) > MEMO_ENTRIES:
+            self.memos.clear()
+            self.memo_tip = tip
+        if key not in self.memos:
+            self.memos[key] = make()
+        return self.memos[key]
+
     def _common(self) -> dict[str, Any]:
         return {"chain_id": self.node.spec.chain_id, "public_url": self.public_url,
                 "symbol": self.node.spec.native_symbol}

@@ -133,3 +133,12 @@ def test_png_and_svg_labels_decode_to_the_url(tmp_path):
     png = tmp_path / "svg.png"
     image.save(png)
     assert decode_qr(png) == [url]
+
+
+def test_sealers_above_counts_distinct_validators_over_each_step():
+    from o2ocli.web.pages import sealers_above
+
+    a, b, c = b"a" * 20, b"b" * 20, b"c" * 20
+    recent = [(10, a), (9, b), (8, a), (7, c), (6, a), (5, None)]  # tip first
+    assert sealers_above(recent, [10, 9, 7, 6, 2]) == {10: 0, 9: 1, 7: 2, 6: 3, 2: 3}
+    assert sealers_above(recent, []) == {}
