@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from o2ocli.amounts import format_amount
+from o2ocli.core.payloads import NO_PAYLOAD, authority_asset_id
 from o2ocli.node.methods.addresses import history_for, unspent_for
 from o2ocli.node.methods.chain import getblock, getinfo, gettx
 from o2ocli.node.methods.context import NodeContext
@@ -22,6 +24,7 @@ from o2ocli.node.methods.reviews import getreviewstats, review_json
 from o2ocli.node.methods.tokens import token_arg, token_json
 from o2ocli.node.methods.trace import gettrace
 from o2ocli.node.methods.views import amount_text
+from o2ocli.node.render import payload_json
 from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 
@@ -36,6 +39,8 @@ MAX_PAGE = 10_000
 SEAL_WINDOW = 256
 """Blocks above a step scanned for distinct sealers (beyond that: all of them)."""
 RECENT_BLOCKS = 10
+MAX_AUTHORITY_STEPS = 50
+"""Mint-authority moves shown on a token page (the newest)."""
 MAX_TIMELINE = 500
 """Steps of an item shown (the newest; ``timeline_total`` says how many)."""
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -182,8 +187,42 @@ def merchant(node: NodeContext, address_text: str, page: str | None = None,
 
 
 def token(node: NodeContext, symbol: str) -> dict[str, Any]:
-    """A token: supply, decimals, issuer, authority holder, holders count."""
-    return _call(lambda: token_json(node, token_arg(node, symbol)))
+    """A token: supply, decimals, issuer, authority holder, holders count, and
+    the history of its mint authority (issue, mints, freeze), newest first."""
+    record = _call(token_arg, node, symbol)
+    data = token_json(node, record)
+    data["authority_history"] = authority_history(node, record.asset, record.decimals)
+    return data
+
+
+def authority_history(node: NodeContext, asset: bytes, decimals: int) -> list[dict[str, Any]]:
+    """The txs that moved a token's mint authority (issue, each mint, a
+    freeze, a hand-over), newest first, at most :data:`MAX_AUTHORITY_STEPS`:
+    followed back from the authority's unspent output through the inputs
+    that spent it (burns need no authority and are not in it)."""
+    state = node.chain.state
+    authority = authority_asset_id(asset)
+    coins = state.asset_coins(authority)
+    txid = coins[0][0].txid if coins else None
+    steps: list[dict[str, Any]] = []
+    while txid is not None and len(steps) < MAX_AUTHORITY_STEPS:
+        found = state.get_tx(txid)
+        if found is None:
+            break
+        tx, _, height = found
+        payload = None if tx.payload is NO_PAYLOAD else payload_json(node.spec, tx.payload)
+        kind = payload["type"] if payload else "transfer"
+        step: dict[str, Any] = {"txid": txid.hex(), "height": height, "type": kind}
+        if kind in ("token-mint", "token-burn") and payload and payload.get("asset") == asset.hex():
+            step["amount"] = format_amount(payload["units"], decimals)
+        steps.append(step)
+        txid = None
+        for txin in tx.inputs:
+            prev = state.get_tx(txin.prevout.txid)
+            if prev is not None and txin.prevout.index < len(prev[0].outputs) and \
+                    prev[0].outputs[txin.prevout.index].asset == authority:
+                txid = txin.prevout.txid
+    return steps
 
 
 def tx(node: NodeContext, txid: str) -> dict[str, Any]:

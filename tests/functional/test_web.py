@@ -144,8 +144,11 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
                           "--text", f"Thanks! {SCRIPT}")
     mined(node, reply["txid"])
     issued = node.cli_json("-w", "shop", "token", "issue", "--symbol", "TEAPT", "--name",
-                           f"Tea points {IMG}", "--supply", "1000", "--decimals", "2")
+                           f"Tea points {IMG}", "--supply", "1000", "--decimals", "2",
+                           "--mintable")
     mined(node, issued["txid"])
+    minted = node.cli_json("-w", "shop", "token", "mint", "TEAPT", "--amount", "5")
+    mined(node, minted["txid"])
 
     with browser_page() as page:
         page.goto(f"{node.base}/merchant/{shop}")
@@ -162,6 +165,9 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         supply = node.cli_json("token", "info", "TEAPT")["supply"]
         assert page.locator("#supply").inner_text() == supply
         assert page.locator("h1 .text").inner_text() == f"Tea points {IMG}"
+        rows = page.locator("#authority tr").evaluate_all(
+            "rows => rows.map(r => r.innerText.split('\\t').slice(0, 2))")
+        assert rows == [["token-mint", "5"], ["token-issue", ""]], rows
         assert page.evaluate(PWNED)
         page.goto(node.base + "/")
         info = node.rpc("getinfo")

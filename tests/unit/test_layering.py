@@ -50,7 +50,7 @@ LAYER_MAP: dict[str, frozenset[str]] = {
                          "rpc"}),
     "demo": frozenset({"rpc"}),
     "testing": frozenset({"core", "crypto", "p2p"}),
-    "web": frozenset({"node", "rpc"}),
+    "web": frozenset({"amounts", "core", "node", "rpc"}),
     "cli": frozenset({"amounts", "chainspec", "core", "crypto", "demo", "fsmodes", "node",
                       "rpc", "storage", "wallet", "web"}),
     "__main__": frozenset({"cli"}),
