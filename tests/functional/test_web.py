@@ -63,8 +63,10 @@ def test_label_opens_the_item_page_with_its_timeline_and_verdict(node_factory, t
     farm, shop, alice = node.addr["farm"], node.addr["shop"], node.addr["alice"]
     product = f"Pu'er {SCRIPT}{IMG}"
     reg = node.cli_json("-w", "farm", "trace", "register", "TEA-1", "--product", product,
-                        "--data", f"origin={IMG}")
+                        "--data", f"origin={IMG}", "--svg", str(tmp_path / "reg.svg"))
     mined(node, reg["txid"])
+    assert reg["qr"] == f"{node.base}/item/{farm}/TEA-1"
+    assert "&lt;script&gt;" in (tmp_path / "reg.svg").read_text()
     steps = [reg["txid"],
              step(node, "farm", "--event", "processed", "--location", HEBREW, "--note", SCRIPT),
              step(node, "farm", "--event", "shipped", "--to", shop, "--note", "x" * 256),
@@ -208,3 +210,11 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
     assert 429 in statuses
     wait_until(lambda: get(node.base + "/")[0] == 200, timeout=10, what="the limit to lift")
     assert "Traceback" not in node.log_path.read_text(errors="replace")
+
+    # Another node cannot take the pages' port: one error line, and it exits.
+    other = node_factory("other")
+    other.start("--dev", "--http-listen", f"127.0.0.1:{node.http_port}", wait=False)
+    assert other.proc.wait(60) == 1
+    last = other.log_path.read_text().strip().splitlines()[-1]
+    assert last.startswith("error: cannot serve pages on") and "--http-listen" in last
+    assert get(node.base + "/")[0] == 200
