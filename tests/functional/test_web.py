@@ -19,6 +19,8 @@ WALLETS = ("farm", "shop", "alice")
 SCRIPT = "<script>window.__pwned = 1</script>"
 IMG = '"><img src=x onerror="window.__pwned=2">'
 HEBREW = "מחסן תל אביב"  # right-to-left letters (allowed; direction marks are not)
+FITS = "() => document.documentElement.scrollWidth <= window.innerWidth"
+"""The page fits the phone-sized viewport: no sideways scrolling."""
 PWNED = ("() => window.__pwned === undefined"
          " && document.querySelectorAll('main img, main script').length === 0")
 
@@ -103,8 +105,10 @@ def test_label_opens_the_item_page_with_its_timeline_and_verdict(node_factory, t
             "els => els.map(e => e.getAttribute('href'))")
         assert hrefs == [f"/tx/{t}" for t in steps]
         assert page.locator("#timeline .badge.final").count() == 5
+        assert page.locator("#finality").inner_text().startswith("Every step is final")
         assert "sealed on top by" in page.locator("#timeline").inner_text()
         assert page.evaluate(PWNED)
+        assert page.evaluate(FITS)
         # the link of a step opens its transaction
         page.locator("#timeline a[href^='/tx/']").nth(2).click()
         page.wait_for_url(f"**/tx/{steps[2]}")
@@ -162,6 +166,7 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         assert page.locator(".rating").inner_text() == "4★"
         assert page.locator("a.verified").get_attribute("href") == f"/tx/{purchase['txid']}"
         assert page.evaluate(PWNED)
+        assert page.evaluate(FITS)
         page.locator("#tokens a").click()
         page.wait_for_url("**/token/TEAPT")
         supply = node.cli_json("token", "info", "TEAPT")["supply"]
@@ -179,6 +184,9 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         page.fill("input[name=q]", alice)
         page.press("input[name=q]", "Enter")
         page.wait_for_url(f"**/address/{alice}")
+        assert page.evaluate(FITS)
+        page.goto(f"{node.base}/tx/{review['txid']}")
+        assert page.evaluate(FITS)
 
     status, headers, body = get(f"{node.base}/api/merchant/{shop}")
     data = json.loads(body)
