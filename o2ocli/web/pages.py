@@ -241,10 +241,20 @@ def block(node: NodeContext, ref: str) -> dict[str, Any]:
     return _call(getblock, node, ref.lower(), 1)
 
 
-def address(node: NodeContext, address_text: str, page: str | None = None) -> dict[str, Any]:
-    """Balances per asset (confirmed) and one page of history, newest first."""
+def address(node: NodeContext, address_text: str, page: str | None = None,
+            memo: Memo = no_memo) -> dict[str, Any]:
+    """Balances per asset (confirmed) and one page of history, newest first
+    (both computed once per tip)."""
     number = _page_number(page)
     pkh = _call(address_arg, node, address_text)
+    balances = memo(("balances", pkh), lambda: _balances(node, pkh))
+    history = memo(("history", pkh), lambda: list(reversed(history_for(node, [pkh]))))
+    return {"address": node.spec.address(pkh), "balances": balances,
+            "history": history[(number - 1) * PAGE_SIZE: number * PAGE_SIZE],
+            **_paged(history, number)}
+
+
+def _balances(node: NodeContext, pkh: bytes) -> list[dict[str, Any]]:
     balances: dict[str, dict[str, Any]] = {}
     for coin in unspent_for(node, [pkh], include_mempool=False):
         entry = balances.setdefault(coin["asset_id"], {"asset": coin["asset"],
@@ -254,11 +264,7 @@ def address(node: NodeContext, address_text: str, page: str | None = None) -> di
         entry["outputs"] += 1
     for asset_hex, entry in balances.items():
         entry["amount"] = amount_text(node, bytes.fromhex(asset_hex), entry["units"])[1]
-    history = list(reversed(history_for(node, [pkh])))
-    return {"address": node.spec.address(pkh),
-            "balances": sorted(balances.values(), key=lambda b: b["asset"]),
-            "history": history[(number - 1) * PAGE_SIZE: number * PAGE_SIZE],
-            **_paged(history, number)}
+    return sorted(balances.values(), key=lambda b: b["asset"])
 
 
 def search(node: NodeContext, query: str) -> str:

@@ -149,7 +149,7 @@ class WebServer:
             ("/block/{ref}", page("block.html",
                                   lambda r: pages.block(self.node, r.match_info["ref"]))),
             ("/address/{address}", page("address.html", lambda r: pages.address(
-                self.node, r.match_info["address"], r.query.get("page")), cache=False)),
+                self.node, r.match_info["address"], r.query.get("page"), self.memo))),
         ]
         for path, handler in routes:
             app.router.add_get(path, handler)
