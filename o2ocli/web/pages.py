@@ -297,9 +297,9 @@ def search(node: NodeContext, query: str) -> str:
             return f"/item/{q.lower()}"
         raise PageError(404, "no transaction, block or item has this id")
     try:
-        node.spec.decode_address(q)
+        address_arg(node, q)
         return f"/address/{q}"
-    except Exception:  # noqa: BLE001 - not an address: try a token symbol
+    except RpcError:  # not an address: maybe a token symbol
         pass
     if re.fullmatch(r"[A-Za-z0-9]{1,12}", q):
         record = _call(token_arg, node, q)

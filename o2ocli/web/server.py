@@ -171,9 +171,7 @@ class WebServer:
             await self.stop()
             raise NodeStartError(f"cannot serve pages on {self.config.host}:{self.config.port}: "
                                  f"{exc.strerror or exc} (choose another --http-listen)") from None
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else \
-            self.config.port
+        port = self.runner.addresses[0][1] if self.runner.addresses else self.config.port
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"http://{host}:{port}"
         self.public_url = self.config.public_url or self.url
