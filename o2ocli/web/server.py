@@ -176,8 +176,11 @@ class WebServer:
         self.url = f"http://{host}:{port}"
         self.public_url = self.config.public_url or self.url
         exposure = "loopback only" if is_loopback(self.config.host) else \
-            "PUBLIC (read-only pages, reachable from other machines)"
+            "PUBLIC: read-only, reachable from other machines"
         log.info("public pages at %s (%s); links use %s", self.url, exposure, self.public_url)
+        if self.config.public_url is None and self.config.host in ("0.0.0.0", "::", ""):
+            log.warning("labels and links will use %s, which phones cannot open: pass "
+                        "--public-url with the address customers reach", self.public_url)
         return {"http": self.url, "public_url": self.public_url}
 
     async def stop(self) -> None:
