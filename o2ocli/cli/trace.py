@@ -132,7 +132,7 @@ def label_options(func: Any) -> Any:
                      help="Print the item's QR code (its page URL when a public URL is "
                           "known, else its o2o:item: URI)."),
         click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Write the QR code as a PNG file."),
+                     help="Write a printable PNG label: the QR code and the product name."),
         click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="Write a printable SVG label: the QR code and the product name."),
         click.option("--public-url", metavar="URL", default=None,

@@ -1,20 +1,28 @@
 """QR labels: a code with a proper quiet zone for terminals, SVG and PNG.
 
-The code is made by ``segno``; the terminal form and the SVG label (the code
-with the product name under it) are composed here from its module matrix, so
-no imaging library is needed.  The PNG is segno's own (the code and its quiet
-zone; the name goes in the SVG label, which prints at any size).
+The code is made by ``segno``; the terminal form and both labels (the code
+with the product name under it, as SVG with text, or as PNG with the name in
+a small bitmap font, :mod:`.glyphs`) are composed here from its module
+matrix, so no imaging library is needed.
 """
 
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import segno
 
-__all__ = ["QUIET_ZONE", "make_code", "terminal_text", "label_svg", "write_label"]
+from .glyphs import GLYPH_HEIGHT, GLYPH_WIDTH, glyph
+
+__all__ = ["QUIET_ZONE", "make_code", "terminal_text", "label_svg", "label_png", "write_label"]
+
+PNG_MODULE = 8
+"""Pixels per module in a PNG label."""
+PNG_TEXT = 2
+"""Pixels per font pixel of a PNG label's caption."""
 
 QUIET_ZONE = 4
 """Light modules around the code, as ISO/IEC 18004 asks."""
@@ -104,12 +112,49 @@ def label_svg(text: str, caption: str, scale: int = 8) -> str:
     return "\n".join(out) + "\n"
 
 
+def label_png(text: str, caption: str) -> bytes:
+    """A PNG label: the code of ``text`` (quiet zone included, 8 pixels a
+    module) with ``caption`` in up to two lines of a 5×7 font under it."""
+    rows = _rows(make_code(text))
+    lines = caption_lines(caption)
+    cell = (GLYPH_WIDTH + 1) * PNG_TEXT
+    code_width = len(rows[0]) * PNG_MODULE
+    width = max([code_width] + [len(line) * cell + 2 * QUIET_ZONE * PNG_TEXT for line in lines])
+    line_height = (GLYPH_HEIGHT + 3) * PNG_TEXT
+    height = code_width + len(lines) * line_height + (2 * PNG_TEXT if lines else 0)
+    pixels = [bytearray(b"\xff" * width) for _ in range(height)]
+    left = (width - code_width) // 2
+    for y, row in enumerate(rows):
+        for x, dark in enumerate(row):
+            if dark:
+                for py in range(y * PNG_MODULE, (y + 1) * PNG_MODULE):
+                    start = left + x * PNG_MODULE
+                    pixels[py][start:start + PNG_MODULE] = b"\x00" * PNG_MODULE
+    for n, line in enumerate(lines):
+        top = code_width + n * line_height
+        x0 = (width - len(line) * cell) // 2
+        for i, char in enumerate(line):
+            for gy, glyph_row in enumerate(glyph(char)):
+                for gx, ink in enumerate(glyph_row):
+                    if ink:
+                        x = x0 + i * cell + gx * PNG_TEXT
+                        for py in range(top + gy * PNG_TEXT, top + (gy + 1) * PNG_TEXT):
+                            pixels[py][x:x + PNG_TEXT] = b"\x00" * PNG_TEXT
+    raw = b"".join(b"\x00" + bytes(row) for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
 def write_label(text: str, caption: str, path: Path, kind: str) -> None:
-    """Write the label of ``text`` to ``path`` as ``"svg"`` (code and caption)
-    or ``"png"`` (the code, 8 pixels a module, with its quiet zone)."""
+    """Write the label of ``text`` with ``caption`` to ``path`` as ``"svg"``
+    or ``"png"``."""
     if kind == "svg":
         path.write_text(label_svg(text, caption), encoding="utf-8")
-        return
-    buffer = io.BytesIO()
-    make_code(text).save(buffer, kind="png", scale=8, border=QUIET_ZONE)
-    path.write_bytes(buffer.getvalue())
+    else:
+        path.write_bytes(label_png(text, caption))

@@ -142,3 +142,25 @@ def test_sealers_above_counts_distinct_validators_over_each_step():
     recent = [(10, a), (9, b), (8, a), (7, c), (6, a), (5, None)]  # tip first
     assert sealers_above(recent, [10, 9, 7, 6, 2]) == {10: 0, 9: 1, 7: 2, 6: 3, 2: 3}
     assert sealers_above(recent, []) == {}
+
+
+def test_png_label_prints_the_caption_under_the_code(tmp_path):
+    from PIL import Image
+
+    from o2ocli.web.glyphs import glyph
+    from o2ocli.web.label import PNG_MODULE, PNG_TEXT, label_png
+    from tests.functional.browser import decode_qr
+
+    url = item_url("https://shop.example", MERCHANT, "TEA-0001")
+    bare, captioned = label_png(url, ""), label_png(url, "I")
+    assert decode_qr(bare) == [url] and decode_qr(captioned) == [url]
+    code_px = (len(make_code(url).matrix) + 2 * QUIET_ZONE) * PNG_MODULE
+    path = tmp_path / "i.png"
+    path.write_bytes(captioned)
+    with Image.open(path) as image:
+        assert image.width == code_px and image.height > code_px
+        below = image.crop((0, code_px, image.width, image.height)).convert("L")
+        dark = sum(below.histogram()[:128])
+    ink = sum(sum(row) for row in glyph("I"))
+    assert dark == ink * PNG_TEXT * PNG_TEXT
+    assert glyph("i") == glyph("I") and glyph("<") == glyph("?")
