@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, rpc_call, table
+from .common import TXID, CliError, emit, get_context, rpc_call, table
 
 TXS_PER_PERIOD_SECOND = 3_000
 """Block size limit per second of period in new chain specs: plain payments
@@ -100,7 +100,7 @@ def block_cmd(ref: str, raw: bool) -> None:
 
 
 @chain.command("tx")
-@click.argument("txid")
+@click.argument("txid", type=TXID)
 def tx_cmd(txid: str) -> None:
     """Show a transaction (confirmed or in the mempool).
 

@@ -331,3 +331,22 @@ def parse_address(spec: Any, text: str) -> bytes:
         return spec.decode_address(text)
     except AddressError as exc:
         raise CliError(f"bad address {text!r}: {exc}") from None
+
+
+class TxidRef(click.ParamType):
+    """A txid as typed, or as an ``o2o:tx:`` URI or a public ``/tx/`` page URL
+    (the node still checks the txid itself)."""
+
+    name = "TXID"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from o2ocli.web.links import LinkError, parse_txid_ref
+
+        try:
+            return parse_txid_ref(str(value))
+        except LinkError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TXID = TxidRef()
+"""Click type of txid arguments and options."""

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import (
+    TXID,
     CliError,
     emit,
     get_context,
@@ -74,7 +75,7 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
 
 
 @consent.command("revoke")
-@click.argument("grant_txid", metavar="GRANT_TXID")
+@click.argument("grant_txid", metavar="GRANT_TXID", type=TXID)
 @passphrase_file_option
 def revoke_cmd(grant_txid: str, passphrase_file: Path | None) -> None:
     """Withdraw a grant you made.

@@ -131,6 +131,14 @@ def _configure_logging() -> None:
               help="Most inbound peers; when full, a newcomer may evict an idle one.")
 @click.option("--no-discover", is_flag=True,
               help="Dial only --connect peers: no bootstrap peers, no learned addresses.")
+@click.option("--http-listen", metavar="HOST:PORT", default=None,
+              help="Serve the public read-only pages (item labels, reviews, chain) here "
+                   "(off by default; a non-loopback address is allowed and logged as public).")
+@click.option("--public-url", metavar="URL", default=None,
+              help="Base URL of the pages as customers reach them (e.g. behind a reverse "
+                   "proxy); links and QR labels use it (default: http://HOST:PORT).")
+@click.option("--http-rate-limit", type=click.FloatRange(0, 100_000), default=20.0,
+              show_default=True, help="Page requests per second per client IP (0: no limit).")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
 def start_cmd(
     dev: bool,
@@ -143,6 +151,9 @@ def start_cmd(
     connect: tuple[str, ...],
     max_inbound: int,
     no_discover: bool,
+    http_listen: str | None,
+    public_url: str | None,
+    http_rate_limit: float,
     detach: bool,
 ) -> None:
     """Run the node (in the foreground unless --detach).
@@ -152,6 +163,7 @@ def start_cmd(
         o2ocli node start --dev
         o2ocli node start --dev --dev-period 0 --detach
         o2ocli --datadir ./node1 node start --validator-key ./net/validator-1.key
+        o2ocli node start --dev --http-listen 0.0.0.0:8080 --public-url https://shop.example
     """
     import asyncio
 
@@ -176,6 +188,7 @@ def start_cmd(
     if listen and no_listen:
         raise click.UsageError("--listen and --no-listen contradict each other")
     peers = tuple(parse_host_port(peer, "--connect") for peer in connect)
+    services = _web_services(http_listen, public_url, http_rate_limit)
     datadir = resolve_datadir(ctx, "devnet" if dev else None)
     try:
         if dev:
@@ -237,12 +250,31 @@ def start_cmd(
         discover=not no_discover,
         progress_bar=sys.stderr.isatty(),
         max_inbound=max_inbound,
+        services=services,
     )
     os.umask(0o077)  # like bitcoind: whatever the node creates is the owner's only
     try:
         asyncio.run(run_node(config))
     except NodeStartError as exc:
         raise CliError(str(exc)) from None
+
+
+def _web_services(http_listen: str | None, public_url: str | None,
+                  rate: float) -> tuple[Any, ...]:
+    """The public pages service for --http-listen (none without it)."""
+    if http_listen is None:
+        if public_url is not None:
+            raise click.UsageError("--public-url only goes with --http-listen")
+        return ()
+    from o2ocli.web.links import LinkError, normalize_public_url
+    from o2ocli.web.server import WebConfig, web_service
+
+    host, port = parse_host_port(http_listen, "--http-listen")
+    try:
+        base = normalize_public_url(public_url) if public_url else None
+    except LinkError as exc:
+        raise click.UsageError(str(exc)) from None
+    return (web_service(WebConfig(host=host, port=port, public_url=base, rate=rate)),)
 
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .common import (
+    TXID,
     CliError,
     emit,
     get_context,
@@ -45,7 +46,8 @@ def _short(text: str, width: int = 40) -> str:
 
 
 @review.command("write")
-@click.option("--purchase", required=True, metavar="TXID", help="Txid of your payment.")
+@click.option("--purchase", required=True, type=TXID, metavar="TXID",
+              help="Txid of your payment (or its o2o:tx: URI or /tx/ page URL).")
 @click.option("--rating", required=True, type=int, metavar="1..5", help="Stars, 1 to 5.")
 @click.option("--text", default="", help="Review text (UTF-8, at most 1000 bytes, one line).")
 @click.option("--merchant", default=None, metavar="ADDRESS",
@@ -83,7 +85,7 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_r
 
 
 @review.command("reply")
-@click.argument("review_txid", metavar="REVIEW_TXID")
+@click.argument("review_txid", metavar="REVIEW_TXID", type=TXID)
 @click.option("--text", required=True, help="Reply text (UTF-8, at most 1000 bytes).")
 @click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
 @passphrase_file_option
@@ -124,7 +126,8 @@ def _table(reviews: list[dict[str, Any]]) -> str:
 @review.command("list")
 @click.option("--merchant", default=None, metavar="ADDRESS", help="Reviews of this merchant.")
 @click.option("--reviewer", default=None, metavar="ADDRESS", help="Reviews by this customer.")
-@click.option("--purchase", default=None, metavar="TXID", help="The review of this purchase.")
+@click.option("--purchase", default=None, type=TXID, metavar="TXID",
+              help="The review of this purchase.")
 def list_cmd(merchant: str | None, reviewer: str | None, purchase: str | None) -> None:
     """List reviews by merchant, by reviewer or by purchase (oldest first).
 
@@ -143,7 +146,7 @@ def list_cmd(merchant: str | None, reviewer: str | None, purchase: str | None) -
 
 
 @review.command("show")
-@click.argument("txid")
+@click.argument("txid", type=TXID)
 def show_cmd(txid: str) -> None:
     """One review with its reply.
 

@@ -53,21 +53,94 @@ def _data_pairs(items: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def _item_asset(ctx: Any, spec: Any, item: str, merchant: str | None) -> bytes:
-    """The asset id of ``item``: a 64-hex asset id, or an item id in the
-    namespace of ``merchant`` (default: the -w wallet's primary address)."""
+    """The asset id of ``item``: a 64-hex asset id, an ``o2o:item:`` URI, an
+    item page URL, or an item id in the namespace of ``merchant`` (default:
+    the -w wallet's primary address)."""
     from o2ocli.core.payloads import item_asset_id
     from o2ocli.wallet.records import check_item_id
+    from o2ocli.web.links import LinkError, parse_item_ref
 
-    if merchant is None and len(item) == 64:
-        try:
-            return bytes.fromhex(item)
-        except ValueError:
-            pass
-    raw = check_item_id(item)
-    if merchant is not None:
-        return item_asset_id(parse_address(spec, merchant), raw)
+    try:
+        ref = parse_item_ref(item, merchant)
+    except LinkError as exc:
+        raise CliError(str(exc)) from None
+    if ref.asset is not None:
+        return bytes.fromhex(ref.asset)
+    raw = check_item_id(ref.item or "")
+    if ref.merchant is not None:
+        return item_asset_id(parse_address(spec, ref.merchant), raw)
     with open_wallet(ctx) as w:
         return item_asset_id(w.primary_pkh(), raw)
+
+
+PUBLIC_URL_ENV = "O2OCLI_PUBLIC_URL"
+
+
+def _public_url(ctx: Any, option: str | None) -> str | None:
+    """Base URL of the public pages for labels: ``--public-url``, else
+    ``$O2OCLI_PUBLIC_URL``, else the one the node running on this datadir
+    serves (``node start --http-listen``/``--public-url``), else none."""
+    import os
+
+    from o2ocli.web.links import LinkError, normalize_public_url
+
+    value = option or os.environ.get(PUBLIC_URL_ENV) or None
+    if value is None:
+        from o2ocli.node.datadir import read_node_info
+
+        from .common import resolve_datadir
+
+        try:
+            value = (read_node_info(resolve_datadir(ctx)) or {}).get("public_url")
+        except Exception:  # noqa: BLE001 - no datadir, no node: no URL
+            value = None
+        if not isinstance(value, str) or not value:
+            return None
+    try:
+        return normalize_public_url(value)
+    except LinkError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _label_text(ctx: Any, public_url: str | None, merchant: str, item: str, asset: str) -> str:
+    """What a label encodes: the item's page URL when a public URL is known,
+    else its ``o2o:item:`` URI."""
+    from o2ocli.web.links import item_uri, item_url
+
+    base = _public_url(ctx, public_url)
+    return item_url(base, merchant, item) if base else item_uri(asset)
+
+
+def _write_labels(text: str, caption: str, png: Path | None, svg: Path | None) -> list[str]:
+    from o2ocli.web.label import write_label
+
+    written = []
+    for path, kind in ((png, "png"), (svg, "svg")):
+        if path is not None:
+            try:
+                write_label(text, caption, path, kind)
+            except OSError as exc:
+                raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+            written.append(str(path))
+    return written
+
+
+def label_options(func: Any) -> Any:
+    """--qr, --png, --svg and --public-url (trace show and register)."""
+    for option in reversed((
+        click.option("--qr", is_flag=True,
+                     help="Print the item's QR code (its page URL when a public URL is "
+                          "known, else its o2o:item: URI)."),
+        click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write a printable PNG label: the QR code and the product name."),
+        click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write a printable SVG label: the QR code and the product name."),
+        click.option("--public-url", metavar="URL", default=None,
+                     help=f"Base URL of the public pages for the code (default: "
+                          f"${PUBLIC_URL_ENV}, else the running node's --public-url)."),
+    )):
+        func = option(func)
+    return func
 
 
 @trace.command("register")
@@ -77,15 +150,17 @@ def _item_asset(ctx: Any, spec: Any, item: str, merchant: str | None) -> bytes:
               help="A fact about the item (repeatable), e.g. origin=yunnan.")
 @click.option("--custodian", default=None, metavar="ADDRESS",
               help="Who holds it first (default: this wallet).")
+@label_options
 @passphrase_file_option
 def register_cmd(item_id: str, product: str, data: tuple[str, ...], custodian: str | None,
+                 qr: bool, png: Path | None, svg: Path | None, public_url: str | None,
                  passphrase_file: Path | None) -> None:
     """Register an item or batch in this wallet's namespace.
 
     \b
     Example:
         o2ocli -w farm trace register TEA-2026-001 --product "Pu'er tea, 20 kg" \\
-            --data origin=yunnan --data grade=a
+            --data origin=yunnan --data grade=a --svg label.svg
     """
     from o2ocli.wallet import records
     from o2ocli.wallet.o2o import send
@@ -99,8 +174,17 @@ def register_cmd(item_id: str, product: str, data: tuple[str, ...], custodian: s
                                                 _data_pairs(data), holder)
         txid = send(w, client, tx, plan)
         merchant = w.spec.address(w.primary_pkh())
-    emit(ctx, {"txid": txid, "item": item_id, "asset": asset.hex(), "merchant": merchant},
-         f"registered {item_id} ({asset.hex()}) in {txid}\nmerchant {merchant}")
+    result: dict[str, Any] = {"txid": txid, "item": item_id, "asset": asset.hex(),
+                              "merchant": merchant}
+    text = f"registered {item_id} ({asset.hex()}) in {txid}\nmerchant {merchant}"
+    if qr or png or svg:
+        label = _label_text(ctx, public_url, merchant, item_id, asset.hex())
+        result["qr"] = label
+        result["labels"] = _write_labels(label, product, png, svg)
+        text += "".join(f"\nlabel written to {p}" for p in result["labels"])
+        if qr:
+            text += "\n" + _qr(label) + label
+    emit(ctx, result, text)
 
 
 @trace.command("event")
@@ -149,30 +233,32 @@ def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
 
 
 def _qr(text: str) -> str:
-    import io
+    """The code for a terminal: black on white when stdout is one."""
+    import sys
 
-    import qrcode
+    from o2ocli.web.label import terminal_text
 
-    code = qrcode.QRCode(border=1)
-    code.add_data(text)
-    code.make(fit=True)
-    out = io.StringIO()
-    code.print_ascii(out=out)
-    return out.getvalue()
+    return terminal_text(text, ansi=sys.stdout.isatty())
 
 
 @trace.command("show")
 @click.argument("item")
 @click.option("--merchant", default=None, metavar="ADDRESS",
               help="The item's namespace (default: this wallet's primary address).")
-@click.option("--qr", is_flag=True, help="Also print a QR code of the item's asset id (labels).")
-def show_cmd(item: str, merchant: str | None, qr: bool) -> None:
+@label_options
+def show_cmd(item: str, merchant: str | None, qr: bool, png: Path | None, svg: Path | None,
+             public_url: str | None) -> None:
     """The verified timeline: who, what, where, when, final or not.
+
+    ITEM is an item id (with --merchant), a 64-hex asset id, an o2o:item: URI
+    or the item's page URL (what its QR label encodes).
 
     \b
     Example:
         o2ocli trace show TEA-2026-001 --merchant dFarm… --qr
+        o2ocli trace show TEA-2026-001 --merchant dFarm… --png label.png --svg label.svg
         o2ocli trace show 7f3a…(64-hex asset id)
+        o2ocli trace show https://shop.example/item/dFarm…/TEA-2026-001
     """
     from o2ocli.wallet import records
 
@@ -181,6 +267,10 @@ def show_cmd(item: str, merchant: str | None, qr: bool) -> None:
         spec = _spec(ctx)
         asset = _item_asset(ctx, spec, item, merchant)
         info = records.get_trace(rpc_client(ctx), asset)
+    label = None
+    if qr or png or svg:
+        label = _label_text(ctx, public_url, info["merchant"], info["item"], info["asset"])
+        written = _write_labels(label, info["product"], png, svg)
 
     def human() -> str:
         head = [f"{info['item']}: {info['product']}",
@@ -193,12 +283,15 @@ def show_cmd(item: str, merchant: str | None, qr: bool) -> None:
             rows, ["height", "time (UTC)", "event", "custodian", "location", "note", "status"])
         text += "\nchain of custody verified" if info["verified"] else \
             f"\nCHAIN OF CUSTODY BROKEN: {info['break']}"
-        if qr:
-            text += "\n" + _qr(f"o2o:item:{info['asset']}")
+        text += "".join(f"\nlabel written to {p}" for p in written) if label else ""
+        if qr and label:
+            text += "\n" + _qr(label) + label
         return text
 
-    if qr and ctx.json:
-        info = dict(info, qr=f"o2o:item:{info['asset']}")
+    if label is not None and ctx.json:
+        info = dict(info, qr=label)
+        if png or svg:
+            info["labels"] = written
     emit(ctx, info, human)
 
 

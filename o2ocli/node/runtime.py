@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,10 @@ class NodeConfig:
     """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
     max_inbound: int = 32
     """Most inbound peers (``--max-inbound``); when full, a newcomer may evict one."""
+    services: tuple[Callable[[Node], Any], ...] = ()
+    """Extra servers run with the node (the public pages, ``--http-listen``):
+    each is called with the node and returns an object with ``async start()``
+    (returning its node-info entries) and ``async stop()``."""
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -148,6 +153,7 @@ class Node:
         self.rpc_url = ""
         self.producer: Producer | None = None
         self.p2p: PeerManager | None = None
+        self.services: list[Any] = []
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -232,9 +238,11 @@ class Node:
             ) from None
         host = f"[{cfg.rpc_host}]" if ":" in cfg.rpc_host else cfg.rpc_host
         self.rpc_url = f"http://{host}:{bound}"
+        extra_info = await self._start_services()
         write_node_info(
             self.datadir,
             {
+                **extra_info,
                 "pid": os.getpid(),
                 "rpc": self.rpc_url,
                 "chain_id": spec.chain_id,
@@ -268,6 +276,21 @@ class Node:
             f" validator {spec.address(self.validator_address)}" if self.validator_address else "",
         )
 
+    async def _start_services(self) -> dict[str, Any]:
+        """Start the configured extra servers; on failure stop everything."""
+        info: dict[str, Any] = {}
+        for make in self.config.services:
+            service = make(self)
+            try:
+                info.update(await service.start() or {})
+            except (OSError, NodeStartError) as exc:
+                await self.shutdown()
+                if isinstance(exc, NodeStartError):
+                    raise
+                raise NodeStartError(f"cannot start a server: {exc.strerror or exc}") from None
+            self.services.append(service)
+        return info
+
     def request_stop(self) -> None:
         """Ask the node to shut down (signal handlers and the ``stop`` RPC)."""
         self._stop.set()
@@ -280,6 +303,8 @@ class Node:
     async def shutdown(self) -> None:
         """Stop tasks, the RPC server and close the database (idempotent)."""
         await cancel_and_wait(self._tasks)
+        while self.services:
+            await self.services.pop().stop()
         if self.p2p is not None:
             await self.p2p.stop()
             self.p2p = None
