@@ -1,28 +1,25 @@
 """QR labels: a code with a proper quiet zone for terminals, SVG and PNG.
 
-The code is made by ``segno``; the terminal form and both labels (the code
-with the product name under it, as SVG with text, or as PNG with the name in
-a small bitmap font, :mod:`.glyphs`) are composed here from its module
-matrix, so no imaging library is needed.
+``segno`` makes the code and writes its SVG and PNG; the labels add the
+product name under it (SVG text, or text drawn by Pillow on the PNG).  The
+terminal form is drawn here from the module matrix, two rows per line.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
+import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import segno
 
-from .glyphs import GLYPH_HEIGHT, GLYPH_WIDTH, glyph
-
 __all__ = ["QUIET_ZONE", "make_code", "terminal_text", "label_svg", "label_png", "write_label"]
 
 PNG_MODULE = 8
 """Pixels per module in a PNG label."""
-PNG_TEXT = 2
-"""Pixels per font pixel of a PNG label's caption."""
+PNG_FONT = 20
+"""Caption font size of a PNG label, in pixels."""
 
 QUIET_ZONE = 4
 """Light modules around the code, as ISO/IEC 18004 asks."""
@@ -81,28 +78,19 @@ def caption_lines(caption: str) -> list[str]:
 
 
 def label_svg(text: str, caption: str, scale: int = 8) -> str:
-    """An SVG label: the code of ``text`` (quiet zone included) with
-    ``caption`` (escaped) in up to two lines under it."""
-    rows = _rows(make_code(text))
-    width = len(rows[0]) * scale
+    """An SVG label: segno's SVG of the code of ``text`` (quiet zone
+    included) with ``caption`` (escaped) in up to two lines under it."""
+    code = make_code(text)
+    inner = code.svg_inline(scale=scale, border=QUIET_ZONE, dark="#000", light="#fff",
+                            omitsize=False)
+    width = code.symbol_size(scale=scale, border=QUIET_ZONE)[0]
     lines = caption_lines(caption)
     line_height = 2 * scale + 4
     height = width + len(lines) * line_height + (scale if lines else 0)
-    path = []
-    for y, row in enumerate(rows):
-        x = 0
-        while x < len(row):
-            if row[x]:
-                start = x
-                while x < len(row) and row[x]:
-                    x += 1
-                path.append(f"M{start} {y}h{x - start}v1h{start - x}z")
-            else:
-                x += 1
+    inner = re.sub(r"^<svg ", '<svg x="0" y="0" ', inner, count=1)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}">',
-           f'<rect width="{width}" height="{height}" fill="#fff"/>',
-           f'<path transform="scale({scale})" fill="#000" d="{"".join(path)}"/>']
+           f'<rect width="{width}" height="{height}" fill="#fff"/>', inner]
     for i, line in enumerate(lines):
         y = width + (i + 1) * line_height - 4
         out.append(f'<text x="{width // 2}" y="{y}" text-anchor="middle" '
@@ -113,42 +101,37 @@ def label_svg(text: str, caption: str, scale: int = 8) -> str:
 
 
 def label_png(text: str, caption: str) -> bytes:
-    """A PNG label: the code of ``text`` (quiet zone included, 8 pixels a
-    module) with ``caption`` in up to two lines of a 5×7 font under it."""
-    rows = _rows(make_code(text))
+    """A PNG label: segno's PNG of the code of ``text`` (quiet zone included,
+    8 pixels a module) with ``caption`` in up to two lines under it, drawn by
+    Pillow in its built-in font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    buffer = io.BytesIO()
+    make_code(text).save(buffer, kind="png", scale=PNG_MODULE, border=QUIET_ZONE)
+    buffer.seek(0)
+    with Image.open(buffer) as png:
+        code = png.convert("L")
     lines = caption_lines(caption)
-    cell = (GLYPH_WIDTH + 1) * PNG_TEXT
-    code_width = len(rows[0]) * PNG_MODULE
-    width = max([code_width] + [len(line) * cell + 2 * QUIET_ZONE * PNG_TEXT for line in lines])
-    line_height = (GLYPH_HEIGHT + 3) * PNG_TEXT
-    height = code_width + len(lines) * line_height + (2 * PNG_TEXT if lines else 0)
-    pixels = [bytearray(b"\xff" * width) for _ in range(height)]
-    left = (width - code_width) // 2
-    for y, row in enumerate(rows):
-        for x, dark in enumerate(row):
-            if dark:
-                for py in range(y * PNG_MODULE, (y + 1) * PNG_MODULE):
-                    start = left + x * PNG_MODULE
-                    pixels[py][start:start + PNG_MODULE] = b"\x00" * PNG_MODULE
-    for n, line in enumerate(lines):
-        top = code_width + n * line_height
-        x0 = (width - len(line) * cell) // 2
-        for i, char in enumerate(line):
-            for gy, glyph_row in enumerate(glyph(char)):
-                for gx, ink in enumerate(glyph_row):
-                    if ink:
-                        x = x0 + i * cell + gx * PNG_TEXT
-                        for py in range(top + gy * PNG_TEXT, top + (gy + 1) * PNG_TEXT):
-                            pixels[py][x:x + PNG_TEXT] = b"\x00" * PNG_TEXT
-    raw = b"".join(b"\x00" + bytes(row) for row in pixels)
+    if not lines:
+        return _png_bytes(code)
+    font = ImageFont.load_default(size=PNG_FONT)
+    measure = ImageDraw.Draw(code)
+    widths = [measure.textlength(line, font=font) for line in lines]
+    line_height = PNG_FONT + PNG_FONT // 2
+    width = max(code.width, int(max(widths)) + 2 * QUIET_ZONE * PNG_MODULE)
+    label = Image.new("L", (width, code.height + len(lines) * line_height + PNG_FONT // 2), 255)
+    label.paste(code, ((width - code.width) // 2, 0))
+    draw = ImageDraw.Draw(label)
+    for n, (line, line_width) in enumerate(zip(lines, widths, strict=True)):
+        draw.text(((width - line_width) / 2, code.height + n * line_height), line, fill=0,
+                  font=font)
+    return _png_bytes(label)
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + \
-            struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+def _png_bytes(image: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)  # type: ignore[attr-defined]
+    return out.getvalue()
 
 
 def write_label(text: str, caption: str, path: Path, kind: str) -> None:
