@@ -74,6 +74,7 @@ def _register() -> None:
     from .consent import consent
     from .demo import demo
     from .escrow import escrow
+    from .invoice import export_xpub_cmd, invoice, pay_cmd
     from .node import node
     from .review import review
     from .token import token
@@ -91,6 +92,9 @@ def _register() -> None:
     cli.add_command(trace)
     cli.add_command(consent)
     cli.add_command(demo)
+    cli.add_command(invoice)
+    wallet.add_command(pay_cmd)
+    wallet.add_command(export_xpub_cmd)
 
 
 _register()

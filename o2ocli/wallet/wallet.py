@@ -111,16 +111,25 @@ def create_wallet(
     datadir: Path,
     name: str,
     spec: ChainSpec,
-    mnemonic: str,
+    mnemonic: str | None,
     passphrase: str | None,
     *,
     imported: list[PrivateKey] | None = None,
     scrypt_n: int | None = None,
+    xpub: str | None = None,
 ) -> Wallet:
     """Create wallet ``name`` from ``mnemonic`` (validated), encrypted with
-    ``passphrase`` (None = not encrypted), atomically.  Returns it open."""
+    ``passphrase`` (None = not encrypted), atomically.  Returns it open.
+
+    With ``mnemonic`` None and ``xpub`` (an account ``xpub`` from
+    :meth:`Wallet.export_xpub`) the wallet is *watch-only*: it derives the same
+    receiving and change addresses, sees their coins and history, and holds no
+    private key (it refuses to sign)."""
     _check_name(name)
-    text = validate_mnemonic(mnemonic)
+    if (mnemonic is None) == (xpub is None):
+        raise WalletError("give either a recovery phrase or an xpub")
+    text = validate_mnemonic(mnemonic) if mnemonic is not None else None
+    account_key = _parse_account_xpub(xpub) if xpub is not None else None
     final = wallets_dir(datadir) / name
     if final.exists():
         raise WalletExists(f"wallet {name!r} already exists")
@@ -134,8 +143,12 @@ def create_wallet(
         return encrypt_secret(secret, passphrase, **kdf)
 
     try:
-        master = ExtendedKey.from_seed(mnemonic_to_seed(text))
-        account = master.derive_path(ACCOUNT_PATH).neuter()
+        if text is not None:
+            master = ExtendedKey.from_seed(mnemonic_to_seed(text))
+            account = master.derive_path(ACCOUNT_PATH).neuter()
+        else:
+            assert account_key is not None
+            account = account_key
         with private_umask():
             db = plyvel.DB(str(tmp), create_if_missing=True, error_if_exists=True)
         try:
@@ -144,14 +157,16 @@ def create_wallet(
                 "chain_id": spec.chain_id,
                 "version": VERSION,
                 "created": int(time.time()),
-                "encrypted": passphrase is not None,
+                "encrypted": passphrase is not None and text is not None,
                 "hd": True,
+                "watch_only": text is None,
                 "receive_index": 0,
                 "next_index": {str(EXTERNAL): 0, str(CHANGE): 0},
                 "derived": {str(EXTERNAL): 0, str(CHANGE): 0},
             }
             with db.write_batch(transaction=True, sync=True) as batch:
-                batch.put(b"seed", json.dumps(protect(text.encode())).encode())
+                if text is not None:
+                    batch.put(b"seed", json.dumps(protect(text.encode())).encode())
                 batch.put(b"xpub", account.serialize(private=False).encode())
                 for key in imported or []:
                     pkh = key.public_key.hash160()
@@ -173,6 +188,23 @@ def create_wallet(
     wallet = Wallet.open(datadir, name, spec)
     wallet.issue(EXTERNAL)
     return wallet
+
+
+def _parse_account_xpub(text: str) -> ExtendedKey:
+    """An account-level public extended key (``m/44'/7171'/0'``, depth 3)."""
+    from .hd import HDError
+
+    try:
+        key = ExtendedKey.parse(text.strip())
+    except HDError as exc:
+        raise WalletError(f"bad xpub: {exc}") from None
+    if key.key is not None:
+        raise WalletError("that is a private extended key (xprv): a watch-only wallet "
+                          "takes the xpub from 'wallet export-xpub'")
+    if key.depth != 3:
+        raise WalletError(f"the xpub is not an account key (depth {key.depth}, expected 3): "
+                          "use the one 'wallet export-xpub' prints")
+    return key
 
 
 @dataclass
@@ -237,6 +269,17 @@ class Wallet:
         self.close()
 
     # ------------------------------------------------------------- addresses
+    @property
+    def watch_only(self) -> bool:
+        """True if the wallet holds no private keys (made from an xpub)."""
+        return bool(self.meta.get("watch_only"))
+
+    def export_xpub(self) -> str:
+        """The account's extended public key (for a watch-only twin)."""
+        if self.account is None:
+            raise WalletError("wallet has no HD keys")
+        return self.account.serialize(private=False)
+
     @property
     def encrypted(self) -> bool:
         """True if secrets need the passphrase."""
@@ -344,7 +387,13 @@ class Wallet:
 
     # --------------------------------------------------------------- secrets
     def unlock(self, passphrase: str | None) -> Unlocked:
-        """Decrypt the signing keys (raises keystore.WrongPassphrase)."""
+        """Decrypt the signing keys (raises keystore.WrongPassphrase); a watch-only
+        wallet raises :class:`WalletError`."""
+        if self.watch_only:
+            raise WalletError(
+                f"wallet {self.name!r} is watch-only: it holds no private keys and cannot "
+                "sign; sign with the wallet that owns the keys"
+            )
         account = None
         seed_blob = self.db.get(b"seed")
         if seed_blob is not None:
@@ -380,6 +429,8 @@ class Wallet:
 
     def import_key(self, key: PrivateKey, passphrase: str | None) -> bytes:
         """Add a private key (encrypted like the rest); returns its pubkey hash."""
+        if self.watch_only:
+            raise WalletError(f"wallet {self.name!r} is watch-only: it takes no private keys")
         if self.encrypted:
             if passphrase is None:
                 raise WalletError("wallet is encrypted: a passphrase is needed")
