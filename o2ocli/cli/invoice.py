@@ -225,17 +225,17 @@ def watch_cmd(invoice_id: str, timeout: float) -> None:
 def _wait_change(client: Any, cursor: Any, addresses: list[str], timeout: float) -> Any:
     """Block until the node reports a change touching ``addresses`` (long poll with
     ``waitforchange``), or poll once a second from a node without it."""
+    from o2ocli.rpc import errors as E
     from o2ocli.rpc.errors import RpcError
 
-    try:
-        with node_errors():
-            answer = client.call("waitforchange", cursor, addresses, timeout)
-        return answer["cursor"]
-    except CliError:
-        raise
-    except RpcError:  # pragma: no cover - older node
-        time.sleep(min(1.0, timeout))
-        return cursor
+    with node_errors():
+        try:
+            return client.call("waitforchange", cursor, addresses, timeout)["cursor"]
+        except RpcError as exc:
+            if exc.code != E.METHOD_NOT_FOUND:
+                raise
+    time.sleep(min(1.0, timeout))  # an older node: poll
+    return cursor
 
 
 # ------------------------------------------------------------ customer side

@@ -30,13 +30,12 @@ from aiohttp import web
 from o2ocli.amounts import parse_amount
 from o2ocli.wallet.invoices import (
     STATES,
+    apply_payments,
     create_invoice,
     fetch_payments,
     get_invoice,
     invoice_json,
-    invoice_state,
     iter_invoices,
-    save_invoice,
 )
 
 from .webhooks import DeliveryStore, Sender
@@ -232,24 +231,12 @@ class PosServer:
             return
         payments = await asyncio.to_thread(fetch_payments, self.client, invs)
         info = await asyncio.to_thread(self.client.call, "getinfo")
-        for inv in invs:
-            fresh = get_invoice(self.wallet, inv["id"]) or inv
-            pays = payments[inv["address"]]
-            state, paid, flag = invoice_state(fresh["units"], fresh.get("expires"), pays, now)
-            if fresh.get("state") == "expired" and paid == 0:
-                state = "expired"
-            heights = [p.height for p in pays if p.height is not None]
-            update = {"state": state, "paid": paid, "flag": flag,
-                      "txids": sorted({p.txid for p in pays}),
-                      "height": max(heights) if heights and len(heights) == len(pays) else None}
-            if all(fresh.get(k) == v for k, v in update.items()):
-                continue
-            old = fresh.get("state")
-            fresh.update(update)
-            save_invoice(self.wallet, fresh)
-            data = invoice_json(self.wallet, fresh)
+        # Re-read: an invoice may have been written since (never resurrect an old copy).
+        fresh = [get_invoice(self.wallet, inv["id"]) or inv for inv in invs]
+        for inv, old in apply_payments(self.wallet, fresh, payments, now):
+            data = invoice_json(self.wallet, inv)
             self._publish("invoice", data)
-            if old != state:
+            if old != inv["state"]:
                 self._queue_webhooks(data, old, info)
 
     def _queue_webhooks(self, data: dict[str, Any], old: str | None, info: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "iter_invoices",
     "invoice_uri",
     "fetch_payments",
+    "apply_payments",
     "refresh",
     "invoice_json",
 ]
@@ -157,26 +158,34 @@ def fetch_payments(client: Any, invoices: list[dict[str, Any]]) -> dict[str, lis
     return result
 
 
-def refresh(wallet: Wallet, client: Any, invoices: list[dict[str, Any]],
-            now: int) -> list[dict[str, Any]]:
-    """Recompute the state of ``invoices`` from the node; store and return the
-    ones whose state, paid amount or txids changed."""
-    payments = fetch_payments(client, invoices)
+def apply_payments(
+    wallet: Wallet, invoices: list[dict[str, Any]], payments: dict[str, list[Payment]], now: int
+) -> list[tuple[dict[str, Any], str]]:
+    """Recompute ``invoices`` from ``payments`` (see :func:`fetch_payments`); store
+    the ones whose state, paid amount, txids or height changed and return them
+    with their previous state."""
     changed = []
     for inv in invoices:
         pays = payments[inv["address"]]
         state, paid, flag = invoice_state(inv["units"], inv.get("expires"), pays, now)
-        txids = sorted({p.txid for p in pays})
+        if inv.get("state") == "expired" and paid == 0:
+            state = "expired"  # expiry stays for an unpaid invoice
         heights = [p.height for p in pays if p.height is not None]
         height = max(heights) if heights and len(heights) == len(pays) else None
-        if inv.get("state") == "expired" and paid == 0:
-            state = "expired"  # expiry is final for an unpaid invoice
-        update = {"state": state, "paid": paid, "flag": flag, "txids": txids, "height": height}
+        update = {"state": state, "paid": paid, "flag": flag,
+                  "txids": sorted({p.txid for p in pays}), "height": height}
         if any(inv.get(k) != v for k, v in update.items()):
+            old = inv.get("state", "new")
             inv.update(update)
             save_invoice(wallet, inv)
-            changed.append(inv)
+            changed.append((inv, old))
     return changed
+
+
+def refresh(wallet: Wallet, client: Any, invoices: list[dict[str, Any]],
+            now: int) -> list[tuple[dict[str, Any], str]]:
+    """Recompute the state of ``invoices`` from the node (see :func:`apply_payments`)."""
+    return apply_payments(wallet, invoices, fetch_payments(client, invoices), now)
 
 
 def invoice_json(wallet: Wallet, inv: dict[str, Any]) -> dict[str, Any]:

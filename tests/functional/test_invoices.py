@@ -57,6 +57,10 @@ def test_invoice_paid_by_uri_goes_final_and_watch_only_cannot_sign(shop):
     # The owner wallet sees the same payment; the till sees it but cannot spend it.
     assert shop.cli_json("-w", "shop", "wallet", "balance")["balances"][0]["confirmed"] == "1.5"
     assert shop.cli_json("-w", "till", "wallet", "balance")["balances"][0]["confirmed"] == "1.5"
+    till_history = shop.cli_json("-w", "till", "wallet", "history")["txs"]
+    assert [(t["txid"], t["delta"], t["kind"]) for t in till_history] == [
+        (paid["txid"], "1.5", "receive")]
+    assert shop.cli_json("-w", "shop", "wallet", "history")["txs"] == till_history
     spend = cli(shop, "-w", "till", "wallet", "send", "--to", inv["address"], "--amount", "1")
     assert spend.returncode == 1
     assert spend.stderr.strip() == ("error: wallet 'till' is watch-only: it holds no private keys "

@@ -146,10 +146,29 @@ def test_rest_webhooks_survive_outage_and_restart(till, tmp_path):
     assert status == 201 and set(inv) >= {"id", "address", "uri", "state", "expires"}
     assert inv["state"] == "new" and pos.get(f"/api/invoices/{inv['id']}")[1]["state"] == "new"
 
+    # Another consumer follows the event stream.
+    events: list[str] = []
+    stream = urllib.request.urlopen(pos.url + "/api/events", timeout=60)
+
+    def read_events() -> None:
+        try:
+            for line in stream:
+                events.append(line.decode().rstrip("\n"))
+        except (OSError, ValueError, AttributeError):
+            pass  # the stream was closed under the reader (end of the test)
+
+    threading.Thread(target=read_events, daemon=True).start()
+    wait_until(lambda: ": connected" in events, 10, "the event stream")
+
     # The customer pays the URI while the receiver is down.
     paid = till.cli_json("-w", "dev", "wallet", "pay", inv["uri"], "--yes")
     wait_until(lambda: pos.get(f"/api/invoices/{inv['id']}")[1]["state"] == "final", 60,
                "invoice final")
+    wait_until(lambda: '"state": "final"' in "".join(events), 10, "the final invoice event")
+    assert {"event: block", "event: finalized", "event: invoice"} <= set(events)
+    invoice_events = [json.loads(e[6:]) for e in events if e.startswith("data: {\"id\"")]
+    assert [e["state"] for e in invoice_events] == ["seen", "confirmed", "final"]
+    stream.close()
     failed = wait_until(lambda: [d for d in till.cli_json("-w", "till", "pos", "deliveries")
                                  ["deliveries"] if d["url"].endswith("/hook")], 30,
                         "failed deliveries listed")
