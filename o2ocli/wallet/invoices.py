@@ -1,5 +1,8 @@
-"""Invoices (payment requests): a fresh receiving address per invoice, stored in
-the wallet database, and their state derived from what the node sees.
+"""Invoices (payment requests): a fresh address per invoice (on the wallet's
+invoice chain, ``m/44'/7171'/0'/2/i``, so never one that ``wallet address``
+hands out), stored in the wallet database, and their state derived from what the
+node sees.  The owner of a till's keys finds the payments by scanning that chain
+with a gap limit of 100.
 
 Stored under ``i<id>`` in the wallet's LevelDB (JSON): ``id``, ``address``,
 ``asset`` (symbol), ``asset_id`` (hex), ``decimals``, ``units`` (amount due in
@@ -28,7 +31,7 @@ from typing import Any
 
 from o2ocli.amounts import format_amount
 
-from .hd import EXTERNAL
+from .hd import INVOICE
 from .uri import PaymentRequest, format_uri
 from .wallet import Wallet
 
@@ -89,8 +92,9 @@ def new_invoice_id() -> str:
 def create_invoice(wallet: Wallet, *, units: int, asset: str, asset_id: str, decimals: int,
                    label: str | None, memo: str | None, expires: int | None,
                    now: int) -> dict[str, Any]:
-    """Issue a fresh receiving address and store an invoice for it."""
-    address = wallet.spec.address(wallet.issue(EXTERNAL))
+    """Issue a fresh address of the invoice chain (``m/44'/7171'/0'/2/i``) and
+    store an invoice for it."""
+    address = wallet.spec.address(wallet.issue(INVOICE))
     inv = {
         "id": new_invoice_id(), "address": address, "asset": asset, "asset_id": asset_id,
         "decimals": decimals, "units": units, "label": label, "memo": memo,

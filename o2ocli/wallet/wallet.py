@@ -3,7 +3,7 @@
 Layout of ``DATADIR/wallets/NAME`` (its own LevelDB; keys are ASCII prefixes)::
 
     meta            JSON: name, chain_id, version, created, encrypted, hd,
-                    receive_index, next_index {"0": n, "1": n} (addresses handed
+                    receive_index, next_index {"0": n, "1": n, "2": n} (addresses handed
                     out per chain), derived {"0": n, "1": n} (addresses watched)
     seed            keystore blob (JSON) of the BIP39 mnemonic
     xpub            the account's extended public key (addresses are derived
@@ -45,6 +45,8 @@ from .hd import (
     CHANGE,
     EXTERNAL,
     GAP_LIMIT,
+    INVOICE,
+    INVOICE_GAP_LIMIT,
     ExtendedKey,
     mnemonic_to_seed,
     validate_mnemonic,
@@ -161,8 +163,8 @@ def create_wallet(
                 "hd": True,
                 "watch_only": text is None,
                 "receive_index": 0,
-                "next_index": {str(EXTERNAL): 0, str(CHANGE): 0},
-                "derived": {str(EXTERNAL): 0, str(CHANGE): 0},
+                "next_index": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
+                "derived": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
             }
             with db.write_batch(transaction=True, sync=True) as batch:
                 if text is not None:
@@ -299,11 +301,11 @@ class Wallet:
     def issue(self, chain: int) -> bytes:
         """Hand out the next address of ``chain`` (recorded and watched);
         returns its pubkey hash."""
-        index = self.meta["next_index"][str(chain)]
+        index = self.meta["next_index"].get(str(chain), 0)
         pkh = self._derive_pkh(chain, index)
         self.meta["next_index"][str(chain)] = index + 1
         derived = self.meta["derived"]
-        derived[str(chain)] = max(derived[str(chain)], index + 1)
+        derived[str(chain)] = max(derived.get(str(chain), 0), index + 1)
         if chain == EXTERNAL:
             self.meta["receive_index"] = index
         with self.db.write_batch(transaction=True, sync=True) as batch:
@@ -362,7 +364,7 @@ class Wallet:
         chain, and never hand out an address at or below the last used one.
         Returns True if new addresses were derived (the caller rescans)."""
         grew = False
-        last_used = {EXTERNAL: -1, CHANGE: -1}
+        last_used = {EXTERNAL: -1, CHANGE: -1, INVOICE: -1}
         for pkh, info in self.iter_addresses():
             chain = info.get("chain")
             if chain in last_used and pkh in used:
@@ -370,11 +372,14 @@ class Wallet:
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for chain, last in last_used.items():
                 key = str(chain)
+                self.meta["next_index"].setdefault(key, 0)
+                self.meta["derived"].setdefault(key, 0)
                 if self.meta["next_index"][key] <= last:
                     self.meta["next_index"][key] = last + 1
                     if chain == EXTERNAL:
                         self.meta["receive_index"] = last + 1
-                target = max(self.meta["next_index"][key], last + 1) + GAP_LIMIT
+                gap = INVOICE_GAP_LIMIT if chain == INVOICE else GAP_LIMIT
+                target = max(self.meta["next_index"][key], last + 1) + gap
                 derived = self.meta["derived"][key]
                 for index in range(derived, target):
                     pkh = self._derive_pkh(chain, index)

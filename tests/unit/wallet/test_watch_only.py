@@ -58,3 +58,19 @@ def test_invoices_get_fresh_addresses_and_persist(tmp_path):
         assert sorted(i["id"] for i in iter_invoices(w)) == sorted(m["id"] for m in made)
         assert get_invoice(w, made[1]["id"])["units"] == 11
         assert get_invoice(w, "../x") is None
+
+
+def test_till_invoices_never_reuse_the_owners_receiving_addresses(tmp_path):
+    owner = create_wallet(tmp_path, "shop", SPEC, generate_mnemonic(), None)
+    till = create_wallet(tmp_path, "till", SPEC, None, None, xpub=owner.export_xpub())
+    invoice_addresses = {
+        create_invoice(till, units=1, asset="O2O", asset_id="00" * 32, decimals=8, label=None,
+                       memo=None, expires=None, now=1)["address"] for _ in range(5)}
+    handed_out = {owner.receive_address(new=True) for _ in range(5)}
+    assert not invoice_addresses & handed_out
+    # The owner watches the invoice chain too (its gap limit), so it sees the payments.
+    owner.extend_gap(set())
+    watched = {SPEC.address(p) for p in owner.pubkey_hashes()}
+    assert invoice_addresses <= watched
+    till.close()
+    owner.close()
