@@ -69,9 +69,15 @@ def test_invoice_paid_by_uri_goes_final_and_watch_only_cannot_sign(shop):
     assert [i["id"] for i in final_list] == [inv["id"]]
 
 
-def test_bad_payment_requests_are_refused_with_one_line(shop):
-    inv = shop.cli_json("-w", "till", "invoice", "create", "--amount", "2", "--no-qr")
+def test_bad_payment_requests_are_refused_with_one_line(shop, tmp_path):
+    from .browser import decode_qr
+
+    png, svg = tmp_path / "qr.png", tmp_path / "qr.svg"
+    inv = shop.cli_json("-w", "till", "invoice", "create", "--amount", "2", "--png", str(png),
+                        "--svg", str(svg))
     uri = inv["uri"]
+    assert decode_qr(png) == [uri]
+    assert "<svg" in svg.read_text()
     cases = {
         uri.replace("chain=o2o-devnet", "chain=o2o-main"): "for chain 'o2o-main'",
         uri.replace("amount=2", "amount=2e1"): "malformed amount",
