@@ -55,7 +55,7 @@ class PosServer:
 
     def __init__(self, wallet: Any, client: Any, api_key: str, store: DeliveryStore | None,
                  webhooks: list[str], secret: bytes, *, webhook_timeout: float = 5.0,
-                 wait_seconds: float = 5.0, retry_base: float = 0.5) -> None:
+                 wait_seconds: float = 1.0, retry_base: float = 0.5) -> None:
         self.wallet = wallet
         self.client = client
         self.api_key = api_key
@@ -65,6 +65,7 @@ class PosServer:
                        if store is not None else None)
         self.wait_seconds = wait_seconds
         self.subscribers: set[asyncio.Queue[str]] = set()
+        self._followed = 0
         self.kick = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -159,7 +160,7 @@ class PosServer:
         inv = create_invoice(self.wallet, units=units, asset=symbol, asset_id=asset_id,
                              decimals=decimals, label=label, memo=memo,
                              expires=now + max(1, round(expires * 60)), now=now)
-        self.kick.set()
+        self.kick.set()  # follow its address from now on
         return web.json_response(invoice_json(self.wallet, inv), status=201)
 
     async def show(self, request: web.Request) -> web.Response:
@@ -251,36 +252,61 @@ class PosServer:
             self.store.add(url, body)
         self.sender.wake.set()
 
+    def _expiry_due(self, now: int) -> bool:
+        return any(i["state"] == "new" and i.get("expires") is not None and i["expires"] <= now
+                   for i in self._open_invoices(now))
+
     async def _follow(self) -> None:
+        """Long-poll the node on the open invoices' addresses; refresh the open
+        invoices when it reports a change, or when an unpaid invoice reached its
+        expiry.  A new invoice restarts the wait at once with its address; the
+        call it replaces is left to end by itself (at most one such call at a time,
+        so a burst of new invoices costs no more than one extra thread)."""
         cursor = None
+        waiter: asyncio.Task[Any] | None = None
+        orphan: asyncio.Task[Any] | None = None
         while True:
             try:
-                addresses = [i["address"] for i in self._open_invoices(int(time.time()))]
-                waiter = asyncio.create_task(asyncio.to_thread(
-                    self.client.call, "waitforchange", cursor, addresses[:10_000],
-                    self.wait_seconds))
+                if waiter is None:
+                    now = int(time.time())
+                    addresses = [i["address"] for i in self._open_invoices(now)][:10_000]
+                    key = hash(tuple(addresses))
+                    if key != self._followed:
+                        cursor = None  # a new address set: compare its mempool afresh
+                    self._followed = key
+                    waiter = asyncio.create_task(asyncio.to_thread(
+                        self.client.call, "waitforchange", cursor, addresses,
+                        self.wait_seconds))
                 kicked = asyncio.create_task(self.kick.wait())
                 done, _ = await asyncio.wait({waiter, kicked},
                                              return_when=asyncio.FIRST_COMPLETED)
-                if waiter in done:
-                    answer = waiter.result()
-                    kicked.cancel()
-                    if "block" in answer["changes"]:
-                        self._publish("block", {"height": answer["height"],
-                                                "tip": answer["tip"]})
-                    if "finalized" in answer["changes"]:
-                        self._publish("finalized",
-                                      {"finalized_height": answer["finalized_height"]})
-                    cursor = answer["cursor"]
-                else:
-                    self.kick.clear()
-                    cursor = None  # the address set changed: compare afresh next time
-                    waiter.add_done_callback(lambda t: t.exception())
-                await self.refresh()
+                if waiter not in done:
+                    if orphan is None or orphan.done():
+                        self.kick.clear()
+                        orphan, waiter = waiter, None
+                    else:  # one call is already left running: let this one end too
+                        await asyncio.wait({waiter})
+                        self.kick.clear()
+                    if waiter is None:
+                        continue
+                kicked.cancel()
+                finished, waiter = waiter, None
+                answer = finished.result()
+                if "block" in answer["changes"]:
+                    self._publish("block", {"height": answer["height"], "tip": answer["tip"]})
+                if "finalized" in answer["changes"]:
+                    self._publish("finalized", {"finalized_height": answer["finalized_height"]})
+                cursor = answer["cursor"]
+                if answer["changes"] or self._expiry_due(int(time.time())):
+                    await self.refresh()
             except asyncio.CancelledError:
+                for task in (waiter, orphan):
+                    if task is not None:
+                        task.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - node down etc.: retry after a pause
                 log.warning("pos: following the node failed: %s", exc)
+                waiter = None
                 await asyncio.sleep(1.0)
 
 
