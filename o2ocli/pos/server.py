@@ -81,6 +81,7 @@ class PosServer:
             web.get("/api/events", self.events),
         ])
         self.app.on_startup.append(self._start_tasks)
+        self.app.on_shutdown.append(self._end_streams)
         self.app.on_cleanup.append(self._stop_tasks)
 
     # ------------------------------------------------------------ lifecycle
@@ -93,6 +94,9 @@ class PosServer:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _end_streams(self, _app: web.Application) -> None:
+        """On shutdown: end every event stream (an open browser must not hold it up)."""
         for queue in list(self.subscribers):
             queue.put_nowait("")
 
