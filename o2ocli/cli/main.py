@@ -74,7 +74,9 @@ def _register() -> None:
     from .consent import consent
     from .demo import demo
     from .escrow import escrow
+    from .invoice import export_xpub_cmd, invoice, pay_cmd
     from .node import node
+    from .pos import pos
     from .review import review
     from .token import token
     from .trace import trace
@@ -91,6 +93,10 @@ def _register() -> None:
     cli.add_command(trace)
     cli.add_command(consent)
     cli.add_command(demo)
+    cli.add_command(invoice)
+    cli.add_command(pos)
+    wallet.add_command(pay_cmd)
+    wallet.add_command(export_xpub_cmd)
 
 
 _register()

@@ -44,14 +44,21 @@ def wallet() -> None:
 @click.option("--words", type=click.Choice(["12", "24"]), default="12", show_default=True,
               help="Length of the recovery phrase.")
 @click.option("--no-passphrase", is_flag=True, help="Store keys unencrypted (test wallets).")
+@click.option("--watch-only", is_flag=True, help="No keys: watch the addresses of --xpub.")
+@click.option("--xpub", default=None, help="Account xpub (from 'wallet export-xpub').")
 @passphrase_file_option
-def create_cmd(name: str, words: str, no_passphrase: bool, passphrase_file: Path | None) -> None:
+def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpub: str | None,
+               passphrase_file: Path | None) -> None:
     """Create a wallet; prints its first address and recovery phrase (shown once).
+
+    With --watch-only --xpub XPUB the wallet holds no keys: it derives the same
+    addresses as the wallet the xpub came from and cannot sign (a till).
 
     \b
     Example:
         o2ocli wallet create alice
         O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
+        o2ocli wallet create till --watch-only --xpub "$(o2ocli -w shop wallet export-xpub)"
     """
     from o2ocli.wallet.hd import generate_mnemonic
     from o2ocli.wallet.wallet import WalletError, create_wallet
@@ -59,6 +66,17 @@ def create_cmd(name: str, words: str, no_passphrase: bool, passphrase_file: Path
     ctx = get_context()
     datadir = resolve_datadir(ctx)
     spec = resolve_spec(ctx, datadir)
+    if watch_only != (xpub is not None):
+        raise click.UsageError("--watch-only and --xpub go together")
+    if watch_only:
+        try:
+            with create_wallet(datadir, name, spec, None, None, xpub=xpub) as w:
+                address = w.receive_address()
+        except WalletError as exc:
+            raise CliError(str(exc)) from None
+        emit(ctx, {"name": name, "address": address, "watch_only": True},
+             f"created watch-only wallet {name!r} (no keys: it cannot sign)\naddress   {address}")
+        return
     passphrase = new_passphrase(passphrase_file, no_passphrase)
     phrase = generate_mnemonic(int(words))
     try:

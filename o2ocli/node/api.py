@@ -19,6 +19,7 @@ from .methods import (
     finality,
     mempool,
     network,
+    notify,
     reviews,
     tokens,
     trace,
@@ -41,6 +42,7 @@ TABLES: tuple[MethodTable, ...] = (
     escrow.TABLE,
     trace.TABLE,
     consent.TABLE,
+    notify.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""
 

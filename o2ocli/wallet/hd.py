@@ -35,6 +35,8 @@ __all__ = [
     "EXTERNAL",
     "GAP_LIMIT",
     "HARDENED",
+    "INVOICE",
+    "INVOICE_GAP_LIMIT",
     "XPRV_VERSION",
     "XPUB_VERSION",
     "ExtendedKey",
@@ -57,6 +59,12 @@ EXTERNAL = 0
 CHANGE = 1
 #: BIP44 gap limit: stop scanning a chain after this many unused addresses in a row.
 GAP_LIMIT = 20
+#: This project's chain of invoice addresses (``invoice create``, ``pos serve``): apart from
+#: the receiving chain, so a till (a watch-only twin) and its owner's ``wallet address`` never
+#: hand out the same address.  Not a BIP44 chain: other BIP44 wallets do not scan it.
+INVOICE = 2
+#: Gap limit of the invoice chain: a till leaves many invoices unpaid.
+INVOICE_GAP_LIMIT = 100
 
 #: First hardened child index (2**31).
 HARDENED = 0x80000000

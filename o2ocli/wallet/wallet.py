@@ -3,7 +3,7 @@
 Layout of ``DATADIR/wallets/NAME`` (its own LevelDB; keys are ASCII prefixes)::
 
     meta            JSON: name, chain_id, version, created, encrypted, hd,
-                    receive_index, next_index {"0": n, "1": n} (addresses handed
+                    receive_index, next_index {"0": n, "1": n, "2": n} (addresses handed
                     out per chain), derived {"0": n, "1": n} (addresses watched)
     seed            keystore blob (JSON) of the BIP39 mnemonic
     xpub            the account's extended public key (addresses are derived
@@ -45,6 +45,8 @@ from .hd import (
     CHANGE,
     EXTERNAL,
     GAP_LIMIT,
+    INVOICE,
+    INVOICE_GAP_LIMIT,
     ExtendedKey,
     mnemonic_to_seed,
     validate_mnemonic,
@@ -111,16 +113,25 @@ def create_wallet(
     datadir: Path,
     name: str,
     spec: ChainSpec,
-    mnemonic: str,
+    mnemonic: str | None,
     passphrase: str | None,
     *,
     imported: list[PrivateKey] | None = None,
     scrypt_n: int | None = None,
+    xpub: str | None = None,
 ) -> Wallet:
     """Create wallet ``name`` from ``mnemonic`` (validated), encrypted with
-    ``passphrase`` (None = not encrypted), atomically.  Returns it open."""
+    ``passphrase`` (None = not encrypted), atomically.  Returns it open.
+
+    With ``mnemonic`` None and ``xpub`` (an account ``xpub`` from
+    :meth:`Wallet.export_xpub`) the wallet is *watch-only*: it derives the same
+    receiving and change addresses, sees their coins and history, and holds no
+    private key (it refuses to sign)."""
     _check_name(name)
-    text = validate_mnemonic(mnemonic)
+    if (mnemonic is None) == (xpub is None):
+        raise WalletError("give either a recovery phrase or an xpub")
+    text = validate_mnemonic(mnemonic) if mnemonic is not None else None
+    account_key = _parse_account_xpub(xpub) if xpub is not None else None
     final = wallets_dir(datadir) / name
     if final.exists():
         raise WalletExists(f"wallet {name!r} already exists")
@@ -134,8 +145,12 @@ def create_wallet(
         return encrypt_secret(secret, passphrase, **kdf)
 
     try:
-        master = ExtendedKey.from_seed(mnemonic_to_seed(text))
-        account = master.derive_path(ACCOUNT_PATH).neuter()
+        if text is not None:
+            master = ExtendedKey.from_seed(mnemonic_to_seed(text))
+            account = master.derive_path(ACCOUNT_PATH).neuter()
+        else:
+            assert account_key is not None
+            account = account_key
         with private_umask():
             db = plyvel.DB(str(tmp), create_if_missing=True, error_if_exists=True)
         try:
@@ -144,14 +159,16 @@ def create_wallet(
                 "chain_id": spec.chain_id,
                 "version": VERSION,
                 "created": int(time.time()),
-                "encrypted": passphrase is not None,
+                "encrypted": passphrase is not None and text is not None,
                 "hd": True,
+                "watch_only": text is None,
                 "receive_index": 0,
-                "next_index": {str(EXTERNAL): 0, str(CHANGE): 0},
-                "derived": {str(EXTERNAL): 0, str(CHANGE): 0},
+                "next_index": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
+                "derived": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
             }
             with db.write_batch(transaction=True, sync=True) as batch:
-                batch.put(b"seed", json.dumps(protect(text.encode())).encode())
+                if text is not None:
+                    batch.put(b"seed", json.dumps(protect(text.encode())).encode())
                 batch.put(b"xpub", account.serialize(private=False).encode())
                 for key in imported or []:
                     pkh = key.public_key.hash160()
@@ -173,6 +190,23 @@ def create_wallet(
     wallet = Wallet.open(datadir, name, spec)
     wallet.issue(EXTERNAL)
     return wallet
+
+
+def _parse_account_xpub(text: str) -> ExtendedKey:
+    """An account-level public extended key (``m/44'/7171'/0'``, depth 3)."""
+    from .hd import HDError
+
+    try:
+        key = ExtendedKey.parse(text.strip())
+    except HDError as exc:
+        raise WalletError(f"bad xpub: {exc}") from None
+    if key.key is not None:
+        raise WalletError("that is a private extended key (xprv): a watch-only wallet "
+                          "takes the xpub from 'wallet export-xpub'")
+    if key.depth != 3:
+        raise WalletError(f"the xpub is not an account key (depth {key.depth}, expected 3): "
+                          "use the one 'wallet export-xpub' prints")
+    return key
 
 
 @dataclass
@@ -238,6 +272,17 @@ class Wallet:
 
     # ------------------------------------------------------------- addresses
     @property
+    def watch_only(self) -> bool:
+        """True if the wallet holds no private keys (made from an xpub)."""
+        return bool(self.meta.get("watch_only"))
+
+    def export_xpub(self) -> str:
+        """The account's extended public key (for a watch-only twin)."""
+        if self.account is None:
+            raise WalletError("wallet has no HD keys")
+        return self.account.serialize(private=False)
+
+    @property
     def encrypted(self) -> bool:
         """True if secrets need the passphrase."""
         return bool(self.meta.get("encrypted"))
@@ -256,11 +301,11 @@ class Wallet:
     def issue(self, chain: int) -> bytes:
         """Hand out the next address of ``chain`` (recorded and watched);
         returns its pubkey hash."""
-        index = self.meta["next_index"][str(chain)]
+        index = self.meta["next_index"].get(str(chain), 0)
         pkh = self._derive_pkh(chain, index)
         self.meta["next_index"][str(chain)] = index + 1
         derived = self.meta["derived"]
-        derived[str(chain)] = max(derived[str(chain)], index + 1)
+        derived[str(chain)] = max(derived.get(str(chain), 0), index + 1)
         if chain == EXTERNAL:
             self.meta["receive_index"] = index
         with self.db.write_batch(transaction=True, sync=True) as batch:
@@ -319,7 +364,7 @@ class Wallet:
         chain, and never hand out an address at or below the last used one.
         Returns True if new addresses were derived (the caller rescans)."""
         grew = False
-        last_used = {EXTERNAL: -1, CHANGE: -1}
+        last_used = {EXTERNAL: -1, CHANGE: -1, INVOICE: -1}
         for pkh, info in self.iter_addresses():
             chain = info.get("chain")
             if chain in last_used and pkh in used:
@@ -327,11 +372,14 @@ class Wallet:
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for chain, last in last_used.items():
                 key = str(chain)
+                self.meta["next_index"].setdefault(key, 0)
+                self.meta["derived"].setdefault(key, 0)
                 if self.meta["next_index"][key] <= last:
                     self.meta["next_index"][key] = last + 1
                     if chain == EXTERNAL:
                         self.meta["receive_index"] = last + 1
-                target = max(self.meta["next_index"][key], last + 1) + GAP_LIMIT
+                gap = INVOICE_GAP_LIMIT if chain == INVOICE else GAP_LIMIT
+                target = max(self.meta["next_index"][key], last + 1) + gap
                 derived = self.meta["derived"][key]
                 for index in range(derived, target):
                     pkh = self._derive_pkh(chain, index)
@@ -344,7 +392,13 @@ class Wallet:
 
     # --------------------------------------------------------------- secrets
     def unlock(self, passphrase: str | None) -> Unlocked:
-        """Decrypt the signing keys (raises keystore.WrongPassphrase)."""
+        """Decrypt the signing keys (raises keystore.WrongPassphrase); a watch-only
+        wallet raises :class:`WalletError`."""
+        if self.watch_only:
+            raise WalletError(
+                f"wallet {self.name!r} is watch-only: it holds no private keys and cannot "
+                "sign; sign with the wallet that owns the keys"
+            )
         account = None
         seed_blob = self.db.get(b"seed")
         if seed_blob is not None:
@@ -380,6 +434,8 @@ class Wallet:
 
     def import_key(self, key: PrivateKey, passphrase: str | None) -> bytes:
         """Add a private key (encrypted like the rest); returns its pubkey hash."""
+        if self.watch_only:
+            raise WalletError(f"wallet {self.name!r} is watch-only: it takes no private keys")
         if self.encrypted:
             if passphrase is None:
                 raise WalletError("wallet is encrypted: a passphrase is needed")

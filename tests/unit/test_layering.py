@@ -48,11 +48,12 @@ LAYER_MAP: dict[str, frozenset[str]] = {
                        "fsmodes", "p2p", "rpc", "storage"}),
     "wallet": frozenset({"amounts", "chainspec", "consensus", "core", "crypto", "fsmodes",
                          "rpc"}),
+    "pos": frozenset({"amounts", "fsmodes", "wallet"}),
     "demo": frozenset({"rpc"}),
     "testing": frozenset({"core", "crypto", "p2p"}),
     "web": frozenset({"amounts", "core", "node", "rpc"}),
     "cli": frozenset({"amounts", "chainspec", "core", "crypto", "demo", "fsmodes", "node",
-                      "rpc", "storage", "wallet", "web"}),
+                      "pos", "rpc", "storage", "wallet", "web"}),
     "__main__": frozenset({"cli"}),
 }
 """Top-level unit of ``o2ocli`` → the other units it may import.  Every unit may
@@ -60,7 +61,7 @@ also import the package root (``from o2ocli import __version__``)."""
 
 LIBRARY_HOMES = {
     "plyvel": frozenset({"storage", "wallet"}),
-    "aiohttp": frozenset({"rpc", "web"}),
+    "aiohttp": frozenset({"rpc", "web", "pos"}),
     "click": frozenset({"cli", "node"}),  # node: the initial-sync progress bar
 }
 """Third-party libraries with a home: only these units import them."""

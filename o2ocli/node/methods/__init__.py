@@ -20,6 +20,7 @@ module          methods
 ``escrow``      getescrow, listescrows
 ``trace``       gettrace
 ``consent``     listconsents, checkconsent
+``notify``      waitforchange (long poll: new tip, finalized height, address txs)
 ==============  =============================================================
 
 A new payload family adds, in ``node/``: one module here with its ``TABLE``
