@@ -104,10 +104,13 @@ def test_underpaid_then_topped_up_overpaid_and_expired(shop):
                       ["state"] == "final" and s, 30, "final")
     assert done["flag"] == "overpaid" and done["paid"] == "3.5" and len(done["txids"]) == 2
     short = shop.cli_json("-w", "till", "invoice", "create", "--amount", "1", "--expires",
-                          "0.02", "--no-qr")
+                          "0.1", "--no-qr")
     watch = cli(shop, "--json", "-w", "till", "invoice", "watch", short["id"], "--timeout", "30")
     assert watch.returncode == 1
-    assert [json.loads(line)["state"] for line in watch.stdout.splitlines()] == ["new", "expired"]
+    # One line per state change; "new" is missed only if the CLI took longer
+    # to start than the 6 s the invoice lived (a loaded CI machine).
+    states = [json.loads(line)["state"] for line in watch.stdout.splitlines()]
+    assert states in (["new", "expired"], ["expired"]), states
     late = shop.cli_json("-w", "dev", "wallet", "send", "--to", short["address"], "--amount", "1")
     # A payment after the expiry is not lost: the invoice shows it (and is paid, late).
     shown = wait_until(lambda: (s := shop.cli_json("-w", "till", "invoice", "show", short["id"]))
