@@ -23,7 +23,8 @@
   a merchant key's.
 
 State (namespaces, see :mod:`.state`): :data:`TOKEN`, :data:`REWARDED`, and
-the index :data:`TOKEN_AUTHORITY` (derived from the token records a block leaves).
+the indexes :data:`TOKEN_AUTHORITY` (derived from the token records a block
+leaves) and :data:`TOKEN_BURNS` (written by the burn rule).
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ __all__ = [
     "TOKEN",
     "TOKEN_AUTHORITY",
     "REWARDED",
+    "TOKEN_BURNS",
     "NAMESPACES",
     "TokenRecord",
     "read_token",
     "rewarded_by",
     "rewarded_key",
+    "burn_key",
     "token_writes",
     "check_symbol",
     "check_token_issue_fields",
@@ -122,7 +125,9 @@ REWARDED = Namespace("token-rewarded", "asset id ‖ rewarded txid → txid of t
                      claim="reward (one reward per purchase and token)")
 TOKEN_AUTHORITY = Namespace("token-authority", "authority asset id → the token asset id it "
                             "controls", index=True)
-NAMESPACES = (TOKEN, TOKEN_AUTHORITY, REWARDED)
+TOKEN_BURNS = Namespace("token-burns", "asset id ‖ height u32 BE ‖ burn txid → amount u64 BE "
+                        "(a token's burns in height order)", index=True)
+NAMESPACES = (TOKEN, TOKEN_AUTHORITY, REWARDED, TOKEN_BURNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,11 @@ def rewarded_key(asset: bytes, ref: bytes) -> StateKey:
 def rewarded_by(state: O2OState, asset: bytes, ref: bytes) -> bytes | None:
     """Txid of the reward that paid ``asset`` for ``ref``, or None."""
     return state.read(rewarded_key(asset, ref))
+
+
+def burn_key(asset: bytes, height: int, txid: bytes) -> StateKey:
+    """The :data:`TOKEN_BURNS` entry of burn ``txid`` of ``asset`` at ``height``."""
+    return (TOKEN_BURNS.name, asset + height.to_bytes(4, "big") + txid)
 
 
 def token_writes(record: TokenRecord) -> dict[StateKey, bytes | None]:
@@ -353,7 +363,7 @@ def check_token_burn(
     tx: Tx, coins: Sequence[Coin], height: int, params: ConsensusParams, state: O2OState
 ) -> O2OEffect:
     """Rule: a burn names an issued token and destroys no more of it than the
-    tx's inputs hold."""
+    tx's inputs hold (it is listed in the :data:`TOKEN_BURNS` index)."""
     payload: TokenBurn = tx.payload  # type: ignore[assignment]
     record = _require_token(state, payload.asset)
     held = _asset_total([c.output for c in coins], payload.asset)
@@ -363,7 +373,9 @@ def check_token_burn(
             f"burns {payload.amount} {record.symbol} but its inputs hold {held}",
         )
     updated = replace(record, supply=record.supply - payload.amount)
-    return O2OEffect(deltas={payload.asset: -payload.amount}, writes=token_writes(updated))
+    writes = token_writes(updated)
+    writes[burn_key(payload.asset, height, tx.txid)] = payload.amount.to_bytes(8, "big")
+    return O2OEffect(deltas={payload.asset: -payload.amount}, writes=writes)
 
 
 def check_token_freeze(

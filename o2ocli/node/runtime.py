@@ -31,7 +31,7 @@ from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS, RpcServer
-from o2ocli.storage.chainstate import ChainStateError, TipChange
+from o2ocli.storage.chainstate import ChainStateError, SchemaMismatch, TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
 
 from .api import build_methods
@@ -188,7 +188,7 @@ class Node:
         except ChainStateError as exc:
             self.db.close()
             self.verifier.close()
-            if isinstance(exc, ReindexRequired):
+            if isinstance(exc, (ReindexRequired, SchemaMismatch)):
                 raise NodeStartError(str(exc)) from None
             raise NodeStartError(f"cannot open the chain database: {exc}") from None
         self.mempool = Mempool(

@@ -17,6 +17,7 @@ from o2ocli.core.encoding import Reader, Writer
 
 __all__ = [
     "ChainStateError",
+    "SchemaMismatch",
     "IndexEntry",
     "TipChange",
     "NO_CHANGE",
@@ -31,6 +32,11 @@ STATUS_STORED, STATUS_VALID, STATUS_INVALID = 0, 1, 2
 
 class ChainStateError(Exception):
     """The chainstate cannot do what was asked (unknown parent, wrong chain, …)."""
+
+
+class SchemaMismatch(ChainStateError):
+    """The database was written in another key layout (``m schema``): a
+    ``node reindex`` rebuilds it in this one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from .blockindex import (
     STATUS_VALID,
     ChainStateError,
     IndexEntry,
+    SchemaMismatch,
     TipChange,
     default_prefer,
 )
@@ -50,6 +51,8 @@ from .queries import ChainQueries, UtxoStats
 __all__ = [
     "ChainState",
     "ChainStateError",
+    "SchemaMismatch",
+    "check_schema",
     "IndexEntry",
     "NO_CHANGE",
     "TipChange",
@@ -62,6 +65,25 @@ __all__ = [
 
 RAW_BLOCK_CACHE = 4
 """Block encodings kept in memory for :meth:`ChainState.get_tx` (FIFO)."""
+
+
+def check_schema(db: Database) -> None:
+    """Raise :class:`SchemaMismatch` unless ``db`` was written in this key
+    layout (:data:`~o2ocli.storage.schema.SCHEMA_VERSION`)."""
+    data = db.get(k.META_SCHEMA)
+    version = int.from_bytes(data, "big") if data is not None and len(data) == 4 else None
+    if version == k.SCHEMA_VERSION:
+        return
+    if version is None:
+        found = "no readable schema version"
+    elif version < k.SCHEMA_VERSION:
+        found = f"schema {version}, from an older o2ocli"
+    else:
+        found = f"schema {version}, from a newer o2ocli"
+    raise SchemaMismatch(
+        f"the chain database has {found}; this o2ocli uses schema {k.SCHEMA_VERSION} "
+        "(stop the node and run: o2ocli node reindex, which rebuilds it from the stored blocks)"
+    )
 
 
 class ChainState(ChainQueries):
@@ -94,6 +116,8 @@ class ChainState(ChainQueries):
                 f"this database belongs to another chain (genesis {stored_genesis.hex()[:16]}…, "
                 f"expected {genesis.hash.hex()[:16]}…)"
             )
+        else:
+            check_schema(db)
         self.genesis_hash = genesis.hash
         tip_hash = db.get(k.META_TIP)
         if tip_hash is None:

@@ -149,6 +149,19 @@ class ChainQueries:
         """(spending txid, path) of a settled escrow output, or None."""
         return escrow.read_settlement(self, outpoint.to_bytes())
 
+    def token_burns(self, asset: bytes, limit: int) -> list[tuple[int, bytes, int]]:
+        """(height, txid, amount) of the newest ``limit`` main-chain burns of
+        token ``asset``, newest first."""
+        prefix = k.O2O_NAMESPACES[tokens.TOKEN_BURNS.name] + asset
+        skip = len(prefix)
+        found = []
+        for key, value in self.db.iterate(prefix, reverse=True):
+            if len(found) >= limit:
+                break
+            found.append((int.from_bytes(key[skip:skip + 4], "big"), key[skip + 4:skip + 36],
+                          int.from_bytes(value, "big")))
+        return found
+
     def token_of_authority(self, authority: bytes) -> TokenRecord | None:
         """The token whose mint authority asset is ``authority``, or None."""
         asset = self.read((tokens.TOKEN_AUTHORITY.name, authority))

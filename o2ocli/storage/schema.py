@@ -43,6 +43,8 @@ prefix byte, so a key on disk is ``prefix ‖ id``:
 * ``D`` consent-by-grantee ‖ grantee pubkey hash ‖ height u32 ‖ grant txid → empty
 * ``L`` consent-revoked ‖ grant txid → txid of its revocation
 * ``Q`` trace-item-moves ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
+* ``B`` token-burns ‖ asset ‖ height u32 ‖ burn txid → amount u64: a token's burns
+  (schema 3)
 
 Also derived from the O2O payloads, kept by the chainstate itself:
 
@@ -97,6 +99,7 @@ AUTHORITY = b"Z"
 ESCROW_SETTLED = b"K"
 ITEM = b"I"
 ITEM_MOVES = b"Q"
+BURNS = b"B"
 CONSENT = b"G"
 REVOKED = b"L"
 BY_USER = b"U"
@@ -119,6 +122,7 @@ O2O_NAMESPACES: dict[str, bytes] = {
     "consent-by-grantee": BY_GRANTEE,
     "consent-revoked": REVOKED,
     "trace-item-moves": ITEM_MOVES,
+    "token-burns": BURNS,
 }
 """O2O namespace name (declared by its consensus family) → key prefix."""
 
@@ -132,10 +136,13 @@ O2O_WRITE_ORDER: dict[str, int] = {
     "consent-grant": 6, "consent-by-user": 6, "consent-by-grantee": 6,
     "consent-revoked": 7,
     "trace-item-moves": 8,
+    "token-burns": 9,
 }
-"""Group of each namespace in a block's O2O writes (the order of schema 2's
-undo data; writes of one group keep the order the block made them in).  A
-namespace missing here goes last."""
+"""Group of each namespace in a block's O2O writes (the order of the undo
+data; writes of one group keep the order the block made them in).  Groups
+0-8 are schema 2's order; a namespace added later gets a new group after
+them (``token-burns``, schema 3), so the entries of the older namespaces keep
+their order.  A namespace missing here goes last."""
 
 O2O_PREFIXES = (*O2O_NAMESPACES.values(), ASSET_UTXO, O2O_UNDO)
 """Every key space derived from the O2O payloads (a reindex rebuilds them)."""
@@ -154,7 +161,11 @@ FINALITY = b"f"
 OWN_VOTE = b"v"
 EVIDENCE = b"e"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""Version of this key layout, stored under ``m schema`` when a database is
+created.  A database of another version is refused when it opens (run
+``node reindex``, which rebuilds it in this layout).  History: 2 = the tx index
+holds each tx's offset and length; 3 = the ``B`` token-burns index."""
 
 
 def block_key(block_hash: bytes) -> bytes:

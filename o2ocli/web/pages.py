@@ -21,7 +21,7 @@ from o2ocli.node.methods.chain import getblock, getinfo, gettx
 from o2ocli.node.methods.context import NodeContext
 from o2ocli.node.methods.params import address_arg
 from o2ocli.node.methods.reviews import getreviewstats, review_json
-from o2ocli.node.methods.tokens import token_arg, token_json
+from o2ocli.node.methods.tokens import token_arg, token_burns, token_json
 from o2ocli.node.methods.trace import gettrace
 from o2ocli.node.methods.views import amount_text
 from o2ocli.node.render import payload_json
@@ -187,12 +187,39 @@ def merchant(node: NodeContext, address_text: str, page: str | None = None,
 
 
 def token(node: NodeContext, symbol: str) -> dict[str, Any]:
-    """A token: supply, decimals, issuer, authority holder, holders count, and
-    the history of its mint authority (issue, mints, freeze), newest first."""
+    """A token: supply, decimals, issuer, authority holder, holders count, the
+    history of its mint authority (issue, mints, freeze), its burns, and both
+    merged (``history``), newest first."""
     record = _call(token_arg, node, symbol)
     data = token_json(node, record)
-    data["authority_history"] = authority_history(node, record.asset, record.decimals)
+    steps = authority_history(node, record.asset, record.decimals)
+    burns, burns_truncated = token_burns(node, record)
+    data["authority_history"] = steps
+    data["burns"], data["burns_truncated"] = burns, burns_truncated
+    data["history"], data["history_complete"] = merged_history(
+        steps, len(steps) >= MAX_AUTHORITY_STEPS, burns, burns_truncated)
     return data
+
+
+def merged_history(steps: list[dict[str, Any]], steps_truncated: bool,
+                   burns: list[dict[str, Any]],
+                   burns_truncated: bool) -> tuple[list[dict[str, Any]], bool]:
+    """Authority steps and burns in one list, newest first (``type``,
+    ``amount``, ``txid``, ``height``, ``final``), and whether it is the whole
+    history.  When either list was capped, only the heights both lists cover
+    are kept, so no older step is shown without the burns beside it."""
+    seen = {s["txid"] for s in steps}
+    rows = [{"type": s["type"], "amount": s.get("amount", ""), "txid": s["txid"],
+             "height": s["height"], "final": s["final"]} for s in steps]
+    rows += [{"type": "token-burn", "amount": b["amount"], "txid": b["txid"],
+              "height": b["height"], "final": b["final"]}
+             for b in burns if b["txid"] not in seen]
+    rows.sort(key=lambda r: r["height"], reverse=True)  # stable: steps before burns
+    floor = max([lst[-1]["height"] for lst, cut in ((steps, steps_truncated),
+                                                    (burns, burns_truncated)) if cut and lst],
+                default=0)
+    complete = not (steps_truncated or burns_truncated)
+    return [r for r in rows if r["height"] >= floor], complete
 
 
 def authority_history(node: NodeContext, asset: bytes, decimals: int) -> list[dict[str, Any]]:
@@ -212,7 +239,8 @@ def authority_history(node: NodeContext, asset: bytes, decimals: int) -> list[di
         tx, _, height = found
         payload = None if tx.payload is NO_PAYLOAD else payload_json(node.spec, tx.payload)
         kind = payload["type"] if payload else "transfer"
-        step: dict[str, Any] = {"txid": txid.hex(), "height": height, "type": kind}
+        step: dict[str, Any] = {"txid": txid.hex(), "height": height, "type": kind,
+                                "final": height <= node.chain.finalized_height}
         if kind in ("token-mint", "token-burn") and payload and payload.get("asset") == asset.hex():
             step["amount"] = format_amount(payload["units"], decimals)
         steps.append(step)

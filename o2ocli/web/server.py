@@ -205,6 +205,8 @@ class WebServer:
                 if exc.status >= 400:
                     message = "no such page" if exc.status == 404 else exc.reason
                     response = self._error(exc.status, message, wants_json)
+                    if "Allow" in exc.headers:  # a 405 says which methods are
+                        response.headers["Allow"] = exc.headers["Allow"]
                 else:
                     raise
             except Exception:  # noqa: BLE001 - logged; the visitor gets a short page

@@ -47,8 +47,13 @@ def mined(node, txid: str) -> dict[str, Any]:
 
 def get(url: str) -> tuple[int, dict[str, str], str]:
     """Status, headers and body of a GET (error statuses included)."""
+    return send(urllib.request.Request(url))
+
+
+def send(request: urllib.request.Request) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body of a request (error statuses included)."""
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read().decode()
@@ -155,6 +160,8 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
     mined(node, issued["txid"])
     minted = node.cli_json("-w", "shop", "token", "mint", "TEAPT", "--amount", "5")
     mined(node, minted["txid"])
+    burned = node.cli_json("-w", "shop", "token", "burn", "TEAPT", "--amount", "2.5")
+    burn_height = mined(node, burned["txid"])["height"]
 
     with browser_page() as page:
         page.goto(f"{node.base}/merchant/{shop}")
@@ -172,9 +179,15 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         supply = node.cli_json("token", "info", "TEAPT")["supply"]
         assert page.locator("#supply").inner_text() == supply
         assert page.locator("h1 .text").inner_text() == f"Tea points {IMG}"
-        rows = page.locator("#authority tr").evaluate_all(
-            "rows => rows.map(r => r.innerText.split('\\t').slice(0, 2))")
-        assert rows == [["token-mint", "5"], ["token-issue", ""]], rows
+        rows = page.locator("#history tr:not(:first-child)").evaluate_all(
+            "rows => rows.map(r => r.innerText.split('\\t').slice(0, 3))")
+        assert [r[:2] for r in rows] == [["token-burn", "2.5"], ["token-mint", "5"],
+                                         ["token-issue", ""]], rows
+        assert rows[0][2] == str(burn_height)
+        burn_row = page.locator("#history tr.token-burn")
+        assert burn_row.locator("a[href^='/tx/']").get_attribute("href") == \
+            f"/tx/{burned['txid']}"
+        assert burn_row.locator(".badge.final").count() == 1
         assert page.evaluate(PWNED)
         page.goto(node.base + "/")
         info = node.rpc("getinfo")
@@ -187,6 +200,14 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         assert page.evaluate(FITS)
         page.goto(f"{node.base}/tx/{review['txid']}")
         assert page.evaluate(FITS)
+
+    status, _, body = get(f"{node.base}/api/token/TEAPT")
+    token = json.loads(body)
+    assert status == 200 and token["supply"] == supply and token["burns_truncated"] is False
+    assert token["burns"] == [{"txid": burned["txid"], "height": burn_height, "amount": "2.5",
+                               "amount_units": 250, "final": True}]
+    assert [h["type"] for h in token["history"]] == ["token-burn", "token-mint", "token-issue"]
+    assert node.rpc("gettoken", "TEAPT")["burns"] == token["burns"]
 
     status, headers, body = get(f"{node.base}/api/merchant/{shop}")
     data = json.loads(body)
@@ -213,6 +234,14 @@ def test_merchant_page_bad_ids_and_limits(node_factory):
         assert headers["X-Content-Type-Options"] == "nosniff"
         if path.startswith("/api/"):
             assert json.loads(body)["error"]["status"] == expected
+    # Pages are read-only: a POST is answered 405 (with Allow), no traceback.
+    for path in ("/token/TEAPT", f"/api/merchant/{shop}"):
+        request = urllib.request.Request(node.base + path, data=b"x=1", method="POST")
+        status, headers, body = wait_until(
+            lambda r=request: (x := send(r))[0] != 429 and x, timeout=10, what=f"POST {path}")
+        assert status == 405, (path, status, body[:200])
+        assert "GET" in headers["Allow"] and "Traceback" not in body
+        assert headers["X-Content-Type-Options"] == "nosniff"
     # The per-IP rate limit answers 429, then lets the client back in.
     statuses = [get(node.base + "/style.css")[0] for _ in range(60)]
     assert 429 in statuses

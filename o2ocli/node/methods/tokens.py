@@ -26,9 +26,13 @@ from .context import NodeContext
 from .params import address_arg, txid_arg
 from .table import MethodTable
 
-__all__ = ["TABLE", "token_arg", "token_json", "gettoken", "listtokens", "listrewardable"]
+__all__ = ["TABLE", "MAX_BURNS", "token_arg", "token_json", "token_burns", "gettoken",
+           "listtokens", "listrewardable"]
 
 TABLE = MethodTable()
+
+MAX_BURNS = 50
+"""Burns ``gettoken`` lists (the newest)."""
 
 
 def token_arg(node: NodeContext, ref: Any) -> TokenRecord:
@@ -86,10 +90,29 @@ def token_json(node: NodeContext, record: TokenRecord, detail: bool = True) -> d
     return data
 
 
+def token_burns(node: NodeContext, record: TokenRecord,
+                limit: int = MAX_BURNS) -> tuple[list[dict[str, Any]], bool]:
+    """The newest ``limit`` main-chain burns of a token, newest first (``txid``,
+    ``height``, ``amount``, ``amount_units``, ``final``), and whether older
+    burns exist beyond them."""
+    chain = node.chain
+    found = chain.state.token_burns(record.asset, limit + 1)
+    burns = [{"txid": txid.hex(), "height": height,
+              "amount": format_amount(amount, record.decimals), "amount_units": amount,
+              "final": height <= chain.finalized_height}
+             for height, txid, amount in found[:limit]]
+    return burns, len(found) > limit
+
+
 @TABLE.method("gettoken")
 def gettoken(node: NodeContext, token: Any) -> dict[str, Any]:
-    """A token's registry entry, holders count and authority holder."""
-    return token_json(node, token_arg(node, token))
+    """A token's registry entry, holders count, authority holder, and its
+    newest burns (``burns``, at most :data:`MAX_BURNS`; ``burns_truncated``
+    when there are older ones)."""
+    record = token_arg(node, token)
+    data = token_json(node, record)
+    data["burns"], data["burns_truncated"] = token_burns(node, record)
+    return data
 
 
 @TABLE.method("listtokens")

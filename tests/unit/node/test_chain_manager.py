@@ -53,7 +53,7 @@ from o2ocli.node.chain import (
 from o2ocli.node.mempool import Mempool
 from o2ocli.node.producer import Proposals, build_block
 from o2ocli.storage import schema as k
-from o2ocli.storage.chainstate import TipChange
+from o2ocli.storage.chainstate import SchemaMismatch, TipChange
 from o2ocli.storage.db import Database
 from o2ocli.testing.chaingen import deterministic_key, p2a, sign_tx
 
@@ -1051,6 +1051,22 @@ def test_reindex_recovers_every_block_from_the_bodies_alone(net, deleted):
     net.db.close()
     with Database(net.path) as db:
         assert ChainManager(db, net.spec).tip.hash == tip
+
+
+def test_a_database_of_an_older_schema_is_refused_until_a_reindex_rebuilds_it(net):
+    main, side = chain_with_a_side_block(net)
+    tip, stats = net.chain.tip.hash, net.chain.state.utxo_stats()
+    with net.db.write_batch() as batch:  # what an o2ocli before the burn index wrote
+        batch.put(k.META_SCHEMA, (2).to_bytes(4, "big"))
+    with pytest.raises(SchemaMismatch, match="schema 2, from an older o2ocli.*"
+                                             "run: o2ocli node reindex"):
+        ChainManager(net.db, net.spec)
+
+    chain = rebuild_chainstate(net.db, net.spec)
+
+    assert (chain.tip.hash, chain.state.utxo_stats()) == (tip, stats)
+    assert net.db.get(k.META_SCHEMA) == k.SCHEMA_VERSION.to_bytes(4, "big")
+    assert ChainManager(net.db, net.spec).tip.hash == tip
 
 
 def test_reindex_starts_again_when_its_partial_state_cannot_be_resumed(net):

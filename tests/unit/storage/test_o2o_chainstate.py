@@ -43,7 +43,7 @@ from o2ocli.core.payloads import (
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.hashes import sha256
 from o2ocli.storage import ChainState, Database, schema
-from o2ocli.storage.chainstate import STATUS_INVALID
+from o2ocli.storage.chainstate import STATUS_INVALID, SchemaMismatch
 from o2ocli.testing.chaingen import deterministic_key, make_block, make_genesis, p2a, sign_tx
 
 CHAIN_ID = "o2o-test"
@@ -390,6 +390,42 @@ def test_disconnect_then_reconnect_each_block_is_idempotent(tmp_path, s):
         state.disconnect_tip()
         state.add_block(block)
         assert full_dump(state) == before
+
+
+def test_burns_are_indexed_newest_first_and_a_disconnect_removes_them(tmp_path, s):
+    state = open_state(tmp_path / "db")
+    for block in s.blocks:
+        state.add_block(block)
+    burn = s.tx["burn"]
+    assert state.token_burns(LOY, 10) == [(5, burn.txid, 1_000)]
+    assert state.token_burns(CUP, 10) == []
+    # Height 6: a second burn, of 500 LOY (the first burn's outputs).
+    burn2 = spend([out(burn, 0, ISSUER), out(burn, 1, ISSUER)],
+                  [token(LOY, 3_500, ISSUER), native(COIN - 2 * FEE, ISSUER)], TokenBurn(LOY, 500))
+    assert state.add_block(make_block(s.blocks[-1].header, [burn2]))
+    assert state.token_burns(LOY, 10) == [(6, burn2.txid, 500), (5, burn.txid, 1_000)]
+    assert state.token_burns(LOY, 1) == [(6, burn2.txid, 500)]
+    assert state.token(LOY).supply == 1_003_500
+    assert state.disconnect_tip().height == 6
+    assert state.token_burns(LOY, 10) == [(5, burn.txid, 1_000)]
+    assert state.disconnect_tip().height == 5
+    assert state.token_burns(LOY, 10) == []
+    assert list(state.db.iterate(schema.BURNS)) == []
+
+
+def test_a_database_of_another_schema_is_refused_with_a_reindex_hint(tmp_path, s):
+    state = open_state(tmp_path / "db")
+    state.add_block(s.blocks[0])
+    for version, found in ((2, "schema 2, from an older o2ocli"),
+                           (99, "schema 99, from a newer o2ocli")):
+        with state.db.write_batch() as batch:
+            batch.put(schema.META_SCHEMA, version.to_bytes(4, "big"))
+        with pytest.raises(SchemaMismatch, match=f"{found}; this o2ocli uses schema 3 .*"
+                                                 "run: o2ocli node reindex"):
+            ChainState(state.db, PARAMS, GENESIS)
+    with state.db.write_batch() as batch:
+        batch.put(schema.META_SCHEMA, schema.SCHEMA_VERSION.to_bytes(4, "big"))
+    assert ChainState(state.db, PARAMS, GENESIS).height == 1
 
 
 # ---------------------------------------------------------------------------

@@ -1,10 +1,17 @@
 """The chain database is byte-for-byte what schema 2 wrote before the O2O state
 became generic (key → value writes of the consensus families, mapped to
 prefixes by the schema): every key and value, the O2O undo data (``o``)
-included, for a chain that uses all five families.
+included, for a chain that uses all five families — except what schema 3
+added, the token-burns index (``B``).
 
 The digests below were computed with the code before that change (commit
-153d8d0) and must not move without a schema version bump.
+153d8d0), for schema 2, and are kept as they were.  :func:`schema2_view`
+takes out exactly schema 3's additions before hashing: the ``B`` keys are
+left out, their entries are removed from each block's O2O undo data (which
+is then re-encoded with the same encoder; schema 3 appends them in a group
+of their own, after the others), and the schema version reads 3 and is
+hashed as the 2 it was.  The ``B`` keys and undo entries are checked
+separately (:func:`test_the_burn_index_is_the_only_addition_of_schema_3`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from test_o2o_chainstate import (
     FEE,
     GENESIS,
     KEYS,
+    LOY,
     MERCHANT,
     PARAMS,
     g,
@@ -32,6 +40,7 @@ from o2ocli.core.locks import Escrow
 from o2ocli.core.payloads import (
     ConsentGrant,
     ConsentRevoke,
+    TokenBurn,
     TraceEvent,
     TraceRegister,
     consent_sig_digest,
@@ -39,7 +48,8 @@ from o2ocli.core.payloads import (
     revoke_sig_digest,
 )
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
-from o2ocli.storage import ChainState, Database
+from o2ocli.storage import ChainState, Database, schema
+from o2ocli.storage.blockwrites import decode_o2o_undo, encode_o2o_undo
 from o2ocli.testing.chaingen import deterministic_key, make_block, p2a, sign_tx
 
 CONNECTED = (172, "a475cd4c00ed4eede7e6c8c5ffb7e653f8ac03428c969fe7b00c5bb59e718257")
@@ -99,11 +109,30 @@ def all_families_chain():
     return blocks, item, Outpoint(opened.txid, 0), grant.txid
 
 
+def schema2_view(state: ChainState):
+    """Every (key, value) in key order, with schema 3's additions taken out
+    (see the module docstring)."""
+    for key, value in state.db.iterate(b""):
+        if key.startswith(schema.BURNS):
+            continue
+        if key == schema.META_SCHEMA:
+            assert value == (3).to_bytes(4, "big")
+            value = (2).to_bytes(4, "big")
+        elif key.startswith(schema.O2O_UNDO):
+            entries = decode_o2o_undo(value)
+            kept = [e for e in entries if not e[0].startswith(schema.BURNS)]
+            # the burn entries come last, as schema 3's group order says
+            assert entries[:len(kept)] == kept
+            value = encode_o2o_undo(kept)
+        yield key, value
+
+
 def digest(state: ChainState) -> tuple[int, str]:
-    """(number of keys, SHA-256 over every length-prefixed key and value in key order)."""
+    """(number of keys, SHA-256 over every length-prefixed key and value in key
+    order) of :func:`schema2_view`."""
     h = hashlib.sha256()
     n = 0
-    for key, value in state.db.iterate(b""):
+    for key, value in schema2_view(state):
         n += 1
         h.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
     return n, h.hexdigest()
@@ -122,3 +151,20 @@ def test_the_database_of_a_chain_using_every_family_is_unchanged(tmp_path):
     while state.height > 0:
         state.disconnect_tip()
     assert digest(state) == DISCONNECTED
+
+
+def test_the_burn_index_is_the_only_addition_of_schema_3(tmp_path):
+    state = ChainState(Database(tmp_path / "db"), PARAMS, GENESIS)
+    blocks, *_ = all_families_chain()
+    for block in blocks:
+        assert state.add_block(block)
+    burn = next(tx for tx in blocks[4].txs if isinstance(tx.payload, TokenBurn))
+    key = schema.BURNS + LOY + (5).to_bytes(4, "big") + burn.txid
+    assert dict(state.db.iterate(schema.BURNS)) == {key: (1_000).to_bytes(8, "big")}
+    burn_entries = [(block.height, entry) for block in blocks
+                    if (data := state.db.get(schema.o2o_undo_key(block.hash))) is not None
+                    for entry in decode_o2o_undo(data) if entry[0].startswith(schema.BURNS)]
+    assert burn_entries == [(5, (key, None))]  # written by block 5, nothing there before
+    while state.height > 0:
+        state.disconnect_tip()
+    assert list(state.db.iterate(schema.BURNS)) == []
