@@ -82,7 +82,8 @@ def check_schema(db: Database) -> None:
         found = f"schema {version}, from a newer o2ocli"
     raise SchemaMismatch(
         f"the chain database has {found}; this o2ocli uses schema {k.SCHEMA_VERSION} "
-        "(stop the node and run: o2ocli node reindex, which rebuilds it from the stored blocks)"
+        "(run: o2ocli node reindex, with no node running on it: it rebuilds the chainstate "
+        "from the stored blocks)"
     )
 
 
