@@ -192,12 +192,14 @@ def token(node: NodeContext, symbol: str) -> dict[str, Any]:
     merged (``history``), newest first."""
     record = _call(token_arg, node, symbol)
     data = token_json(node, record)
-    steps = authority_history(node, record.asset, record.decimals)
+    steps = authority_history(node, record.asset, record.decimals, MAX_AUTHORITY_STEPS + 1)
+    steps_truncated = len(steps) > MAX_AUTHORITY_STEPS
+    steps = steps[:MAX_AUTHORITY_STEPS]
     burns, burns_truncated = token_burns(node, record)
     data["authority_history"] = steps
     data["burns"], data["burns_truncated"] = burns, burns_truncated
     data["history"], data["history_complete"] = merged_history(
-        steps, len(steps) >= MAX_AUTHORITY_STEPS, burns, burns_truncated)
+        steps, steps_truncated, burns, burns_truncated)
     return data
 
 
@@ -222,9 +224,10 @@ def merged_history(steps: list[dict[str, Any]], steps_truncated: bool,
     return [r for r in rows if r["height"] >= floor], complete
 
 
-def authority_history(node: NodeContext, asset: bytes, decimals: int) -> list[dict[str, Any]]:
+def authority_history(node: NodeContext, asset: bytes, decimals: int,
+                      limit: int = MAX_AUTHORITY_STEPS) -> list[dict[str, Any]]:
     """The txs that moved a token's mint authority (issue, each mint, a
-    freeze, a hand-over), newest first, at most :data:`MAX_AUTHORITY_STEPS`:
+    freeze, a hand-over), newest first, at most ``limit``:
     followed back from the authority's unspent output through the inputs
     that spent it (burns need no authority and are not in it)."""
     state = node.chain.state
@@ -232,7 +235,7 @@ def authority_history(node: NodeContext, asset: bytes, decimals: int) -> list[di
     coins = state.asset_coins(authority)
     txid = coins[0][0].txid if coins else None
     steps: list[dict[str, Any]] = []
-    while txid is not None and len(steps) < MAX_AUTHORITY_STEPS:
+    while txid is not None and len(steps) < limit:
         found = state.get_tx(txid)
         if found is None:
             break
