@@ -53,7 +53,7 @@ def create_cmd(name: str, words: str, no_passphrase: bool, passphrase_file: Path
         o2ocli wallet create alice
         O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
     """
-    from o2ocli.wallet.hd import generate_mnemonic
+    from o2ocli.wallet.bip39 import generate_mnemonic
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
     ctx = get_context()
@@ -90,7 +90,7 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
         o2ocli wallet restore alice --mnemonic-file ./alice.words
     """
     from o2ocli.rpc.client import NodeUnreachable
-    from o2ocli.wallet.hd import HDError
+    from o2ocli.wallet.hdpath import HDError
     from o2ocli.wallet.service import sync
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
@@ -101,7 +101,7 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
         phrase = mnemonic_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot read {mnemonic_file}: {exc.strerror}") from None
-    from o2ocli.wallet.hd import validate_mnemonic
+    from o2ocli.wallet.bip39 import validate_mnemonic
 
     try:
         validate_mnemonic(phrase)
