@@ -38,7 +38,8 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.tx import Tx
 
 from .addrbook import AddressBook, FixedPeer
-from .addrman import ADDR_BURST, AddrMan
+from .addrlimit import ADDR_BURST
+from .addrman import AddrMan
 from .bans import BanList
 from .dialer import Dialer
 from .interface import NodeLink

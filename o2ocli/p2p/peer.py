@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from .addrman import AddrRateLimiter
+from .addrlimit import AddrRateLimiter
 from .messages import (
     FRAME_HEADER_SIZE,
     PROTOCOL_VERSION,
