@@ -166,7 +166,7 @@ def _asset_labels(client: Any, spec: Any, assets: list[bytes]) -> dict[bytes, tu
     (and their authorities) when ``assets`` holds any (only then fetched)."""
     names: dict[bytes, tuple[str, int]] = {}
     if any(a != bytes(32) for a in assets):
-        from o2ocli.wallet.o2o import asset_names
+        from o2ocli.wallet.payloadtx import asset_names
 
         names = asset_names(client)
     names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
@@ -286,7 +286,8 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         if asset is None or asset.upper() == spec.native_symbol:
             asset_id = NATIVE_ASSET
         else:
-            from o2ocli.wallet.o2o import O2OError, get_token
+            from o2ocli.wallet.errors import O2OError
+            from o2ocli.wallet.payloadtx import get_token
 
             try:
                 with node_errors():
