@@ -42,9 +42,9 @@ from .datadir import (
     read_node_info,
     write_node_info,
 )
-from .finality import VoteOutcome
 from .mempool import Mempool, MempoolEntry, MempoolError
 from .producer import Producer, Proposals
+from .votepool import VoteOutcome
 
 __all__ = ["NodeConfig", "Node", "NodeAlreadyRunning", "NodeStartError", "run_node"]
 
