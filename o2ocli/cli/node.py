@@ -164,7 +164,8 @@ def start_cmd(
         read_spec,
         write_private_file,
     )
-    from o2ocli.node.runtime import NodeConfig, NodeStartError, run_node
+    from o2ocli.node.nodeconfig import NodeConfig, NodeStartError
+    from o2ocli.node.runtime import run_node
 
     ctx = get_context()
     if dev_period is not None and not dev:
