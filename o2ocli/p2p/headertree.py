@@ -64,6 +64,7 @@ class Branches:
             del self.tip[branch]
 
     def clear(self) -> None:
+        """Nothing is pending any more."""
         self.of.clear()
         self.forks.clear()
         self.tip.clear()

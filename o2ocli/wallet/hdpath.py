@@ -79,4 +79,5 @@ def address_path(chain: int, index: int) -> str:
 
 
 def format_index(index: int) -> str:
+    """A child index as a path component: ``5`` or ``44'`` (hardened)."""
     return f"{index - HARDENED}'" if index >= HARDENED else str(index)
