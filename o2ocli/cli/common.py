@@ -314,7 +314,7 @@ def insufficient_funds_message(exc: Any) -> str:
                 f"(amount + fee), the wallet has {have} {spec.native_symbol} available")
     name, decimals = exc.asset.hex()[:16] + "…", 0
     try:
-        from o2ocli.wallet.o2o import asset_names
+        from o2ocli.wallet.payloadtx import asset_names
 
         name, decimals = asset_names(rpc_client(ctx)).get(exc.asset, (name, 0))
     except Exception:  # noqa: BLE001 - the message stays useful without the names

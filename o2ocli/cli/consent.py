@@ -55,7 +55,7 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
         o2ocli -w alice consent grant dShop… contact --blocks 5000
     """
     from o2ocli.wallet import records
-    from o2ocli.wallet.o2o import send
+    from o2ocli.wallet.payloadtx import send
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
@@ -85,7 +85,8 @@ def revoke_cmd(grant_txid: str, passphrase_file: Path | None) -> None:
         o2ocli -w alice consent revoke 4b2e…
     """
     from o2ocli.wallet import records
-    from o2ocli.wallet.o2o import O2OError, send
+    from o2ocli.wallet.errors import O2OError
+    from o2ocli.wallet.payloadtx import send
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():

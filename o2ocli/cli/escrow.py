@@ -56,7 +56,7 @@ def _asset(ctx: Any, spec: Any, asset: str | None) -> tuple[bytes, int]:
 
     if asset is None or asset.upper() == spec.native_symbol:
         return NATIVE_ASSET, spec.native_decimals
-    from o2ocli.wallet.o2o import get_token
+    from o2ocli.wallet.payloadtx import get_token
 
     info = get_token(rpc_client(ctx), asset)
     return bytes.fromhex(info["asset"]), info["decimals"]
@@ -82,7 +82,7 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
     """
     from o2ocli.amounts import parse_amount
     from o2ocli.wallet import escrow as esc
-    from o2ocli.wallet.o2o import send
+    from o2ocli.wallet.payloadtx import send
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():

@@ -176,7 +176,8 @@ def start_cmd(
         read_spec,
         write_private_file,
     )
-    from o2ocli.node.runtime import NodeConfig, NodeStartError, run_node
+    from o2ocli.node.nodeconfig import NodeConfig, NodeStartError
+    from o2ocli.node.runtime import run_node
 
     ctx = get_context()
     if dev_period is not None and not dev:
@@ -440,78 +441,14 @@ def status_cmd() -> None:
     emit(ctx, data, "\n".join(lines))
 
 
-@node.command("reindex")
-def reindex_cmd() -> None:
-    """Rebuild the chainstate from the stored blocks (the node must be stopped).
-
-    Every stored block is validated again; the UTXO set, indexes and
-    validator snapshots are rebuilt.  Safe to interrupt: run it again and it
-    resumes (the node refuses to start until it has completed).
-
-    \b
-    Example:
-        o2ocli node reindex
-    """
-    from o2ocli.node.chain import ReindexProgress, rebuild_chainstate, reindex_pending
-    from o2ocli.node.datadir import chaindata_path
-    from o2ocli.storage.chainstate import ChainStateError
-    from o2ocli.storage.db import Database, DatabaseError, DatabaseLocked
-
-    ctx = get_context()
-    datadir = resolve_datadir(ctx)
-    spec = resolve_spec(ctx, datadir)
-    if not chaindata_path(datadir).is_dir():
-        raise CliError(f"datadir {datadir} has no chain database; nothing to reindex")
-    try:
-        db = Database(chaindata_path(datadir), create=False)
-    except DatabaseLocked:
-        raise CliError(f"a node is running on {datadir}; stop it first (o2ocli node stop)")
-    except DatabaseError as exc:
-        raise CliError(str(exc)) from None
-    started = time.monotonic()
-    with db:
-        if reindex_pending(db):
-            click.echo("resuming an interrupted reindex", err=True)
-        interactive = sys.stderr.isatty() and not ctx.json
-        try:
-            if interactive:
-                with click.progressbar(length=1, label="reindexing", file=sys.stderr) as bar:
-
-                    def show(p: ReindexProgress) -> None:
-                        bar.length = max(p.total, 1)
-                        bar.update(1)
-
-                    chain = rebuild_chainstate(db, spec, progress=show)
-            else:
-                last = [0.0]
-
-                def log_line(p: ReindexProgress) -> None:
-                    if p.done == p.total or time.monotonic() - last[0] > 2:
-                        last[0] = time.monotonic()
-                        click.echo(f"reindex: {p.done}/{p.total} blocks (height {p.height})",
-                                   err=True)
-
-                chain = rebuild_chainstate(db, spec, progress=log_line)
-        except ChainStateError as exc:
-            raise CliError(f"cannot reindex {datadir}: {exc}") from None
-        height = chain.height
-        stats = chain.state.utxo_stats()
-    elapsed = time.monotonic() - started
-    emit(
-        ctx,
-        {"height": height, "tip": stats.tip.hex(), "utxo_set_hash": stats.hash.hex(),
-         "seconds": round(elapsed, 3)},
-        f"reindexed to height {height} in {elapsed:.1f} s; utxo set hash {stats.hash.hex()}",
-    )
-
-
 __all__ = ["node", "EXIT_UNREACHABLE"]
 
 
 def _register_peer_commands() -> None:
     from .peers import addpeer_cmd, ban_cmd, peers_cmd, unban_cmd
+    from .reindex import reindex_cmd
 
-    for command in (peers_cmd, addpeer_cmd, ban_cmd, unban_cmd):
+    for command in (peers_cmd, addpeer_cmd, ban_cmd, unban_cmd, reindex_cmd):
         node.add_command(command)
 
 

@@ -63,7 +63,7 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_r
     Example:
         o2ocli -w alice review write --purchase 3f2a… --rating 4 --text "Quick repair"
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, reviews
 
     if not 1 <= rating <= 5:
         raise CliError(f"rating must be 1..5, got {rating}")
@@ -71,7 +71,7 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_r
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan, merchant_address = o2o.write_review(
+        tx, plan, merchant_address = reviews.write_review(
             w, client, unlocked, purchase.lower(), rating, text, merchant
         )
         if dry_run:
@@ -79,7 +79,7 @@ def write_cmd(purchase: str, rating: int, text: str, merchant: str | None, dry_r
             emit(ctx, {"txid": tx.txid.hex(), "merchant": merchant_address, "raw": raw},
                  f"{raw}\n(not broadcast; txid {tx.txid.hex()})")
             return
-        txid = o2o.send(w, client, tx, plan)
+        txid = payloadtx.send(w, client, tx, plan)
     emit(ctx, {"txid": txid, "merchant": merchant_address},
          f"review {txid} of {merchant_address} sent")
 
@@ -96,19 +96,19 @@ def reply_cmd(review_txid: str, text: str, dry_run: bool, passphrase_file: Path 
     Example:
         o2ocli -w shop review reply 9c1d… --text "Thanks, see you soon!"
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, reviews
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = o2o.reply(w, client, unlocked, review_txid.lower(), text)
+        tx, plan = reviews.reply(w, client, unlocked, review_txid.lower(), text)
         if dry_run:
             raw = tx.to_bytes().hex()
             emit(ctx, {"txid": tx.txid.hex(), "raw": raw},
                  f"{raw}\n(not broadcast; txid {tx.txid.hex()})")
             return
-        txid = o2o.send(w, client, tx, plan)
+        txid = payloadtx.send(w, client, tx, plan)
     emit(ctx, {"txid": txid}, f"reply {txid} sent")
 
 

@@ -79,18 +79,18 @@ def issue_cmd(symbol: str, name: str, supply: str, decimals: int, mintable: bool
         o2ocli -w shop token issue --symbol BEANS --name "Bean Points" \\
             --supply 100000 --decimals 2 --mintable
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import tokens
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
-        canonical = o2o.check_symbol(symbol)
+        canonical = tokens.check_symbol(symbol)
         units = _amount(supply, decimals, "supply") if supply not in ("0", "") else 0
         client = rpc_client(ctx)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        note = o2o.pending_issue(w, canonical)
+        note = tokens.pending_issue(w, canonical)
         if note is None:
-            o2o.start_issue(w, client, unlocked, canonical, name, decimals, units, mintable)
-            note = o2o.pending_issue(w, canonical)
+            tokens.start_issue(w, client, unlocked, canonical, name, decimals, units, mintable)
+            note = tokens.pending_issue(w, canonical)
             assert note is not None
         elif (note["name"], note["decimals"], note["supply"], note["mintable"]) != (
             name, decimals, units, mintable
@@ -101,14 +101,14 @@ def issue_cmd(symbol: str, name: str, supply: str, decimals: int, mintable: bool
                 f"{note['decimals']}, mintable {note['mintable']}); repeat it with those"
             )
         deadline = time.monotonic() + wait_seconds
-        while o2o.commit_confirmations(client, note) < 1:
+        while tokens.commit_confirmations(client, note) < 1:
             if time.monotonic() >= deadline:
                 raise CliError(
                     f"the commitment {note['commit']} is not mined yet; run the same command "
                     "again to finish the issue (the wallet keeps the salt)"
                 )
             time.sleep(0.25)
-        txid = o2o.finish_issue(w, client, unlocked, canonical)
+        txid = tokens.finish_issue(w, client, unlocked, canonical)
         from o2ocli.core.payloads import token_asset_id
 
         asset = token_asset_id(canonical).hex()
@@ -129,17 +129,17 @@ def mint_cmd(symbol: str, amount: str, to: str | None, passphrase_file: Path | N
     Example:
         o2ocli -w shop token mint BEANS --amount 5000
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, tokens
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        info = o2o.get_token(client, symbol)
+        info = payloadtx.get_token(client, symbol)
         units = _amount(amount, info["decimals"])
         dest = parse_address(w.spec, to) if to else None
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = o2o.mint(w, client, unlocked, info, units, dest)
-        txid = o2o.send(w, client, tx, plan)
+        tx, plan = tokens.mint(w, client, unlocked, info, units, dest)
+        txid = payloadtx.send(w, client, tx, plan)
     emit(ctx, {"txid": txid}, f"minted {amount} {info['symbol']} in {txid}")
 
 
@@ -154,16 +154,16 @@ def burn_cmd(symbol: str, amount: str, passphrase_file: Path | None) -> None:
     Example:
         o2ocli -w alice token burn BEANS --amount 10
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, tokens
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        info = o2o.get_token(client, symbol)
+        info = payloadtx.get_token(client, symbol)
         units = _amount(amount, info["decimals"])
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = o2o.burn(w, client, unlocked, info, units)
-        txid = o2o.send(w, client, tx, plan)
+        tx, plan = tokens.burn(w, client, unlocked, info, units)
+        txid = payloadtx.send(w, client, tx, plan)
     emit(ctx, {"txid": txid}, f"burned {amount} {info['symbol']} in {txid}")
 
 
@@ -178,17 +178,17 @@ def freeze_cmd(symbol: str, yes: bool, passphrase_file: Path | None) -> None:
     Example:
         o2ocli -w shop token freeze BEANS --yes
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, tokens
 
     if not yes:
         raise CliError("freezing is irreversible: add --yes to confirm")
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        info = o2o.get_token(client, symbol)
+        info = payloadtx.get_token(client, symbol)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = o2o.freeze(w, client, unlocked, info)
-        txid = o2o.send(w, client, tx, plan)
+        tx, plan = tokens.freeze(w, client, unlocked, info)
+        txid = payloadtx.send(w, client, tx, plan)
     emit(ctx, {"txid": txid}, f"{info['symbol']} supply is now fixed ({txid})")
 
 
@@ -196,15 +196,15 @@ def _send_asset(to: str, asset_hex: str, units: int,
                 passphrase_file: Path | None) -> tuple[str, str]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import TxOut
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
         out = TxOut(bytes.fromhex(asset_hex), units, PayToAddress(parse_address(w.spec, to)))
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = o2o.build(w, client, unlocked, [out], payload=_no_payload())
-        txid = o2o.send(w, client, tx, plan)
+        tx, plan = payloadtx.build(w, client, unlocked, [out], payload=_no_payload())
+        txid = payloadtx.send(w, client, tx, plan)
         return txid, w.spec.format(plan.fee)
 
 
@@ -226,11 +226,11 @@ def send_cmd(symbol: str, to: str, amount: str, passphrase_file: Path | None) ->
     Example:
         o2ocli -w shop token send BEANS --to dAlice… --amount 250
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx
 
     ctx = get_context()
     with node_errors():
-        info = o2o.get_token(rpc_client(ctx), symbol)
+        info = payloadtx.get_token(rpc_client(ctx), symbol)
     units = _amount(amount, info["decimals"])
     txid, fee = _send_asset(to, info["asset"], units, passphrase_file)
     emit(ctx, {"txid": txid, "fee": fee}, f"sent {amount} {info['symbol']} in {txid}")
@@ -247,11 +247,11 @@ def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None) -
     Example:
         o2ocli -w shop token transfer-authority BEANS --to dPartner…
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx
 
     ctx = get_context()
     with node_errors():
-        info = o2o.get_token(rpc_client(ctx), symbol)
+        info = payloadtx.get_token(rpc_client(ctx), symbol)
     if not info["mintable"]:
         raise CliError(f"{info['symbol']} has a fixed supply: it has no authority to hand over")
     with open_wallet(ctx) as w, node_errors():
@@ -273,11 +273,11 @@ def info_cmd(symbol: str) -> None:
     Example:
         o2ocli token info BEANS
     """
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx
 
     ctx = get_context()
     with node_errors():
-        data = _token_json(o2o.get_token(rpc_client(ctx), symbol))
+        data = _token_json(payloadtx.get_token(rpc_client(ctx), symbol))
 
     def human() -> str:
         rows = [[k, "" if v is None else v] for k, v in data.items()]
@@ -328,13 +328,13 @@ def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
         o2ocli -w shop token reward BEANS --rate 5 --for reviews
     """
     from o2ocli.amounts import format_amount
-    from o2ocli.wallet import o2o
+    from o2ocli.wallet import payloadtx, tokens
 
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        info = o2o.get_token(client, symbol)
-        lines = o2o.plan_rewards(w, client, info, rate, kind, since)
+        info = payloadtx.get_token(client, symbol)
+        lines = tokens.plan_rewards(w, client, info, rate, kind, since)
         rows = [
             {"customer": line.customer, "amount": format_amount(line.units, info["decimals"]),
              "refs": list(line.refs),
@@ -345,8 +345,8 @@ def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
         txid = None
         if not dry_run:
             unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-            tx, plan = o2o.reward(w, client, unlocked, info, lines, kind)
-            txid = o2o.send(w, client, tx, plan)
+            tx, plan = tokens.reward(w, client, unlocked, info, lines, kind)
+            txid = payloadtx.send(w, client, tx, plan)
     basis_name = "spent" if kind == "purchases" else "reviews"
 
     def human() -> str:

@@ -60,7 +60,7 @@ def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpu
         O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
         o2ocli wallet create till --watch-only --xpub "$(o2ocli -w shop wallet export-xpub)"
     """
-    from o2ocli.wallet.hd import generate_mnemonic
+    from o2ocli.wallet.bip39 import generate_mnemonic
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
     ctx = get_context()
@@ -108,7 +108,7 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
         o2ocli wallet restore alice --mnemonic-file ./alice.words
     """
     from o2ocli.rpc.client import NodeUnreachable
-    from o2ocli.wallet.hd import HDError
+    from o2ocli.wallet.hdpath import HDError
     from o2ocli.wallet.service import sync
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
@@ -119,7 +119,7 @@ def restore_cmd(name: str, mnemonic_file: Path, no_passphrase: bool,
         phrase = mnemonic_file.read_text(encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot read {mnemonic_file}: {exc.strerror}") from None
-    from o2ocli.wallet.hd import validate_mnemonic
+    from o2ocli.wallet.bip39 import validate_mnemonic
 
     try:
         validate_mnemonic(phrase)
@@ -184,7 +184,7 @@ def _asset_labels(client: Any, spec: Any, assets: list[bytes]) -> dict[bytes, tu
     (and their authorities) when ``assets`` holds any (only then fetched)."""
     names: dict[bytes, tuple[str, int]] = {}
     if any(a != bytes(32) for a in assets):
-        from o2ocli.wallet.o2o import asset_names
+        from o2ocli.wallet.payloadtx import asset_names
 
         names = asset_names(client)
     names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
@@ -304,7 +304,8 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         if asset is None or asset.upper() == spec.native_symbol:
             asset_id = NATIVE_ASSET
         else:
-            from o2ocli.wallet.o2o import O2OError, get_token
+            from o2ocli.wallet.errors import O2OError
+            from o2ocli.wallet.payloadtx import get_token
 
             try:
                 with node_errors():

@@ -3,8 +3,8 @@
 * Every stored block has a :class:`FinalityState`: its parent's, plus the
   votes and evidence the block carries (checked when the block arrives).
   This is what a node syncing from scratch verifies finality from.
-* Votes gossiped by peers wait in a :class:`VotePool` (signature checked;
-  bounded).  The *view* of a branch is its stored state with the pool's votes
+* Votes gossiped by peers wait in a :class:`~o2ocli.node.votepool.VotePool`
+  (signature checked; bounded).  The *view* of a branch is its stored state with the pool's votes
   counted on top; the node's finalized block is the highest its main-chain
   view ever finalized (persisted, never lowered).
 * Fork choice (:meth:`FinalityTracker.justified_height`) prefers the branch
@@ -32,7 +32,6 @@ from o2ocli.consensus.finality import (
     check_vote_order,
     check_vote_signature,
     count_vote,
-    votes_conflict,
 )
 from o2ocli.core.block import Block
 from o2ocli.core.encoding import DecodeError
@@ -41,6 +40,8 @@ from o2ocli.crypto.keys import PrivateKey
 from o2ocli.storage import schema as k
 from o2ocli.storage.chainstate import IndexEntry
 
+from .votepool import MAX_POOL_VOTES_PER_SIGNER, VoteOutcome, VotePool
+
 if TYPE_CHECKING:
     from .chain import ChainManager
 
@@ -48,8 +49,6 @@ __all__ = ["VotePool", "FinalityTracker", "VoteOutcome", "MAX_POOL_VOTES_PER_SIG
 
 log = logging.getLogger("o2ocli.finality")
 
-MAX_POOL_VOTES_PER_SIGNER = 64
-"""Votes kept per key (the highest targets): bounds the pool whatever peers send."""
 MAX_PENDING_VOTES = 512
 """Votes for blocks not seen yet, kept until the block arrives (oldest dropped)."""
 MAX_PENDING_VOTES_PER_SIGNER = 16
@@ -59,81 +58,6 @@ MAX_BLOCK_VOTES_INCLUDED = 256
 MAX_EVIDENCE_PER_VALIDATOR = 4
 """Evidence kept against one key: one proves the equivocation; a few more
 show its kinds.  Bounds the store whatever an equivocating key signs."""
-
-
-class VoteOutcome:
-    """What :meth:`FinalityTracker.add_vote` made of a vote."""
-
-    NEW = "new"
-    """Accepted into the pool: relay it."""
-    KNOWN = "known"
-    """Already in the pool."""
-    PENDING = "pending"
-    """Its target block is unknown: kept until it arrives."""
-    CONFLICT = "conflict"
-    """It conflicts with a vote of the same key: evidence was made."""
-    IGNORED = "ignored"
-    """Of no use here: stale, or the signer is no validator (then its
-    signature is not even checked)."""
-
-
-class VotePool:
-    """Gossiped votes with a valid signature, per signer, bounded."""
-
-    def __init__(self) -> None:
-        self.votes: dict[bytes, tuple[FinalityVote, bytes]] = {}
-        self.by_signer: dict[bytes, list[bytes]] = {}
-        self.version = 0
-        """Bumped whenever the set of votes changes (caches key on it)."""
-
-    def __len__(self) -> int:
-        return len(self.votes)
-
-    def __contains__(self, vote_id: bytes) -> bool:
-        return vote_id in self.votes
-
-    def conflicting(self, vote: FinalityVote, signer: bytes) -> FinalityVote | None:
-        """A pooled vote of the same key that ``vote`` conflicts with."""
-        for other_id in self.by_signer.get(signer, ()):
-            other = self.votes[other_id][0]
-            if votes_conflict(vote, other) is not None:
-                return other
-        return None
-
-    def add(self, vote: FinalityVote, signer: bytes) -> None:
-        """Keep ``vote`` (its signature checked by the caller)."""
-        if vote.id in self.votes:
-            return
-        ids = self.by_signer.setdefault(signer, [])
-        ids.append(vote.id)
-        self.votes[vote.id] = (vote, signer)
-        if len(ids) > MAX_POOL_VOTES_PER_SIGNER:
-            ids.sort(key=lambda i: (self.votes[i][0].target_height, self.votes[i][0].source_height))
-            drop = ids.pop(0)
-            self.votes.pop(drop, None)
-        self.version += 1
-
-    def ordered(self) -> list[tuple[FinalityVote, bytes]]:
-        """All votes by ascending target height, then source height."""
-        return sorted(self.votes.values(),
-                      key=lambda item: (item[0].target_height, item[0].source_height, item[0].id))
-
-    def prune(self, below: int) -> None:
-        """Forget votes whose target is at or below ``below`` except each key's
-        newest few (kept to spot surround votes)."""
-        changed = False
-        for signer, ids in list(self.by_signer.items()):
-            ids.sort(key=lambda i: self.votes[i][0].target_height)
-            keep_old = 4
-            old = [i for i in ids if self.votes[i][0].target_height <= below]
-            for vote_id in old[:-keep_old] if len(old) > keep_old else []:
-                self.votes.pop(vote_id, None)
-                ids.remove(vote_id)
-                changed = True
-            if not ids:
-                del self.by_signer[signer]
-        if changed:
-            self.version += 1
 
 
 class FinalityTracker:

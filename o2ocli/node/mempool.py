@@ -54,33 +54,20 @@ from o2ocli.core.payloads import TokenMint
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from .mempool_o2o import PendingO2O
-from .mempool_types import ChainView, MempoolEntry, MempoolError, Prepared, failing_signatures
+from .mempool_select import plan_eviction, select_for_block
+from .mempool_types import (
+    BatchView,
+    ChainView,
+    MempoolEntry,
+    MempoolError,
+    Prepared,
+    failing_signatures,
+)
 
 __all__ = ["ChainView", "Mempool", "MempoolEntry", "MempoolError"]
 
 DEFAULT_MAX_BYTES = 300_000_000
 DEFAULT_EXPIRY = 14 * 24 * 3600
-class _Full(Exception):
-    """Internal: the newcomer would be evicted by the size cap."""
-
-
-class _BatchView:
-    """The mempool view extended with the txs of a batch that passed so far
-    (only asked about outpoints no mempool or batch tx spends)."""
-
-    __slots__ = ("pool", "txs")
-
-    def __init__(self, pool: Mempool, txs: dict[bytes, Tx]) -> None:
-        self.pool = pool
-        self.txs = txs
-
-    def get(self, outpoint: Outpoint) -> Coin | None:
-        tx = self.txs.get(outpoint.txid)
-        if tx is None:
-            return self.pool._unspent_coin(outpoint)
-        if outpoint.index < len(tx.outputs):
-            return Coin(tx.outputs[outpoint.index], self.pool.chain.height + 1, False)
-        return None
 
 
 class Mempool:
@@ -267,7 +254,7 @@ class Mempool:
         batch_spent: dict[Outpoint, bytes] = {}
         batch_claims: dict[StateKey, bytes] = {}
         self._o2o.batch_mint = {}
-        view = _BatchView(self, batch_txs)
+        view = BatchView(self._unspent_coin, self.chain, batch_txs)
         results: list[MempoolError | None] = []
         prepared: list[Prepared] = []
         for i, tx in enumerate(txs):
@@ -290,7 +277,7 @@ class Mempool:
         return results, prepared
 
     def _precheck(
-        self, tx: Tx, view: _BatchView, batch_spent: dict[Outpoint, bytes], check_fee: bool
+        self, tx: Tx, view: BatchView, batch_spent: dict[Outpoint, bytes], check_fee: bool
     ) -> tuple[int, list[SigCheck]]:
         """Rules for one tx, cheapest first; returns (fee, signature checks)."""
         txid = tx.txid
@@ -352,34 +339,13 @@ class Mempool:
             self._insert(entry, link_children)
             return False
         parents = {txin.prevout.txid for txin in entry.tx.inputs} & self._entries.keys()
-        new_key = (entry.fee_rate, -(self._seq + 1))
-        heap = self._evict_heap
-        popped: list[tuple[int, int, bytes]] = []
-        planned: set[bytes] = set()
-        freed = 0
-        try:
-            while freed < need:
-                while heap and self._order.get(heap[0][2]) != -heap[0][1]:
-                    heapq.heappop(heap)  # stale
-                if not heap or new_key < heap[0][:2]:
-                    raise _Full
-                item = heapq.heappop(heap)
-                popped.append(item)
-                if item[2] in planned:
-                    continue
-                group = self.descendants(item[2]) - planned
-                group.add(item[2])
-                if not group.isdisjoint(parents):
-                    raise _Full
-                planned |= group
-                freed += sum(self._entries[t].size for t in group)
-        except _Full:
-            for item in popped:
-                heapq.heappush(heap, item)
+        planned = plan_eviction(self._evict_heap, self._order, self._entries, self.descendants,
+                                (entry.fee_rate, -(self._seq + 1)), parents, need)
+        if planned is None:
             raise MempoolError(
                 "mempool-full",
                 f"the pool is full and the fee rate {entry.fee_rate} is too low to enter it",
-            ) from None
+            )
         for txid in planned:
             self._remove(txid)
         self._insert(entry, link_children)
@@ -530,21 +496,5 @@ class Mempool:
         (sum of tx sizes) is skipped with its descendants, and at most
         ``max_txs`` are taken.
         """
-        entries = self._entries
-        waiting = {txid: len(ps) for txid, ps in self._parents.items() if ps}
-        ready = [(-e.fee_rate, self._order[t], t) for t, e in entries.items() if t not in waiting]
-        heapq.heapify(ready)
-        chosen: list[MempoolEntry] = []
-        room = max_bytes
-        while ready and len(chosen) < max_txs:
-            _, _, txid = heapq.heappop(ready)
-            entry = entries[txid]
-            if entry.size > room:
-                continue
-            chosen.append(entry)
-            room -= entry.size
-            for child in self._children.get(txid, ()):
-                waiting[child] -= 1
-                if not waiting[child]:
-                    heapq.heappush(ready, (-entries[child].fee_rate, self._order[child], child))
-        return chosen
+        return select_for_block(self._entries, self._order, self._parents, self._children,
+                                max_bytes, max_txs)

@@ -1,8 +1,10 @@
 """What the mempool hands out and needs (its entries, its errors, the chain
-view), and the batch signature check of :meth:`~o2ocli.node.mempool.Mempool.accept_many`."""
+view), and the batch view and batch signature check of
+:meth:`~o2ocli.node.mempool.Mempool.accept_many`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,7 +14,9 @@ from o2ocli.consensus.o2o import STATE_DEPENDENT_REASONS
 from o2ocli.consensus.tx import Verifier
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
-__all__ = ["ChainView", "MempoolEntry", "MempoolError", "Prepared", "failing_signatures"]
+__all__ = [
+    "BatchView", "ChainView", "MempoolEntry", "MempoolError", "Prepared", "failing_signatures",
+]
 
 _NOT_MISBEHAVIOUR = frozenset(
     {"bad-txns-inputs-missingorspent", "bad-txns-premature", *STATE_DEPENDENT_REASONS}
@@ -132,3 +136,27 @@ def failing_signatures(prepared: list[Prepared], verifier: Verifier) -> set[int]
         elif rest:
             groups.append(rest)
     return failed
+
+
+class BatchView:
+    """The mempool view extended with the txs of a batch that passed so far
+    (only asked about outpoints no mempool or batch tx spends).
+
+    ``unspent`` is the pool's view without the spent check; a batch tx's
+    outputs are coins of the next block's height."""
+
+    __slots__ = ("unspent", "chain", "txs")
+
+    def __init__(self, unspent: Callable[[Outpoint], Coin | None], chain: ChainView,
+                 txs: dict[bytes, Tx]) -> None:
+        self.unspent = unspent
+        self.chain = chain
+        self.txs = txs
+
+    def get(self, outpoint: Outpoint) -> Coin | None:
+        tx = self.txs.get(outpoint.txid)
+        if tx is None:
+            return self.unspent(outpoint)
+        if outpoint.index < len(tx.outputs):
+            return Coin(tx.outputs[outpoint.index], self.chain.height + 1, False)
+        return None

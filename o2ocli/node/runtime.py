@@ -9,28 +9,21 @@ are verified on worker threads (libsecp256k1 releases the GIL).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from o2ocli.asyncutil import cancel_and_wait
-from o2ocli.chainspec import ChainSpec
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
 from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
-from o2ocli.crypto.keys import PrivateKey
 from o2ocli.p2p.manager import PeerManager
-from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS, RpcServer
+from o2ocli.rpc.server import RpcServer
 from o2ocli.storage.chainstate import ChainStateError, SchemaMismatch, TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
 
@@ -43,95 +36,35 @@ from .datadir import (
     read_node_info,
     write_node_info,
 )
-from .finality import VoteOutcome
 from .mempool import Mempool, MempoolEntry, MempoolError
+from .nodeconfig import (
+    CLOCK_OFFSET_ENV,
+    NodeAlreadyRunning,
+    NodeConfig,
+    NodeStartError,
+    clock_offset,
+    is_loopback,
+    port_free,
+    raise_fd_limit,
+    rpc_connection_cap,
+)
 from .producer import Producer, Proposals
+from .votepool import VoteOutcome
 
-__all__ = ["NodeConfig", "Node", "NodeAlreadyRunning", "NodeStartError", "run_node"]
+__all__ = [
+    "CLOCK_OFFSET_ENV",
+    "Node",
+    "NodeAlreadyRunning",
+    "NodeConfig",
+    "NodeStartError",
+    "raise_fd_limit",
+    "rpc_connection_cap",
+    "run_node",
+]
 
 log = logging.getLogger("o2ocli.node")
 
 HOUSEKEEPING_SECONDS = 30
-CLOCK_OFFSET_ENV = "O2OCLI_TEST_CLOCK_OFFSET"
-"""Test/ops only: seconds added to this node's clock (e.g. ``20`` to run a
-validator whose clock is 20 s fast).  Read only here, at node start."""
-
-
-class NodeStartError(Exception):
-    """The node cannot start (port in use, bad address, …)."""
-
-
-class NodeAlreadyRunning(NodeStartError):
-    """Another node process holds this datadir."""
-
-
-@dataclass
-class NodeConfig:
-    """How to run a node."""
-
-    datadir: Path
-    spec: ChainSpec
-    validator_key: PrivateKey | None = None
-    rpc_host: str = "127.0.0.1"
-    rpc_port: int | None = None
-    """None: the spec's port; if ``rpc_fallback`` and it is taken, a free one."""
-    rpc_fallback: bool = False
-    rpc_allow_remote: bool = False
-    only_with_txs: bool = False
-    """Seal only when transactions wait (``--dev-period 0``)."""
-    block_interval: int = 0
-    """Seconds between this validator's blocks when more than the spec's
-    period (``--dev-period N``).  A schedule only: consensus still uses the
-    spec's period as the minimum gap, so every node agrees on validity."""
-    p2p_listen: tuple[str, int] | None = None
-    """Where to accept peers (None: do not listen)."""
-    connect: tuple[tuple[str, int], ...] = ()
-    """Peers to keep connected to (``--connect``)."""
-    use_bootstrap: bool = True
-    """Also dial the chain spec's bootstrap peers."""
-    discover: bool = True
-    """Learn and dial peer addresses from gossip (``--no-discover``: only
-    ``--connect`` peers, no bootstrap peers)."""
-    progress_bar: bool = False
-    """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
-    max_inbound: int = 32
-    """Most inbound peers (``--max-inbound``); when full, a newcomer may evict one."""
-    services: tuple[Callable[[Node], Any], ...] = ()
-    """Extra servers run with the node (the public pages, ``--http-listen``):
-    each is called with the node and returns an object with ``async start()``
-    (returning its node-info entries) and ``async stop()``."""
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _clock_offset() -> float:
-    raw = os.environ.get(CLOCK_OFFSET_ENV, "").strip()
-    if not raw:
-        return 0.0
-    try:
-        offset = float(raw)
-    except ValueError:
-        raise NodeStartError(f"{CLOCK_OFFSET_ENV} must be a number of seconds, got {raw!r}") \
-            from None
-    if not -86400 <= offset <= 86400:
-        raise NodeStartError(f"{CLOCK_OFFSET_ENV} must be within a day, got {raw!r}")
-    return offset
 
 
 class Node:
@@ -159,7 +92,7 @@ class Node:
     async def start(self) -> None:
         """Open the database, start RPC and (for a validator) the producer."""
         cfg = self.config
-        if not _is_loopback(cfg.rpc_host) and not cfg.rpc_allow_remote:
+        if not is_loopback(cfg.rpc_host) and not cfg.rpc_allow_remote:
             raise NodeStartError(
                 f"refusing to serve RPC on non-loopback address {cfg.rpc_host}; "
                 "pass --rpc-allow-remote if you really mean it"
@@ -174,7 +107,7 @@ class Node:
             ) from None
         spec = self.spec
         try:
-            offset = _clock_offset()
+            offset = clock_offset()
         except NodeStartError:
             self.db.close()
             raise
@@ -198,7 +131,7 @@ class Node:
             verifier=self.verifier,
         )
         port = cfg.rpc_port if cfg.rpc_port is not None else spec.rpc_port
-        if cfg.rpc_fallback and port and not _port_free(cfg.rpc_host, port):
+        if cfg.rpc_fallback and port and not port_free(cfg.rpc_host, port):
             port = 0
         self.rpc = RpcServer(
             build_methods(self),
@@ -491,43 +424,6 @@ class Node:
         if self.producer is not None and self.config.only_with_txs:
             self.producer.poke()
         return results
-
-
-FD_LIMIT_TARGET = 65536
-"""Open files the node asks for at start (capped by the hard limit), like Bitcoin Core."""
-
-
-def raise_fd_limit(target: int = FD_LIMIT_TARGET) -> int:
-    """Raise the soft limit on open files towards ``target`` (at most the hard limit), so
-    LevelDB, peers and RPC have room; returns the soft limit now in force."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return -1
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
-            return soft
-        log.info("raised the open-file limit from %d to %d", soft, wanted)
-        return wanted
-    return soft
-
-
-def rpc_connection_cap() -> int:
-    """How many RPC connections may be open at once: 128, or an eighth of the open-file
-    limit when that is lower (at least 8), so peers and LevelDB keep their descriptors."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return DEFAULT_MAX_CONNECTIONS
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return DEFAULT_MAX_CONNECTIONS
-    return max(8, min(DEFAULT_MAX_CONNECTIONS, soft // 8))
 
 
 async def run_node(config: NodeConfig) -> None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .addrman import AddrMan, AddrStore, parse_ip
+from .addrman import AddrMan, AddrStore
 from .interface import KeyValueStore
+from .netaddr import parse_ip
 
 __all__ = ["AddressBook", "FixedPeer"]
 

@@ -31,7 +31,9 @@ Network groups: IPv4 /16, IPv6 /32, and each loopback address on its own
 (so that local multi-node tests, whose nodes all listen on 127.0.0.1, are one
 group that can still be dialed: see :meth:`AddrMan.select`'s fallback).
 
-Per-peer ``addr`` processing is rate limited by :class:`AddrRateLimiter`.
+Numeric addresses and their network groups are :mod:`o2ocli.p2p.netaddr`'s;
+per-peer ``addr`` processing is rate limited by
+:class:`~o2ocli.p2p.addrlimit.AddrRateLimiter` (both re-exported here).
 
 Everything here is pure logic with an explicit ``now``; :class:`AddrStore`
 is the small adapter that loads and saves the book in the chain database.
@@ -40,7 +42,6 @@ is the small adapter that loads and saves the book in the chain database.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import math
 import random
@@ -52,11 +53,16 @@ from typing import Any
 
 from o2ocli.storage.schema import PEER_ADDR
 
+from .addrlimit import ADDR_BURST, AddrRateLimiter
+from .netaddr import Key, acceptable_ip, host_group, netgroup, parse_ip
+
 __all__ = [
     "AddrEntry",
     "AddrMan",
     "AddrRateLimiter",
     "AddrStore",
+    "ADDR_BURST",
+    "host_group",
     "netgroup",
     "parse_ip",
     "BUCKET_SIZE",
@@ -85,51 +91,6 @@ RETRIES = 3
 MAX_FAILURES = 10
 MIN_FAIL_DAYS = 7
 SELECT_PROBES = 100
-
-ADDR_RATE = 0.1
-"""``addr`` entries per second a peer may feed us (Bitcoin Core's rate)."""
-ADDR_BURST = 1000.0
-"""The token bucket's capacity (one full ``addr`` message)."""
-
-Key = tuple[str, int]
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-# --------------------------------------------------------------- addresses
-def parse_ip(host: str) -> IP | None:
-    """The numeric IP address ``host`` spells, or None (host names, junk).
-
-    IPv4-mapped IPv6 addresses are returned as IPv4.
-    """
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def netgroup(ip: IP) -> str:
-    """The network group of ``ip``: IPv4 /16, IPv6 /32, loopback per address."""
-    if ip.is_loopback:
-        return f"lo:{ip}"
-    if isinstance(ip, ipaddress.IPv4Address):
-        a, b = ip.packed[:2]
-        return f"4:{a}.{b}"
-    return "6:" + ip.packed[:4].hex()
-
-
-def host_group(host: str) -> str:
-    """The network group of ``host``; a host name is a group of its own."""
-    ip = parse_ip(host)
-    return netgroup(ip) if ip is not None else f"name:{host.lower()}"
-
-
-def _acceptable(ip: IP) -> bool:
-    return not (ip.is_unspecified or ip.is_multicast or ip.is_reserved
-                or (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address(
-                    "255.255.255.255")))
 
 
 # ------------------------------------------------------------------ entries
@@ -178,39 +139,6 @@ class AddrEntry:
         if now - self.last_try < 600:
             odds *= 0.01
         return odds * 0.66 ** min(self.attempts, 8)
-
-
-# ------------------------------------------------------------------ limiter
-class AddrRateLimiter:
-    """A token bucket: each processed ``addr`` entry costs one token; tokens
-    come back at ``rate`` per second up to ``burst``.  Entries beyond the
-    tokens are dropped silently (and counted)."""
-
-    __slots__ = ("tokens", "rate", "burst", "updated", "processed", "dropped")
-
-    def __init__(self, now: float, *, tokens: float = 1.0, rate: float = ADDR_RATE,
-                 burst: float = ADDR_BURST) -> None:
-        self.tokens = tokens
-        self.rate = rate
-        self.burst = burst
-        self.updated = now
-        self.processed = 0
-        self.dropped = 0
-
-    def grant(self, tokens: float) -> None:
-        """Allow ``tokens`` more (we asked the peer for addresses)."""
-        self.tokens = min(self.burst, self.tokens + tokens)
-
-    def take(self, count: int, now: float) -> int:
-        """How many of ``count`` entries may be processed now."""
-        if now > self.updated:
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-        allowed = min(count, int(self.tokens))
-        self.tokens -= allowed
-        self.processed += allowed
-        self.dropped += count - allowed
-        return allowed
 
 
 # ------------------------------------------------------------------ the book
@@ -281,7 +209,7 @@ class AddrMan:
         """
         ip = parse_ip(host)
         src_ip = parse_ip(source)
-        if ip is None or not 0 < port < 65536 or not _acceptable(ip):
+        if ip is None or not 0 < port < 65536 or not acceptable_ip(ip):
             self.stats["invalid"] += 1
             return False
         if ip.is_loopback and not (src_ip is not None and src_ip.is_loopback):

@@ -14,7 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .addrman import backoff, host_group
+from .addrman import backoff
+from .netaddr import host_group
 from .peer import Peer
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,10 +15,11 @@ for ``ban_seconds`` by default, so a restart keeps the ban).  When inbound
 slots are full, a newcomer may evict an inbound peer.
 
 Its parts live beside it: the address book (:mod:`.addrbook`), outbound
-dialing (:mod:`.dialer`), bans and discouragement (:mod:`.bans`), transaction
-relay (:mod:`.txrelay`), serving requests (:mod:`.serve`) and block download
-(:mod:`.sync`).  The node is
-reached only through :class:`~o2ocli.p2p.interface.NodeLink`.
+dialing (:mod:`.dialer`), bans and discouragement (:mod:`.bans`), inbound
+admission (:mod:`.inbound`), transaction relay (:mod:`.txrelay`), serving
+requests (:mod:`.serve`) and block download (:mod:`.sync`); each peer pings
+itself (:meth:`~o2ocli.p2p.peer.Peer.keepalive`).  The node is reached only
+through :class:`~o2ocli.p2p.interface.NodeLink`.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.tx import Tx
 
 from .addrbook import AddressBook, FixedPeer
-from .addrman import ADDR_BURST, AddrMan
+from .addrlimit import ADDR_BURST
+from .addrman import AddrMan
 from .bans import BanList
 from .dialer import Dialer
+from .inbound import InboundPolicy
 from .interface import NodeLink
 from .messages import (
     INV_BLOCK,
@@ -70,12 +73,9 @@ from .messages import (
 from .misbehaviour import (
     DISCONNECT_SCORE,
     Discouraged,
-    EvictionCandidate,
     FuturePool,
     is_local,
-    netgroup,
     punishable,
-    select_eviction,
 )
 from .peer import KnownSet, Peer
 from .serve import queue_request
@@ -90,8 +90,6 @@ BAN_THRESHOLD = DISCONNECT_SCORE
 """(Old name.)  Misbehaviour points at which a connection is closed."""
 MAX_RECENT_DISCONNECTS = 50
 PING_SECONDS = 30.0
-PING_TIMEOUT = 60.0
-MAX_INBOUND_PER_HOST = 8
 
 
 class PeerManager:
@@ -131,7 +129,7 @@ class PeerManager:
         self.refused_blocks = KnownSet(10_000)
         """Blocks refused by our view (not punished): their headers are not
         queued again, so a peer cannot make us download them in a loop."""
-        self._evict_salt = secrets.token_bytes(16)
+        self.inbound = InboundPolicy(self)
         self.network_active = True
         self.sync = BlockSync(self)
         self._server: asyncio.base_events.Server | None = None
@@ -284,18 +282,8 @@ class PeerManager:
     # ------------------------------------------------------------- connections
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host = (writer.get_extra_info("peername") or ("?",))[0]
-        inbound = [p for p in self.peers.values() if p.inbound and not p.closed]
-        same_host = sum(1 for p in inbound if p.host == host)
         discouraged = self.discouraged.contains(host, time.time())
-        refuse = None
-        if not self.network_active or self.banned(host):
-            refuse = "networking disabled" if not self.network_active else "banned"
-        elif same_host >= MAX_INBOUND_PER_HOST:
-            refuse = f"already {same_host} connections from this host"
-        elif discouraged and len(inbound) + 1 >= self.max_inbound:
-            refuse = "discouraged, and inbound slots are (nearly) full"
-        elif len(inbound) >= self.max_inbound and not self._evict_inbound(inbound):
-            refuse = "inbound slots full (no peer to evict)"
+        refuse = self.inbound.refusal(host, discouraged)
         if refuse is not None:
             log.debug("inbound connection from %s refused: %s", host, refuse)
             writer.close()
@@ -303,19 +291,6 @@ class PeerManager:
         peer = Peer(self, reader, writer, inbound=True)
         peer.discouraged = discouraged
         await self._run_peer(peer)
-
-    def _evict_inbound(self, inbound: list[Peer]) -> bool:
-        """Close one inbound peer to make room (see :func:`select_eviction`)."""
-        candidates = [
-            EvictionCandidate(p.id, p.connected_mono, netgroup(p.host), p.min_ping,
-                              p.last_block, p.last_tx, p.discouraged)
-            for p in inbound
-        ]
-        victim = select_eviction(candidates, self.max_inbound, self._evict_salt)
-        if victim is None:
-            return False
-        self.peers[victim].close("evicted: inbound slots full, room made for a newcomer")
-        return True
 
     async def connect(self, host: str, port: int) -> bool:
         """Dial ``host:port`` once; True if a connection was made."""
@@ -389,13 +364,7 @@ class PeerManager:
             if now - last_ping >= PING_SECONDS:
                 last_ping = now
                 for peer in self.ready_peers():
-                    if peer.ping_nonce is not None and now - peer.ping_sent > PING_TIMEOUT:
-                        peer.close("ping timeout")
-                        continue
-                    if peer.ping_nonce is None:
-                        peer.ping_nonce = secrets.randbits(64)
-                        peer.ping_sent = now
-                        peer.send(Ping(peer.ping_nonce))
+                    peer.keepalive(now)
                 self.txs.expire_orphans()
             self._retry_future()
             self.sync.check_stalls()
@@ -411,11 +380,7 @@ class PeerManager:
             self.txs.flush()  # txs first, in the order they came (a block may spend them)
         if isinstance(msg, Ping):
             if isinstance(msg, Pong):
-                if msg.nonce == peer.ping_nonce:
-                    peer.latency = time.monotonic() - peer.ping_sent
-                    if peer.min_ping is None or peer.latency < peer.min_ping:
-                        peer.min_ping = peer.latency
-                    peer.ping_nonce = None
+                peer.on_pong(msg.nonce, time.monotonic())
                 return
             peer.send(Pong(msg.nonce))
         elif isinstance(msg, Headers):
@@ -501,16 +466,16 @@ class PeerManager:
 
     def relay_votes(self, votes: list[Any], source: Peer | None = None) -> None:
         """Send finality votes to every ready peer but ``source``."""
-        for start in range(0, len(votes), MAX_VOTES):
-            msg = Votes(tuple(votes[start:start + MAX_VOTES]))
-            for peer in self.ready_peers():
-                if peer is not source:
-                    peer.send(msg)
+        self._broadcast([Votes(tuple(votes[start:start + MAX_VOTES]))
+                         for start in range(0, len(votes), MAX_VOTES)], source)
 
     def relay_evidence(self, evidence: list[Any], source: Peer | None = None) -> None:
         """Send equivocation evidence to every ready peer but ``source``."""
-        for start in range(0, len(evidence), MAX_EVIDENCE):
-            msg = EvidenceMsg(tuple(evidence[start:start + MAX_EVIDENCE]))
+        self._broadcast([EvidenceMsg(tuple(evidence[start:start + MAX_EVIDENCE]))
+                         for start in range(0, len(evidence), MAX_EVIDENCE)], source)
+
+    def _broadcast(self, msgs: list[Message], source: Peer | None) -> None:
+        for msg in msgs:
             for peer in self.ready_peers():
                 if peer is not source:
                     peer.send(msg)

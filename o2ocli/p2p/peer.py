@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
-from .addrman import AddrRateLimiter
+from .addrlimit import AddrRateLimiter
 from .messages import (
     FRAME_HEADER_SIZE,
     PROTOCOL_VERSION,
     Message,
+    Ping,
     ProtocolError,
     Verack,
     Version,
@@ -34,6 +36,8 @@ __all__ = [
 log = logging.getLogger("o2ocli.p2p")
 
 HANDSHAKE_TIMEOUT = 10.0
+PING_TIMEOUT = 60.0
+"""A ping unanswered this long closes the connection."""
 OFFLOAD_DECODE_BYTES = 64 * 1024
 """Payloads at least this big are decoded on the manager's decode thread."""
 READ_AHEAD = 2
@@ -207,6 +211,25 @@ class Peer:
         offset = block_time - now
         if abs(offset) <= 600:
             self.clock_offset = offset
+
+    def keepalive(self, now: float) -> None:
+        """Ping the peer (at the manager's pace); close it if the last ping
+        went unanswered for PING_TIMEOUT."""
+        if self.ping_nonce is not None and now - self.ping_sent > PING_TIMEOUT:
+            self.close("ping timeout")
+            return
+        if self.ping_nonce is None:
+            self.ping_nonce = secrets.randbits(64)
+            self.ping_sent = now
+            self.send(Ping(self.ping_nonce))
+
+    def on_pong(self, nonce: int, now: float) -> None:
+        """The answer to our ping: measure the latency."""
+        if nonce == self.ping_nonce:
+            self.latency = now - self.ping_sent
+            if self.min_ping is None or self.latency < self.min_ping:
+                self.min_ping = self.latency
+            self.ping_nonce = None
 
     # ------------------------------------------------------------ receiving
     async def read_message(self) -> Message:

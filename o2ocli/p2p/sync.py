@@ -26,6 +26,7 @@ from o2ocli.core.block import Block, BlockHeader
 from o2ocli.storage.chainstate import STATUS_INVALID, ChainStateError
 
 from .download import WINDOW, BlockDownloader
+from .headertree import Branches, block_locator
 from .interface import ChainView
 from .messages import INV_BLOCK, MAX_HEADERS, GetData, GetHeaders
 
@@ -70,13 +71,8 @@ class BlockSync:
         self.shown: dict[int, bytes] = {}
         """peer id → the best pending header it sent us (it has that block and
         its ancestors)."""
-        self.branch: dict[bytes, int] = {}
-        """pending hash → branch number: a header that extends the last header
-        of a branch joins it, any other starts a new one."""
-        self.branches: dict[int, tuple[int | None, int]] = {}
-        """branch → (branch it forked from or None, height of its fork point)."""
-        self.branch_tip: dict[int, bytes] = {}
-        self._branch_ids = itertools.count()
+        self.branches = Branches()
+        """Which pending headers form one chain."""
         self.strike_record: OrderedDict[tuple[str, int], tuple[int, float]] = OrderedDict()
         self.last_check = time.monotonic()
         self.headers_from: dict[int, float] = {}
@@ -115,27 +111,7 @@ class BlockSync:
     # -------------------------------------------------------------- headers
     def locator(self, start: bytes | None = None) -> tuple[bytes, ...]:
         """Block locator: recent hashes densely, older ones exponentially sparser."""
-        hashes: list[bytes] = []
-        if start is not None and start in self.pending:
-            header = self.pending[start][0]
-            while header.hash in self.pending and len(hashes) < 10:
-                hashes.append(header.hash)
-                parent = self.pending.get(header.prev_hash)
-                if parent is None:
-                    break
-                header = parent[0]
-        state = self.chain.state
-        height = self.chain.height
-        step = 1
-        while height > 0 and len(hashes) < 63:
-            block_hash = state.get_block_hash(height)
-            if block_hash is not None:
-                hashes.append(block_hash)
-            if len(hashes) >= 10:
-                step *= 2
-            height -= step
-        hashes.append(self.chain.genesis.hash)
-        return tuple(dict.fromkeys(hashes))
+        return block_locator(self.pending, self.chain, start)
 
     def request_headers(self, peer: Peer, start: bytes | None = None) -> None:
         """Ask ``peer`` for the headers after our best (pending) block."""
@@ -164,30 +140,13 @@ class BlockSync:
 
     # ------------------------------------------------------ what peers have
     def _add_pending(self, header: BlockHeader, snap: Snapshot, td: int) -> None:
-        parent = header.prev_hash
-        branch = self.branch.get(parent)
-        if branch is None or self.branch_tip.get(branch) != parent:
-            fork_height = header.height - 1
-            branch, forked_from = next(self._branch_ids), branch
-            self.branches[branch] = (forked_from, fork_height)
-        self.branch[header.hash] = branch
-        self.branch_tip[branch] = header.hash
+        self.branches.add(header)
         self.pending[header.hash] = (header, snap, td)
         self.queue.append(header.hash)
 
     def _descends(self, tip: bytes, block_hash: bytes) -> bool:
         """True if pending ``block_hash`` is ``tip`` or one of its ancestors."""
-        b, b_tip = self.branch.get(block_hash), self.branch.get(tip)
-        if b is None or b_tip is None:
-            return False
-        height = self.pending[block_hash][0].height
-        top = self.pending[tip][0].height
-        while b_tip != b:
-            forked_from, fork_height = self.branches[b_tip]
-            if forked_from is None or height > fork_height:
-                return False
-            b_tip, top = forked_from, fork_height
-        return height <= top
+        return self.branches.descends(tip, block_hash, lambda h: self.pending[h][0].height)
 
     def has_block(self, peer: Peer, block_hash: bytes) -> bool:
         """True if the peer has shown it has this pending block (announced it,
@@ -371,17 +330,12 @@ class BlockSync:
         self.unavailable.pop(block_hash, None)
         self.waiting_since.pop(block_hash, None)
         self.downloads.release(block_hash)
-        branch = self.branch.pop(block_hash, None)
-        if branch is not None and self.branch_tip.get(branch) == block_hash:
-            # Nothing left on it; a header extending it starts a new root branch.
-            del self.branch_tip[branch]
+        self.branches.forget(block_hash)
         if not self.pending:
             self._clear_branches()
 
     def _clear_branches(self) -> None:
-        self.branch.clear()
         self.branches.clear()
-        self.branch_tip.clear()
         self.shown.clear()
 
     def _connect_ready(self) -> None:

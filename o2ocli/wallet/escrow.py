@@ -20,7 +20,8 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 
 from .builder import Spendable, plan_payment
-from .o2o import O2OError, build
+from .errors import O2OError
+from .payloadtx import build
 from .service import sync, wallet_coins
 from .wallet import Unlocked, Wallet
 
@@ -258,7 +259,7 @@ def describe_ruling(wallet: Wallet, client: Any, raw: str) -> str:
                                                           wallet.spec.native_decimals)}
     from o2ocli.amounts import format_amount
 
-    from .o2o import asset_names
+    from .payloadtx import asset_names
 
     if any(o.asset != NATIVE_ASSET for o in tx.outputs):
         names.update(asset_names(client))

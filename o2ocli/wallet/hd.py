@@ -1,32 +1,45 @@
-"""Hierarchical deterministic keys: BIP39 mnemonics and BIP32 extended keys.
+"""Hierarchical deterministic keys: BIP32 extended keys.
 
-* Mnemonics (English only) come from trezor's ``mnemonic`` package: generation, checksum
-  validation and the PBKDF2 seed. This module adds normalization and readable errors.
 * BIP32 derivation and (de)serialization are implemented here on top of :mod:`hmac`
   (HMAC-SHA512), ``coincurve`` (libsecp256k1 point addition for public derivation) and
   :class:`o2ocli.crypto.keys.PrivateKey`. The ``bip32`` package was evaluated and not used:
   on its own it accepts two of the sixteen invalid keys of BIP32 test vector 5 (it does not
   check that the key data matches the version bytes), and it pins ``coincurve<21``.
-* Wallet layout follows BIP44: ``m / 44' / COIN_TYPE' / account' / chain / index``.
+* BIP39 mnemonics live in :mod:`o2ocli.wallet.bip39`, the BIP44 layout and derivation
+  paths in :mod:`o2ocli.wallet.hdpath`; both are re-exported here, the wallet's one HD
+  entry point.
 
 Every failure is reported as :class:`HDError` (a :class:`ValueError`).
 """
 
 from __future__ import annotations
 
-import functools
 import hmac
-import re
-import unicodedata
 from typing import Any, NoReturn
 
 import coincurve
-from mnemonic import Mnemonic
 
 from o2ocli.crypto.backends import SECP256K1_N
 from o2ocli.crypto.base58check import Base58Error, b58check_decode, b58check_encode
 from o2ocli.crypto.hashes import hash160
 from o2ocli.crypto.keys import InvalidKeyError, PrivateKey, PublicKey
+
+from .bip39 import generate_mnemonic, mnemonic_to_seed, validate_mnemonic
+from .hdpath import (
+    ACCOUNT_PATH,
+    CHANGE,
+    COIN_TYPE,
+    EXTERNAL,
+    GAP_LIMIT,
+    HARDENED,
+    INVOICE,
+    INVOICE_GAP_LIMIT,
+    MAX_DEPTH,
+    HDError,
+    address_path,
+    format_index,
+    parse_path,
+)
 
 __all__ = [
     "ACCOUNT_PATH",
@@ -48,155 +61,20 @@ __all__ = [
     "validate_mnemonic",
 ]
 
-#: BIP44 coin type of this project's chain. 7171 is the project's own choice, not a SLIP-0044
-#: registration. Changing it changes every address a mnemonic produces.
-COIN_TYPE = 7171
-#: Path of the first (and for now only) account: ``m / purpose' / coin_type' / account'``.
-ACCOUNT_PATH = f"m/44'/{COIN_TYPE}'/0'"
-#: BIP44 chain of receiving addresses.
-EXTERNAL = 0
-#: BIP44 chain of change addresses.
-CHANGE = 1
-#: BIP44 gap limit: stop scanning a chain after this many unused addresses in a row.
-GAP_LIMIT = 20
-#: This project's chain of invoice addresses (``invoice create``, ``pos serve``): apart from
-#: the receiving chain, so a till (a watch-only twin) and its owner's ``wallet address`` never
-#: hand out the same address.  Not a BIP44 chain: other BIP44 wallets do not scan it.
-INVOICE = 2
-#: Gap limit of the invoice chain: a till leaves many invoices unpaid.
-INVOICE_GAP_LIMIT = 100
-
-#: First hardened child index (2**31).
-HARDENED = 0x80000000
 #: Mainnet BIP32 version bytes (``xprv`` / ``xpub``).
 XPRV_VERSION = 0x0488ADE4
 XPUB_VERSION = 0x0488B21E
 
 _N = SECP256K1_N
 _MAX_INDEX = 0xFFFFFFFF
-_MAX_DEPTH = 255
 _ZERO4 = bytes(4)
 _SEED_BYTES = (16, 64)  # BIP32: 128 to 512 bits
 _PAYLOAD_LEN = 78
 # A 78-byte payload plus checksum is 111 or 112 Base58 characters; anything much longer is
 # refused before the quadratic Base58 decode runs.
 _MAX_ENCODED_LEN = 128
-_MAX_PATH_LEN = 4096
-_PATH_RE = re.compile(r"m((?:/(?:0|[1-9][0-9]{0,9})['hH]?)*)", re.ASCII)
-_MNEMONIC_WORDS = (12, 15, 18, 21, 24)  # accepted by validate_mnemonic
-_GENERATE_STRENGTH = {12: 128, 24: 256}  # words -> entropy bits for generate_mnemonic
 
 _set = object.__setattr__
-
-
-class HDError(ValueError):
-    """Raised for an invalid mnemonic, seed, derivation path or extended key."""
-
-
-# ---------------------------------------------------------------------------------------------
-# BIP39
-# ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _bip39() -> Mnemonic:
-    """The English BIP39 wordlist helper (loaded on first use)."""
-    return Mnemonic("english")
-
-
-@functools.cache
-def _wordset() -> frozenset[str]:
-    return frozenset(_bip39().wordlist)
-
-
-def generate_mnemonic(words: int = 12) -> str:
-    """Return a new random English mnemonic of 12 (128-bit) or 24 (256-bit) words.
-
-    Entropy comes from :mod:`secrets` (inside the ``mnemonic`` package).
-    """
-    if type(words) is not int or words not in _GENERATE_STRENGTH:
-        raise HDError(f"a new mnemonic has 12 or 24 words, not {words!r}")
-    return _bip39().generate(_GENERATE_STRENGTH[words])
-
-
-def validate_mnemonic(text: str) -> str:
-    """Check an English BIP39 mnemonic and return it normalized.
-
-    Normalization is NFKD, lower case, and words separated by single spaces (any run of
-    whitespace is accepted in *text*). Raises :class:`HDError` naming the problem: an
-    unknown word, a word count other than 12, 15, 18, 21 or 24, or a bad checksum.
-    """
-    if not isinstance(text, str):
-        raise HDError(f"mnemonic must be a str, got {type(text).__name__}")
-    words = unicodedata.normalize("NFKD", text).lower().split()
-    if not words:
-        raise HDError("mnemonic is empty")
-    known = _wordset()
-    for position, word in enumerate(words, 1):
-        if word not in known:
-            shown = word if len(word) <= 24 else word[:24] + "..."
-            raise HDError(
-                f"unknown word {shown!r} (word {position} of {len(words)}) "
-                "is not in the BIP39 English wordlist"
-            )
-    if len(words) not in _MNEMONIC_WORDS:
-        raise HDError(f"wrong number of words: {len(words)} (expected 12, 15, 18, 21 or 24)")
-    normalized = " ".join(words)
-    if not _bip39().check(normalized):
-        raise HDError("bad checksum: the words are valid but do not form a valid mnemonic")
-    return normalized
-
-
-def mnemonic_to_seed(text: str, passphrase: str = "") -> bytes:
-    """Return the 64-byte BIP39 seed of a mnemonic (PBKDF2-HMAC-SHA512, 2048 rounds).
-
-    The mnemonic is validated first (:func:`validate_mnemonic`); both it and the passphrase
-    are NFKD-normalized. The passphrase is case sensitive.
-    """
-    normalized = validate_mnemonic(text)
-    if not isinstance(passphrase, str):
-        raise HDError(f"passphrase must be a str, got {type(passphrase).__name__}")
-    return _bip39().to_seed(normalized, passphrase)
-
-
-# ---------------------------------------------------------------------------------------------
-# Paths
-# ---------------------------------------------------------------------------------------------
-
-
-def parse_path(path: str) -> list[int]:
-    """Parse ``"m/44'/7171'/0'/0/5"`` into child indexes (hardened ones have 2**31 added).
-
-    ``'``, ``h`` and ``H`` mark a hardened step. A component is a decimal number below 2**31
-    with no sign, space or leading zero. ``"m"`` alone gives ``[]``.
-    """
-    if not isinstance(path, str):
-        raise HDError(f"derivation path must be a str, got {type(path).__name__}")
-    if len(path) > _MAX_PATH_LEN or not _PATH_RE.fullmatch(path):
-        raise HDError(f"malformed derivation path {path[:64]!r} (expected e.g. m/44'/0'/0/5)")
-    indexes = []
-    for part in path.split("/")[1:]:
-        hardened = part[-1] in "'hH"
-        number = int(part[:-1] if hardened else part)
-        if number >= HARDENED:
-            raise HDError(f"path component {part!r} is out of range (must be below 2**31)")
-        indexes.append(number + HARDENED if hardened else number)
-    if len(indexes) > _MAX_DEPTH:
-        raise HDError(f"derivation path is deeper than {_MAX_DEPTH} levels")
-    return indexes
-
-
-def address_path(chain: int, index: int) -> str:
-    """Path of address *index* on *chain* (:data:`EXTERNAL` or :data:`CHANGE`) of account 0."""
-    if type(chain) is not int or chain not in (EXTERNAL, CHANGE):
-        raise HDError(f"chain must be EXTERNAL (0) or CHANGE (1), got {chain!r}")
-    if type(index) is not int or not 0 <= index < HARDENED:
-        raise HDError(f"address index must be an int in [0, 2**31), got {index!r}")
-    return f"{ACCOUNT_PATH}/{chain}/{index}"
-
-
-def _format_index(index: int) -> str:
-    return f"{index - HARDENED}'" if index >= HARDENED else str(index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,8 +143,8 @@ class ExtendedKey:
 
         *pubkey* may be omitted when *key* is given; if both are given they must match.
         """
-        if type(depth) is not int or not 0 <= depth <= _MAX_DEPTH:
-            raise HDError(f"depth must be an int in [0, {_MAX_DEPTH}], got {depth!r}")
+        if type(depth) is not int or not 0 <= depth <= MAX_DEPTH:
+            raise HDError(f"depth must be an int in [0, {MAX_DEPTH}], got {depth!r}")
         parent_fingerprint = _as_bytes(parent_fingerprint, 4, "parent_fingerprint")
         if type(child_number) is not int or not 0 <= child_number <= _MAX_INDEX:
             raise HDError(f"child_number must be an int in [0, 2**32), got {child_number!r}")
@@ -429,14 +307,14 @@ class ExtendedKey:
         """
         if type(index) is not int or not 0 <= index <= _MAX_INDEX:
             raise HDError(f"child index must be an int in [0, 2**32), got {index!r}")
-        if self.depth >= _MAX_DEPTH:
-            raise HDError(f"cannot derive below depth {_MAX_DEPTH}")
+        if self.depth >= MAX_DEPTH:
+            raise HDError(f"cannot derive below depth {MAX_DEPTH}")
         key = self.key
         suffix = index.to_bytes(4, "big")
         if index >= HARDENED:
             if key is None:
                 raise HDError(
-                    f"cannot derive hardened child {_format_index(index)} from a public key"
+                    f"cannot derive hardened child {format_index(index)} from a public key"
                 )
             digest = _hmac_sha512(self.chain_code, b"\x00" + key.secret + suffix)
         else:
@@ -468,7 +346,7 @@ class ExtendedKey:
 
     @staticmethod
     def _invalid_child(index: int) -> HDError:
-        return HDError(f"child {_format_index(index)} is invalid (BIP32: use the next index)")
+        return HDError(f"child {format_index(index)} is invalid (BIP32: use the next index)")
 
     def derive_path(self, path: str) -> ExtendedKey:
         """Derive along *path* (see :func:`parse_path`), starting from this key.
@@ -566,7 +444,7 @@ class ExtendedKey:
 
     def __repr__(self) -> str:
         return (
-            f"ExtendedKey(depth={self.depth}, child_number={_format_index(self.child_number)}, "
+            f"ExtendedKey(depth={self.depth}, child_number={format_index(self.child_number)}, "
             f"parent_fingerprint={self.parent_fingerprint.hex()}, "
             f"fingerprint={self.fingerprint.hex()}, private={self.key is not None})"
         )

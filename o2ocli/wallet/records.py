@@ -36,7 +36,8 @@ from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
 
 from .builder import PaymentPlan, Spendable
-from .o2o import O2OError, build, check_field
+from .errors import O2OError
+from .payloadtx import build, check_field
 from .service import sync, wallet_coins
 from .wallet import Unlocked, Wallet
 

@@ -40,17 +40,9 @@ from o2ocli.core.tx import SigPair, Tx
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.fsmodes import make_private_dir, private_umask, restrict_tree
 
-from .hd import (
-    ACCOUNT_PATH,
-    CHANGE,
-    EXTERNAL,
-    GAP_LIMIT,
-    INVOICE,
-    INVOICE_GAP_LIMIT,
-    ExtendedKey,
-    mnemonic_to_seed,
-    validate_mnemonic,
-)
+from .bip39 import mnemonic_to_seed, validate_mnemonic
+from .hd import ExtendedKey
+from .hdpath import ACCOUNT_PATH, CHANGE, EXTERNAL, GAP_LIMIT, INVOICE, INVOICE_GAP_LIMIT
 from .keystore import decrypt_secret, encrypt_secret, plain_secret
 
 __all__ = [
