@@ -13,7 +13,6 @@ from o2ocli.web.label import (
     label_svg,
     make_code,
     terminal_text,
-    write_label,
 )
 from o2ocli.web.links import (
     ItemRef,
@@ -113,21 +112,6 @@ def test_svg_label_escapes_the_caption():
     assert len(re.findall(r"<text ", svg)) == 1
 
 
-def test_png_and_svg_labels_decode_to_the_url(tmp_path):
-    from tests.functional.browser import browser_page, decode_qr
-
-    url = item_url("http://127.0.0.1:8080", MERCHANT, "TEA-0001")
-    write_label(url, "Tea", tmp_path / "l.png", "png")
-    assert decode_qr(tmp_path / "l.png") == [url]
-    # the SVG, drawn by a real browser, reads back the same
-    write_label(url, "Tea", tmp_path / "l.svg", "svg")
-    with browser_page(viewport={"width": 600, "height": 700}) as page:
-        page.goto((tmp_path / "l.svg").as_uri())
-        assert page.locator("text").first.text_content() == "Tea"
-        shot = page.screenshot()
-    assert decode_qr(shot) == [url]
-
-
 def test_sealers_above_counts_distinct_validators_over_each_step():
     from o2ocli.web.pages import sealers_above
 
@@ -135,28 +119,3 @@ def test_sealers_above_counts_distinct_validators_over_each_step():
     recent = [(10, a), (9, b), (8, a), (7, c), (6, a), (5, None)]  # tip first
     assert sealers_above(recent, [10, 9, 7, 6, 2]) == {10: 0, 9: 1, 7: 2, 6: 3, 2: 3}
     assert sealers_above(recent, []) == {}
-
-
-def test_png_label_prints_the_caption_under_the_code(tmp_path):
-    from PIL import Image
-
-    from o2ocli.web.label import PNG_MODULE, label_png
-    from tests.functional.browser import decode_qr
-
-    url = item_url("https://shop.example", MERCHANT, "TEA-0001")
-    bare, captioned = label_png(url, ""), label_png(url, "Pu'er tea, spring 2026")
-    assert decode_qr(bare) == [url] and decode_qr(captioned) == [url]
-    code_px = (len(make_code(url).matrix) + 2 * QUIET_ZONE) * PNG_MODULE
-    for raw, inked in ((bare, False), (captioned, True)):
-        path = tmp_path / "label.png"
-        path.write_bytes(raw)
-        with Image.open(path) as image:
-            assert image.width >= code_px
-            if not inked:
-                assert image.height == code_px
-                continue
-            assert image.height > code_px
-            below = image.crop((0, code_px, image.width, image.height)).convert("L")
-            assert sum(below.histogram()[:128]) > 50  # the caption's ink
-    # Any text draws (no font crash on non-Latin names); it is cut to two lines.
-    assert decode_qr(label_png(url, "普洱茶 " * 30)) == [url]
