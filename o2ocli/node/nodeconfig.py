@@ -4,7 +4,6 @@ ports, the test clock offset, the open-file limit and the RPC connection cap."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -24,7 +23,6 @@ __all__ = [
     "NodeConfig",
     "NodeStartError",
     "clock_offset",
-    "is_loopback",
     "port_free",
     "raise_fd_limit",
     "rpc_connection_cap",
@@ -90,16 +88,6 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def clock_offset() -> float:

@@ -23,7 +23,7 @@ from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
 from o2ocli.p2p.manager import PeerManager
-from o2ocli.rpc.server import RpcServer
+from o2ocli.rpc.server import RpcServer, is_loopback_host
 from o2ocli.storage.chainstate import ChainStateError, SchemaMismatch, TipChange
 from o2ocli.storage.db import Database, DatabaseLocked
 
@@ -43,7 +43,6 @@ from .nodeconfig import (
     NodeConfig,
     NodeStartError,
     clock_offset,
-    is_loopback,
     port_free,
     raise_fd_limit,
     rpc_connection_cap,
@@ -92,7 +91,7 @@ class Node:
     async def start(self) -> None:
         """Open the database, start RPC and (for a validator) the producer."""
         cfg = self.config
-        if not is_loopback(cfg.rpc_host) and not cfg.rpc_allow_remote:
+        if not is_loopback_host(cfg.rpc_host) and not cfg.rpc_allow_remote:
             raise NodeStartError(
                 f"refusing to serve RPC on non-loopback address {cfg.rpc_host}; "
                 "pass --rpc-allow-remote if you really mean it"

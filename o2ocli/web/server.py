@@ -11,7 +11,6 @@ small cache.  Errors are a short 400/404 page (or JSON), never a traceback.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from o2ocli.node.methods.context import NodeContext
 from o2ocli.node.runtime import NodeStartError
+from o2ocli.rpc.server import is_loopback_host
 
 from . import pages
 from .links import item_url
@@ -56,16 +56,6 @@ class WebConfig:
     """Base of the links on pages and labels (default: http://HOST:PORT)."""
     rate: float = 20.0
     """Requests per second per client IP (0: no limit); bursts of ``4 * rate``."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RateLimiter:
@@ -175,7 +165,7 @@ class WebServer:
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"http://{host}:{port}"
         self.public_url = self.config.public_url or self.url
-        exposure = "loopback only" if is_loopback(self.config.host) else \
+        exposure = "loopback only" if is_loopback_host(self.config.host) else \
             "PUBLIC: read-only, reachable from other machines"
         log.info("public pages at %s (%s); links use %s", self.url, exposure, self.public_url)
         if self.config.public_url is None and self.config.host in ("0.0.0.0", "::", ""):
