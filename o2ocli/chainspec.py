@@ -21,7 +21,8 @@ Format (amounts are decimal strings in display units, never floats)::
       "consensus": {"period": 1, "epoch": 30000, "max_future": 15},
       "limits": {"max_block_size": 2000000, "max_tx_size": 100000,
                  "max_block_txs": 10000},
-      "fees": {"min_relay_fee": "0.00001", "token_issue_fee": "10"},
+      "fees": {"min_relay_fee": "0.00001", "token_issue_fee": "10",
+               "gov_deposit": "1"},            # gov_deposit optional, default 1
       "o2o": {"review_window": 100000, "min_purchase": "0.01"},
       "network": {"p2p_port": 18444, "rpc_port": 18443, "bootstrap": []},
       "dev_keys": {"validator": "WIF", "funds": "WIF"}   # devnet only: public keys!
@@ -116,6 +117,9 @@ class ChainSpec:
     dev_keys: dict[str, str] = field(default_factory=dict)
     source: str = ""
     """Where the spec was read from."""
+    gov_deposit: int = 0
+    """Least native coin (base units) a governance proposal burns
+    (``fees.gov_deposit``, default 1 coin)."""
 
     @property
     def wif_version(self) -> int:
@@ -133,6 +137,7 @@ class ChainSpec:
             token_issue_fee=self.token_issue_fee,
             review_window=self.review_window,
             min_purchase=self.min_purchase,
+            gov_deposit=self.gov_deposit,
         )
 
     @property
@@ -341,4 +346,5 @@ def spec_from_dict(data: Any, source: str = "") -> ChainSpec:
         bootstrap=tuple(bootstrap),
         dev_keys=dict(dev_keys),
         source=source,
+        gov_deposit=_amount(data, "fees.gov_deposit", decimals, "1"),
     )

@@ -32,3 +32,5 @@ class ConsensusParams:
     """A review may cite a purchase at most this many blocks older than itself."""
     min_purchase: int = 1
     """Least native coin (base units) a purchase must pay a merchant to back a review."""
+    gov_deposit: int = 0
+    """Least native coin (base units) a governance proposal must burn."""

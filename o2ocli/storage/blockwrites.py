@@ -2,8 +2,8 @@
 
 :func:`write_connect` and :func:`write_disconnect` fill one write batch (the
 caller commits it, with the tip pointer, atomically): the UTXO set and its
-address and asset indexes, the tx index, the address history, the height
-index, and the O2O state.  The O2O writes are generic (namespace, id) → value
+address and asset indexes, the spent-at index, the tx index, the address
+history, the height index, and the O2O state.  The O2O writes are generic (namespace, id) → value
 pairs (:mod:`o2ocli.consensus.state`), mapped to prefixes by :mod:`.schema`;
 their previous values are kept as the block's O2O undo data (key ``o``), and
 disconnecting puts them back.
@@ -103,6 +103,7 @@ def write_connect(
     delete = batch.delete  # type: ignore[attr-defined]
     height = block.height
     spent_coins = dict(effects.spent)
+    spent_height = height.to_bytes(4, "big")
     for outpoint, coin in effects.spent:
         key = outpoint.to_bytes()
         delete(k.UTXO + key)
@@ -138,6 +139,8 @@ def write_connect(
         put(k.tx_key(txid), block.hash + position.to_bytes(4, "little")
             + offset.to_bytes(4, "little") + size.to_bytes(4, "little"))
         offset += size
+        for txin in tx.inputs:  # every spend, also of a coin created in this block
+            put(k.SPENT_AT + txin.prevout.to_bytes(), spent_height)
         for address in _tx_addresses(tx, block, spent_coins):
             put(k.addr_history_key(address, height, txid), b"")
     put(k.height_key(height), block.hash)
@@ -175,6 +178,8 @@ def write_disconnect(
             if out.asset != NATIVE_ASSET:
                 delete(k.ASSET_UTXO + out.asset + key)
         delete(k.tx_key(txid))
+        for txin in tx.inputs:
+            delete(k.SPENT_AT + txin.prevout.to_bytes())
         for address in _tx_addresses(tx, block, spent_coins):
             delete(k.addr_history_key(address, height, txid))
     for outpoint, coin in spent:

@@ -14,8 +14,9 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from o2ocli.consensus import consent, escrow, reviews, tokens, trace
+from o2ocli.consensus import consent, escrow, gov, reviews, tokens, trace
 from o2ocli.consensus.consent import ConsentRecord
+from o2ocli.consensus.gov import ProposalRecord
 from o2ocli.consensus.reviews import ReviewRecord
 from o2ocli.consensus.state import StateKey
 from o2ocli.consensus.tokens import TokenRecord
@@ -186,6 +187,26 @@ class ChainQueries:
         """Txids of the reviews written by ``reviewer``, oldest first."""
         return [rest[4:36] for rest in self._index_keys(reviews.REVIEWS_BY_REVIEWER.name,
                                                         reviewer)]
+
+    def gov_proposal(self, txid: bytes) -> ProposalRecord | None:
+        """The record of governance proposal ``txid``, or None."""
+        return gov.read_proposal(self, txid)
+
+    def iter_gov_proposals(self) -> Iterator[tuple[bytes, ProposalRecord]]:
+        """(txid, record) of every proposal, in txid order."""
+        for key, value in self.db.iterate(k.O2O_NAMESPACES[gov.GOV_PROPOSAL.name]):
+            yield key[1:], ProposalRecord.from_bytes(value)
+
+    def gov_ballots(self, proposal: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(voter pubkey hash, encoded :class:`~o2ocli.consensus.gov.BallotRecord`)
+        of every current ballot on ``proposal``, in voter order."""
+        prefix = k.O2O_NAMESPACES[gov.GOV_BALLOT.name] + proposal
+        for key, value in self.db.iterate(prefix):
+            yield key[33:], value
+
+    def coin_spent_at(self, outpoint: Outpoint) -> int | None:
+        """Height of the main-chain block that spent ``outpoint``, or None."""
+        return gov.spent_at(self, outpoint)
 
     def iter_utxos(self) -> Iterator[tuple[Outpoint, Coin]]:
         """Every unspent output, in key order."""

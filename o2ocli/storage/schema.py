@@ -45,6 +45,18 @@ prefix byte, so a key on disk is ``prefix ‖ id``:
 * ``Q`` trace-item-moves ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
 * ``B`` token-burns ‖ asset ‖ height u32 ‖ burn txid → amount u64: a token's burns
   (schema 3)
+* ``N`` gov-proposal ‖ proposal txid → :class:`~o2ocli.consensus.gov.ProposalRecord` (schema 4)
+* ``J`` gov-ballot ‖ proposal txid ‖ voter pubkey hash →
+  :class:`~o2ocli.consensus.gov.BallotRecord`: each voter's current ballot (the
+  indexed votes a tally is computed from; schema 4)
+* ``X`` gov-outpoint ‖ proposal txid ‖ outpoint (wire form, index little-endian) → voter
+  pubkey hash: the ballot that counts the coin (schema 4)
+* ``S`` coin-spent-at ‖ txid ‖ index u32 → height u32 of the main-chain block that spent
+  the coin (schema 4).  Unlike the others it is written by the chainstate itself, for
+  every spent coin (one put per input; a disconnect deletes the block's entries), so
+  "was this outpoint unspent at height H" is answered by the tx index (creation height,
+  ``t``) and one read here: created at or before H and not spent at or before H.  The
+  governance vote rule reads it through the O2O state like any namespace.
 
 Also derived from the O2O payloads, kept by the chainstate itself:
 
@@ -105,6 +117,10 @@ REVOKED = b"L"
 BY_USER = b"U"
 BY_GRANTEE = b"D"
 O2O_UNDO = b"o"
+GOV_PROPOSAL = b"N"
+GOV_BALLOT = b"J"
+GOV_OUTPOINT = b"X"
+SPENT_AT = b"S"
 
 O2O_NAMESPACES: dict[str, bytes] = {
     "token": TOKEN,
@@ -123,6 +139,10 @@ O2O_NAMESPACES: dict[str, bytes] = {
     "consent-revoked": REVOKED,
     "trace-item-moves": ITEM_MOVES,
     "token-burns": BURNS,
+    "gov-proposal": GOV_PROPOSAL,
+    "gov-ballot": GOV_BALLOT,
+    "gov-outpoint": GOV_OUTPOINT,
+    "coin-spent-at": SPENT_AT,
 }
 """O2O namespace name (declared by its consensus family) → key prefix."""
 
@@ -137,6 +157,7 @@ O2O_WRITE_ORDER: dict[str, int] = {
     "consent-revoked": 7,
     "trace-item-moves": 8,
     "token-burns": 9,
+    "gov-proposal": 10, "gov-ballot": 10, "gov-outpoint": 10, "coin-spent-at": 10,
 }
 """Group of each namespace in a block's O2O writes (the order of the undo
 data; writes of one group keep the order the block made them in).  Groups
@@ -161,11 +182,12 @@ FINALITY = b"f"
 OWN_VOTE = b"v"
 EVIDENCE = b"e"
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of this key layout, stored under ``m schema`` when a database is
 created.  A database of another version is refused when it opens (run
 ``node reindex``, which rebuilds it in this layout).  History: 2 = the tx index
-holds each tx's offset and length; 3 = the ``B`` token-burns index."""
+holds each tx's offset and length; 3 = the ``B`` token-burns index; 4 = the
+governance key spaces and the ``S`` spent-at index."""
 
 
 def block_key(block_hash: bytes) -> bytes:

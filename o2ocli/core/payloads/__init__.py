@@ -31,6 +31,12 @@ tag    type                    body
 0x40   :class:`ConsentGrant`   20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
                                33-byte user pubkey ‖ 64-byte signature
 0x41   :class:`ConsentRevoke`  32-byte grant txid ‖ 33-byte user pubkey ‖ 64-byte signature
+0x60   :class:`GovProposal`    var_bytes title ‖ var_bytes text ‖ count ‖ var_bytes option
+                               per option ‖ u8 weight ‖ 32-byte asset ‖ u8 has-merchant ‖
+                               [20-byte merchant] ‖ u32 voting blocks ‖ u64 deposit
+0x61   :class:`GovVote`        32-byte proposal txid ‖ u8 option ‖ count ‖ 36-byte outpoints ‖
+                               u8 has-purchase ‖ [32-byte purchase txid] ‖ count ‖
+                               33-byte pubkeys ‖ a 64-byte signature per key
 =====  ======================  =============================================
 
 The decoders only enforce the *shape* (field sizes and hard caps on variable
@@ -41,7 +47,7 @@ that a bad value is refused with a reason that says what is wrong.
 Modules: :mod:`.spec` (the declarative field spec and the codecs it generates),
 :mod:`.base` (the registry, the tagged encoding, the base chain's payloads and
 :class:`KeySig`), then one module per family: :mod:`.token`, :mod:`.review`,
-:mod:`.trace`, :mod:`.consent`.
+:mod:`.trace`, :mod:`.consent`, :mod:`.gov`.
 
 Identifiers derived from payloads (pure functions, used by consensus, node and
 wallet alike):
@@ -97,14 +103,15 @@ tag has one); the bytes of existing tags never change (those vectors and
 
 from __future__ import annotations
 
-from . import base, consent, review, token, trace
+from . import base, consent, gov, review, token, trace
 from .base import *  # noqa: F403 - each module's __all__ is what it exports
 from .consent import *  # noqa: F403
+from .gov import *  # noqa: F403
 from .review import *  # noqa: F403
 from .token import *  # noqa: F403
 from .trace import *  # noqa: F403
 
-FAMILIES = (base, token, review, trace, consent)
+FAMILIES = (base, token, review, trace, consent, gov)
 """The modules that register payload types, in tag order."""
 
 Payload = base.PayloadType

@@ -25,6 +25,7 @@ from o2ocli.core.payloads import (
     PAYLOAD_TYPES,
     ConsentGrant,
     ConsentRevoke,
+    GovVote,
     KeySig,
     PayloadType,
     Review,
@@ -41,6 +42,7 @@ from o2ocli.core.payloads import (
     review_sig_digest,
     revoke_sig_digest,
     reward_sig_digest,
+    vote_sig_digest,
 )
 from o2ocli.core.payloads.base import KeySigs
 from o2ocli.core.payloads.spec import (
@@ -91,6 +93,7 @@ SIGNED = {
     TokenReward: lambda p: reward_sig_digest(p, CHAIN_ID, OUTPOINTS),
     TraceRegister: lambda p: item_sig_digest(p, CHAIN_ID, OUTPOINTS),
     ConsentGrant: lambda p: consent_sig_digest(p, CHAIN_ID, OUTPOINTS),
+    GovVote: lambda p: vote_sig_digest(p, CHAIN_ID, OUTPOINTS),
 }
 
 
@@ -294,7 +297,7 @@ def test_a_record_must_be_compiled_before_use():
 
 def test_every_unregistered_tag_is_a_decode_error():
     unknown = [tag for tag in range(256) if tag not in PAYLOAD_TYPES]
-    assert len(unknown) == 256 - 15
+    assert len(unknown) == 256 - 17
     for tag in unknown:
         with pytest.raises(DecodeError, match=rf"^unknown payload type 0x{tag:02x}$"):
             decode(bytes([tag]))
