@@ -281,6 +281,7 @@ def check_proposal(
     if p.deposit < params.gov_deposit:
         raise TxInvalid("bad-gov-deposit-too-small",
                         f"the deposit is {p.deposit}, the minimum is {params.gov_deposit}")
+    check_deposit_burned(tx, coins, p.deposit)
     supply = 0
     if p.weight == WEIGHT_TOKENS and p.asset != NATIVE_ASSET:
         token = read_token(state, p.asset)
@@ -290,6 +291,17 @@ def check_proposal(
     record = ProposalRecord(p.weight, p.asset, p.merchant, len(p.options), height,
                             height + p.voting_blocks, p.deposit, supply)
     return O2OEffect(burned=p.deposit, writes={(GOV_PROPOSAL.name, tx.txid): record.to_bytes()})
+
+
+def check_deposit_burned(tx: Tx, coins: Sequence[Coin], deposit: int) -> None:
+    """Rule: the proposal's native inputs exceed its native outputs by at least
+    the deposit (what is left after the deposit is the fee)."""
+    native_in = sum(c.output.amount for c in coins if c.output.asset == NATIVE_ASSET)
+    native_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)
+    if native_in - native_out < deposit:
+        raise TxInvalid("bad-gov-deposit-not-burned",
+                        f"the tx must burn a deposit of {deposit}; it leaves "
+                        f"{native_in - native_out}")
 
 
 def check_vote_period(record: ProposalRecord, height: int) -> None:
@@ -344,11 +356,13 @@ def check_outpoint_unused(proposal: bytes, op: bytes, voter: bytes, state: O2OSt
 
 
 def check_customer(
-    v: GovVote, record: ProposalRecord, params: ConsensusParams, state: O2OState
+    v: GovVote, record: ProposalRecord, params: ConsensusParams, state: O2OState,
+    voter: bytes | None = None,
 ) -> None:
     """Rule: a customers vote has one key and no outpoints, and names a purchase
     mined at or before the snapshot that paid the merchant at least
-    ``min_purchase``, bought by that key (the reviews' purchase rule)."""
+    ``min_purchase``, bought by that key (the reviews' purchase rule).
+    ``voter`` overrides the key's hash (a wallet asking before it signs)."""
     if len(v.keys) != 1 or v.outpoints or v.purchase is None:
         raise TxInvalid("bad-gov-vote-shape", "a customers vote has one key, one purchase "
                                               "and no outpoints")
@@ -363,7 +377,8 @@ def check_customer(
         raise TxInvalid("bad-gov-vote-wrong-merchant",
                         "the purchase did not pay the merchant (at least min_purchase)")
     try:
-        check_review_buyer(hash160(v.keys[0].pubkey), record.merchant, purchase,
+        buyer = voter if voter is not None else hash160(v.keys[0].pubkey)
+        check_review_buyer(buyer, record.merchant, purchase,
                            spent_locks(purchase, state))
     except TxInvalid as exc:
         raise TxInvalid("bad-gov-vote-not-buyer", exc.message) from None

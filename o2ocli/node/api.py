@@ -17,6 +17,7 @@ from .methods import (
     consent,
     escrow,
     finality,
+    gov,
     mempool,
     network,
     notify,
@@ -42,6 +43,7 @@ TABLES: tuple[MethodTable, ...] = (
     escrow.TABLE,
     trace.TABLE,
     consent.TABLE,
+    gov.TABLE,
     notify.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""

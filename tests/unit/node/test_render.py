@@ -17,6 +17,9 @@ from o2ocli.core.payloads import (
     ConsentGrant,
     ConsentRevoke,
     GenesisAlloc,
+    GovProposal,
+    GovVote,
+    KeySig,
     Review,
     ReviewReply,
     TokenBurn,
@@ -94,6 +97,15 @@ PAYLOADS: list[tuple[Any, dict[str, Any]]] = [
       "until": 99}),
     (ConsentRevoke(TXID, PUB, SIG),
      {"type": "consent-revoke", "grant": TXID.hex(), "user": addr(PKH)}),
+    (GovProposal(b"Sundays?", b"Open on Sundays", (b"yes", b"no"), 1, NATIVE_ASSET, OTHER, 10,
+                 100_000_000),
+     {"type": "gov-proposal", "title": "Sundays?", "text": "Open on Sundays",
+      "options": ["yes", "no"], "weight": "customers", "asset": NATIVE_ASSET.hex(),
+      "merchant": addr(OTHER), "voting_blocks": 10, "deposit": "1"}),
+    (GovVote(TXID, 2, (TXID + bytes([3, 0, 0, 0]),), None, (KeySig(PUB, SIG),)),
+     {"type": "gov-vote", "proposal": TXID.hex(), "option": 2,
+      "outpoints": [f"{TXID.hex()}:3"], "purchase": None, "voter": addr(PKH),
+      "keys": [addr(PKH)]}),
 ]
 
 
