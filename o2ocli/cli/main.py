@@ -74,6 +74,7 @@ def _register() -> None:
     from .consent import consent
     from .demo import demo
     from .escrow import escrow
+    from .gov import gov
     from .invoice import export_xpub_cmd, invoice, pay_cmd
     from .node import node
     from .pos import pos
@@ -92,6 +93,7 @@ def _register() -> None:
     cli.add_command(escrow)
     cli.add_command(trace)
     cli.add_command(consent)
+    cli.add_command(gov)
     cli.add_command(demo)
     cli.add_command(invoice)
     cli.add_command(pos)
