@@ -123,12 +123,14 @@ class O2OBlockView:
     """An :class:`O2OState` plus the writes of the transactions checked so far
     in one block; :attr:`changes` is what connecting the block records."""
 
-    __slots__ = ("base", "changes", "_writes")
+    __slots__ = ("base", "changes", "_writes", "_txs")
 
     def __init__(self, base: O2OState) -> None:
         self.base = base
         self.changes = O2OEffect()
         self._writes = self.changes.writes
+        self._txs: dict[bytes, tuple[Tx, int] | None] = {}
+        """main_tx answers, kept for the block (the parent's chain does not change)."""
 
     def read(self, key: StateKey) -> bytes | None:
         found = self._writes.get(key, _ABSENT)
@@ -137,7 +139,10 @@ class O2OBlockView:
         return found  # type: ignore[return-value]
 
     def main_tx(self, txid: bytes) -> tuple[Tx, int] | None:
-        return self.base.main_tx(txid)
+        found = self._txs.get(txid, _ABSENT)
+        if found is _ABSENT:
+            found = self._txs[txid] = self.base.main_tx(txid)
+        return found  # type: ignore[return-value]
 
     def apply(self, effect: O2OEffect) -> None:
         """Record the writes of a transaction that passed."""

@@ -374,3 +374,57 @@ def test_the_node_tally_matches_a_recount_from_the_raw_votes(chain):
             txs.append(chain.cast(pid, rng.randint(1, 3), coins, keys=(voter,)))
         blocks.append(chain.mine(*txs))
     assert chain.tally(pid) == recount(blocks, pid, 3), f"seed {seed}"
+
+
+# --------------------------------------------------------------------------- node views
+
+
+def node_over(chain, finalized=0):
+    from types import SimpleNamespace
+
+    from o2ocli.chainspec import load_spec
+
+    spec = replace(load_spec("devnet"), chain_id=CHAIN_ID, min_purchase=PARAMS.min_purchase,
+                   gov_deposit=DEPOSIT)
+    return SimpleNamespace(spec=spec, chain=SimpleNamespace(
+        state=chain.state, height=chain.state.height, finalized_height=finalized))
+
+
+def test_winner_state_and_turnout_as_the_node_shows_them(chain):
+    from o2ocli.node.methods.gov import Tally, proposal_json, proposal_state
+
+    assert Tally((0, 0, 0), 0).winner is None
+    assert Tally((5, 5, 1), 3).winner is None  # a tie has no winner
+    assert Tally((5, 6, 1), 3).winner == 2
+    record = chain.state.gov_proposal(chain.tokens.txid)
+    assert proposal_state(record, record.end - 1, 0) == "open"
+    assert proposal_state(record, record.end, record.end - 1) == "closed"
+    assert proposal_state(record, record.end + 3, record.end) == "final"
+    pid = chain.tokens.txid
+    chain.mine(chain.cast(pid, 3, [g(1)[0]]), chain.cast(pid, 1, [g(2)[0]], keys=(C,)))
+    shown = proposal_json(node_over(chain), pid)
+    assert shown["id"] == pid.hex() and shown["state"] == "open"
+    assert shown["tallies"] == [{"option": 1, "weight": amount(2)}, {"option": 2, "weight": 0},
+                                {"option": 3, "weight": amount(1)}]
+    assert shown["turnout"]["ballots"] == 2 and shown["winner"] == 1
+
+
+def test_vote_rights_list_what_the_rules_accept(chain):
+    from o2ocli.node.methods.gov import listvoterights
+
+    node = node_over(chain)
+    pid = chain.tokens.txid
+    chain.mine(chain.cast(pid, 1, [g(1)[0]]))
+    node.chain.height = chain.state.height
+    b_addr = node.spec.address(h160(B))
+    rights = listvoterights(node, pid.hex(), [b_addr])
+    listed = {c["outpoint"]: c for c in rights["coins"]}
+    # every genesis coin of B (held at the snapshot, spent since or not), not the late coin
+    assert set(listed) == {str(g(i)[0]) for i in range(1, 60, 5)}
+    assert listed[str(g(1)[0])]["voter"] == b_addr and listed[str(g(6)[0])]["voter"] is None
+    c_rights = listvoterights(node, pid.hex(), [node.spec.address(h160(C))])
+    assert str(g(7)[0]) not in {c["outpoint"] for c in c_rights["coins"]}  # spent at snapshot
+    customers = listvoterights(node, chain.customers.txid.hex(),
+                               [node.spec.address(h160(D)), node.spec.address(h160(C))])
+    assert customers["purchases"] == [{"txid": chain.purchase.txid.hex(),
+                                       "buyer": node.spec.address(h160(D))}]
