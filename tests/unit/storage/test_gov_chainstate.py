@@ -428,3 +428,21 @@ def test_vote_rights_list_what_the_rules_accept(chain):
                                [node.spec.address(h160(D)), node.spec.address(h160(C))])
     assert customers["purchases"] == [{"txid": chain.purchase.txid.hex(),
                                        "buyer": node.spec.address(h160(D))}]
+
+
+def test_a_pool_keeps_one_pending_vote_per_voter_and_per_coin(chain):
+    from o2ocli.node.mempool import Mempool, MempoolError
+
+    pool = Mempool(chain.state, PARAMS, min_fee_rate=1)
+    pid = chain.tokens.txid
+    first = chain.cast(pid, 1, [g(1)[0]])
+    pool.accept(first, 1_700_000_000)
+    for second in (chain.cast(pid, 2, [g(6)[0]]),                   # same voter
+                   chain.cast(pid, 2, [g(1)[0], g(2)[0]], keys=(C, B))):  # same coin
+        with pytest.raises(MempoolError) as err:
+            pool.accept(second, 1_700_000_000)
+        assert err.value.reason == "txn-mempool-conflict"
+    # once the first is mined, the voter may change the vote
+    chain.mine(first)
+    pool.remove_for_block(chain.state.get_block(chain.state.tip.hash))
+    pool.accept(chain.cast(pid, 2, [g(6)[0]]), 1_700_000_000)
