@@ -446,3 +446,29 @@ def test_a_pool_keeps_one_pending_vote_per_voter_and_per_coin(chain):
     chain.mine(first)
     pool.remove_for_block(chain.state.get_block(chain.state.tip.hash))
     pool.accept(chain.cast(pid, 2, [g(6)[0]]), 1_700_000_000)
+
+
+def test_a_token_vote_counts_that_token_only_and_shows_its_supply(chain):
+    from o2ocli.core.locks import lock_bytes
+    from o2ocli.core.payloads import TokenCommit, TokenIssue, token_asset_id, token_commitment
+    from o2ocli.node.methods.gov import proposal_json
+
+    loy = token_asset_id("LOY")
+    unknown = replace(proposal(), asset=loy)
+    assert chain.refused(spend([chain.fee_coin(PROPOSER)], None, unknown, burn=DEPOSIT)) == \
+        "bad-gov-unknown-token"
+    salt = bytes(range(32))
+    commit = spend([g(16)], None, TokenCommit(token_commitment("LOY", salt,
+                                                               lock_bytes(native(1, B).lock))))
+    chain.mine(commit)
+    issue = spend([(Outpoint(commit.txid, 0), B)],
+                  [TxOut(loy, 7_000, native(1, B).lock), native(amount(16) - 2 * FEE, B)],
+                  TokenIssue(b"LOY", b"Loyalty", 0, False, salt))
+    chain.mine(issue)
+    chain.mine(spend([chain.fee_coin(PROPOSER)], None, unknown, burn=DEPOSIT))
+    pid = chain.state.get_block(chain.state.tip.hash).txs[0].txid
+    assert chain.refused(chain.cast(pid, 1, [g(1)[0]])) == "bad-gov-vote-outpoint-asset"
+    chain.mine(chain.cast(pid, 1, [Outpoint(issue.txid, 0)]))
+    shown = proposal_json(node_over(chain), pid)
+    assert shown["token"] == "LOY" and shown["tallies"][0]["weight"] == 7_000
+    assert shown["turnout"]["eligible"] == 7_000 and shown["turnout"]["percent"] == 100.0
