@@ -11,6 +11,7 @@ module                 family
 :mod:`.trace`          traceability: item registrations and trace events
 :mod:`.consent`        consent grants and revocations
 :mod:`.escrow`         the escrow lock (its settlements are O2O state too)
+:mod:`.profile`        profile commitments, and consent grants naming one
 =====================  ========================================================
 
 A family exports ``RULES`` (payload tag → :class:`~.state.FamilyRules`) and
@@ -29,7 +30,9 @@ from collections.abc import Callable, Sequence
 
 from o2ocli.core.payloads import (
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenBurn,
@@ -43,7 +46,7 @@ from o2ocli.core.payloads import (
 )
 from o2ocli.core.tx import Coin, Tx
 
-from . import consent, escrow, reviews, tokens, trace
+from . import consent, escrow, profile, reviews, tokens, trace
 from .consent import MAX_SCOPE, ConsentRecord
 from .fields import check_name, check_text
 from .params import ConsensusParams
@@ -116,12 +119,13 @@ RULES: dict[int, FamilyRules] = {
     **reviews.RULES,
     **trace.RULES,
     **consent.RULES,
+    **profile.RULES,
 }
 """Payload tag → its family's rules (one line per family)."""
 
 NAMESPACES: dict[str, Namespace] = {
     ns.name: ns
-    for family in (tokens, reviews, trace, consent, escrow)
+    for family in (tokens, reviews, trace, consent, escrow, profile)
     for ns in family.NAMESPACES
 }
 """Namespace name → declaration, for every family."""
@@ -131,12 +135,14 @@ BLOCK_INDEXERS: tuple[BlockIndexer, ...] = (index_item_moves,)
 """Index writes derived from a whole block (txs, height, state with the block's writes)."""
 
 O2O_PAYLOADS = (TokenCommit, TokenIssue, TokenMint, TokenBurn, TokenFreeze, TokenReward,
-                Review, ReviewReply, TraceRegister, TraceEvent, ConsentGrant, ConsentRevoke)
+                Review, ReviewReply, TraceRegister, TraceEvent, ConsentGrant, ConsentRevoke,
+                ConsentGrantProfile, ProfileCommit)
 """Payload types ruled by the O2O families (kept for importers: the rules
 themselves are found by tag in :data:`RULES`)."""
 
 STATE_DEPENDENT_REASONS = frozenset().union(
-    *(family.STATE_DEPENDENT_REASONS for family in (tokens, reviews, trace, consent, escrow))
+    *(family.STATE_DEPENDENT_REASONS
+      for family in (tokens, reviews, trace, consent, escrow, profile))
 )
 """Reasons that depend on the chain a node has seen (the purchase may be in a
 block it has not received yet, a claim may be taken on another branch): an

@@ -20,6 +20,7 @@ from .methods import (
     mempool,
     network,
     notify,
+    profile,
     reviews,
     tokens,
     trace,
@@ -42,6 +43,7 @@ TABLES: tuple[MethodTable, ...] = (
     escrow.TABLE,
     trace.TABLE,
     consent.TABLE,
+    profile.TABLE,
     notify.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""

@@ -45,6 +45,10 @@ prefix byte, so a key on disk is ``prefix ‖ id``:
 * ``Q`` trace-item-moves ‖ item asset ‖ height u32 ‖ txid → empty: every tx that moved the item
 * ``B`` token-burns ‖ asset ‖ height u32 ‖ burn txid → amount u64: a token's burns
   (schema 3)
+* ``j`` profile-commit ‖ commitment txid → :class:`~o2ocli.consensus.profile.ProfileRecord`
+* ``k`` profile-current ‖ user pubkey hash → txid of the user's newest profile commitment
+* ``w`` profile-history ‖ user pubkey hash ‖ height u32 ‖ commitment txid → empty
+  (new payload types only, so no schema change: no older database holds them)
 
 Also derived from the O2O payloads, kept by the chainstate itself:
 
@@ -100,6 +104,9 @@ ESCROW_SETTLED = b"K"
 ITEM = b"I"
 ITEM_MOVES = b"Q"
 BURNS = b"B"
+PROFILE_COMMIT = b"j"
+PROFILE_CURRENT = b"k"
+PROFILE_HISTORY = b"w"
 CONSENT = b"G"
 REVOKED = b"L"
 BY_USER = b"U"
@@ -123,6 +130,9 @@ O2O_NAMESPACES: dict[str, bytes] = {
     "consent-revoked": REVOKED,
     "trace-item-moves": ITEM_MOVES,
     "token-burns": BURNS,
+    "profile-commit": PROFILE_COMMIT,
+    "profile-current": PROFILE_CURRENT,
+    "profile-history": PROFILE_HISTORY,
 }
 """O2O namespace name (declared by its consensus family) → key prefix."""
 
@@ -137,6 +147,7 @@ O2O_WRITE_ORDER: dict[str, int] = {
     "consent-revoked": 7,
     "trace-item-moves": 8,
     "token-burns": 9,
+    "profile-commit": 20, "profile-current": 20, "profile-history": 20,
 }
 """Group of each namespace in a block's O2O writes (the order of the undo
 data; writes of one group keep the order the block made them in).  Groups

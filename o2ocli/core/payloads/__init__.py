@@ -31,6 +31,11 @@ tag    type                    body
 0x40   :class:`ConsentGrant`   20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
                                33-byte user pubkey ‖ 64-byte signature
 0x41   :class:`ConsentRevoke`  32-byte grant txid ‖ 33-byte user pubkey ‖ 64-byte signature
+0x42   ConsentGrantProfile     20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
+                               32-byte profile commitment txid ‖ 33-byte user pubkey ‖
+                               64-byte signature
+0x60   :class:`ProfileCommit`  32-byte attribute tree root ‖ u32 leaves ‖ 33-byte user
+                               pubkey ‖ 64-byte signature
 =====  ======================  =============================================
 
 The decoders only enforce the *shape* (field sizes and hard caps on variable
@@ -97,14 +102,15 @@ tag has one); the bytes of existing tags never change (those vectors and
 
 from __future__ import annotations
 
-from . import base, consent, review, token, trace
+from . import base, consent, profile, review, token, trace
 from .base import *  # noqa: F403 - each module's __all__ is what it exports
 from .consent import *  # noqa: F403
+from .profile import *  # noqa: F403
 from .review import *  # noqa: F403
 from .token import *  # noqa: F403
 from .trace import *  # noqa: F403
 
-FAMILIES = (base, token, review, trace, consent)
+FAMILIES = (base, token, review, trace, consent, profile)
 """The modules that register payload types, in tag order."""
 
 Payload = base.PayloadType

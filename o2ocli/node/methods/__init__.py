@@ -20,6 +20,7 @@ module          methods
 ``escrow``      getescrow, listescrows
 ``trace``       gettrace
 ``consent``     listconsents, checkconsent
+``profile``     getprofile, getprofilecommitment, listprofilehistory
 ``notify``      waitforchange (long poll: new tip, finalized height, address txs)
 ==============  =============================================================
 

@@ -15,9 +15,11 @@ from o2ocli.core.payloads import (
     REWARD_REVIEWS,
     Coinbase,
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
     GenesisAlloc,
     KeySig,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenBurn,
@@ -188,5 +190,26 @@ VECTORS = [
         ),
         "c820ed9a11f2951b32222987717f16911a736ecd5c3d1fdae6b757fa1a3a1000",
     ),
-
+    (
+        ConsentGrantProfile(b(20), b"phone", 1000, b(32, 0x60), b(33, 0x40), b(64, 0x80)),
+        (
+            "420102030405060708090a0b0c0d0e0f10111213140570686f6e65e803000060"
+            "6162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f40"
+            "4142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f60"
+            "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+            "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        ),
+        "f49138f79d8819c31ff5e0636f80ebbe44629fe02f1b33eac16898cf4fe19f54",
+    ),
+    (
+        ProfileCommit(b(32, 0x20), 5, b(33, 0x40), b(64, 0x80)),
+        (
+            "60202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e"
+            "3f05000000404142434445464748494a4b4c4d4e4f505152535455565758595a"
+            "5b5c5d5e5f60808182838485868788898a8b8c8d8e8f90919293949596979899"
+            "9a9b9c9d9e9fa0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9"
+            "babbbcbdbebf"
+        ),
+        "5648b1567ad3383e90c63c47aeb3e8881e963c1393fe20d90f8c66b896cbfe3a",
+    ),
 ]

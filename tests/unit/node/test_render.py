@@ -15,8 +15,10 @@ from o2ocli.core.payloads import (
     REWARD_REVIEWS,
     Coinbase,
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
     GenesisAlloc,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenBurn,
@@ -94,6 +96,11 @@ PAYLOADS: list[tuple[Any, dict[str, Any]]] = [
       "until": 99}),
     (ConsentRevoke(TXID, PUB, SIG),
      {"type": "consent-revoke", "grant": TXID.hex(), "user": addr(PKH)}),
+    (ConsentGrantProfile(OTHER, b"phone", 500, TXID, PUB, SIG),
+     {"type": "consent-grant", "user": addr(PKH), "grantee": addr(OTHER), "scope": "phone",
+      "until": 500, "profile": TXID.hex()}),
+    (ProfileCommit(b"\x07" * 32, 3, PUB, SIG),
+     {"type": "profile-commit", "user": addr(PKH), "root": "07" * 32, "leaves": 3}),
 ]
 
 
