@@ -42,14 +42,24 @@ def test_leaf_and_node_hashes_are_domain_separated_and_length_prefixed():
 
 
 def test_pinned_vector():
-    """The vector docs/protocol.rst quotes (section "Profile commitments and disclosures")."""
-    attrs = {b"city": (bytes(32), b"Athens"), b"phone": (bytes([1]) * 32, b"+30 210 555 0100")}
+    """The worked example of docs/profile.rst."""
+    attrs = {b"city": (bytes(32), b"Athens"), b"phone": (bytes([1]) * 32, b"+30 210 555 0100"),
+             b"age": (bytes([2]) * 32, b"34")}
     keyed = sorted_leaves(attrs)
-    assert [k for k, _ in keyed] == [b"city", b"phone"]
-    assert keyed[0][1].hex() == "7fbaf59c094916727d5b884bc107a4eece4962b106ee0cabe1f3142461d7e378"
-    assert keyed[1][1].hex() == "034ca6715052cf7fb4eab169a8561822680d0389d09c1bdae2daa866206643f0"
-    assert tree_root([h for _, h in keyed]).hex() == (
-        "532c41fba3ae8fe6cc368dd533802cf731707126a7f625427c6470dcb1fee7b4")
+    assert [(k, h.hex()) for k, h in keyed] == [
+        (b"age", "8682d75edfa1dd45c41739d18fc52107b7cafa6f4d9d9f2fb10d84e4719328c0"),
+        (b"city", "7fbaf59c094916727d5b884bc107a4eece4962b106ee0cabe1f3142461d7e378"),
+        (b"phone", "034ca6715052cf7fb4eab169a8561822680d0389d09c1bdae2daa866206643f0"),
+    ]
+    hashes = [h for _, h in keyed]
+    assert node_hash(hashes[0], hashes[1]).hex() == (
+        "7fa3fcd865c25df127fa6b3d4b92345c4dd5e77fd267433ae05c22b60138a7f9")
+    assert tree_root(hashes).hex() == (
+        "d0736337e9c9010a495ca1c75efc193dca09f3d914eb990d9e000f726ff62136")
+    assert [h.hex() for h in inclusion_proof(hashes, 1)] == [
+        "8682d75edfa1dd45c41739d18fc52107b7cafa6f4d9d9f2fb10d84e4719328c0",
+        "034ca6715052cf7fb4eab169a8561822680d0389d09c1bdae2daa866206643f0",
+    ]
 
 
 def test_a_single_leaf_is_its_own_root_with_an_empty_proof():
