@@ -232,3 +232,22 @@ def test_a_new_commitment_supersedes_earlier_disclosures(scene):
     fresh["attributes"][0]["grant"] = email_grant
     err = refused(scene, fresh)
     assert err.check == "grant" and f"covers commitment {scene.a.hex()}" in err.message
+
+
+def test_rpc_refuses_unknown_commitments_and_bad_params(scene):
+    from o2ocli.rpc import errors as E
+    from o2ocli.rpc.errors import RpcError
+
+    for method, arg, code in [
+        ("getprofile", SPEC.address(scene.carol.primary_pkh()), E.NOT_FOUND),
+        ("getprofilecommitment", "00" * 32, E.NOT_FOUND),
+        ("getprofilecommitment", "zz", E.INVALID_PARAMS),
+        ("getprofile", "not-an-address", E.INVALID_ADDRESS),
+        ("listprofilehistory", 7, E.INVALID_ADDRESS),
+    ]:
+        with pytest.raises(RpcError) as info:
+            scene.node.call(method, arg)
+        assert info.value.code == code, (method, arg)
+    assert scene.node.call("listprofilehistory", SPEC.address(scene.carol.primary_pkh())) == []
+    rendered = scene.node.call("gettx", scene.a.hex())
+    assert rendered["payload"]["type"] == "profile-commit"
