@@ -196,7 +196,7 @@ def verify_cmd(file: Path) -> None:
     Example:
         o2ocli -w shop profile verify alice-phone.json
     """
-    from o2ocli.wallet.disclosure import DisclosureRefused, verify_disclosure
+    from o2ocli.wallet.disclosure import DisclosureRefused, check_format, verify_disclosure
 
     ctx = get_context()
     try:
@@ -207,6 +207,7 @@ def verify_cmd(file: Path) -> None:
         raise CliError(f"refused: format: not JSON ({exc.msg}, line {exc.lineno})") from None
     with open_wallet(ctx) as w, node_errors():
         try:
+            check_format(doc, w.spec)  # before asking the node anything
             attrs = verify_disclosure(doc, w.primary_pkh(), rpc_client(ctx), w.spec)
         except DisclosureRefused as exc:
             raise CliError(f"refused: {exc}", data={"check": exc.check,

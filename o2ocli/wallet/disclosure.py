@@ -39,6 +39,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "DisclosureRefused",
+    "check_format",
     "choose_grants",
     "make_disclosure",
     "verify_disclosure",
@@ -113,8 +114,11 @@ def _hex(value: Any, what: str, size: int) -> bytes:
     return bytes.fromhex(value)
 
 
-def _parse(doc: Any, spec: ChainSpec) -> tuple[bytes, bytes, bytes, list[dict[str, Any]], bytes]:
-    """(user, recipient, commitment, attributes, signature) of a version-1 file."""
+def check_format(doc: Any, spec: ChainSpec) -> tuple[bytes, bytes, bytes, list[dict[str, Any]],
+                                                     bytes]:
+    """(user, recipient, commitment, attributes, signature) of a version-1 file
+    for ``spec``'s chain, or :class:`DisclosureRefused` (``format``, ``chain``);
+    needs no node."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise DisclosureRefused("format", f"not an {FORMAT} file")
     if doc.get("version") != VERSION:
@@ -165,7 +169,7 @@ def verify_disclosure(doc: Any, recipient: bytes, client: Any, spec: ChainSpec) 
     """Check a disclosure received by ``recipient`` against the node's chain;
     the disclosed attributes (key → value) if every check holds, else
     :class:`DisclosureRefused` naming the first check that failed."""
-    user, to, txid, attributes, signature = _parse(doc, spec)
+    user, to, txid, attributes, signature = check_format(doc, spec)
     if to != recipient:
         raise DisclosureRefused("recipient", f"the file is addressed to {spec.address(to)}, "
                                              f"not to this wallet ({spec.address(recipient)})")

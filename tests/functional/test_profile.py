@@ -84,6 +84,11 @@ def test_commit_grant_disclose_verify_across_validators(tmp_path: Path, node_fac
 
     err = refused(v2, "-w", "other", "profile", "verify", str(out))
     assert err.startswith(f"error: refused: recipient: the file is addressed to {shop}")
+    tampered = tmp_path / "tampered.json"
+    doc["attributes"][0]["value"] += "0"
+    tampered.write_text(json.dumps(doc))
+    err = refused(v2, "-w", "shop", "profile", "verify", str(tampered))
+    assert err.startswith(f"error: refused: proof: attribute {doc['attributes'][0]['key']!r}")
 
     # A newer commitment supersedes the disclosure.
     newer = v1.cli_json("-w", "alice", "profile", "commit", "--data", "phone=+30 210 555 0199",
