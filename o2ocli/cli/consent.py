@@ -45,14 +45,20 @@ def consent() -> None:
               help="For how many blocks after it is recorded the grant holds.")
 @click.option("--until", "until", type=click.IntRange(1, 2**32 - 1), default=None,
               metavar="HEIGHT", help="Last height the grant holds (instead of --blocks).")
+@click.option("--profile", "profile", default=None, metavar="TXID|current",
+              help="Name the profile commitment the grant covers (its txid, or 'current').")
 @passphrase_file_option
-def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
+def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None, profile: str | None,
               passphrase_file: Path | None) -> None:
     """Let GRANTEE use SCOPE of your data until a height.
+
+    SCOPE also covers the profile attribute of the same name (see
+    ``o2ocli profile``); with --profile the grant covers only that commitment.
 
     \b
     Example:
         o2ocli -w alice consent grant dShop… contact --blocks 5000
+        o2ocli -w alice consent grant dShop… phone --profile current
     """
     from o2ocli.wallet import records
     from o2ocli.wallet.payloadtx import send
@@ -65,12 +71,18 @@ def grant_cmd(grantee: str, scope: str, blocks: int, until: int | None,
         last = until if until is not None else height + 1 + blocks
         if last <= height:
             raise CliError(f"--until {last} is not above the chain height {height}")
+        to = parse_address(w.spec, grantee)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        tx, plan = records.grant_consent(w, client, unlocked, parse_address(w.spec, grantee), scope,
-                                         last)
+        if profile is None:
+            tx, plan = records.grant_consent(w, client, unlocked, to, scope, last)
+        else:
+            from .profile_grant import grant_for_profile
+
+            tx, plan, profile = grant_for_profile(w, client, unlocked, to, scope, last, profile)
         txid = send(w, client, tx, plan)
         user = w.spec.address(w.primary_pkh())
-    emit(ctx, {"txid": txid, "user": user, "grantee": grantee, "scope": scope, "until": last},
+    emit(ctx, {"txid": txid, "user": user, "grantee": grantee, "scope": scope, "until": last,
+               "profile": profile},
          f"granted {grantee} access to {scope} until height {last} ({txid})")
 
 

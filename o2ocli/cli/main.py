@@ -78,6 +78,7 @@ def _register() -> None:
     from .invoice import export_xpub_cmd, invoice, pay_cmd
     from .node import node
     from .pos import pos
+    from .profile import profile
     from .review import review
     from .token import token
     from .trace import trace
@@ -97,6 +98,7 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(invoice)
     cli.add_command(pos)
+    cli.add_command(profile)
     wallet.add_command(pay_cmd)
     wallet.add_command(export_xpub_cmd)
 

@@ -83,15 +83,20 @@ class ConsentRecord:
     """Last height the grant holds."""
     height: int
     """Height of the grant."""
+    profile: bytes | None = None
+    """Txid of the profile commitment the grant names (a
+    :class:`~o2ocli.core.payloads.ConsentGrantProfile`), or None."""
 
     def to_bytes(self) -> bytes:
-        """Stored encoding."""
+        """Stored encoding (the profile txid, when there is one, trails)."""
         w = Writer()
         w.raw(self.user)
         w.raw(self.grantee)
         w.var_bytes(self.scope.encode())
         w.u32(self.until)
         w.u32(self.height)
+        if self.profile is not None:
+            w.raw(self.profile)
         return w.getvalue()
 
     @classmethod
@@ -99,7 +104,8 @@ class ConsentRecord:
         """Inverse of :meth:`to_bytes`."""
         r = Reader(data)
         record = cls(r.raw(20, "user"), r.raw(20, "grantee"), r.var_bytes("scope", 256).decode(),
-                     r.u32("until"), r.u32("height"))
+                     r.u32("until"), r.u32("height"),
+                     r.raw(32, "profile") if r.remaining else None)
         r.finish("consent record")
         return record
 

@@ -12,6 +12,7 @@ module                 family
 :mod:`.consent`        consent grants and revocations
 :mod:`.gov`            governance: proposals and votes
 :mod:`.escrow`         the escrow lock (its settlements are O2O state too)
+:mod:`.profile`        profile commitments, and consent grants naming one
 =====================  ========================================================
 
 A family exports ``RULES`` (payload tag → :class:`~.state.FamilyRules`) and
@@ -30,9 +31,11 @@ from collections.abc import Callable, Sequence
 
 from o2ocli.core.payloads import (
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
     GovProposal,
     GovVote,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenBurn,
@@ -46,7 +49,7 @@ from o2ocli.core.payloads import (
 )
 from o2ocli.core.tx import Coin, Tx
 
-from . import consent, escrow, gov, reviews, tokens, trace
+from . import consent, escrow, gov, profile, reviews, tokens, trace
 from .consent import MAX_SCOPE, ConsentRecord
 from .fields import check_name, check_text
 from .params import ConsensusParams
@@ -120,12 +123,13 @@ RULES: dict[int, FamilyRules] = {
     **trace.RULES,
     **consent.RULES,
     **gov.RULES,
+    **profile.RULES,
 }
 """Payload tag → its family's rules (one line per family)."""
 
 NAMESPACES: dict[str, Namespace] = {
     ns.name: ns
-    for family in (tokens, reviews, trace, consent, escrow, gov)
+    for family in (tokens, reviews, trace, consent, escrow, gov, profile)
     for ns in family.NAMESPACES
 }
 """Namespace name → declaration, for every family."""
@@ -136,13 +140,13 @@ BLOCK_INDEXERS: tuple[BlockIndexer, ...] = (index_item_moves,)
 
 O2O_PAYLOADS = (TokenCommit, TokenIssue, TokenMint, TokenBurn, TokenFreeze, TokenReward,
                 Review, ReviewReply, TraceRegister, TraceEvent, ConsentGrant, ConsentRevoke,
-                GovProposal, GovVote)
+                GovProposal, GovVote, ConsentGrantProfile, ProfileCommit)
 """Payload types ruled by the O2O families (kept for importers: the rules
 themselves are found by tag in :data:`RULES`)."""
 
 STATE_DEPENDENT_REASONS = frozenset().union(
     *(family.STATE_DEPENDENT_REASONS
-      for family in (tokens, reviews, trace, consent, escrow, gov))
+      for family in (tokens, reviews, trace, consent, escrow, gov, profile))
 )
 """Reasons that depend on the chain a node has seen (the purchase may be in a
 block it has not received yet, a claim may be taken on another branch): an

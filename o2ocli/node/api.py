@@ -21,6 +21,7 @@ from .methods import (
     mempool,
     network,
     notify,
+    profile,
     reviews,
     tokens,
     trace,
@@ -44,6 +45,7 @@ TABLES: tuple[MethodTable, ...] = (
     trace.TABLE,
     consent.TABLE,
     gov.TABLE,
+    profile.TABLE,
     notify.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""

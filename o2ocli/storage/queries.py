@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from o2ocli.consensus import consent, escrow, gov, reviews, tokens, trace
+from o2ocli.consensus import consent, escrow, gov, profile, reviews, tokens, trace
 from o2ocli.consensus.consent import ConsentRecord
 from o2ocli.consensus.gov import ProposalRecord
 from o2ocli.consensus.reviews import ReviewRecord
@@ -145,6 +145,11 @@ class ChainQueries:
     def consents_by(self, prefix: bytes, pkh: bytes) -> list[bytes]:
         """Grant txids by user (``prefix`` ``k.BY_USER``) or grantee (``k.BY_GRANTEE``)."""
         return [key[25:57] for key in self.db.iterate_keys(prefix + pkh)]
+
+    def profile_history(self, user: bytes) -> list[tuple[int, bytes]]:
+        """(height, txid) of every profile commitment of ``user``, oldest first."""
+        return [(int.from_bytes(rest[:4], "big"), rest[4:36])
+                for rest in self._index_keys(profile.PROFILE_HISTORY.name, user)]
 
     def escrow_settlement(self, outpoint: Outpoint) -> tuple[bytes, int] | None:
         """(spending txid, path) of a settled escrow output, or None."""

@@ -57,6 +57,10 @@ prefix byte, so a key on disk is ``prefix ‖ id``:
   "was this outpoint unspent at height H" is answered by the tx index (creation height,
   ``t``) and one read here: created at or before H and not spent at or before H.  The
   governance vote rule reads it through the O2O state like any namespace.
+* ``j`` profile-commit ‖ commitment txid → :class:`~o2ocli.consensus.profile.ProfileRecord`
+* ``k`` profile-current ‖ user pubkey hash → txid of the user's newest profile commitment
+* ``w`` profile-history ‖ user pubkey hash ‖ height u32 ‖ commitment txid → empty
+  (new payload types only, so no schema change: no older database holds them)
 
 Also derived from the O2O payloads, kept by the chainstate itself:
 
@@ -112,6 +116,9 @@ ESCROW_SETTLED = b"K"
 ITEM = b"I"
 ITEM_MOVES = b"Q"
 BURNS = b"B"
+PROFILE_COMMIT = b"j"
+PROFILE_CURRENT = b"k"
+PROFILE_HISTORY = b"w"
 CONSENT = b"G"
 REVOKED = b"L"
 BY_USER = b"U"
@@ -143,6 +150,9 @@ O2O_NAMESPACES: dict[str, bytes] = {
     "gov-ballot": GOV_BALLOT,
     "gov-outpoint": GOV_OUTPOINT,
     "coin-spent-at": SPENT_AT,
+    "profile-commit": PROFILE_COMMIT,
+    "profile-current": PROFILE_CURRENT,
+    "profile-history": PROFILE_HISTORY,
 }
 """O2O namespace name (declared by its consensus family) → key prefix."""
 
@@ -158,6 +168,7 @@ O2O_WRITE_ORDER: dict[str, int] = {
     "trace-item-moves": 8,
     "token-burns": 9,
     "gov-proposal": 10, "gov-ballot": 10, "gov-outpoint": 10, "coin-spent-at": 10,
+    "profile-commit": 20, "profile-current": 20, "profile-history": 20,
 }
 """Group of each namespace in a block's O2O writes (the order of the undo
 data; writes of one group keep the order the block made them in).  Groups

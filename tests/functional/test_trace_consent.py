@@ -200,7 +200,7 @@ def test_consent_grant_check_revoke_and_expiry(market):
 
     record = {"txid": grant["txid"], "user": alice, "grantee": shop,
               "scope": "purchase-history", "until": height + 1 + 50, "height": granted_at,
-              "status": "active", "revoked_by": None}
+              "status": "active", "revoked_by": None, "profile": None}
     assert node.cli_json("-w", "alice", "consent", "list") == {"consents": [record]}
     assert node.cli_json("-w", "shop", "consent", "list", "--grantee") == {"consents": [record]}
     assert node.cli_json("consent", "list", "--address", alice) == {"consents": [record]}

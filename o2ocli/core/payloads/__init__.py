@@ -31,12 +31,17 @@ tag    type                    body
 0x40   :class:`ConsentGrant`   20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
                                33-byte user pubkey ‖ 64-byte signature
 0x41   :class:`ConsentRevoke`  32-byte grant txid ‖ 33-byte user pubkey ‖ 64-byte signature
-0x60   :class:`GovProposal`    var_bytes title ‖ var_bytes text ‖ count ‖ var_bytes option
+0x42   ConsentGrantProfile     20-byte grantee ‖ var_bytes scope ‖ u32 until height ‖
+                               32-byte profile commitment txid ‖ 33-byte user pubkey ‖
+                               64-byte signature
+0x50   :class:`GovProposal`    var_bytes title ‖ var_bytes text ‖ count ‖ var_bytes option
                                per option ‖ u8 weight ‖ 32-byte asset ‖ u8 has-merchant ‖
                                [20-byte merchant] ‖ u32 voting blocks ‖ u64 deposit
-0x61   :class:`GovVote`        32-byte proposal txid ‖ u8 option ‖ count ‖ 36-byte outpoints ‖
+0x51   :class:`GovVote`        32-byte proposal txid ‖ u8 option ‖ count ‖ 36-byte outpoints ‖
                                u8 has-purchase ‖ [32-byte purchase txid] ‖ count ‖
                                33-byte pubkeys ‖ a 64-byte signature per key
+0x60   :class:`ProfileCommit`  32-byte attribute tree root ‖ u32 leaves ‖ 33-byte user
+                               pubkey ‖ 64-byte signature
 =====  ======================  =============================================
 
 The decoders only enforce the *shape* (field sizes and hard caps on variable
@@ -78,7 +83,7 @@ declares each field with :func:`~.spec.wire` and a codec from :mod:`.spec`
 :class:`~.spec.Optional`, :class:`~.spec.Pair`, :class:`~.spec.List` with its
 cap), and is decorated ``@register(<free tag>)`` above ``@dataclass``::
 
-    @register(0x50)
+    @register(0x70)
     @dataclass(frozen=True, slots=True)
     class Disclosure(PayloadType):
         merchant: bytes = wire(Fixed(20, "disclosure merchant"))
@@ -103,15 +108,16 @@ tag has one); the bytes of existing tags never change (those vectors and
 
 from __future__ import annotations
 
-from . import base, consent, gov, review, token, trace
+from . import base, consent, gov, profile, review, token, trace
 from .base import *  # noqa: F403 - each module's __all__ is what it exports
 from .consent import *  # noqa: F403
 from .gov import *  # noqa: F403
+from .profile import *  # noqa: F403
 from .review import *  # noqa: F403
 from .token import *  # noqa: F403
 from .trace import *  # noqa: F403
 
-FAMILIES = (base, token, review, trace, consent, gov)
+FAMILIES = (base, token, review, trace, consent, gov, profile)
 """The modules that register payload types, in tag order."""
 
 Payload = base.PayloadType

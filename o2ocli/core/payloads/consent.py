@@ -19,12 +19,16 @@ __all__ = [
     "REVOKE_SIG_TAG",
     "consent_sig_digest",
     "revoke_sig_digest",
+    "ConsentGrantProfile",
+    "CONSENT_PROFILE_SIG_TAG",
+    "consent_profile_sig_digest",
 ]
 
 MAX_SCOPE_FIELD = 128
 """Decoder cap on a scope name (the consensus rule is stricter)."""
 CONSENT_SIG_TAG = b"o2o/consent"
 REVOKE_SIG_TAG = b"o2o/consent-revoke"
+CONSENT_PROFILE_SIG_TAG = b"o2o/consent-profile"
 
 
 @register(0x40)
@@ -69,3 +73,33 @@ def consent_sig_digest(
 def revoke_sig_digest(revoke: ConsentRevoke, chain_id: str) -> bytes:
     """The digest a user signs to revoke a grant."""
     return sha256d(domain_preimage(REVOKE_SIG_TAG, chain_id, revoke.signed_body()))
+
+
+@register(0x42)
+@dataclass(frozen=True, slots=True)
+class ConsentGrantProfile(PayloadType):
+    """A grant (as :class:`ConsentGrant`) that also names the profile
+    commitment it covers: the grantee may verify disclosed attributes of that
+    commitment only.  A new type, so :class:`ConsentGrant`'s bytes stay."""
+
+    grantee: bytes = wire(Fixed(20, "consent grantee"))
+    """Pubkey hash of the merchant granted access."""
+    scope: bytes = wire(Bytes(MAX_SCOPE_FIELD, "consent scope"))
+    """Data scope name (also the profile attribute key it covers)."""
+    until: int = wire(U32("consent until"))
+    """The grant holds up to and including this height."""
+    profile: bytes = wire(Fixed(32, "consent profile"))
+    """Txid of the user's profile commitment the grant covers."""
+    pubkey: bytes = wire(Fixed(33, "consent pubkey"))
+    """The user's compressed public key."""
+    signature: bytes = wire(Signature("consent signature"))
+    """Signature over :func:`consent_profile_sig_digest`."""
+
+
+def consent_profile_sig_digest(
+    grant: ConsentGrantProfile, chain_id: str, outpoints: Sequence[bytes] = ()
+) -> bytes:
+    """The digest a user signs for a :class:`ConsentGrantProfile` (bound to the
+    carrying tx's inputs, like :func:`consent_sig_digest`, under its own tag)."""
+    return sha256d(domain_preimage(CONSENT_PROFILE_SIG_TAG, chain_id,
+                                   bound_body(grant, outpoints)))

@@ -1,4 +1,4 @@
-"""Governance: proposals and votes (tags 0x60, 0x61)."""
+"""Governance: proposals and votes (tags 0x50, 0x51)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ MAX_VOTE_KEYS = 16
 VOTE_SIG_TAG = b"o2o/gov-vote"
 
 
-@register(0x60)
+@register(0x50)
 @dataclass(frozen=True, slots=True)
 class GovProposal(PayloadType):
     """A proposal put to a vote.  Its id is its txid; its snapshot is the
@@ -74,7 +74,7 @@ class GovProposal(PayloadType):
     """Native coin (base units) the tx burns; at least the chain's ``gov_deposit``."""
 
 
-@register(0x61)
+@register(0x51)
 @dataclass(frozen=True, slots=True)
 class GovVote(PayloadType):
     """A ballot on a proposal.  ``keys[0]`` is the voter; every key signs

@@ -21,6 +21,7 @@ module          methods
 ``trace``       gettrace
 ``consent``     listconsents, checkconsent
 ``gov``         getproposal, listproposals, listvoterights
+``profile``     getprofile, getprofilecommitment, listprofilehistory
 ``notify``      waitforchange (long poll: new tip, finalized height, address txs)
 ==============  =============================================================
 

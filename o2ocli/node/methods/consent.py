@@ -32,7 +32,8 @@ def consent_json(node: NodeContext, txid: bytes, record: ConsentRecord) -> dict[
     return {"txid": txid.hex(), "user": spec.address(record.user),
             "grantee": spec.address(record.grantee), "scope": record.scope,
             "until": record.until, "height": record.height, "status": status,
-            "revoked_by": revoked.hex() if revoked else None}
+            "revoked_by": revoked.hex() if revoked else None,
+            "profile": record.profile.hex() if record.profile is not None else None}
 
 
 @TABLE.method("listconsents")

@@ -8,7 +8,7 @@ renders itself, registered by tag in :mod:`.registry` from its own module
 
 from __future__ import annotations
 
-from . import base, consent, escrow, gov, reviews, tokens, trace  # noqa: F401  (register)
+from . import base, consent, escrow, gov, profile, reviews, tokens, trace  # noqa: F401  (register)
 from .core import (
     TokenLookup,
     amount_json,

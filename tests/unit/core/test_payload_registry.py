@@ -24,18 +24,22 @@ from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import (
     PAYLOAD_TYPES,
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
     GovVote,
     KeySig,
     PayloadType,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenReward,
     TraceRegister,
+    consent_profile_sig_digest,
     consent_sig_digest,
     decode_payload,
     encode_payload,
     item_sig_digest,
+    profile_sig_digest,
     register,
     registered,
     reply_sig_digest,
@@ -94,6 +98,8 @@ SIGNED = {
     TraceRegister: lambda p: item_sig_digest(p, CHAIN_ID, OUTPOINTS),
     ConsentGrant: lambda p: consent_sig_digest(p, CHAIN_ID, OUTPOINTS),
     GovVote: lambda p: vote_sig_digest(p, CHAIN_ID, OUTPOINTS),
+    ConsentGrantProfile: lambda p: consent_profile_sig_digest(p, CHAIN_ID, OUTPOINTS),
+    ProfileCommit: lambda p: profile_sig_digest(p, CHAIN_ID, OUTPOINTS),
 }
 
 
@@ -297,7 +303,7 @@ def test_a_record_must_be_compiled_before_use():
 
 def test_every_unregistered_tag_is_a_decode_error():
     unknown = [tag for tag in range(256) if tag not in PAYLOAD_TYPES]
-    assert len(unknown) == 256 - 17
+    assert len(unknown) == 256 - 19
     for tag in unknown:
         with pytest.raises(DecodeError, match=rf"^unknown payload type 0x{tag:02x}$"):
             decode(bytes([tag]))

@@ -15,11 +15,13 @@ from o2ocli.core.payloads import (
     REWARD_REVIEWS,
     Coinbase,
     ConsentGrant,
+    ConsentGrantProfile,
     ConsentRevoke,
     GenesisAlloc,
     GovProposal,
     GovVote,
     KeySig,
+    ProfileCommit,
     Review,
     ReviewReply,
     TokenBurn,
@@ -106,6 +108,11 @@ PAYLOADS: list[tuple[Any, dict[str, Any]]] = [
      {"type": "gov-vote", "proposal": TXID.hex(), "option": 2,
       "outpoints": [f"{TXID.hex()}:3"], "purchase": None, "voter": addr(PKH),
       "keys": [addr(PKH)]}),
+    (ConsentGrantProfile(OTHER, b"phone", 500, TXID, PUB, SIG),
+     {"type": "consent-grant", "user": addr(PKH), "grantee": addr(OTHER), "scope": "phone",
+      "until": 500, "profile": TXID.hex()}),
+    (ProfileCommit(b"\x07" * 32, 3, PUB, SIG),
+     {"type": "profile-commit", "user": addr(PKH), "root": "07" * 32, "leaves": 3}),
 ]
 
 
