@@ -46,8 +46,13 @@ def wallet() -> None:
 @click.option("--no-passphrase", is_flag=True, help="Store keys unencrypted (test wallets).")
 @click.option("--watch-only", is_flag=True, help="No keys: watch the addresses of --xpub.")
 @click.option("--xpub", default=None, help="Account xpub (from 'wallet export-xpub').")
+@click.option("--multisig", "multisig_m", type=int, default=None, metavar="M",
+              help="An M-of-N multisig wallet of the -w wallet's key and the --cosigner keys.")
+@click.option("--cosigner", "cosigners", multiple=True, metavar="XPUB",
+              help="A cosigner's account xpub, for --multisig (repeatable).")
 @passphrase_file_option
 def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpub: str | None,
+               multisig_m: int | None, cosigners: tuple[str, ...],
                passphrase_file: Path | None) -> None:
     """Create a wallet; prints its first address and recovery phrase (shown once).
 
@@ -59,11 +64,18 @@ def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpu
         o2ocli wallet create alice
         O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
         o2ocli wallet create till --watch-only --xpub "$(o2ocli -w shop wallet export-xpub)"
+        o2ocli -w alice wallet create shared --multisig 2 --cosigner xpub6B… --cosigner xpub6C…
     """
     from o2ocli.wallet.bip39 import generate_mnemonic
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
     ctx = get_context()
+    if multisig_m is not None or cosigners:
+        from .psbt import create_multisig
+
+        if multisig_m is None or watch_only or xpub is not None:
+            raise click.UsageError("--cosigner goes with --multisig (not --watch-only/--xpub)")
+        return create_multisig(ctx, name, multisig_m, cosigners)
     datadir = resolve_datadir(ctx)
     spec = resolve_spec(ctx, datadir)
     if watch_only != (xpub is not None):
@@ -173,9 +185,14 @@ def address_cmd(new: bool) -> None:
         o2ocli -w alice wallet address
         o2ocli -w alice wallet address --new
     """
+    from o2ocli.wallet import multisig
+
     ctx = get_context()
     with open_wallet(ctx) as w:
-        address = w.receive_address(new=new)
+        if multisig.is_multisig(w):
+            address = multisig.receive_address(w, new=new)
+        else:
+            address = w.receive_address(new=new)
     emit(ctx, {"address": address}, address)
 
 
@@ -205,7 +222,14 @@ def balance_cmd() -> None:
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        rows = balances(w, client)
+        from o2ocli.wallet.multisig import is_multisig
+
+        if is_multisig(w):
+            from .psbt import multisig_balances
+
+            rows = multisig_balances(w, client)
+        else:
+            rows = balances(w, client)
         spec = w.spec
         names = _asset_labels(client, spec, [b.asset for b in rows])
         data = []
@@ -227,10 +251,18 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
                         decimals: int | None = None) -> list[Any]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import NATIVE_ASSET, TxOut
+    from o2ocli.crypto.address import AddressError
     from o2ocli.wallet.builder import split_amount
+    from o2ocli.wallet.multisig import parse_recipient
 
     def addr(text: str) -> bytes:
         return parse_address(spec, text)
+
+    def lock(text: str) -> Any:
+        try:
+            return parse_recipient(spec, text)
+        except AddressError as exc:
+            raise CliError(f"bad address {text!r}: {exc}") from None
 
     def amount(text: str) -> int:
         try:
@@ -262,7 +294,7 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
     if len(to) != len(amounts):
         raise click.UsageError("give one --amount per --to")
     pairs = zip(to, amounts, strict=True)
-    return [TxOut(asset, amount(a), PayToAddress(addr(t))) for t, a in pairs]
+    return [TxOut(asset, amount(a), lock(t)) for t, a in pairs]
 
 
 @wallet.command("send")
@@ -276,10 +308,14 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
 @click.option("--fee", default=None, metavar="X", help="Absolute fee instead of the fee rate.")
 @click.option("--max-inputs", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
+@click.option("--unsigned", is_flag=True,
+              help="Sign nothing: write a partially signed file (with --out).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File for --unsigned.")
 @passphrase_file_option
 def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, ...],
              asset: str | None, fee: str | None, max_inputs: int, dry_run: bool,
-             passphrase_file: Path | None) -> None:
+             unsigned: bool, out: Path | None, passphrase_file: Path | None) -> None:
     """Pay one or more recipients; change goes to a fresh change address.
 
     The fee defaults to the node's minimum relay fee rate for the exact size
@@ -293,12 +329,20 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         o2ocli -w alice wallet send --to dA… --amount 1 --to dB… --amount 2
         o2ocli -w shop wallet send --amount 100 --split dMerchant…=70 \\
             --split dCourier…=20 --split dPlatform…=10
+        o2ocli -w shared wallet send --to dAbc… --amount 5 --unsigned --out pay.psbt
     """
     from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.multisig import is_multisig
     from o2ocli.wallet.service import broadcast, prepare_payment, record_change
 
+    from .psbt import MULTISIG_SEND_HINT, send_unsigned
+
     ctx = get_context()
+    if unsigned != (out is not None) or (unsigned and dry_run):
+        raise click.UsageError("--unsigned goes with --out FILE (and not with --dry-run)")
     with open_wallet(ctx) as w:
+        if is_multisig(w) and not unsigned:
+            raise CliError(f"wallet {w.name!r} {MULTISIG_SEND_HINT}")
         spec = w.spec
         decimals = spec.native_decimals
         if asset is None or asset.upper() == spec.native_symbol:
@@ -326,6 +370,9 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 fixed_fee = spec.amount(fee, "fee")
             except ValueError as exc:
                 raise CliError(f"bad fee: {exc}") from None
+        if unsigned:
+            assert out is not None
+            return send_unsigned(ctx, w, outputs, fixed_fee, max_inputs, out)
         passphrase = unlock_passphrase(w, passphrase_file)
         with node_errors():
             unlocked = w.unlock(passphrase)

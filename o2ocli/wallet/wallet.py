@@ -111,6 +111,8 @@ def create_wallet(
     imported: list[PrivateKey] | None = None,
     scrypt_n: int | None = None,
     xpub: str | None = None,
+    copied_seed: tuple[bytes, bool] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> Wallet:
     """Create wallet ``name`` from ``mnemonic`` (validated), encrypted with
     ``passphrase`` (None = not encrypted), atomically.  Returns it open.
@@ -118,7 +120,10 @@ def create_wallet(
     With ``mnemonic`` None and ``xpub`` (an account ``xpub`` from
     :meth:`Wallet.export_xpub`) the wallet is *watch-only*: it derives the same
     receiving and change addresses, sees their coins and history, and holds no
-    private key (it refuses to sign)."""
+    private key (it refuses to sign).  ``copied_seed`` (the seed blob of the
+    wallet ``xpub`` came from, and whether it is encrypted) lets such a wallet
+    sign with that wallet's keys (a multisig wallet); ``extra_meta`` is merged
+    into the metadata."""
     _check_name(name)
     if (mnemonic is None) == (xpub is None):
         raise WalletError("give either a recovery phrase or an xpub")
@@ -151,16 +156,20 @@ def create_wallet(
                 "chain_id": spec.chain_id,
                 "version": VERSION,
                 "created": int(time.time()),
-                "encrypted": passphrase is not None and text is not None,
+                "encrypted": (passphrase is not None and text is not None)
+                or bool(copied_seed and copied_seed[1]),
                 "hd": True,
-                "watch_only": text is None,
+                "watch_only": text is None and copied_seed is None,
                 "receive_index": 0,
                 "next_index": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
                 "derived": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
+                **(extra_meta or {}),
             }
             with db.write_batch(transaction=True, sync=True) as batch:
                 if text is not None:
                     batch.put(b"seed", json.dumps(protect(text.encode())).encode())
+                elif copied_seed is not None:
+                    batch.put(b"seed", copied_seed[0])
                 batch.put(b"xpub", account.serialize(private=False).encode())
                 for key in imported or []:
                     pkh = key.public_key.hash160()

@@ -1,0 +1,295 @@
+"""Partially signed transactions and multisig wallets: ``wallet sign``,
+``wallet combine``, ``wallet finalize``, and the helpers behind ``wallet send
+--unsigned``, ``wallet create --multisig`` and ``chain broadcast FILE``.
+
+The file format is :mod:`o2ocli.wallet.psbt` (``docs/psbt.rst``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import (
+    CliError,
+    emit,
+    get_context,
+    node_errors,
+    open_wallet,
+    passphrase_file_option,
+    resolve_datadir,
+    resolve_spec,
+    rpc_client,
+    unlock_passphrase,
+)
+
+__all__ = ["sign_cmd", "combine_cmd", "finalize_cmd", "create_multisig", "send_unsigned",
+           "multisig_balances", "broadcast_text", "MULTISIG_SEND_HINT"]
+
+MULTISIG_SEND_HINT = ("is a multisig wallet: make the payment with 'wallet send --unsigned "
+                      "--out FILE', then have the cosigners run 'wallet sign FILE'")
+
+
+def _read(path: Path) -> Any:
+    from o2ocli.wallet.psbt import PsbtError, parse
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not a partially signed transaction file") from None
+    try:
+        return parse(text)
+    except PsbtError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temp file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CliError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _check_chain(psbt: Any, spec: Any, path: Path) -> None:
+    if psbt.chain_id != spec.chain_id:
+        raise CliError(f"{path} is for chain {psbt.chain_id!r}, not {spec.chain_id!r}: "
+                       "refusing to use it here")
+
+
+def _describe(psbt: Any, spec: Any) -> tuple[dict[str, Any], str]:
+    """(JSON summary, human text) of what the file pays."""
+    from o2ocli.amounts import format_amount
+    from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.psbt import summary
+
+    info = summary(psbt, spec)
+
+    def amount(entry: dict[str, Any]) -> str:
+        if entry["asset"] == NATIVE_ASSET.hex():
+            return f"{format_amount(entry['units'], spec.native_decimals)} {spec.native_symbol}"
+        return f"{entry['units']} units of asset {entry['asset']}"
+
+    for entry in info["recipients"] + info["change"]:
+        entry["amount"] = amount(entry)
+    info["fee"] = spec.format(info["fee_units"])
+    lines = [f"chain     {info['chain_id']}", f"txid      {info['txid']}"]
+    lines += [f"pay       {e['address']}  {e['amount']}" for e in info["recipients"]]
+    lines += [f"change    {e['address']}  {e['amount']}" for e in info["change"]]
+    lines.append(f"fee       {info['fee']} {spec.native_symbol}")
+    lines.append("signed    " + ", ".join(f"input {n}: {k}" for n, k in
+                                           enumerate(info["signatures"])))
+    return info, "\n".join(lines)
+
+
+@click.command("sign")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the signed file here (default: update FILE).")
+@click.option("--yes", is_flag=True, help="Do not ask before signing.")
+@passphrase_file_option
+def sign_cmd(file: Path, out: Path | None, yes: bool, passphrase_file: Path | None) -> None:
+    """Add this wallet's signatures to a partially signed transaction.
+
+    Shows what it signs (recipients, amounts, change, the fee computed from the
+    coins in the file, the chain) and asks first on a terminal, unless --yes.
+    Needs no node.  A file for another chain, or one whose coins or signatures
+    do not check out, is refused.
+
+    \b
+    Example:
+        o2ocli -w alice wallet sign pay.psbt
+        o2ocli -w bob wallet sign pay.psbt --out pay-bob.psbt --yes
+    """
+    from o2ocli.wallet.psbt import sign
+
+    ctx = get_context()
+    with open_wallet(ctx) as w:
+        psbt = _read(file)
+        _check_chain(psbt, w.spec, file)
+        info, text = _describe(psbt, w.spec)
+        if not ctx.json:
+            click.echo(text)
+        if not yes and sys.stdin.isatty() and not click.confirm("Sign?", default=False,
+                                                                err=True):
+            raise CliError("not signed")
+        passphrase = unlock_passphrase(w, passphrase_file)
+        with node_errors():
+            unlocked = w.unlock(passphrase)
+
+            def key_for(pkh: bytes) -> Any:
+                return w.key_for(pkh, unlocked) if w.owns(pkh) else None
+
+            added = sign(psbt, unlocked.account, key_for)
+        if added == 0:
+            raise CliError(f"wallet {w.name!r} holds none of the keys this transaction "
+                           "still needs")
+    target = out or file
+    _write(target, psbt.dumps())
+    counts = [len(i.signatures) for i in psbt.inputs]
+    emit(ctx, {"file": str(target), "added": added, "signatures": counts, "summary": info},
+         f"added {added} signature(s); wrote {target}")
+
+
+@click.command("combine")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the combined file here (default: standard output).")
+def combine_cmd(files: tuple[Path, ...], out: Path | None) -> None:
+    """Merge the signatures of partially signed files of one transaction.
+
+    \b
+    Example:
+        o2ocli wallet combine pay-alice.psbt pay-bob.psbt --out pay.psbt
+    """
+    from o2ocli.wallet.psbt import PsbtError, combine
+
+    ctx = get_context()
+    spec = resolve_spec(ctx, resolve_datadir(ctx))
+    psbts = [_read(f) for f in files]
+    for f, p in zip(files, psbts, strict=True):
+        _check_chain(p, spec, f)
+    try:
+        merged = combine(psbts)
+    except PsbtError as exc:
+        raise CliError(str(exc)) from None
+    if out is None:
+        click.echo(merged.dumps(), nl=False)
+        return
+    _write(out, merged.dumps())
+    counts = [len(i.signatures) for i in merged.inputs]
+    emit(ctx, {"file": str(out), "signatures": counts},
+         f"wrote {out} (signatures per input: {', '.join(map(str, counts))})")
+
+
+def _finalized(path: Path, spec: Any) -> Any:
+    from o2ocli.wallet.psbt import PsbtError, finalize
+
+    psbt = _read(path)
+    _check_chain(psbt, spec, path)
+    try:
+        return finalize(psbt, spec)
+    except PsbtError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+@click.command("finalize")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the signed raw tx (hex) here instead of printing it.")
+def finalize_cmd(file: Path, out: Path | None) -> None:
+    """Build the signed transaction once enough signatures are in FILE.
+
+    \b
+    Example:
+        o2ocli wallet finalize pay.psbt
+        o2ocli wallet finalize pay.psbt --out pay.tx && o2ocli chain broadcast pay.tx
+    """
+    ctx = get_context()
+    tx = _finalized(file, resolve_spec(ctx, resolve_datadir(ctx)))
+    raw = tx.to_bytes().hex()
+    if out is not None:
+        _write(out, raw + "\n")
+    emit(ctx, {"txid": tx.txid.hex(), "raw": raw, "file": str(out) if out else None},
+         f"wrote {out} (txid {tx.txid.hex()})" if out else raw)
+
+
+def broadcast_text(ctx: Any, arg: str) -> str:
+    """Raw hex to broadcast from ``chain broadcast``'s argument: hex, ``-``
+    (stdin), a file of hex, or a complete partially signed file."""
+    if arg == "-":
+        return sys.stdin.read().strip()
+    path = Path(arg)
+    if not path.is_file():
+        return arg.strip()
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if text.startswith("{"):
+        return _finalized(path, resolve_spec(ctx, resolve_datadir(ctx))).to_bytes().hex()
+    return text
+
+
+# ------------------------------------------------------------ wallet hooks
+
+def create_multisig(ctx: Any, name: str, m: int, cosigners: tuple[str, ...]) -> None:
+    """``wallet create NAME --multisig M --cosigner XPUB …``: the ``-w`` wallet
+    brings its own key (and a copy of its encrypted seed, to sign its share)."""
+    from o2ocli.wallet import multisig
+    from o2ocli.wallet.wallet import WalletError, create_wallet
+
+    if not cosigners:
+        raise click.UsageError("--multisig needs at least one --cosigner XPUB")
+    with open_wallet(ctx) as own, node_errors():
+        own_xpub = own.export_xpub()
+        seed = own.db.get(b"seed")
+        copied = (seed, own.encrypted) if seed is not None else None
+    xpubs = sorted({own_xpub, *(c.strip() for c in cosigners)})
+    if len(xpubs) != len(cosigners) + 1:
+        raise CliError("the cosigner xpubs must be distinct and differ from this wallet's own")
+    if not 1 <= m <= len(xpubs) or len(xpubs) > 15:
+        raise CliError(f"--multisig must be within 1..{len(xpubs)} for {len(xpubs)} keys "
+                       "(at most 15 keys)")
+    try:
+        multisig.parse_xpubs(xpubs)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    datadir = resolve_datadir(ctx)
+    spec = resolve_spec(ctx, datadir)
+    try:
+        with create_wallet(datadir, name, spec, None, None, xpub=own_xpub, copied_seed=copied,
+                           extra_meta={"multisig": {"m": m, "xpubs": xpubs}}) as w:
+            address = multisig.receive_address(w)
+    except WalletError as exc:
+        raise CliError(str(exc)) from None
+    note = "" if copied else " (watch-only: it cannot sign its share)"
+    emit(ctx, {"name": name, "address": address, "m": m, "n": len(xpubs), "xpubs": xpubs,
+               "can_sign": copied is not None},
+         f"created {m}-of-{len(xpubs)} multisig wallet {name!r}{note}\naddress   {address}")
+
+
+def multisig_balances(w: Any, client: Any) -> list[Any]:
+    """Per-asset balances of a multisig wallet (as :func:`service.balances`)."""
+    from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.multisig import multisig_coins
+    from o2ocli.wallet.service import Balance
+
+    result = {NATIVE_ASSET: Balance(NATIVE_ASSET)}
+    for coin, _path, spent in multisig_coins(w, client):
+        entry = result.setdefault(coin.output.asset, Balance(coin.output.asset))
+        if coin.confirmed:
+            entry.confirmed += coin.output.amount
+            if spent:
+                entry.unconfirmed -= coin.output.amount
+        elif not spent:
+            entry.unconfirmed += coin.output.amount
+    return sorted(result.values(), key=lambda b: (b.asset != NATIVE_ASSET, b.asset))
+
+
+def send_unsigned(ctx: Any, w: Any, outputs: list[Any], fixed_fee: int | None,
+                  max_inputs: int, out: Path) -> None:
+    """``wallet send --unsigned --out FILE``: select coins, write the file, sign nothing."""
+    from o2ocli.wallet.psbtbuild import build_multisig, build_single
+
+    with node_errors():
+        client = rpc_client(ctx)
+        from o2ocli.wallet.multisig import is_multisig
+
+        build = build_multisig if is_multisig(w) else build_single
+        psbt, commit = build(w, client, outputs, fixed_fee, max_inputs)
+        info, text = _describe(psbt, w.spec)
+        _write(out, psbt.dumps())
+        commit()
+    emit(ctx, {"file": str(out), "txid": info["txid"], "fee": info["fee"], "summary": info},
+         f"{text}\nwrote {out} (unsigned: have it signed with 'wallet sign {out}')")
