@@ -28,10 +28,15 @@ from .common import (
 )
 
 __all__ = ["sign_cmd", "combine_cmd", "finalize_cmd", "create_multisig", "send_unsigned",
-           "multisig_balances", "broadcast_text", "MULTISIG_SEND_HINT"]
+           "check_send_mode", "recipient_lock", "broadcast_text"]
 
 MULTISIG_SEND_HINT = ("is a multisig wallet: make the payment with 'wallet send --unsigned "
                       "--out FILE', then have the cosigners run 'wallet sign FILE'")
+
+
+def _interactive() -> bool:
+    """True when a person can answer a question (standard input is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def _read(path: Path) -> Any:
@@ -119,8 +124,7 @@ def sign_cmd(file: Path, out: Path | None, yes: bool, passphrase_file: Path | No
         info, text = _describe(psbt, w.spec)
         if not ctx.json:
             click.echo(text)
-        if not yes and sys.stdin.isatty() and not click.confirm("Sign?", default=False,
-                                                                err=True):
+        if not yes and _interactive() and not click.confirm("Sign?", default=False, err=True):
             raise CliError("not signed")
         passphrase = unlock_passphrase(w, passphrase_file)
         with node_errors():
@@ -223,14 +227,16 @@ def broadcast_text(ctx: Any, arg: str) -> str:
 
 # ------------------------------------------------------------ wallet hooks
 
-def create_multisig(ctx: Any, name: str, m: int, cosigners: tuple[str, ...]) -> None:
+def create_multisig(ctx: Any, name: str, m: int | None, cosigners: tuple[str, ...],
+                    watch_only: bool) -> None:
     """``wallet create NAME --multisig M --cosigner XPUB …``: the ``-w`` wallet
     brings its own key (and a copy of its encrypted seed, to sign its share)."""
     from o2ocli.wallet import multisig
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
-    if not cosigners:
-        raise click.UsageError("--multisig needs at least one --cosigner XPUB")
+    if m is None or not cosigners or watch_only:
+        raise click.UsageError("--multisig M goes with one or more --cosigner XPUB "
+                               "(and not with --watch-only/--xpub)")
     with open_wallet(ctx) as own, node_errors():
         own_xpub = own.export_xpub()
         seed = own.db.get(b"seed")
@@ -259,22 +265,25 @@ def create_multisig(ctx: Any, name: str, m: int, cosigners: tuple[str, ...]) -> 
          f"created {m}-of-{len(xpubs)} multisig wallet {name!r}{note}\naddress   {address}")
 
 
-def multisig_balances(w: Any, client: Any) -> list[Any]:
-    """Per-asset balances of a multisig wallet (as :func:`service.balances`)."""
-    from o2ocli.core.tx import NATIVE_ASSET
-    from o2ocli.wallet.multisig import multisig_coins
-    from o2ocli.wallet.service import Balance
+def recipient_lock(spec: Any, text: str) -> Any:
+    """The lock a ``--to`` address pays: plain or multisig (one-line error otherwise)."""
+    from o2ocli.crypto.address import AddressError
+    from o2ocli.wallet.multisig import parse_recipient
 
-    result = {NATIVE_ASSET: Balance(NATIVE_ASSET)}
-    for coin, _path, spent in multisig_coins(w, client):
-        entry = result.setdefault(coin.output.asset, Balance(coin.output.asset))
-        if coin.confirmed:
-            entry.confirmed += coin.output.amount
-            if spent:
-                entry.unconfirmed -= coin.output.amount
-        elif not spent:
-            entry.unconfirmed += coin.output.amount
-    return sorted(result.values(), key=lambda b: (b.asset != NATIVE_ASSET, b.asset))
+    try:
+        return parse_recipient(spec, text)
+    except AddressError as exc:
+        raise CliError(f"bad address {text!r}: {exc}") from None
+
+
+def check_send_mode(w: Any, unsigned: bool, out: Path | None, dry_run: bool) -> None:
+    """``--unsigned`` goes with ``--out``; a multisig wallet pays only that way."""
+    from o2ocli.wallet.multisig import is_multisig
+
+    if unsigned != (out is not None) or (unsigned and dry_run):
+        raise click.UsageError("--unsigned goes with --out FILE (and not with --dry-run)")
+    if is_multisig(w) and not unsigned:
+        raise CliError(f"wallet {w.name!r} {MULTISIG_SEND_HINT}")
 
 
 def send_unsigned(ctx: Any, w: Any, outputs: list[Any], fixed_fee: int | None,

@@ -23,6 +23,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .psbt import check_send_mode, create_multisig, recipient_lock, send_unsigned
 
 
 @click.group()
@@ -71,11 +72,7 @@ def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpu
 
     ctx = get_context()
     if multisig_m is not None or cosigners:
-        from .psbt import create_multisig
-
-        if multisig_m is None or watch_only or xpub is not None:
-            raise click.UsageError("--cosigner goes with --multisig (not --watch-only/--xpub)")
-        return create_multisig(ctx, name, multisig_m, cosigners)
+        return create_multisig(ctx, name, multisig_m, cosigners, watch_only or xpub is not None)
     datadir = resolve_datadir(ctx)
     spec = resolve_spec(ctx, datadir)
     if watch_only != (xpub is not None):
@@ -185,14 +182,9 @@ def address_cmd(new: bool) -> None:
         o2ocli -w alice wallet address
         o2ocli -w alice wallet address --new
     """
-    from o2ocli.wallet import multisig
-
     ctx = get_context()
     with open_wallet(ctx) as w:
-        if multisig.is_multisig(w):
-            address = multisig.receive_address(w, new=new)
-        else:
-            address = w.receive_address(new=new)
+        address = w.receive_address(new=new)
     emit(ctx, {"address": address}, address)
 
 
@@ -222,14 +214,7 @@ def balance_cmd() -> None:
     ctx = get_context()
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
-        from o2ocli.wallet.multisig import is_multisig
-
-        if is_multisig(w):
-            from .psbt import multisig_balances
-
-            rows = multisig_balances(w, client)
-        else:
-            rows = balances(w, client)
+        rows = balances(w, client)
         spec = w.spec
         names = _asset_labels(client, spec, [b.asset for b in rows])
         data = []
@@ -251,18 +236,10 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
                         decimals: int | None = None) -> list[Any]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import NATIVE_ASSET, TxOut
-    from o2ocli.crypto.address import AddressError
     from o2ocli.wallet.builder import split_amount
-    from o2ocli.wallet.multisig import parse_recipient
 
     def addr(text: str) -> bytes:
         return parse_address(spec, text)
-
-    def lock(text: str) -> Any:
-        try:
-            return parse_recipient(spec, text)
-        except AddressError as exc:
-            raise CliError(f"bad address {text!r}: {exc}") from None
 
     def amount(text: str) -> int:
         try:
@@ -294,7 +271,7 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
     if len(to) != len(amounts):
         raise click.UsageError("give one --amount per --to")
     pairs = zip(to, amounts, strict=True)
-    return [TxOut(asset, amount(a), lock(t)) for t, a in pairs]
+    return [TxOut(asset, amount(a), recipient_lock(spec, t)) for t, a in pairs]
 
 
 @wallet.command("send")
@@ -308,10 +285,8 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
 @click.option("--fee", default=None, metavar="X", help="Absolute fee instead of the fee rate.")
 @click.option("--max-inputs", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
-@click.option("--unsigned", is_flag=True,
-              help="Sign nothing: write a partially signed file (with --out).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File for --unsigned.")
+@click.option("--unsigned", is_flag=True, help="Sign nothing: write a partially signed file.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="For --unsigned.")
 @passphrase_file_option
 def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, ...],
              asset: str | None, fee: str | None, max_inputs: int, dry_run: bool,
@@ -332,17 +307,11 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         o2ocli -w shared wallet send --to dAbc… --amount 5 --unsigned --out pay.psbt
     """
     from o2ocli.core.tx import NATIVE_ASSET
-    from o2ocli.wallet.multisig import is_multisig
     from o2ocli.wallet.service import broadcast, prepare_payment, record_change
 
-    from .psbt import MULTISIG_SEND_HINT, send_unsigned
-
     ctx = get_context()
-    if unsigned != (out is not None) or (unsigned and dry_run):
-        raise click.UsageError("--unsigned goes with --out FILE (and not with --dry-run)")
     with open_wallet(ctx) as w:
-        if is_multisig(w) and not unsigned:
-            raise CliError(f"wallet {w.name!r} {MULTISIG_SEND_HINT}")
+        check_send_mode(w, unsigned, out, dry_run)
         spec = w.spec
         decimals = spec.native_decimals
         if asset is None or asset.upper() == spec.native_symbol:
@@ -370,8 +339,7 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 fixed_fee = spec.amount(fee, "fee")
             except ValueError as exc:
                 raise CliError(f"bad fee: {exc}") from None
-        if unsigned:
-            assert out is not None
+        if out is not None:
             return send_unsigned(ctx, w, outputs, fixed_fee, max_inputs, out)
         passphrase = unlock_passphrase(w, passphrase_file)
         with node_errors():

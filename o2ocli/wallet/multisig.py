@@ -9,7 +9,7 @@ existing :class:`~o2ocli.core.locks.Multisig` lock (no new consensus bytes).
 * A multisig address is written ``Base58Check(address_version ‖ lock bytes)``
   (tag ``02``, ``m``, ``n``, the hashes): chain-bound like a plain address and
   told apart from one by its length (a plain address holds 21 bytes, a
-  multisig one at least 64).  ``wallet send --to`` accepts both.
+  multisig one at least 24).  ``wallet send --to`` accepts both.
 * A multisig wallet is a wallet whose ``meta`` has ``"multisig": {"m": M,
   "xpubs": [...]}`` (the xpubs sorted, so every cosigner derives the same
   addresses); it keeps a copy of its own wallet's (encrypted) seed so it can
@@ -46,6 +46,7 @@ __all__ = [
     "next_change",
     "commit_change",
     "multisig_coins",
+    "multisig_balances",
 ]
 
 MS_RECEIVE = 3
@@ -196,3 +197,21 @@ def multisig_coins(wallet: Any, client: Any, include_spent: bool = True
         coin = Spendable(outpoint, out, item["height"] is not None, bytes(20))
         found.append((coin, path, "spent_by" in item))
     return found
+
+
+def multisig_balances(wallet: Any, client: Any) -> list[Any]:
+    """Per-asset :class:`~o2ocli.wallet.service.Balance` of a multisig wallet."""
+    from o2ocli.core.tx import NATIVE_ASSET
+
+    from .service import Balance
+
+    result = {NATIVE_ASSET: Balance(NATIVE_ASSET)}
+    for coin, _path, spent in multisig_coins(wallet, client):
+        entry = result.setdefault(coin.output.asset, Balance(coin.output.asset))
+        if coin.confirmed:
+            entry.confirmed += coin.output.amount
+            if spent:
+                entry.unconfirmed -= coin.output.amount
+        elif not spent:
+            entry.unconfirmed += coin.output.amount
+    return sorted(result.values(), key=lambda b: (b.asset != NATIVE_ASSET, b.asset))

@@ -316,6 +316,10 @@ class Wallet:
 
     def receive_address(self, new: bool = False) -> str:
         """The current receiving address, or a fresh one with ``new``."""
+        if "multisig" in self.meta:
+            from . import multisig
+
+            return multisig.receive_address(self, new)
         index = self.meta["receive_index"]
         if new or self.meta["next_index"][str(EXTERNAL)] <= index:
             return self.spec.address(self.issue(EXTERNAL))
