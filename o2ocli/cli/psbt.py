@@ -8,6 +8,7 @@ The file format is :mod:`o2ocli.wallet.psbt` (``docs/psbt.rst``).
 from __future__ import annotations
 
 import os
+import string
 import sys
 from pathlib import Path
 from typing import Any
@@ -213,9 +214,16 @@ def broadcast_text(ctx: Any, arg: str) -> str:
     (stdin), a file of hex, or a complete partially signed file."""
     if arg == "-":
         return sys.stdin.read().strip()
+    text = arg.strip()
+    if all(c in string.hexdigits for c in text):
+        return text  # raw hex (may be longer than a file name can be)
     path = Path(arg)
-    if not path.is_file():
-        return arg.strip()
+    try:
+        is_file = path.is_file()
+    except OSError:
+        is_file = False
+    if not is_file:
+        return text  # the node says what is wrong with it
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:

@@ -214,3 +214,10 @@ def test_cli_sign_shows_what_it_signs_and_asks_on_a_terminal(tmp_path, monkeypat
     else:
         assert result.exit_code == 1 and "error: not signed" in result.stderr
         assert after.inputs[0].signatures == {}
+
+
+def test_cli_broadcast_still_takes_raw_hex_longer_than_a_file_name(tmp_path):
+    raw = make().tx.to_bytes().hex() * 3  # > 255 characters: never looked up as a file
+    result = cli_run(tmp_path / "d", "chain", "broadcast", raw)
+    assert result.exit_code == 3  # gets as far as the (absent) node
+    assert result.stderr.startswith("error: node is not running")
