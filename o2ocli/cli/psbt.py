@@ -72,13 +72,14 @@ def _check_chain(psbt: Any, spec: Any, path: Path) -> None:
                        "refusing to use it here")
 
 
-def _describe(psbt: Any, spec: Any) -> tuple[dict[str, Any], str]:
-    """(JSON summary, human text) of what the file pays."""
+def _describe(psbt: Any, spec: Any, own_xpub: str | None = None) -> tuple[dict[str, Any], str]:
+    """(JSON summary, human text) of what the file pays (change as the signer
+    with ``own_xpub`` can tell it: :func:`o2ocli.wallet.psbt.summary`)."""
     from o2ocli.amounts import format_amount
     from o2ocli.core.tx import NATIVE_ASSET
     from o2ocli.wallet.psbt import summary
 
-    info = summary(psbt, spec)
+    info = summary(psbt, spec, own_xpub)
 
     def amount(entry: dict[str, Any]) -> str:
         if entry["asset"] == NATIVE_ASSET.hex():
@@ -90,7 +91,8 @@ def _describe(psbt: Any, spec: Any) -> tuple[dict[str, Any], str]:
     info["fee"] = spec.format(info["fee_units"])
     lines = [f"chain     {info['chain_id']}", f"txid      {info['txid']}"]
     lines += [f"pay       {e['address']}  {e['amount']}" for e in info["recipients"]]
-    lines += [f"change    {e['address']}  {e['amount']}" for e in info["change"]]
+    back = f"  (back to the {info['m']}-of-{info['n']} key set)" if info["n"] > 1 else ""
+    lines += [f"change    {e['address']}  {e['amount']}{back}" for e in info["change"]]
     lines.append(f"fee       {info['fee']} {spec.native_symbol}")
     lines.append("signed    " + ", ".join(f"input {n}: {k}" for n, k in
                                            enumerate(info["signatures"])))
@@ -116,13 +118,19 @@ def sign_cmd(file: Path, out: Path | None, yes: bool, passphrase_file: Path | No
         o2ocli -w alice wallet sign pay.psbt
         o2ocli -w bob wallet sign pay.psbt --out pay-bob.psbt --yes
     """
+    from o2ocli.wallet import multisig
     from o2ocli.wallet.psbt import sign
 
     ctx = get_context()
     with open_wallet(ctx) as w:
         psbt = _read(file)
         _check_chain(psbt, w.spec, file)
-        info, text = _describe(psbt, w.spec)
+        if multisig.is_multisig(w) and multisig.multisig_config(w) != (psbt.m, psbt.xpubs):
+            raise CliError(f"{file} spends from another key set than multisig wallet "
+                           f"{w.name!r}: refusing to sign")
+        with node_errors():
+            own_xpub = w.export_xpub()
+        info, text = _describe(psbt, w.spec, own_xpub)
         if not ctx.json:
             click.echo(text)
         if not yes and _interactive() and not click.confirm("Sign?", default=False, err=True):

@@ -193,6 +193,8 @@ def parse(text: str | bytes) -> Psbt:
     xpub_texts = doc.get("xpubs")
     if not isinstance(xpub_texts, list) or not all(isinstance(x, str) for x in xpub_texts):
         raise PsbtError("xpubs must be a list of strings")
+    if len(xpub_texts) > 15 or (xpub_texts and m > len(xpub_texts)):
+        raise PsbtError(f"m = {m} does not fit {len(xpub_texts)} xpubs (at most 15)")
     try:
         xpubs = parse_xpubs(xpub_texts)
     except ValueError as exc:
@@ -348,15 +350,18 @@ def finalize(psbt: Psbt, spec: ChainSpec) -> Tx:
     return psbt.tx.with_witnesses(witnesses)
 
 
-def summary(psbt: Psbt, spec: ChainSpec) -> dict[str, Any]:
+def summary(psbt: Psbt, spec: ChainSpec, own_xpub: str | None = None) -> dict[str, Any]:
     """What a signer signs: recipients, per-asset amounts, the fee (from the
-    coins), change and the chain.  Amounts are base units."""
+    coins), change and the chain.  Amounts are base units.  With ``own_xpub``
+    (the signer's), outputs count as change only if the file's key set
+    includes that xpub: otherwise they are listed as recipients."""
+    trusted = own_xpub is None or own_xpub in psbt.xpubs
     recipients = []
     change = []
     for j, out in enumerate(psbt.tx.outputs):
         entry = {"address": lock_address(spec, out.lock), "asset": out.asset.hex(),
                  "units": out.amount}
-        (change if j in psbt.change else recipients).append(entry)
+        (change if j in psbt.change and trusted else recipients).append(entry)
     totals_in: dict[bytes, int] = {}
     for item in psbt.inputs:
         totals_in[item.coin.asset] = totals_in.get(item.coin.asset, 0) + item.coin.amount
@@ -365,6 +370,6 @@ def summary(psbt: Psbt, spec: ChainSpec) -> dict[str, Any]:
         totals_out[out.asset] = totals_out.get(out.asset, 0) + out.amount
     fee = totals_in.get(NATIVE_ASSET, 0) - totals_out.get(NATIVE_ASSET, 0)
     return {"chain_id": psbt.chain_id, "txid": psbt.tx.txid.hex(), "recipients": recipients,
-            "change": change, "fee_units": fee,
+            "change": change, "fee_units": fee, "m": psbt.m, "n": len(psbt.xpubs),
             "signatures": [len(i.signatures) for i in psbt.inputs]}
 

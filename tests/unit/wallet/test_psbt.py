@@ -221,3 +221,37 @@ def test_cli_broadcast_still_takes_raw_hex_longer_than_a_file_name(tmp_path):
     result = cli_run(tmp_path / "d", "chain", "broadcast", raw)
     assert result.exit_code == 3  # gets as far as the (absent) node
     assert result.stderr.startswith("error: node is not running")
+
+
+def test_change_is_only_called_change_for_a_signer_in_the_key_set():
+    from o2ocli.wallet.psbt import summary
+
+    psbt = make()
+    assert len(summary(psbt, SPEC, XPUBS[0])["change"]) == 1
+    stranger = ExtendedKey.from_seed(b"\x09" * 32).derive_path(ACCOUNT_PATH)
+    info = summary(psbt, SPEC, stranger.neuter().serialize(private=False))
+    assert info["change"] == [] and len(info["recipients"]) == 2
+
+
+def test_cli_multisig_wallet_refuses_another_key_set_and_combine_refuses_other_txs(tmp_path):
+    from o2ocli.wallet.wallet import create_wallet
+
+    datadir = tmp_path / "d"
+    with create_wallet(datadir, "solo", SPEC, " ".join(["abandon"] * 11 + ["about"]), None):
+        pass
+    made = cli_run(datadir, "--json", "-w", "solo", "wallet", "create", "shared", "--multisig",
+                   "2", "--cosigner", XPUBS[0], "--cosigner", XPUBS[1])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.stdout)["address"] == cli_run(
+        datadir, "-w", "shared", "wallet", "address").stdout.strip()
+    path = tmp_path / "pay.psbt"
+    path.write_text(make().dumps())  # the 2-of-3 of XPUBS: not this wallet's key set
+    result = cli_run(datadir, "-w", "shared", "wallet", "sign", str(path), "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {path} spends from another key set than multisig "
+                             "wallet 'shared': refusing to sign\n")
+    other = tmp_path / "other.psbt"
+    other.write_text(make(amount=3 * COIN).dumps())
+    result = cli_run(datadir, "wallet", "combine", str(path), str(other))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: files are for different transactions (")
