@@ -99,6 +99,10 @@ def test_two_of_three_payment_signed_on_three_machines(machines):
     assert signed_c["added"] == 1  # carol's multisig wallet signs her share in place
     assert signed_c["summary"]["fee"] == built["fee"]
 
+    # Alice's multisig wallet holds a copy of her encrypted seed: it can sign its share too.
+    mine = run(m1, "-w", "shared", "wallet", "sign", str(unsigned), "--out", str(m1 / "a.psbt"))
+    assert mine["added"] == 1 and mine["summary"]["change"] == built["summary"]["change"]
+
     # One signature is not enough.
     short = run(m1, "wallet", "finalize", str(m2 / "pay-bob.psbt"), ok=False)
     assert "input 0 has 1 of 2 signatures" in short
@@ -116,3 +120,20 @@ def test_two_of_three_payment_signed_on_three_machines(machines):
     # A complete psbt file is finalized on the way: the node knows that tx already.
     again = run(m1, "chain", "broadcast", str(full), ok=False)
     assert f"tx {sent['txid']} is already confirmed" in again
+
+    # Offline signing of a single-key payment: a watch-only twin builds it, the
+    # wallet with the keys signs, the complete file is broadcast as it is.
+    run(m1, "wallet", "create", "alice-till", "--watch-only", "--xpub", xa)
+    solo = m1 / "solo.psbt"
+    back = run(m1, "-w", "dev", "wallet", "address")["address"]
+    built = run(m1, "-w", "alice-till", "wallet", "send", "--to", back, "--amount", "1",
+                "--unsigned", "--out", str(solo))
+    assert [r["address"] for r in built["summary"]["recipients"]] == [back]
+    refused = run(m1, "-w", "alice-till", "wallet", "sign", str(solo), ok=False)
+    assert "watch-only" in refused
+    assert run(m1, "-w", "alice", "wallet", "sign", str(solo))["signatures"] == [1]
+    sent = run(m1, "chain", "broadcast", str(solo))
+    assert sent["txid"] == built["txid"]
+    wait_until(lambda: node.rpc("gettx", sent["txid"])["final"], 60, "payment to be final")
+    assert native(run(m1, "-w", "alice", "wallet", "balance")) == (
+        Decimal(4) - Decimal(built["fee"]), 0)
