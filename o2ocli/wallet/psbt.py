@@ -166,7 +166,9 @@ def _coin(data: Any, where: str) -> TxOut:
 def _tx(value: Any, what: str) -> Tx:
     try:
         return Tx.from_bytes(_hex(value, what))
-    except DecodeError as exc:
+    except PsbtError:
+        raise
+    except ValueError as exc:  # DecodeError, and values a constructor refuses
         raise PsbtError(f"{what} does not decode: {exc}") from None
 
 
@@ -174,7 +176,7 @@ def parse(text: str | bytes) -> Psbt:
     """Read and check a file's text (see the module docstring)."""
     try:
         doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise PsbtError("not a partially signed transaction file (expected JSON)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PsbtError(f"not a partially signed transaction file (no \"format\": \"{FORMAT}\")")

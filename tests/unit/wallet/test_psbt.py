@@ -255,3 +255,44 @@ def test_cli_multisig_wallet_refuses_another_key_set_and_combine_refuses_other_t
     result = cli_run(datadir, "wallet", "combine", str(path), str(other))
     assert result.exit_code == 1
     assert result.stderr.startswith("error: files are for different transactions (")
+
+
+def _leaves(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*path, i))
+    yield path
+
+
+def test_any_mutated_field_is_accepted_or_refused_with_a_psbt_error():
+    """Seeded by O2O_PSBT_SEED (random by default, named in a failure)."""
+    import os
+    import random
+
+    seed = int(os.environ.get("O2O_PSBT_SEED") or random.randrange(2**32))
+    rng = random.Random(seed)
+    doc = json.loads(signed_by(make(), 0).dumps())
+    paths = list(_leaves(doc))[:-1]  # every field but the root
+    replacements = [None, -1, 0, 2**70, "", "zz", "00", [], {}, [3, 0], "ab" * 33, True]
+    for _ in range(100):
+        mutated = json.loads(json.dumps(doc))
+        path = rng.choice(paths)
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        old = parent[path[-1]]
+        if isinstance(old, str) and old and rng.random() < 0.5:
+            i = rng.randrange(len(old))
+            new = old[:i] + rng.choice("0123456789abcdef") + old[i + 1:]
+        else:
+            new = rng.choice(replacements)
+        parent[path[-1]] = new
+        try:
+            parse(json.dumps(mutated))
+        except PsbtError:
+            pass
+        except Exception as exc:  # pragma: no cover - the failure report
+            raise AssertionError(f"O2O_PSBT_SEED={seed}: {path} = {new!r} raised {exc!r}") from exc
