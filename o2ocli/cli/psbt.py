@@ -94,8 +94,9 @@ def _describe(psbt: Any, spec: Any, own_xpub: str | None = None) -> tuple[dict[s
     back = f"  (back to the {info['m']}-of-{info['n']} key set)" if info["n"] > 1 else ""
     lines += [f"change    {e['address']}  {e['amount']}{back}" for e in info["change"]]
     lines.append(f"fee       {info['fee']} {spec.native_symbol}")
-    lines.append("signed    " + ", ".join(f"input {n}: {k}" for n, k in
-                                           enumerate(info["signatures"])))
+    lines.append("signed    " + ", ".join(
+        f"input {n}: {have} of {need}"
+        for n, (have, need) in enumerate(zip(info["signatures"], info["needed"], strict=True))))
     return info, "\n".join(lines)
 
 

@@ -373,5 +373,7 @@ def summary(psbt: Psbt, spec: ChainSpec, own_xpub: str | None = None) -> dict[st
     fee = totals_in.get(NATIVE_ASSET, 0) - totals_out.get(NATIVE_ASSET, 0)
     return {"chain_id": psbt.chain_id, "txid": psbt.tx.txid.hex(), "recipients": recipients,
             "change": change, "fee_units": fee, "m": psbt.m, "n": len(psbt.xpubs),
-            "signatures": [len(i.signatures) for i in psbt.inputs]}
+            "signatures": [len(i.signatures) for i in psbt.inputs],
+            "needed": [i.coin.lock.m if isinstance(i.coin.lock, Multisig) else 1
+                       for i in psbt.inputs]}
 
