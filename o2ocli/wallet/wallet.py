@@ -189,7 +189,8 @@ def create_wallet(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     wallet = Wallet.open(datadir, name, spec)
-    wallet.issue(EXTERNAL)
+    if "multisig" not in wallet.meta:
+        wallet.issue(EXTERNAL)
     return wallet
 
 
@@ -294,6 +295,9 @@ class Wallet:
     def _derive_pkh(self, chain: int, index: int) -> bytes:
         if self.account is None:
             raise WalletError("wallet has no HD keys")
+        if "multisig" in self.meta:  # its own seed copy must not pay or receive alone
+            raise WalletError(f"wallet {self.name!r} is a multisig wallet: it has multisig "
+                              "addresses only (address, balance, send --unsigned, sign)")
         chain_key = self._chain_keys.get(chain)
         if chain_key is None:
             chain_key = self._chain_keys[chain] = self.account.derive(chain)

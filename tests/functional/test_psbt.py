@@ -79,6 +79,11 @@ def test_two_of_three_payment_signed_on_three_machines(machines):
     dest = run(m1, "-w", "alice", "wallet", "address")["address"]
     refused = run(m1, "-w", "shared", "wallet", "send", "--to", dest, "--amount", "1", ok=False)
     assert "multisig wallet" in refused and "--unsigned" in refused
+    # Nor does it act as the single-key wallet whose seed it holds a copy of.
+    for command in (["wallet", "history"], ["invoice", "create", "--amount", "1"]):
+        refused = run(m1, "-w", "shared", *command, ok=False)
+        assert refused == ("error: wallet 'shared' is a multisig wallet: it has multisig "
+                           "addresses only (address, balance, send --unsigned, sign)"), command
 
     unsigned = m1 / "pay.psbt"
     built = run(m1, "-w", "shared", "wallet", "send", "--to", dest, "--amount", "5",
