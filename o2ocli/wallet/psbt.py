@@ -287,6 +287,8 @@ def combine(psbts: list[Psbt]) -> Psbt:
         if other.tx.txid != first.tx.txid:
             raise PsbtError(f"files are for different transactions ({first.tx.txid.hex()[:16]}… "
                             f"and {other.tx.txid.hex()[:16]}…)")
+        if (other.m, other.xpubs, other.change) != (first.m, first.xpubs, first.change):
+            raise PsbtError("files of the same transaction list different key sets or change")
     merged = Psbt(first.chain_id, first.tx, [], first.m, list(first.xpubs), dict(first.change))
     for n, item in enumerate(first.inputs):
         sigs: dict[bytes, bytes] = {}

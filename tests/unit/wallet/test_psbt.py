@@ -117,6 +117,9 @@ def test_combine_merges_signatures_and_refuses_different_txs():
     assert len(merged.inputs[0].signatures) == 2
     with pytest.raises(PsbtError, match="different transactions"):
         combine([a, signed_by(make(amount=3 * COIN), 2)])
+    b.change = {}
+    with pytest.raises(PsbtError, match="different key sets or change"):
+        combine([a, b])
 
 
 def test_finalize_needs_m_signatures_in_the_locks_order():
