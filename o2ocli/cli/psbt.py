@@ -255,6 +255,9 @@ def create_multisig(ctx: Any, name: str, m: int | None, cosigners: tuple[str, ..
         raise click.UsageError("--multisig M goes with one or more --cosigner XPUB "
                                "(and not with --watch-only/--xpub)")
     with open_wallet(ctx) as own, node_errors():
+        if multisig.is_multisig(own):
+            raise CliError(f"wallet {own.name!r} is a multisig wallet: give the single-key "
+                           "wallet whose key joins (-w NAME)")
         own_xpub = own.export_xpub()
         seed = own.db.get(b"seed")
         copied = (seed, own.encrypted) if seed is not None else None

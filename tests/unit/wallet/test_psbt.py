@@ -247,6 +247,9 @@ def test_cli_multisig_wallet_refuses_another_key_set_and_combine_refuses_other_t
     assert made.exit_code == 0, made.output
     assert json.loads(made.stdout)["address"] == cli_run(
         datadir, "-w", "shared", "wallet", "address").stdout.strip()
+    again = cli_run(datadir, "-w", "shared", "wallet", "create", "again", "--multisig", "2",
+                    "--cosigner", XPUBS[0])
+    assert again.exit_code == 1 and "is a multisig wallet" in again.stderr
     path = tmp_path / "pay.psbt"
     path.write_text(make().dumps())  # the 2-of-3 of XPUBS: not this wallet's key set
     result = cli_run(datadir, "-w", "shared", "wallet", "sign", str(path), "--yes")
