@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,19 +140,24 @@ def tx_cmd(txid: str) -> None:
 
 
 @chain.command("broadcast")
-@click.argument("raw", metavar="HEX")
+@click.argument("raw", metavar="HEX|FILE")
 def broadcast_cmd(raw: str) -> None:
-    """Send a signed raw transaction (hex, or - for stdin) to the node.
+    """Send a signed raw transaction (hex, - for stdin, or a FILE) to the node.
+
+    FILE holds raw hex ('wallet finalize --out') or is a partially signed file
+    with enough signatures (finalized on the way).
 
     \b
     Example:
         o2ocli chain broadcast 0100000001…
         o2ocli wallet send --to d… --amount 1 --dry-run --json | jq -r .raw | \\
             o2ocli chain broadcast -
+        o2ocli chain broadcast pay.psbt
     """
+    from .psbt import broadcast_text
+
     ctx = get_context()
-    if raw == "-":
-        raw = sys.stdin.read().strip()
+    raw = broadcast_text(ctx, raw)
     txid = rpc_call(ctx, "sendrawtx", raw.strip())
     emit(ctx, {"txid": txid}, txid)
 

@@ -271,6 +271,8 @@ def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
         click.echo(warning, err=True)
     try:
         yield wallet
+    except WalletError as exc:  # e.g. a multisig wallet asked for a single-key address
+        raise CliError(str(exc)) from None
     finally:
         wallet.close()
 

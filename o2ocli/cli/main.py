@@ -101,6 +101,10 @@ def _register() -> None:
     cli.add_command(profile)
     wallet.add_command(pay_cmd)
     wallet.add_command(export_xpub_cmd)
+    from .psbt import combine_cmd, finalize_cmd, sign_cmd
+
+    for command in (sign_cmd, combine_cmd, finalize_cmd):
+        wallet.add_command(command)
 
 
 _register()

@@ -23,6 +23,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .psbt import check_send_mode, create_multisig, recipient_lock, send_unsigned
 
 
 @click.group()
@@ -46,8 +47,13 @@ def wallet() -> None:
 @click.option("--no-passphrase", is_flag=True, help="Store keys unencrypted (test wallets).")
 @click.option("--watch-only", is_flag=True, help="No keys: watch the addresses of --xpub.")
 @click.option("--xpub", default=None, help="Account xpub (from 'wallet export-xpub').")
+@click.option("--multisig", "multisig_m", type=int, default=None, metavar="M",
+              help="An M-of-N multisig wallet of the -w wallet's key and the --cosigner keys.")
+@click.option("--cosigner", "cosigners", multiple=True, metavar="XPUB",
+              help="A cosigner's account xpub, for --multisig (repeatable).")
 @passphrase_file_option
 def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpub: str | None,
+               multisig_m: int | None, cosigners: tuple[str, ...],
                passphrase_file: Path | None) -> None:
     """Create a wallet; prints its first address and recovery phrase (shown once).
 
@@ -59,11 +65,14 @@ def create_cmd(name: str, words: str, no_passphrase: bool, watch_only: bool, xpu
         o2ocli wallet create alice
         O2OCLI_PASSPHRASE=… o2ocli --json wallet create shop
         o2ocli wallet create till --watch-only --xpub "$(o2ocli -w shop wallet export-xpub)"
+        o2ocli -w alice wallet create shared --multisig 2 --cosigner xpub6B… --cosigner xpub6C…
     """
     from o2ocli.wallet.bip39 import generate_mnemonic
     from o2ocli.wallet.wallet import WalletError, create_wallet
 
     ctx = get_context()
+    if multisig_m is not None or cosigners:
+        return create_multisig(ctx, name, multisig_m, cosigners, watch_only or xpub is not None)
     datadir = resolve_datadir(ctx)
     spec = resolve_spec(ctx, datadir)
     if watch_only != (xpub is not None):
@@ -262,7 +271,7 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
     if len(to) != len(amounts):
         raise click.UsageError("give one --amount per --to")
     pairs = zip(to, amounts, strict=True)
-    return [TxOut(asset, amount(a), PayToAddress(addr(t))) for t, a in pairs]
+    return [TxOut(asset, amount(a), recipient_lock(spec, t)) for t, a in pairs]
 
 
 @wallet.command("send")
@@ -276,10 +285,12 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
 @click.option("--fee", default=None, metavar="X", help="Absolute fee instead of the fee rate.")
 @click.option("--max-inputs", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
+@click.option("--unsigned", is_flag=True, help="Sign nothing: write a partially signed file.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="For --unsigned.")
 @passphrase_file_option
 def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, ...],
              asset: str | None, fee: str | None, max_inputs: int, dry_run: bool,
-             passphrase_file: Path | None) -> None:
+             unsigned: bool, out: Path | None, passphrase_file: Path | None) -> None:
     """Pay one or more recipients; change goes to a fresh change address.
 
     The fee defaults to the node's minimum relay fee rate for the exact size
@@ -293,12 +304,14 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         o2ocli -w alice wallet send --to dA… --amount 1 --to dB… --amount 2
         o2ocli -w shop wallet send --amount 100 --split dMerchant…=70 \\
             --split dCourier…=20 --split dPlatform…=10
+        o2ocli -w shared wallet send --to dAbc… --amount 5 --unsigned --out pay.psbt
     """
     from o2ocli.core.tx import NATIVE_ASSET
     from o2ocli.wallet.service import broadcast, prepare_payment, record_change
 
     ctx = get_context()
     with open_wallet(ctx) as w:
+        check_send_mode(w, unsigned, out, dry_run)
         spec = w.spec
         decimals = spec.native_decimals
         if asset is None or asset.upper() == spec.native_symbol:
@@ -326,6 +339,8 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 fixed_fee = spec.amount(fee, "fee")
             except ValueError as exc:
                 raise CliError(f"bad fee: {exc}") from None
+        if out is not None:
+            return send_unsigned(ctx, w, outputs, fixed_fee, max_inputs, out)
         passphrase = unlock_passphrase(w, passphrase_file)
         with node_errors():
             unlocked = w.unlock(passphrase)

@@ -95,6 +95,10 @@ class Balance:
 def balances(wallet: Wallet, client: Any) -> list[Balance]:
     """Per asset: ``confirmed`` = the wallet's coins in the chain's UTXO set;
     ``unconfirmed`` = what pending mempool txs add or take away (may be negative)."""
+    if "multisig" in wallet.meta:
+        from .multisig import multisig_balances
+
+        return multisig_balances(wallet, client)
     sync(wallet, client)
     items = client.call("listunspent", _addresses(wallet), True, True)
     result: dict[bytes, Balance] = {NATIVE_ASSET: Balance(NATIVE_ASSET)}

@@ -111,6 +111,8 @@ def create_wallet(
     imported: list[PrivateKey] | None = None,
     scrypt_n: int | None = None,
     xpub: str | None = None,
+    copied_seed: tuple[bytes, bool] | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> Wallet:
     """Create wallet ``name`` from ``mnemonic`` (validated), encrypted with
     ``passphrase`` (None = not encrypted), atomically.  Returns it open.
@@ -118,7 +120,10 @@ def create_wallet(
     With ``mnemonic`` None and ``xpub`` (an account ``xpub`` from
     :meth:`Wallet.export_xpub`) the wallet is *watch-only*: it derives the same
     receiving and change addresses, sees their coins and history, and holds no
-    private key (it refuses to sign)."""
+    private key (it refuses to sign).  ``copied_seed`` (the seed blob of the
+    wallet ``xpub`` came from, and whether it is encrypted) lets such a wallet
+    sign with that wallet's keys (a multisig wallet); ``extra_meta`` is merged
+    into the metadata."""
     _check_name(name)
     if (mnemonic is None) == (xpub is None):
         raise WalletError("give either a recovery phrase or an xpub")
@@ -151,16 +156,20 @@ def create_wallet(
                 "chain_id": spec.chain_id,
                 "version": VERSION,
                 "created": int(time.time()),
-                "encrypted": passphrase is not None and text is not None,
+                "encrypted": (passphrase is not None and text is not None)
+                or bool(copied_seed and copied_seed[1]),
                 "hd": True,
-                "watch_only": text is None,
+                "watch_only": text is None and copied_seed is None,
                 "receive_index": 0,
                 "next_index": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
                 "derived": {str(EXTERNAL): 0, str(CHANGE): 0, str(INVOICE): 0},
+                **(extra_meta or {}),
             }
             with db.write_batch(transaction=True, sync=True) as batch:
                 if text is not None:
                     batch.put(b"seed", json.dumps(protect(text.encode())).encode())
+                elif copied_seed is not None:
+                    batch.put(b"seed", copied_seed[0])
                 batch.put(b"xpub", account.serialize(private=False).encode())
                 for key in imported or []:
                     pkh = key.public_key.hash160()
@@ -180,7 +189,8 @@ def create_wallet(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     wallet = Wallet.open(datadir, name, spec)
-    wallet.issue(EXTERNAL)
+    if "multisig" not in wallet.meta:
+        wallet.issue(EXTERNAL)
     return wallet
 
 
@@ -285,6 +295,9 @@ class Wallet:
     def _derive_pkh(self, chain: int, index: int) -> bytes:
         if self.account is None:
             raise WalletError("wallet has no HD keys")
+        if "multisig" in self.meta:  # its own seed copy must not pay or receive alone
+            raise WalletError(f"wallet {self.name!r} is a multisig wallet: it has multisig "
+                              "addresses only (address, balance, send --unsigned, sign)")
         chain_key = self._chain_keys.get(chain)
         if chain_key is None:
             chain_key = self._chain_keys[chain] = self.account.derive(chain)
@@ -307,6 +320,10 @@ class Wallet:
 
     def receive_address(self, new: bool = False) -> str:
         """The current receiving address, or a fresh one with ``new``."""
+        if "multisig" in self.meta:
+            from . import multisig
+
+            return multisig.receive_address(self, new)
         index = self.meta["receive_index"]
         if new or self.meta["next_index"][str(EXTERNAL)] <= index:
             return self.spec.address(self.issue(EXTERNAL))
