@@ -1,0 +1,177 @@
+"""``node start`` for operators: the options for metrics and logs, the config
+file ``DATADIR/o2ocli.toml`` and ``--print-config``.
+
+The config file holds ``node start`` options by their long name without the
+dashes (``rpc-listen = "127.0.0.1:19500"``, ``connect = ["10.0.0.2:19444"]``,
+``no-discover = true``).  It is read before the command line is parsed and
+becomes click's ``default_map`` for ``node start``, so an option given on the
+command line wins.  An unknown key, a bad value or a file that is not TOML is
+an error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import CliError, emit, get_context, resolve_datadir
+
+__all__ = [
+    "CONFIG_NAME",
+    "DETACHED_ENV",
+    "config_path",
+    "load_start_config",
+    "operator_options",
+    "print_config",
+    "setup_logging",
+]
+
+CONFIG_NAME = "o2ocli.toml"
+DETACHED_ENV = "O2OCLI_DETACHED_LOG"
+"""Set by ``node start --detach`` for the background process: log only to this file."""
+NOT_IN_FILE = frozenset({"print_config"})
+"""``node start`` options the config file may not set."""
+
+
+def config_path(datadir: Path) -> Path:
+    return datadir / CONFIG_NAME
+
+
+def _key_of(param: click.Parameter) -> str | None:
+    """The config key of an option: its first long name without the dashes."""
+    if not isinstance(param, click.Option) or param.name in NOT_IN_FILE:
+        return None
+    longs = [opt for opt in param.opts if opt.startswith("--")]
+    return longs[0][2:] if longs else None
+
+
+def load_start_config(datadir: Path, command: click.Command) -> dict[str, Any]:
+    """The ``default_map`` for ``node start`` from ``DATADIR/o2ocli.toml`` ({} if absent)."""
+    path = config_path(datadir)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise CliError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise CliError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    by_key = {key: param for param in command.params if (key := _key_of(param))}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        param = by_key.get(key) or by_key.get(key.replace("_", "-"))
+        if param is None:
+            known = ", ".join(sorted(by_key))
+            raise CliError(f"config file {path}: unknown key {key!r} (node start options: "
+                           f"{known})")
+        if isinstance(value, dict):
+            raise CliError(f"config file {path}: key {key!r} must be a value, not a table")
+        assert isinstance(param, click.Option) and param.name
+        if param.multiple and not isinstance(value, list):
+            value = [value]
+        if not param.multiple and isinstance(value, list):
+            raise CliError(f"config file {path}: key {key!r} takes one value, not a list")
+        if param.is_flag and not isinstance(value, bool):
+            raise CliError(f"config file {path}: key {key!r} must be true or false")
+        values[param.name] = value
+    return values
+
+
+def print_config(ctx: click.Context, datadir: Path) -> None:
+    """Print every ``node start`` setting, its value and where it came from."""
+    source_names = {
+        click.core.ParameterSource.COMMANDLINE: "command line",
+        click.core.ParameterSource.ENVIRONMENT: "environment",
+        click.core.ParameterSource.DEFAULT_MAP: str(config_path(datadir)),
+        click.core.ParameterSource.DEFAULT: "default",
+    }
+    settings: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for param in ctx.command.params:
+        key = _key_of(param)
+        if key is None or param.name is None:
+            continue
+        value = ctx.params.get(param.name)
+        if isinstance(value, tuple):
+            value = list(value)
+        if isinstance(value, Path):
+            value = str(value)
+        settings[key] = value
+        source = ctx.get_parameter_source(param.name)
+        sources[key] = source_names.get(source, "default") if source else "default"
+    data = {"datadir": str(datadir), "config_file": str(config_path(datadir)),
+            "config_file_exists": config_path(datadir).is_file(),
+            "settings": settings, "sources": sources}
+    lines = [f"# datadir {datadir}",
+             f"# config file {config_path(datadir)}"
+             + ("" if data["config_file_exists"] else " (absent)")]
+    for key, value in settings.items():
+        shown = "(unset)" if value is None else json.dumps(value)
+        lines.append(f"{key} = {shown}    # {sources[key]}")
+    emit(get_context(), data, "\n".join(lines))
+
+
+def setup_logging(level: str, log_json: bool, log_file: Path | None, max_bytes: int,
+                  backups: int) -> None:
+    """Configure the node's log from the ``node start`` options (:mod:`o2ocli.node.logsetup`)."""
+    from o2ocli.node.logsetup import configure_logging
+
+    detached = os.environ.get(DETACHED_ENV)
+    if detached and log_file is None:
+        log_file = Path(detached)
+    try:
+        configure_logging(level, json_lines=log_json, file=log_file, max_bytes=max_bytes,
+                          backups=backups, stderr=not detached)
+    except OSError as exc:
+        raise CliError(f"cannot open log file {log_file}: {exc.strerror or exc}") from None
+
+
+def operator_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the metrics, log and config options to ``node start``."""
+    from o2ocli.node.logsetup import DEFAULT_LOG_BACKUPS, DEFAULT_LOG_MAX_BYTES, LOG_LEVELS
+
+    options = [
+        click.option("--metrics-listen", metavar="HOST:PORT", default=None,
+                     help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by "
+                          "default; see docs/metrics.rst)."),
+        click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info",
+                     show_default=True,
+                     help="Least severe log records written (debug: a line per block)."),
+        click.option("--log-json", is_flag=True,
+                     help="Log one JSON object per line (for log collectors)."),
+        click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+                     default=None,
+                     help="Also log to FILE, rotated by size (--detach: DATADIR/node.log)."),
+        click.option("--log-max-bytes", type=click.IntRange(0, 2**40),
+                     default=DEFAULT_LOG_MAX_BYTES, show_default=True,
+                     help="Rotate the log file when it would grow past this (0: never)."),
+        click.option("--log-backups", type=click.IntRange(0, 1000),
+                     default=DEFAULT_LOG_BACKUPS, show_default=True,
+                     help="Rotated log files kept (node.log.1 … node.log.N)."),
+        click.option("--print-config", is_flag=True,
+                     help=f"Print the effective settings (command line, DATADIR/{CONFIG_NAME}, "
+                          "defaults) and exit."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def start_defaults(ctx: click.Context) -> None:
+    """In the ``node`` group: before ``node start`` parses its options, make the
+    config file its defaults."""
+    if ctx.invoked_subcommand != "start" or ctx.resilient_parsing:
+        return
+    assert isinstance(ctx.command, click.Group)
+    command = ctx.command.commands["start"]
+    datadir = resolve_datadir(get_context())
+    values = load_start_config(datadir, command)
+    if values:
+        ctx.default_map = {**(ctx.default_map or {}), "start": values}
