@@ -29,7 +29,11 @@ __all__ = [
 @click.group(
     cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Example:\n\n    o2ocli --version",
+    epilog="\b\nExample:\n"
+           "    o2ocli node start --dev --detach   # a private chain; its funds are in 'dev'\n"
+           "    o2ocli -w dev wallet balance\n"
+           "    o2ocli --json node status\n"
+           "    o2ocli demo                        # the whole story on a throwaway network",
 )
 @click.version_option(__version__, "--version", prog_name="o2ocli")
 @click.option(
