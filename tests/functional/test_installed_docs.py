@@ -49,3 +49,14 @@ def test_top_level_help_shows_real_examples():
     assert result.exit_code == 0
     assert "o2ocli node start --dev --detach" in result.output
     assert "o2ocli -w dev wallet balance" in result.output
+
+
+def test_shell_completion_the_readme_documents_works():
+    readme = (REPO / "README.rst").read_text()
+    assert '_O2OCLI_COMPLETE=bash_source o2ocli' in readme
+    env = {**os.environ, "_O2OCLI_COMPLETE": "bash_complete", "COMP_WORDS": "o2ocli no",
+           "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-m", "o2ocli"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "plain,node" in done.stdout.splitlines()
