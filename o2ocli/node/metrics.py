@@ -65,12 +65,18 @@ class NodeMetrics:
         self.rpc_seconds = Histogram(
             "o2o_rpc_request_seconds", "Time to run one RPC method call, by method.",
             ["method"], buckets=RPC_BUCKETS, registry=reg)
+        self._rpc_children: dict[str, tuple[Any, Any]] = {}
+        """Per-method counter and histogram children (``labels()`` is slower)."""
         reg.register(StateCollector(node))
 
     def observe_rpc(self, method: str, seconds: float) -> None:
         """One RPC call of a known ``method`` took ``seconds``."""
-        self.rpc_requests.labels(method).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        children = self._rpc_children.get(method)
+        if children is None:
+            children = (self.rpc_requests.labels(method), self.rpc_seconds.labels(method))
+            self._rpc_children[method] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def tx_refused(self, reason: str) -> None:
         self.txs_refused.labels(reason).inc()
