@@ -150,3 +150,19 @@ def test_rpc_port_really_taken_is_an_error_naming_it(tmp_path: Path, restore_log
                                           "--dev", "--rpc-listen", f"127.0.0.1:{port}"])
     assert result.exit_code == 1
     assert f"cannot serve RPC on 127.0.0.1:{port}" in result.stderr
+
+
+def test_status_during_initial_sync_shows_blocks_headers_and_eta(monkeypatch):
+    from o2ocli.cli import node as node_cli
+
+    info = {"height": 200, "tip": "ab" * 32, "finalized_height": 190, "peers": 3,
+            "mempool_size": 0, "syncing": True, "sync_height": 1000, "chain_id": "o2o-x",
+            "validator": None, "header_height": 1000, "verification_progress": 0.2,
+            "sync_eta_seconds": 185.0}
+    answers = {"getinfo": info, "getpeerinfo": {"peers": []}}
+    monkeypatch.setattr(node_cli, "rpc_call", lambda ctx, method, *a: answers[method])
+    result = CliRunner().invoke(cli, ["node", "status"])
+    assert result.exit_code == 0, result.output
+    assert "blocks     200 of 1000 headers (20.0% verified), ETA 3m05s" in result.output
+    data = json.loads(CliRunner().invoke(cli, ["--json", "node", "status"]).stdout)
+    assert data["sync_eta_seconds"] == 185.0 and data["header_height"] == 1000
