@@ -21,7 +21,13 @@ from .common import (
     resolve_spec,
     rpc_call,
 )
-from .nodeopts import DETACHED_ENV, operator_options, setup_logging, start_defaults
+from .nodeopts import (
+    DETACHED_ENV,
+    operator_options,
+    raise_config_error,
+    setup_logging,
+    start_defaults,
+)
 from .nodeopts import print_config as show_config
 
 DETACH_TIMEOUT = 60.0
@@ -183,6 +189,7 @@ def start_cmd(
     from o2ocli.node.nodeconfig import NodeConfig, NodeStartError
     from o2ocli.node.runtime import run_node
 
+    raise_config_error(click.get_current_context())
     ctx = get_context()
     if dev_period is not None and not dev:
         raise click.UsageError("--dev-period only goes with --dev")

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from .common import CliError, emit, get_context, resolve_datadir
+from .common import EXIT_USAGE, CliError, emit, get_context, resolve_datadir
 
 __all__ = [
     "CONFIG_NAME",
@@ -80,6 +80,11 @@ def load_start_config(datadir: Path, command: click.Command) -> dict[str, Any]:
             raise CliError(f"config file {path}: key {key!r} takes one value, not a list")
         if param.is_flag and not isinstance(value, bool):
             raise CliError(f"config file {path}: key {key!r} must be true or false")
+        try:
+            param.type_cast_value(click.Context(command), value)
+        except click.BadParameter as exc:
+            raise CliError(f"config file {path}: key {key!r}: {exc.message}", EXIT_USAGE) \
+                from None
         values[param.name] = value
     return values
 
@@ -164,6 +169,11 @@ def operator_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+CONFIG_ERROR = "o2ocli.config_error"
+"""``ctx.meta`` key of a config file error, raised when ``node start`` runs (so
+``node start --help`` still works with a broken file)."""
+
+
 def start_defaults(ctx: click.Context) -> None:
     """In the ``node`` group: before ``node start`` parses its options, make the
     config file its defaults."""
@@ -172,6 +182,17 @@ def start_defaults(ctx: click.Context) -> None:
     assert isinstance(ctx.command, click.Group)
     command = ctx.command.commands["start"]
     datadir = resolve_datadir(get_context())
-    values = load_start_config(datadir, command)
+    try:
+        values = load_start_config(datadir, command)
+    except CliError as exc:
+        ctx.meta[CONFIG_ERROR] = exc
+        return
     if values:
         ctx.default_map = {**(ctx.default_map or {}), "start": values}
+
+
+def raise_config_error(ctx: click.Context) -> None:
+    """In ``node start``: the config file's error, if it had one."""
+    error = ctx.meta.get(CONFIG_ERROR)
+    if error is not None:
+        raise error

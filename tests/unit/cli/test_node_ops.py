@@ -87,12 +87,20 @@ def test_bad_config_file_is_an_error_naming_the_file_and_key(tmp_path: Path, tex
     assert result.stderr.count("\n") == 1
 
 
-def test_bad_value_in_config_file_is_a_usage_error(tmp_path: Path):
-    (tmp_path / "o2ocli.toml").write_text("max-inbound = 0\n")
+@pytest.mark.parametrize(("text", "needle"), [
+    ("max-inbound = 0\n", "key 'max-inbound': 0 is not in the range 1<=x<=1000"),
+    ('log-level = "loud"\n', "key 'log-level': 'loud' is not one of"),
+])
+def test_bad_value_in_config_file_is_a_usage_error_naming_the_key(tmp_path: Path, text: str,
+                                                                  needle: str):
+    (tmp_path / "o2ocli.toml").write_text(text)
     result = CliRunner().invoke(cli, ["--datadir", str(tmp_path), "node", "start",
                                       "--print-config"])
     assert result.exit_code == 2
-    assert "--max-inbound" in result.stderr
+    assert needle in result.stderr
+    assert str(tmp_path / "o2ocli.toml") in result.stderr
+    helped = CliRunner().invoke(cli, ["--datadir", str(tmp_path), "node", "start", "--help"])
+    assert helped.exit_code == 0  # a broken file does not hide the help
 
 
 def test_log_file_rotates_by_size(tmp_path: Path, restore_logging: None):
