@@ -245,15 +245,18 @@ def start_cmd(
     if detach:
         _start_detached(datadir, ctx.json, log_file)
         return
+    setup_logging(log_level, log_json, log_file, log_max_bytes, log_backups)
     if dev:
-        click.echo(
-            "WARNING: dev mode. The devnet's validator and funds keys are PUBLIC "
-            "(chaindata/devnet.json); never use this chain for anything of value.",
-            err=True,
-        )
+        warning = ("WARNING: dev mode. The devnet's validator and funds keys are PUBLIC "
+                   "(chaindata/devnet.json); never use this chain for anything of value.")
+        if os.environ.get(DETACHED_ENV):  # the log file only: keep it one format
+            import logging
+
+            logging.getLogger("o2ocli.node").warning(warning.removeprefix("WARNING: "))
+        else:
+            click.echo(warning, err=True)
     if p2p_listen is None and not dev and not no_listen:
         p2p_listen = ("0.0.0.0", spec.p2p_port)
-    setup_logging(log_level, log_json, log_file, log_max_bytes, log_backups)
     config = NodeConfig(
         datadir=datadir,
         spec=spec,

@@ -5,6 +5,8 @@ and a restart on the same RPC port (one node for the whole module)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -124,3 +126,24 @@ def test_restart_keeps_the_same_rpc_port(ops_node: NodeProcess):
     assert time.monotonic() - started < 60
     assert node.info()["rpc"] == f"http://127.0.0.1:{port}"
     node.wait_height(height + 1)
+
+
+def test_detached_node_logs_only_json_lines_to_node_log(ops_node: NodeProcess):
+    node = ops_node
+    node.kill()
+    started = node.cli("node", "start", "--dev", "--detach",
+                       "--rpc-listen", f"127.0.0.1:{node.rpc_port}", "--no-listen")
+    info = node.info() or {}
+    try:
+        assert started.returncode == 0, started.stderr
+        height = node.height()
+        node.wait_height(height + 1)
+        assert node.cli("node", "stop").returncode == 0
+    finally:
+        pid = info.get("pid")
+        if isinstance(pid, int) and node.info():
+            os.kill(pid, signal.SIGKILL)
+    lines = (node.datadir / "node.log").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # the dev-mode warning too
+    assert any("dev mode" in e["message"] and e["level"] == "warning" for e in entries)
+    assert entries[-1]["message"] == "node stopped; database closed"
