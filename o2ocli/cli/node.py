@@ -242,7 +242,7 @@ def start_cmd(
     info = read_node_info(datadir)
     if info and _pid_alive(info.get("pid")):
         raise CliError(f"a node is already running on {datadir} (pid {info['pid']})")
-    if detach:
+    if detach and not os.environ.get(DETACHED_ENV):  # (detach = true in o2ocli.toml: once)
         _start_detached(datadir, ctx.json, log_file)
         return
     setup_logging(log_level, log_json, log_file, log_max_bytes, log_backups)

@@ -131,7 +131,10 @@ def test_restart_keeps_the_same_rpc_port(ops_node: NodeProcess):
 def test_detached_node_logs_only_json_lines_to_node_log(ops_node: NodeProcess):
     node = ops_node
     node.kill()
-    started = node.cli("node", "start", "--dev", "--detach",
+    starts_before = (node.datadir / "node.log").read_text().count('"node started:')
+    config = node.datadir / "o2ocli.toml"
+    config.write_text(config.read_text() + "detach = true\n")  # the child must not detach again
+    started = node.cli("node", "start", "--dev",
                        "--rpc-listen", f"127.0.0.1:{node.rpc_port}", "--no-listen")
     info = node.info() or {}
     try:
@@ -145,5 +148,7 @@ def test_detached_node_logs_only_json_lines_to_node_log(ops_node: NodeProcess):
             os.kill(pid, signal.SIGKILL)
     lines = (node.datadir / "node.log").read_text().splitlines()
     entries = [json.loads(line) for line in lines]  # the dev-mode warning too
+    starts = sum(e["message"].startswith("node started:") for e in entries)
+    assert starts == starts_before + 1  # one background node, not a chain of them
     assert any("dev mode" in e["message"] and e["level"] == "warning" for e in entries)
     assert entries[-1]["message"] == "node stopped; database closed"
