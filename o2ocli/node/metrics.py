@@ -21,8 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from o2ocli.consensus.poa import DIFF_IN_TURN
 from o2ocli.rpc.metrics_http import MetricsHttpServer
 from o2ocli.rpc.server import is_loopback_host
+from o2ocli.storage.chainstate import ChainStateError
 
 from .nodeconfig import NodeStartError
 
@@ -77,6 +79,24 @@ class NodeMetrics:
             self._rpc_children[method] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def block_connected(self, change: Any, seconds: float, chain: Any,
+                        validator: bytes | None) -> None:
+        """``change`` connected in ``seconds``; with ``validator`` (received blocks
+        on a validator), count the out-of-turn blocks at heights of its turn."""
+        self.block_connect.observe(seconds)
+        self.blocks_connected.inc(len(change.connected))
+        if validator is None:
+            return
+        for block in change.connected:
+            if block.header.difficulty == DIFF_IN_TURN:
+                continue
+            try:
+                snap = chain.snapshot(block.header.prev_hash)
+            except ChainStateError:
+                continue
+            if snap.in_turn(block.height) == validator:
+                self.missed_turns.inc()
 
     def tx_refused(self, reason: str) -> None:
         self.txs_refused.labels(reason).inc()

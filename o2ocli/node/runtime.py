@@ -318,30 +318,16 @@ class Node:
         started = time.perf_counter()
         change = self.chain.add_block(block, now=now)
         if change:
-            metrics = self.metrics
-            metrics.block_connect.observe(time.perf_counter() - started)
-            metrics.blocks_connected.inc(len(change.connected))
-            if source is not None:
+            received = source is not None
+            self.metrics.block_connected(change, time.perf_counter() - started, self.chain,
+                                         self.validator_address if received else None)
+            if received:
                 log.debug("block %d %s connected (%d txs, from %s)", block.height,
                           block.hash.hex()[:16], len(block.txs), getattr(source, "address", "?"))
-                if self.validator_address is not None:
-                    self._count_missed_turns(change.connected)
             if source is not None and self.producer is not None:
                 self._note_arrival(block)
             self._apply_tip_change(change, source)
         return change
-
-    def _count_missed_turns(self, blocks: Any) -> None:
-        """An out-of-turn block sealed by another validator at a height of our turn."""
-        for block in blocks:
-            if block.header.difficulty == 2:
-                continue
-            try:
-                snap = self.chain.snapshot(block.header.prev_hash)
-            except ChainStateError:
-                continue
-            if snap.in_turn(block.height) == self.validator_address:
-                self.metrics.missed_turns.inc()
 
     def _note_arrival(self, block: Block) -> None:
         """Measure how late an in-turn block from a peer was connected here."""
