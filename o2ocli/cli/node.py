@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,10 @@ from .nodeopts import (
     raise_config_error,
     setup_logging,
     start_defaults,
+    start_detached,
 )
 from .nodeopts import print_config as show_config
 
-DETACH_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
@@ -243,7 +242,7 @@ def start_cmd(
     if info and _pid_alive(info.get("pid")):
         raise CliError(f"a node is already running on {datadir} (pid {info['pid']})")
     if detach and not os.environ.get(DETACHED_ENV):  # (detach = true in o2ocli.toml: once)
-        _start_detached(datadir, ctx.json, log_file)
+        start_detached(datadir, ctx.json, log_file)
         return
     setup_logging(log_level, log_json, log_file, log_max_bytes, log_backups)
     if dev:
@@ -331,50 +330,6 @@ def _pid_alive(pid: Any) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _start_detached(datadir: Path, as_json: bool, log_file: Path | None) -> None:
-    """Re-run this command in the background and wait until its RPC answers."""
-    from o2ocli.fsmodes import make_private_dir
-    from o2ocli.node.datadir import node_info_path, read_node_info
-
-    args = [a for a in sys.argv[1:] if a != "--detach"]
-    if "--datadir" not in args:
-        args = ["--datadir", str(datadir), *args]
-    args = [a for a in args if a != "--json"]
-    log_path = log_file or datadir / "node.log"
-    make_private_dir(datadir)
-    node_info_path(datadir).unlink(missing_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "o2ocli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            env={**os.environ, DETACHED_ENV: str(log_path)},
-        )
-    deadline = time.monotonic() + DETACH_TIMEOUT
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
-            raise CliError(f"node exited during start-up ({tail[0]}); see {log_path}")
-        info = read_node_info(datadir)
-        if info and info.get("pid") == proc.pid:
-            result = {"pid": proc.pid, "rpc": info["rpc"], "log": str(log_path)}
-            if as_json:
-                import json
-
-                click.echo(json.dumps(result, indent=2))
-            else:
-                click.echo(f"node started in the background: pid {proc.pid}, RPC {info['rpc']}, "
-                           f"log {log_path}")
-            return
-        time.sleep(0.1)
-    proc.terminate()
-    raise CliError(f"node did not start within {DETACH_TIMEOUT:.0f} s; see {log_path}")
 
 
 @node.command("stop")
