@@ -91,6 +91,8 @@ def load_start_config(datadir: Path, command: click.Command) -> dict[str, Any]:
         except click.BadParameter as exc:
             raise CliError(f"config file {path}: key {key!r}: {exc.message}", EXIT_USAGE) \
                 from None
+        if isinstance(param.type, click.Path) and isinstance(value, str):
+            value = str(datadir / Path(value).expanduser())  # relative: to the datadir
         values[param.name] = value
     return values
 

@@ -43,6 +43,7 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path: Path):
         "no-discover = true\n"
         'log-level = "warning"\n'
         "max_inbound = 8\n"  # the underscore spelling is accepted too
+        'validator-key = "keys/validator.key"\n'
     )
     data = print_config(tmp_path, "--log-level", "debug")
     settings, sources = data["settings"], data["sources"]
@@ -56,6 +57,7 @@ def test_config_file_sets_options_and_the_command_line_wins(tmp_path: Path):
     assert settings["http-rate-limit"] == 20.0
     assert sources["http-rate-limit"] == "default"
     assert "print-config" not in settings
+    assert settings["validator-key"] == str(tmp_path / "keys" / "validator.key")
 
 
 def test_print_config_without_a_file_shows_the_defaults(tmp_path: Path):
