@@ -25,7 +25,7 @@ class SyncTracker:
         if samples and height < samples[-1][1]:
             samples.clear()  # a reorg or reindex: the old rate means nothing
         samples.append((now, height))
-        while len(samples) > 2 and now - samples[0][0] > self.window:
+        while now - samples[0][0] > self.window:  # the newest sample always stays
             samples.popleft()
 
     def rate(self) -> float | None:

@@ -44,3 +44,13 @@ def test_no_eta_when_not_syncing_and_a_reorg_restarts_the_rate():
     (None, "unknown"), (42.4, "42s"), (185, "3m05s"), (3720, "1h02m"), (0, "0s")])
 def test_format_eta(seconds, text):
     assert format_eta(seconds) == text
+
+
+def test_a_new_sync_long_after_the_last_one_starts_a_new_rate():
+    tracker = SyncTracker(window=60)
+    tracker.sample(0.0, 0)
+    tracker.sample(10.0, 1000)  # an earlier sync
+    tracker.sample(3600.0, 1000)  # syncing again an hour later
+    assert tracker.rate() is None  # not 1000 blocks over an hour
+    tracker.sample(3602.0, 1010)
+    assert tracker.rate() == pytest.approx(5.0)
