@@ -261,6 +261,9 @@ def open_wallet(ctx: Any, name: str | None = None) -> Iterator[Any]:
     from o2ocli.wallet.wallet import Wallet, WalletError
 
     datadir = resolve_datadir(ctx)
+    if not datadir.is_dir():
+        raise CliError(f"datadir {datadir} does not exist, so it has no wallet "
+                       f"{name or ctx.wallet!r} (check --datadir / --chain)")
     spec = resolve_spec(ctx, datadir)
     try:
         wallet = Wallet.open(datadir, name or ctx.wallet, spec)

@@ -14,6 +14,7 @@ import click
 from o2ocli import __version__
 
 from .common import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, CliError, Context
+from .globalopts import RootGroup, check_global_options
 
 __all__ = [
     "cli",
@@ -26,8 +27,13 @@ __all__ = [
 ]
 
 @click.group(
+    cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog="Example:\n\n    o2ocli --version",
+    epilog="\b\nExample:\n"
+           "    o2ocli node start --dev --detach   # a private chain; its funds are in 'dev'\n"
+           "    o2ocli -w dev wallet balance\n"
+           "    o2ocli --json node status\n"
+           "    o2ocli demo                        # the whole story on a throwaway network",
 )
 @click.version_option(__version__, "--version", prog_name="o2ocli")
 @click.option(
@@ -65,6 +71,7 @@ def cli(
     Commands talk to a running node over JSON-RPC; `node start` runs one.
     Exit codes: 0 ok, 1 refused, 2 usage error, 3 node unreachable.
     """
+    check_global_options(ctx, datadir, chain, rpc)
     explicit = ctx.get_parameter_source("chain") != click.core.ParameterSource.DEFAULT
     ctx.obj = Context(datadir, chain, rpc, wallet, as_json, explicit)
 

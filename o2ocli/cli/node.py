@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,13 +20,22 @@ from .common import (
     resolve_spec,
     rpc_call,
 )
+from .nodeopts import (
+    DETACHED_ENV,
+    operator_options,
+    raise_config_error,
+    setup_logging,
+    start_defaults,
+    start_detached,
+)
+from .nodeopts import print_config as show_config
 
-DETACH_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
 @click.group()
-def node() -> None:
+@click.pass_context
+def node(ctx: click.Context) -> None:
     """Run and manage a node.
 
     \b
@@ -36,6 +44,7 @@ def node() -> None:
         o2ocli node status
         o2ocli node stop
     """
+    start_defaults(ctx)
 
 
 @node.command("init")
@@ -97,16 +106,6 @@ def init_cmd(validator_key_out: Path | None) -> None:
     emit(ctx, result, "\n".join(lines))
 
 
-def _configure_logging() -> None:
-    import logging
-
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @node.command("start")
 @click.option("--dev", is_flag=True, help="Private one-validator devnet (public dev keys).")
 @click.option(
@@ -140,6 +139,7 @@ def _configure_logging() -> None:
 @click.option("--http-rate-limit", type=click.FloatRange(0, 100_000), default=20.0,
               show_default=True, help="Page requests per second per client IP (0: no limit).")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
+@operator_options
 def start_cmd(
     dev: bool,
     dev_period: int | None,
@@ -155,6 +155,13 @@ def start_cmd(
     public_url: str | None,
     http_rate_limit: float,
     detach: bool,
+    metrics_listen: str | None,
+    log_level: str,
+    log_json: bool,
+    log_file: Path | None,
+    log_max_bytes: int,
+    log_backups: int,
+    print_config: bool,
 ) -> None:
     """Run the node (in the foreground unless --detach).
 
@@ -164,6 +171,8 @@ def start_cmd(
         o2ocli node start --dev --dev-period 0 --detach
         o2ocli --datadir ./node1 node start --validator-key ./net/validator-1.key
         o2ocli node start --dev --http-listen 0.0.0.0:8080 --public-url https://shop.example
+        o2ocli node start --dev --metrics-listen 127.0.0.1:9464 --log-json
+        o2ocli node start --print-config   # settings from DATADIR/o2ocli.toml and defaults
     """
     import asyncio
 
@@ -179,6 +188,7 @@ def start_cmd(
     from o2ocli.node.nodeconfig import NodeConfig, NodeStartError
     from o2ocli.node.runtime import run_node
 
+    raise_config_error(click.get_current_context())
     ctx = get_context()
     if dev_period is not None and not dev:
         raise click.UsageError("--dev-period only goes with --dev")
@@ -190,7 +200,14 @@ def start_cmd(
         raise click.UsageError("--listen and --no-listen contradict each other")
     peers = tuple(parse_host_port(peer, "--connect") for peer in connect)
     services = _web_services(http_listen, public_url, http_rate_limit)
+    if metrics_listen is not None:
+        from o2ocli.node.metrics import metrics_service
+
+        services += (metrics_service(*parse_host_port(metrics_listen, "--metrics-listen")),)
     datadir = resolve_datadir(ctx, "devnet" if dev else None)
+    if print_config:
+        show_config(click.get_current_context(), datadir)
+        return
     try:
         if dev:
             spec = load_spec("devnet")
@@ -224,18 +241,21 @@ def start_cmd(
     info = read_node_info(datadir)
     if info and _pid_alive(info.get("pid")):
         raise CliError(f"a node is already running on {datadir} (pid {info['pid']})")
-    if detach:
-        _start_detached(datadir, ctx.json)
+    if detach and not os.environ.get(DETACHED_ENV):  # (detach = true in o2ocli.toml: once)
+        start_detached(datadir, ctx.json, log_file)
         return
+    setup_logging(log_level, log_json, log_file, log_max_bytes, log_backups)
     if dev:
-        click.echo(
-            "WARNING: dev mode. The devnet's validator and funds keys are PUBLIC "
-            "(chaindata/devnet.json); never use this chain for anything of value.",
-            err=True,
-        )
+        warning = ("WARNING: dev mode. The devnet's validator and funds keys are PUBLIC "
+                   "(chaindata/devnet.json); never use this chain for anything of value.")
+        if os.environ.get(DETACHED_ENV):  # the log file only: keep it one format
+            import logging
+
+            logging.getLogger("o2ocli.node").warning(warning.removeprefix("WARNING: "))
+        else:
+            click.echo(warning, err=True)
     if p2p_listen is None and not dev and not no_listen:
         p2p_listen = ("0.0.0.0", spec.p2p_port)
-    _configure_logging()
     config = NodeConfig(
         datadir=datadir,
         spec=spec,
@@ -312,49 +332,6 @@ def _pid_alive(pid: Any) -> bool:
     return True
 
 
-def _start_detached(datadir: Path, as_json: bool) -> None:
-    """Re-run this command in the background and wait until its RPC answers."""
-    from o2ocli.fsmodes import make_private_dir
-    from o2ocli.node.datadir import node_info_path, read_node_info
-
-    args = [a for a in sys.argv[1:] if a != "--detach"]
-    if "--datadir" not in args:
-        args = ["--datadir", str(datadir), *args]
-    args = [a for a in args if a != "--json"]
-    log_path = datadir / "node.log"
-    make_private_dir(datadir)
-    node_info_path(datadir).unlink(missing_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "o2ocli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + DETACH_TIMEOUT
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
-            raise CliError(f"node exited during start-up ({tail[0]}); see {log_path}")
-        info = read_node_info(datadir)
-        if info and info.get("pid") == proc.pid:
-            result = {"pid": proc.pid, "rpc": info["rpc"], "log": str(log_path)}
-            if as_json:
-                import json
-
-                click.echo(json.dumps(result, indent=2))
-            else:
-                click.echo(f"node started in the background: pid {proc.pid}, RPC {info['rpc']}, "
-                           f"log {log_path}")
-            return
-        time.sleep(0.1)
-    proc.terminate()
-    raise CliError(f"node did not start within {DETACH_TIMEOUT:.0f} s; see {log_path}")
-
-
 @node.command("stop")
 def stop_cmd() -> None:
     """Stop the running node gracefully (flushes and closes the database).
@@ -400,6 +377,8 @@ def status_cmd() -> None:
         o2ocli node status
         o2ocli --json node status
     """
+    from o2ocli.node.syncstatus import format_eta
+
     ctx = get_context()
     info = rpc_call(ctx, "getinfo")
     clocks = [{"address": p["address"], "clock_offset": p.get("clock_offset")}
@@ -418,6 +397,9 @@ def status_cmd() -> None:
         "justified_height": info.get("justified_height"),
         "accused_validators": info.get("accused_validators", []),
         "peer_clocks": clocks,
+        "header_height": info.get("header_height", info["height"]),
+        "verification_progress": info.get("verification_progress", 1.0),
+        "sync_eta_seconds": info.get("sync_eta_seconds"),
     }
     lines = [
         f"chain      {info['chain_id']}",
@@ -428,6 +410,9 @@ def status_cmd() -> None:
         f"peers      {info['peers']}",
         f"syncing    {'yes' if info['syncing'] else 'no'}"
         + (f" (height {info['height']} of {info.get('sync_height')})" if info["syncing"] else ""),
+        f"blocks     {info['height']} of {data['header_height']} headers "
+        f"({100 * data['verification_progress']:.1f}% verified)"
+        + (f", ETA {format_eta(data['sync_eta_seconds'])}" if info["syncing"] else ""),
     ]
     if info["validator"]:
         lines.append(f"validator  {info['validator']}")

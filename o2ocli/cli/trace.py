@@ -69,8 +69,14 @@ def _item_asset(ctx: Any, spec: Any, item: str, merchant: str | None) -> bytes:
     raw = check_item_id(ref.item or "")
     if ref.merchant is not None:
         return item_asset_id(parse_address(spec, ref.merchant), raw)
-    with open_wallet(ctx) as w:
-        return item_asset_id(w.primary_pkh(), raw)
+    try:
+        with open_wallet(ctx) as w:
+            return item_asset_id(w.primary_pkh(), raw)
+    except CliError as exc:
+        raise CliError(
+            f"{exc.message}; item id {item!r} is looked up in the namespace of a merchant: "
+            "give --merchant ADDRESS (or the item's 64-hex asset id, o2o:item: URI or page URL)"
+        ) from None
 
 
 PUBLIC_URL_ENV = "O2OCLI_PUBLIC_URL"

@@ -167,8 +167,9 @@ def list_cmd() -> None:
     from o2ocli.wallet.wallet import list_wallets
 
     ctx = get_context()
-    names = list_wallets(resolve_datadir(ctx))
-    text = "\n".join(names) or "no wallets (create one: o2ocli wallet create NAME)"
+    datadir = resolve_datadir(ctx)
+    names = list_wallets(datadir)
+    text = "\n".join(names) or f"no wallets in {datadir} (create one: o2ocli wallet create NAME)"
     emit(ctx, {"wallets": names}, text)
 
 

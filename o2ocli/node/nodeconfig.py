@@ -81,8 +81,12 @@ class NodeConfig:
 
 
 def port_free(host: str, port: int) -> bool:
-    """True if ``host:port`` can be bound now."""
+    """True if ``host:port`` can be bound now by a listening server.  Binds with
+    ``SO_REUSEADDR`` as asyncio's servers do, so a port whose old connections
+    linger in ``TIME_WAIT`` (a node just restarted) counts as free."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

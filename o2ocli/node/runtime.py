@@ -37,6 +37,7 @@ from .datadir import (
     write_node_info,
 )
 from .mempool import Mempool, MempoolEntry, MempoolError
+from .metrics import NodeMetrics
 from .nodeconfig import (
     CLOCK_OFFSET_ENV,
     NodeAlreadyRunning,
@@ -48,6 +49,7 @@ from .nodeconfig import (
     rpc_connection_cap,
 )
 from .producer import Producer, Proposals
+from .syncstatus import SyncTracker, format_eta
 from .votepool import VoteOutcome
 
 __all__ = [
@@ -86,6 +88,8 @@ class Node:
         self.producer: Producer | None = None
         self.p2p: PeerManager | None = None
         self.services: list[Any] = []
+        self.metrics = NodeMetrics(self)
+        self.sync_tracker = SyncTracker()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -131,9 +135,13 @@ class Node:
         )
         port = cfg.rpc_port if cfg.rpc_port is not None else spec.rpc_port
         if cfg.rpc_fallback and port and not port_free(cfg.rpc_host, port):
+            log.warning("RPC port %s:%d is taken by another program; using a random free port "
+                        "(choose one with --rpc-listen)", cfg.rpc_host, port)
             port = 0
+        methods = build_methods(self)
+        methods.observe = self.metrics.observe_rpc
         self.rpc = RpcServer(
-            build_methods(self),
+            methods,
             host=cfg.rpc_host,
             port=port,
             cookie_path=cookie_path(self.datadir),
@@ -274,6 +282,7 @@ class Node:
                 continue
             target = max(self.p2p.sync.target_height() if self.p2p else 0, self.chain.height)
             height = self.chain.height
+            self.sync_tracker.sample(time.monotonic(), height)
             if self.config.progress_bar:
                 if bar is None:
                     bar = click.progressbar(length=max(target, 1), label="syncing",
@@ -282,9 +291,11 @@ class Node:
                 bar.update(max(0, height - bar.pos))
             elif time.monotonic() - last_log >= 5:
                 last_log = time.monotonic()
-                pct = 100.0 * height / target if target else 100.0
-                log.info("syncing: height %d of %d (%.0f%%), %d peers", height, target, pct,
-                         self.peer_count())
+                report = self.sync_report()
+                log.info("syncing: blocks %d of %d headers (%.1f%%), ETA %s, %d peers",
+                         height, report["header_height"],
+                         100.0 * report["verification_progress"],
+                         format_eta(report["sync_eta_seconds"]), self.peer_count())
 
     # ---------------------------------------------------------------- state
     def peer_count(self) -> int:
@@ -295,12 +306,24 @@ class Node:
         """True while catching up with peers (blocks queued or headers awaited)."""
         return self.p2p is not None and self.p2p.sync.syncing()
 
+    def sync_report(self) -> dict[str, Any]:
+        """Headers vs blocks, verification progress and ETA (see :mod:`.syncstatus`)."""
+        headers = self.p2p.sync.target_height() if self.p2p is not None else 0
+        return self.sync_tracker.report(self.chain.height, headers, self.syncing())
+
     def submit_block(
         self, block: Block, now: int | None = None, source: Any = None
     ) -> TipChange:
         """Connect a block (own or received), bring the mempool along, relay."""
+        started = time.perf_counter()
         change = self.chain.add_block(block, now=now)
         if change:
+            received = source is not None
+            self.metrics.block_connected(change, time.perf_counter() - started, self.chain,
+                                         self.validator_address if received else None)
+            if received:
+                log.debug("block %d %s connected (%d txs, from %s)", block.height,
+                          block.hash.hex()[:16], len(block.txs), getattr(source, "address", "?"))
             if source is not None and self.producer is not None:
                 self._note_arrival(block)
             self._apply_tip_change(change, source)
@@ -402,7 +425,12 @@ class Node:
 
     def submit_tx(self, tx: Tx, source: Any = None) -> MempoolEntry:
         """Accept a transaction into the mempool and relay it (raises MempoolError)."""
-        entry = self.mempool.accept(tx, int(time.time()))
+        try:
+            entry = self.mempool.accept(tx, int(time.time()))
+        except MempoolError as exc:
+            self.metrics.tx_refused(exc.reason)
+            raise
+        self.metrics.txs_accepted.inc()
         if self.p2p is not None:
             self.p2p.announce_tx(entry.txid, source)
         if self.producer is not None and self.config.only_with_txs:
@@ -416,6 +444,11 @@ class Node:
         relay the accepted ones (not back to ``sources[i]``, the peer that sent
         ``txs[i]``)."""
         results = self.mempool.accept_many(txs, int(time.time()))
+        for result in results:
+            if isinstance(result, MempoolEntry):
+                self.metrics.txs_accepted.inc()
+            else:
+                self.metrics.tx_refused(result.reason)
         if self.p2p is not None:
             for i, result in enumerate(results):
                 if isinstance(result, MempoolEntry):

@@ -36,6 +36,7 @@ import inspect
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -135,6 +136,9 @@ class RpcMethods:
 
     def __init__(self) -> None:
         self._methods: dict[str, _Method] = {}
+        self.observe: Callable[[str, float], None] | None = None
+        """Called with the method name and the seconds each call of a registered
+        method took (failed calls too); the node's metrics set it."""
 
     # -- registration -------------------------------------------------------------------------
 
@@ -286,6 +290,17 @@ class RpcMethods:
             params = []
         if not isinstance(params, list | dict):
             raise RpcError(INVALID_REQUEST, "params must be an array or an object")
+        observe = self.observe
+        if observe is None:
+            return await self._run(m, params)
+        started = time.perf_counter()
+        try:
+            return await self._run(m, params)
+        finally:
+            observe(name, time.perf_counter() - started)
+
+    async def _run(self, m: _Method, params: list[Any] | dict[str, Any]) -> Any:
+        name = m.name
         bound = self._bind(m, params)
         try:
             if m.by_keyword:

@@ -63,6 +63,7 @@ LIBRARY_HOMES = {
     "plyvel": frozenset({"storage", "wallet"}),
     "aiohttp": frozenset({"rpc", "web", "pos"}),
     "click": frozenset({"cli", "node"}),  # node: the initial-sync progress bar
+    "prometheus_client": frozenset({"node"}),  # node/metrics.py: the node's metrics
 }
 """Third-party libraries with a home: only these units import them."""
 

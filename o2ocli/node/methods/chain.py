@@ -48,7 +48,14 @@ def getinfo(node: NodeContext) -> dict[str, Any]:
         "syncing": node.syncing(),
         "sync_height": node.p2p.sync.target_height() if node.p2p else tip.height,
         "min_relay_fee": spec.format(spec.min_relay_fee),
+        **_sync_report(node),
     }
+
+
+def _sync_report(node: NodeContext) -> dict[str, Any]:
+    """Headers vs blocks, verification progress and ETA, when the node tracks them."""
+    report = getattr(node, "sync_report", None)
+    return report() if report is not None else {}
 
 
 @TABLE.method("getblockcount")
