@@ -334,18 +334,22 @@ def parse_address(spec: Any, text: str) -> bytes:
 
 
 class TxidRef(click.ParamType):
-    """A txid as typed, or as an ``o2o:tx:`` URI or a public ``/tx/`` page URL
-    (the node still checks the txid itself)."""
+    """A txid as typed (whole, or a unique prefix of at least 8 hex digits:
+    :mod:`o2ocli.cli.txids`), or as an ``o2o:tx:`` URI or a public ``/tx/`` page
+    URL (the node still checks the txid itself)."""
 
     name = "TXID"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
         from o2ocli.web.links import LinkError, parse_txid_ref
 
+        from .txids import resolve_txid
+
         try:
-            return parse_txid_ref(str(value))
+            text = parse_txid_ref(str(value))
         except LinkError as exc:
             self.fail(str(exc), param, ctx)
+        return resolve_txid(text)
 
 
 TXID = TxidRef()

@@ -82,6 +82,7 @@ def _register() -> None:
     from .trace import trace
     from .validator import validator
     from .wallet import wallet
+    from .walletview import history_cmd, label_cmd, labels_cmd
 
     cli.add_command(node)
     cli.add_command(chain)
@@ -97,6 +98,9 @@ def _register() -> None:
     cli.add_command(pos)
     wallet.add_command(pay_cmd)
     wallet.add_command(export_xpub_cmd)
+    wallet.add_command(history_cmd)
+    wallet.add_command(label_cmd)
+    wallet.add_command(labels_cmd)
 
 
 _register()

@@ -25,6 +25,8 @@ from .methods import (
     trace,
     validators,
 )
+from .methods import fees as fee_methods
+from .methods import lookup as lookup_methods
 from .methods.mempool import MEMPOOL_REASON_CODES
 from .methods.table import MethodTable
 
@@ -43,6 +45,8 @@ TABLES: tuple[MethodTable, ...] = (
     trace.TABLE,
     consent.TABLE,
     notify.TABLE,
+    fee_methods.TABLE,
+    lookup_methods.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""
 

@@ -21,6 +21,8 @@ module          methods
 ``trace``       gettrace
 ``consent``     listconsents, checkconsent
 ``notify``      waitforchange (long poll: new tip, finalized height, address txs)
+``fees``        estimatefee
+``lookup``      resolvetxid (txid prefix → txids)
 ==============  =============================================================
 
 A new payload family adds, in ``node/``: one module here with its ``TABLE``
