@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .common import (
+    ESCROW_ID,
     CliError,
     emit,
     get_context,
@@ -20,7 +21,6 @@ from .common import (
     unlock_passphrase,
 )
 from .confirm import guard, spend_options
-from .txids import ESCROW_ID
 
 __all__ = ["escrow"]
 

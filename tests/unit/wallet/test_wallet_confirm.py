@@ -208,7 +208,7 @@ def test_txid_prefixes_unique_short_unknown(env: Env) -> None:
 def test_ambiguous_prefix_lists_the_matches(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two real txids sharing 8 hex digits cannot be made on purpose: the node's
     # answer for such a prefix is given here, the CLI's message is what is tested.
-    from o2ocli.cli import txids as txids_mod
+    from o2ocli.cli import common as txids_mod
 
     known = sorted({t["txid"] for t in env.json("wallet", "history")["txs"]})[:2]
     asked: list[tuple[str, str]] = []
