@@ -35,6 +35,7 @@ __all__ = [
     "fee_options",
     "guard",
     "fee_cap_problem",
+    "approve_tx",
 ]
 
 HIGH_FEE_FACTOR = 100
@@ -97,6 +98,29 @@ def guard(ctx: Any, wallet: Any, client: Any, *, yes: bool, allow_high_fee: bool
         state["approved"] = True
 
     wallet.policy = SendPolicy(rate, priority, approve)
+
+
+def approve_tx(wallet: Any, client: Any, tx: Any) -> None:
+    """:func:`o2ocli.wallet.fees.approve` for a tx built without a plan (an escrow
+    settlement): the coins it spends are read from the node; the fee is what the
+    native inputs leave over."""
+    from types import SimpleNamespace
+
+    from o2ocli.core.locks import PayToAddress
+    from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.fees import approve
+
+    spent = []
+    for txin in tx.inputs:
+        out = client.call("gettx", txin.prevout.txid.hex())["outputs"][txin.prevout.index]
+        address = out.get("address")
+        lock = PayToAddress(wallet.spec.decode_address(address)) if address else None
+        spent.append(SimpleNamespace(output=SimpleNamespace(
+            asset=bytes.fromhex(out["asset_id"]), amount=out["units"], lock=lock)))
+    native_in = sum(c.output.amount for c in spent if c.output.asset == NATIVE_ASSET)
+    native_out = sum(o.amount for o in tx.outputs if o.asset == NATIVE_ASSET)
+    plan = SimpleNamespace(fee=native_in - native_out, spent=spent, change=())
+    approve(wallet, tx, plan)
 
 
 def fee_cap_problem(fee: int, amount: int, min_fee: int, spec: Any) -> str | None:

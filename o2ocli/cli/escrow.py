@@ -20,7 +20,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
-from .confirm import guard, spend_options
+from .confirm import approve_tx, guard, spend_options
 
 __all__ = ["escrow"]
 
@@ -112,15 +112,23 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
          f"escrow {escrow_id} opened (payer may reclaim from height {height + 1 + timeout})")
 
 
-def _broadcast(client: Any, tx: Any) -> str:
+def _broadcast(client: Any, tx: Any, wallet: Any = None) -> str:
+    """Send ``tx``; with ``wallet``, once its send policy approved it (the coins
+    it spends are looked up on the node: an escrow settlement has no plan)."""
+    if wallet is not None:
+        approve_tx(wallet, client, tx)
     return client.call("sendrawtx", tx.to_bytes().hex())
 
 
 @escrow.command("release")
 @click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID)
+@spend_options
 @passphrase_file_option
-def release_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
+def release_cmd(escrow_id: str, passphrase_file: Path | None, **spend: Any) -> None:
     """The payer confirms the service was done: each payee gets its share.
+
+    On a terminal the payout is summarised and needs a yes at 'Send? [y/N]'
+    (--yes skips it).
 
     \b
     Example:
@@ -132,17 +140,19 @@ def release_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
     with open_wallet(ctx) as w, node_errors():
         outpoint = esc.parse_escrow_id(escrow_id)
         client = rpc_client(ctx)
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        txid = _broadcast(client, esc.release(w, client, unlocked, outpoint))
+        txid = _broadcast(client, esc.release(w, client, unlocked, outpoint), w)
     emit(ctx, {"txid": txid, "state": "released"}, f"released {escrow_id} in {txid}")
 
 
 @escrow.command("refund")
 @click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID)
+@spend_options
 @passphrase_file_option
-def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
+def refund_cmd(escrow_id: str, passphrase_file: Path | None, **spend: Any) -> None:
     """A payee returns everything to the payer (any time), or the payer takes
-    it back (from the timeout height on).
+    it back (from the timeout height on).  Confirmed on a terminal like release.
 
     \b
     Example:
@@ -155,9 +165,10 @@ def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
         outpoint = esc.parse_escrow_id(escrow_id)
         client = rpc_client(ctx)
         height = client.call("getinfo")["height"]
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, path = esc.refund(w, client, unlocked, outpoint, height)
-        txid = _broadcast(client, tx)
+        txid = _broadcast(client, tx, w)
     emit(ctx, {"txid": txid, "state": "refunded", "path": path},
          f"refunded {escrow_id} to the payer in {txid}")
 

@@ -251,6 +251,19 @@ def test_history_prints_whole_txids_labels_and_escrow(env: Env) -> None:
     assert shown["escrow"] == opened["escrow"]
 
 
+def test_escrow_release_is_confirmed_on_a_terminal(env: Env, terminal: None) -> None:
+    opened = env.json("escrow", "open", "--payee", f"{env.bob}=10000", "--amount", "2", "--yes")
+    env.node.wait_mined(opened["txid"])
+    prefix = opened["txid"][:12] + ":0"
+    refused = env.run("escrow", "release", prefix, input="n\n")
+    assert refused.exit_code == 1 and "error: not sent" in refused.stderr
+    assert f"to {env.bob} (Bob's bakery)" in refused.stderr
+    assert env.json("escrow", "show", opened["escrow"])["state"] == "open"
+    released = env.json("escrow", "release", prefix, "--yes")
+    env.node.wait_mined(released["txid"])
+    assert env.json("escrow", "show", opened["escrow"])["state"] == "released"
+
+
 def test_labels_listed_and_removed(env: Env) -> None:
     assert env.json("wallet", "label", env.bob)["label"] == "Bob's bakery"
     rows = env.json("wallet", "labels")["labels"]
