@@ -299,8 +299,6 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
     with open_wallet(ctx) as w:
         spec = w.spec
         decimals = spec.native_decimals
-        guard(ctx, w, rpc_client(ctx), yes=yes, allow_high_fee=allow_high_fee,
-              fee_rate=fee_rate, priority=priority)
         if asset is None or asset.upper() == spec.native_symbol:
             asset_id = NATIVE_ASSET
         else:
@@ -326,6 +324,8 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 fixed_fee = spec.amount(fee, "fee")
             except ValueError as exc:
                 raise CliError(f"bad fee: {exc}") from None
+        guard(ctx, w, rpc_client(ctx), yes=yes, allow_high_fee=allow_high_fee,
+              fee_rate=fee_rate, priority=priority)
         passphrase = unlock_passphrase(w, passphrase_file)
         with node_errors():
             unlocked = w.unlock(passphrase)
