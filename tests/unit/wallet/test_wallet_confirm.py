@@ -264,6 +264,17 @@ def test_escrow_release_is_confirmed_on_a_terminal(env: Env, terminal: None) -> 
     assert env.json("escrow", "show", opened["escrow"])["state"] == "released"
 
 
+def test_traced_items_show_by_item_id(env: Env) -> None:
+    registered = env.json("trace", "register", "TEA-CONF-1", "--product", "Tea, 1 kg")
+    env.node.wait_mined(registered["txid"])
+    balances = env.json("wallet", "balance")["balances"]
+    item = [b for b in balances if b["asset_id"] == registered["asset"]]
+    assert item and item[0]["asset"] == "item:TEA-CONF-1" and item[0]["confirmed"] == "1"
+    history = env.json("wallet", "history")["txs"]
+    assert any(t["asset"] == "item:TEA-CONF-1" for t in history)
+    assert registered["asset"] not in env.run("wallet", "balance").stdout
+
+
 def test_labels_listed_and_removed(env: Env) -> None:
     assert env.json("wallet", "label", env.bob)["label"] == "Bob's bakery"
     rows = env.json("wallet", "labels")["labels"]
