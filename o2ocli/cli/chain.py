@@ -275,3 +275,35 @@ def spec_new_cmd(
     lines += [f"  {p}  → {a}" for p, a in zip(key_files, spec["validators"], strict=True)]
     lines.append(f"  {funds_file}  → {addr(funds_key)} ({funds} O2O)")
     emit(ctx, result, "\n".join(lines))
+
+
+@chain.command("fees")
+@click.option("--blocks", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Recent blocks to measure the fullness over.")
+def fees_cmd(blocks: int) -> None:
+    """Fee rate estimates (base units per byte) for --priority low, normal, high.
+
+    From the mempool queue and the fullness of recent blocks: the least rate
+    that gets a new transaction into the next block (high), within 3 (normal)
+    or within 6 (low).  While blocks are not full and the mempool holds less
+    than a block, every priority is the relay minimum: paying more buys
+    nothing.  An estimate, not a promise (see o2ocli-chain(1), FEES).
+
+    \b
+    Example:
+        o2ocli chain fees
+        o2ocli -w alice wallet send --to dAbc… --amount 1 --priority high
+    """
+    ctx = get_context()
+    data = rpc_call(ctx, "estimatefee", blocks)
+
+    def human() -> str:
+        rows = [[p, e["fee_rate"], e["target_blocks"], f"~{e['target_seconds']} s"]
+                for p, e in data["estimates"].items()]
+        text = table(rows, ["priority", "fee rate (units/byte)", "within blocks", "time"])
+        return (f"{text}\nrelay minimum {data['min_fee_rate']} units/byte; last "
+                f"{data['blocks_considered']} blocks {100 * data['block_fullness']:.1f}% full; "
+                f"mempool {data['mempool_txs']} txs, {data['mempool_bytes']} bytes; block "
+                f"period {data['period']} s")
+
+    emit(ctx, data, human)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,10 @@ __all__ = [
     "insufficient_funds_message",
     "parse_address",
     "parse_host_port",
+    "TXID",
+    "ESCROW_ID",
+    "MIN_TXID_PREFIX",
+    "resolve_txid",
 ]
 
 EXIT_REFUSED = 1
@@ -339,8 +344,9 @@ def parse_address(spec: Any, text: str) -> bytes:
 
 
 class TxidRef(click.ParamType):
-    """A txid as typed, or as an ``o2o:tx:`` URI or a public ``/tx/`` page URL
-    (the node still checks the txid itself)."""
+    """A txid as typed (whole, or a unique prefix of at least 8 hex digits:
+    :func:`resolve_txid`), or as an ``o2o:tx:`` URI or a public ``/tx/`` page
+    URL (the node still checks the txid itself)."""
 
     name = "TXID"
 
@@ -348,10 +354,60 @@ class TxidRef(click.ParamType):
         from o2ocli.web.links import LinkError, parse_txid_ref
 
         try:
-            return parse_txid_ref(str(value))
+            text = parse_txid_ref(str(value))
         except LinkError as exc:
             self.fail(str(exc), param, ctx)
+        return resolve_txid(text)
 
 
 TXID = TxidRef()
 """Click type of txid arguments and options."""
+
+# ---------------------------------------------------------------- txid prefixes
+# Txids as users type them: whole (64 hex digits), or a unique prefix of at
+# least 8 hex digits, as git accepts an abbreviated commit id.  Prefixes are
+# resolved in one place, the node's ``resolvetxid`` RPC (a range scan of its tx
+# index, plus the mempool), so every command that takes a txid accepts the same
+# prefixes for every transaction the node knows, not only the wallet's own.
+
+MIN_TXID_PREFIX = 8
+"""Fewest hex digits of a txid prefix."""
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def resolve_txid(text: str) -> str:
+    """The whole txid ``text`` stands for; anything that is not hex is returned
+    unchanged (the command's own check names it).  A hex prefix shorter than
+    :data:`MIN_TXID_PREFIX`, unknown or ambiguous is a one-line error."""
+    if not _HEX.fullmatch(text):
+        return text
+    prefix = text.lower()
+    if len(prefix) >= 64:
+        return prefix
+    if len(prefix) < MIN_TXID_PREFIX:
+        raise CliError(f"txid prefix {prefix} is too short: give at least {MIN_TXID_PREFIX} "
+                       "hex digits (or the whole txid)")
+    found = rpc_call(get_context(), "resolvetxid", prefix)
+    txids = found["txids"]
+    if not txids:
+        raise CliError(f"no transaction in the chain or mempool starts with {prefix}")
+    if len(txids) > 1 or found.get("more"):
+        count = f"more than {len(txids)}" if found.get("more") else str(len(txids))
+        raise CliError(f"prefix {prefix} matches {count} transactions: {', '.join(txids)} "
+                       "(give more digits)")
+    return txids[0]
+
+
+class EscrowRef(click.ParamType):
+    """``TXID:INDEX`` of an escrow, the txid whole or a unique prefix."""
+
+    name = "TXID:INDEX"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        txid, sep, index = str(value).strip().partition(":")
+        return resolve_txid(txid) + sep + index
+
+
+ESCROW_ID = EscrowRef()
+"""Click type of escrow id arguments (``TXID:INDEX``, the txid may be a prefix)."""

@@ -142,7 +142,7 @@ def list_cmd(as_grantee: bool, address: str | None) -> None:
         items = rpc_client(ctx).call("listconsents", address,
                                      "grantee" if as_grantee else "user")
     emit(ctx, {"consents": items}, lambda: table(
-        [[c["txid"][:16] + "…", c["user"], c["grantee"], c["scope"], c["until"], c["status"]]
+        [[c["txid"], c["user"], c["grantee"], c["scope"], c["until"], c["status"]]
          for c in items], ["grant", "user", "grantee", "scope", "until", "status"],
     ) if items else "no consent records")
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .common import (
+    ESCROW_ID,
     CliError,
     emit,
     get_context,
@@ -19,6 +20,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import approve_tx, guard, spend_options
 
 __all__ = ["escrow"]
 
@@ -70,10 +72,14 @@ def _asset(ctx: Any, spec: Any, asset: str | None) -> tuple[bytes, int]:
 @click.option("--arbiter", default=None, metavar="ADDRESS", help="Who can rule on a dispute.")
 @click.option("--timeout", type=click.IntRange(1, 10_000_000), default=1000, show_default=True,
               metavar="BLOCKS", help="Blocks from now after which the payer may reclaim.")
+@spend_options
 @passphrase_file_option
 def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: str | None,
-             timeout: int, passphrase_file: Path | None) -> None:
+             timeout: int, passphrase_file: Path | None, **spend: Any) -> None:
     """Pay into an escrow (this wallet is the payer).
+
+    On a terminal the payment is summarised and needs a yes at 'Send? [y/N]'
+    (--yes skips it).
 
     \b
     Example:
@@ -96,6 +102,7 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
         arbiter_pkh = parse_address(spec, arbiter) if arbiter else None
         client = rpc_client(ctx)
         height = client.call("getinfo")["height"]
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = esc.open_escrow(w, client, unlocked, pairs, units, asset_id, arbiter_pkh,
                                    height + 1 + timeout)
@@ -105,15 +112,23 @@ def open_cmd(payees: tuple[str, ...], amount: str, asset: str | None, arbiter: s
          f"escrow {escrow_id} opened (payer may reclaim from height {height + 1 + timeout})")
 
 
-def _broadcast(client: Any, tx: Any) -> str:
+def _broadcast(client: Any, tx: Any, wallet: Any = None) -> str:
+    """Send ``tx``; with ``wallet``, once its send policy approved it (the coins
+    it spends are looked up on the node: an escrow settlement has no plan)."""
+    if wallet is not None:
+        approve_tx(wallet, client, tx)
     return client.call("sendrawtx", tx.to_bytes().hex())
 
 
 @escrow.command("release")
-@click.argument("escrow_id", metavar="TXID:INDEX")
+@click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID)
+@spend_options
 @passphrase_file_option
-def release_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
+def release_cmd(escrow_id: str, passphrase_file: Path | None, **spend: Any) -> None:
     """The payer confirms the service was done: each payee gets its share.
+
+    On a terminal the payout is summarised and needs a yes at 'Send? [y/N]'
+    (--yes skips it).
 
     \b
     Example:
@@ -125,17 +140,19 @@ def release_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
     with open_wallet(ctx) as w, node_errors():
         outpoint = esc.parse_escrow_id(escrow_id)
         client = rpc_client(ctx)
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
-        txid = _broadcast(client, esc.release(w, client, unlocked, outpoint))
+        txid = _broadcast(client, esc.release(w, client, unlocked, outpoint), w)
     emit(ctx, {"txid": txid, "state": "released"}, f"released {escrow_id} in {txid}")
 
 
 @escrow.command("refund")
-@click.argument("escrow_id", metavar="TXID:INDEX")
+@click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID)
+@spend_options
 @passphrase_file_option
-def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
+def refund_cmd(escrow_id: str, passphrase_file: Path | None, **spend: Any) -> None:
     """A payee returns everything to the payer (any time), or the payer takes
-    it back (from the timeout height on).
+    it back (from the timeout height on).  Confirmed on a terminal like release.
 
     \b
     Example:
@@ -148,15 +165,16 @@ def refund_cmd(escrow_id: str, passphrase_file: Path | None) -> None:
         outpoint = esc.parse_escrow_id(escrow_id)
         client = rpc_client(ctx)
         height = client.call("getinfo")["height"]
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, path = esc.refund(w, client, unlocked, outpoint, height)
-        txid = _broadcast(client, tx)
+        txid = _broadcast(client, tx, w)
     emit(ctx, {"txid": txid, "state": "refunded", "path": path},
          f"refunded {escrow_id} to the payer in {txid}")
 
 
 @escrow.command("dispute")
-@click.argument("escrow_id", metavar="TXID:INDEX", required=False)
+@click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID, required=False)
 @click.option("--pay", "pay", multiple=True, metavar="ADDRESS=BPS",
               help="The ruling: who gets what share of the escrow (basis points, sum 10000).")
 @click.option("--cosign", default=None, metavar="RAW",
@@ -211,12 +229,13 @@ def dispute_cmd(escrow_id: str | None, pay: tuple[str, ...], cosign: str | None,
 
 
 def _row(e: dict[str, Any]) -> list[Any]:
-    return [e["escrow"][:20] + "…", e["state"], f"{e['amount']} {e['asset']}", e["payer"],
+    # The whole TXID:INDEX: escrow release/refund/dispute/show take it (or a prefix).
+    return [e["escrow"], e["state"], f"{e['amount']} {e['asset']}", e["payer"],
             ", ".join(f"{p['address'][:10]}…={p['bps']}" for p in e["payees"]), e["timeout"]]
 
 
 @escrow.command("show")
-@click.argument("escrow_id", metavar="TXID:INDEX")
+@click.argument("escrow_id", metavar="TXID:INDEX", type=ESCROW_ID)
 def show_cmd(escrow_id: str) -> None:
     """One escrow: parties, shares, timeout and state.
 

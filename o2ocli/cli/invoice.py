@@ -22,6 +22,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import fee_options
 
 STATES = ("new", "seen", "confirmed", "final", "expired", "underpaid")
 
@@ -273,8 +274,10 @@ def _pay_request(ctx: Any, w: Any, uri: str) -> tuple[Any, str, str, int]:
 @click.command("pay")
 @click.argument("uri")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@fee_options
 @passphrase_file_option
-def pay_cmd(uri: str, yes: bool, passphrase_file: Path | None) -> None:
+def pay_cmd(uri: str, yes: bool, allow_high_fee: bool, fee_rate: str | None,
+            priority: str | None, passphrase_file: Path | None) -> None:
     """Pay a payment request (an o2o: URI) exactly, in one transaction.
 
     \b
@@ -284,7 +287,10 @@ def pay_cmd(uri: str, yes: bool, passphrase_file: Path | None) -> None:
     from o2ocli.amounts import format_amount
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import TxOut
+    from o2ocli.wallet.fees import approve
     from o2ocli.wallet.service import broadcast, prepare_payment, record_change
+
+    from .confirm import guard, stdin_is_terminal
 
     ctx = get_context()
     with open_wallet(ctx) as w:
@@ -295,6 +301,9 @@ def pay_cmd(uri: str, yes: bool, passphrase_file: Path | None) -> None:
         with node_errors():
             unlocked = w.unlock(passphrase)
             client = rpc_client(ctx)
+            # The fee choice and the fee cap; the summary below is this command's own.
+            guard(ctx, w, client, yes=True, allow_high_fee=allow_high_fee, fee_rate=fee_rate,
+                  priority=priority)
             tx, plan = prepare_payment(w, client, [out], unlocked)
         fee = spec.format(plan.fee)
         decimals = spec.native_decimals if asset_id == bytes(32).hex() else None
@@ -304,13 +313,14 @@ def pay_cmd(uri: str, yes: bool, passphrase_file: Path | None) -> None:
                    + (f"\nmessage  {req.message}" if req.message else "")
                    + (f"\ninvoice  {req.invoice}" if req.invoice else ""))
         if not yes:
-            if not sys.stdin.isatty():
+            if not stdin_is_terminal():
                 raise CliError("not paying without confirmation: add --yes (scripts) or run "
                                "on a terminal")
             click.echo(summary, err=True)
             if not click.confirm("Send?", default=False, err=True):
                 raise CliError("not sent")
         with node_errors():
+            approve(w, tx, plan)
             txid = broadcast(client, tx)
             record_change(w, plan)
     emit(ctx, {"txid": txid, "fee": fee, "to": req.address, "amount": amount, "asset": symbol,

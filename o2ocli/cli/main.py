@@ -91,6 +91,7 @@ def _register() -> None:
     from .trace import trace
     from .validator import validator
     from .wallet import wallet
+    from .walletview import history_cmd, label_cmd, labels_cmd
 
     cli.add_command(node)
     cli.add_command(chain)
@@ -112,6 +113,9 @@ def _register() -> None:
 
     for command in (sign_cmd, combine_cmd, finalize_cmd):
         wallet.add_command(command)
+    wallet.add_command(history_cmd)
+    wallet.add_command(label_cmd)
+    wallet.add_command(labels_cmd)
 
 
 _register()

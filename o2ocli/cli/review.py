@@ -117,10 +117,11 @@ def _table(reviews: list[dict[str, Any]]) -> str:
         return "no reviews"
     rows = [
         [_stars(r["rating"]), _short(r["text"]), r["reviewer"], r["height"],
-         _short(r["reply"]["text"], 30) if r["reply"] else ""]
+         _short(r["reply"]["text"], 30) if r["reply"] else "", r["txid"]]
         for r in reviews
     ]
-    return table(rows, ["rating", "text", "reviewer", "height", "reply"])
+    # The whole txid: 'review reply' and 'review show' take it (or a unique prefix).
+    return table(rows, ["rating", "text", "reviewer", "height", "reply", "txid"])
 
 
 @review.command("list")

@@ -20,6 +20,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import guard, spend_options
 
 __all__ = ["token"]
 
@@ -64,15 +65,18 @@ def _token_json(t: dict[str, Any]) -> dict[str, Any]:
 @click.option("--wait", "wait_seconds", type=click.IntRange(0, 3600), default=120,
               show_default=True, metavar="S",
               help="Seconds to wait for the commitment to be mined before revealing.")
+@spend_options
 @passphrase_file_option
 def issue_cmd(symbol: str, name: str, supply: str, decimals: int, mintable: bool,
-              wait_seconds: int, passphrase_file: Path | None) -> None:
+              wait_seconds: int, yes: bool, allow_high_fee: bool, fee_rate: str | None,
+              priority: str | None, passphrase_file: Path | None) -> None:
     """Issue a new token (commit, wait one block, reveal).
 
     The symbol is first committed to as a salted hash, so nobody watching the
     mempool can claim it first; once that is mined the issue reveals it.  If the
     wait times out, run the same command again: the wallet keeps the salt and
-    finishes the issue.
+    finishes the issue.  The reveal burns the chain's issuance fee: on a
+    terminal the summary says so and asks 'Send? [y/N]' once (--yes skips it).
 
     \b
     Example:
@@ -86,6 +90,11 @@ def issue_cmd(symbol: str, name: str, supply: str, decimals: int, mintable: bool
         canonical = tokens.check_symbol(symbol)
         units = _amount(supply, decimals, "supply") if supply not in ("0", "") else 0
         client = rpc_client(ctx)
+        burn = f"{w.spec.format(w.spec.token_issue_fee)} {w.spec.native_symbol}"
+        guard(ctx, w, client, yes=yes, allow_high_fee=allow_high_fee, fee_rate=fee_rate,
+              priority=priority,
+              note=f"issuing {canonical} burns the issuance fee of {burn}: this tx locks it "
+                   "in a coin of this wallet, the reveal one block later destroys it")
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         note = tokens.pending_issue(w, canonical)
         if note is None:
@@ -121,8 +130,10 @@ def issue_cmd(symbol: str, name: str, supply: str, decimals: int, mintable: bool
 @click.option("--amount", required=True, metavar="X", help="Amount to create (display units).")
 @click.option("--to", "to", default=None, metavar="ADDRESS",
               help="Recipient of the new tokens (default: this wallet).")
+@spend_options
 @passphrase_file_option
-def mint_cmd(symbol: str, amount: str, to: str | None, passphrase_file: Path | None) -> None:
+def mint_cmd(symbol: str, amount: str, to: str | None, yes: bool, allow_high_fee: bool,
+             fee_rate: str | None, priority: str | None, passphrase_file: Path | None) -> None:
     """Create more of a mintable token (needs its authority output).
 
     \b
@@ -137,6 +148,8 @@ def mint_cmd(symbol: str, amount: str, to: str | None, passphrase_file: Path | N
         info = payloadtx.get_token(client, symbol)
         units = _amount(amount, info["decimals"])
         dest = parse_address(w.spec, to) if to else None
+        guard(ctx, w, client, yes=yes, allow_high_fee=allow_high_fee, fee_rate=fee_rate,
+              priority=priority)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = tokens.mint(w, client, unlocked, info, units, dest)
         txid = payloadtx.send(w, client, tx, plan)
@@ -146,8 +159,10 @@ def mint_cmd(symbol: str, amount: str, to: str | None, passphrase_file: Path | N
 @token.command("burn")
 @click.argument("symbol")
 @click.option("--amount", required=True, metavar="X", help="Amount to destroy (display units).")
+@spend_options
 @passphrase_file_option
-def burn_cmd(symbol: str, amount: str, passphrase_file: Path | None) -> None:
+def burn_cmd(symbol: str, amount: str, yes: bool, allow_high_fee: bool,
+             fee_rate: str | None, priority: str | None, passphrase_file: Path | None) -> None:
     """Destroy some of this wallet's own tokens (the supply shrinks).
 
     \b
@@ -161,6 +176,8 @@ def burn_cmd(symbol: str, amount: str, passphrase_file: Path | None) -> None:
         client = rpc_client(ctx)
         info = payloadtx.get_token(client, symbol)
         units = _amount(amount, info["decimals"])
+        guard(ctx, w, client, yes=yes, allow_high_fee=allow_high_fee, fee_rate=fee_rate,
+              priority=priority)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = tokens.burn(w, client, unlocked, info, units)
         txid = payloadtx.send(w, client, tx, plan)
@@ -192,8 +209,8 @@ def freeze_cmd(symbol: str, yes: bool, passphrase_file: Path | None) -> None:
     emit(ctx, {"txid": txid}, f"{info['symbol']} supply is now fixed ({txid})")
 
 
-def _send_asset(to: str, asset_hex: str, units: int,
-                passphrase_file: Path | None) -> tuple[str, str]:
+def _send_asset(to: str, asset_hex: str, units: int, passphrase_file: Path | None,
+                spend: dict[str, Any]) -> tuple[str, str]:
     from o2ocli.core.locks import PayToAddress
     from o2ocli.core.tx import TxOut
     from o2ocli.wallet import payloadtx
@@ -202,6 +219,7 @@ def _send_asset(to: str, asset_hex: str, units: int,
     with open_wallet(ctx) as w, node_errors():
         client = rpc_client(ctx)
         out = TxOut(bytes.fromhex(asset_hex), units, PayToAddress(parse_address(w.spec, to)))
+        guard(ctx, w, client, **spend)
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = payloadtx.build(w, client, unlocked, [out], payload=_no_payload())
         txid = payloadtx.send(w, client, tx, plan)
@@ -218,8 +236,10 @@ def _no_payload() -> Any:
 @click.argument("symbol")
 @click.option("--to", "to", required=True, metavar="ADDRESS", help="Recipient.")
 @click.option("--amount", required=True, metavar="X", help="Amount (display units).")
+@spend_options
 @passphrase_file_option
-def send_cmd(symbol: str, to: str, amount: str, passphrase_file: Path | None) -> None:
+def send_cmd(symbol: str, to: str, amount: str, passphrase_file: Path | None,
+             **spend: Any) -> None:
     """Send tokens (the fee is paid in native coin from the same wallet).
 
     \b
@@ -232,15 +252,17 @@ def send_cmd(symbol: str, to: str, amount: str, passphrase_file: Path | None) ->
     with node_errors():
         info = payloadtx.get_token(rpc_client(ctx), symbol)
     units = _amount(amount, info["decimals"])
-    txid, fee = _send_asset(to, info["asset"], units, passphrase_file)
+    txid, fee = _send_asset(to, info["asset"], units, passphrase_file, spend)
     emit(ctx, {"txid": txid, "fee": fee}, f"sent {amount} {info['symbol']} in {txid}")
 
 
 @token.command("transfer-authority")
 @click.argument("symbol")
 @click.option("--to", "to", required=True, metavar="ADDRESS", help="New authority holder.")
+@spend_options
 @passphrase_file_option
-def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None) -> None:
+def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None,
+                           **spend: Any) -> None:
     """Hand the mint authority of a token to another address.
 
     \b
@@ -259,7 +281,7 @@ def transfer_authority_cmd(symbol: str, to: str, passphrase_file: Path | None) -
         if holder is None or holder == "multisig" or not w.owns(w.spec.decode_address(holder)):
             raise CliError(f"this wallet does not hold the mint authority of {info['symbol']} "
                            f"(held by {holder or 'nobody'})")
-    txid, fee = _send_asset(to, info["authority_asset"], 1, passphrase_file)
+    txid, fee = _send_asset(to, info["authority_asset"], 1, passphrase_file, spend)
     emit(ctx, {"txid": txid, "fee": fee},
          f"mint authority of {info['symbol']} sent to {to} in {txid}")
 
@@ -313,9 +335,10 @@ def list_cmd() -> None:
 @click.option("--for", "kind", type=click.Choice(["purchases", "reviews"]), default="purchases",
               show_default=True, help="What is rewarded.")
 @click.option("--dry-run", is_flag=True, help="Show who would get what; send nothing.")
+@spend_options
 @passphrase_file_option
 def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
-               passphrase_file: Path | None) -> None:
+               passphrase_file: Path | None, **spend: Any) -> None:
     """Pay loyalty tokens to every customer who paid (or reviewed) you.
 
     One transaction pays everyone; its payload lists the purchases (reviews)
@@ -344,6 +367,7 @@ def reward_cmd(symbol: str, rate: str, since: int, kind: str, dry_run: bool,
         total = format_amount(sum(line.units for line in lines), info["decimals"])
         txid = None
         if not dry_run:
+            guard(ctx, w, client, **spend)
             unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
             tx, plan = tokens.reward(w, client, unlocked, info, lines, kind)
             txid = payloadtx.send(w, client, tx, plan)

@@ -19,6 +19,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import guard, spend_options
 
 __all__ = ["trace"]
 
@@ -205,9 +206,11 @@ def register_cmd(item_id: str, product: str, data: tuple[str, ...], custodian: s
               path_type=Path), help="A document whose SHA-256 is recorded.")
 @click.option("--merchant", default=None, metavar="ADDRESS",
               help="The item's namespace (default: this wallet's primary address).")
+@spend_options
 @passphrase_file_option
 def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
-              doc: Path | None, merchant: str | None, passphrase_file: Path | None) -> None:
+              doc: Path | None, merchant: str | None, passphrase_file: Path | None,
+              **spend: Any) -> None:
     """Record a step: the custodian moves the item with what, where, and a note.
 
     \b
@@ -229,6 +232,7 @@ def event_cmd(item: str, event: str, to: str | None, location: str, note: str,
         with open_wallet(ctx) as w:
             client = rpc_client(ctx)
             to_pkh = parse_address(w.spec, to) if to else None
+            guard(ctx, w, client, **spend)
             unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
             tx, plan = records.trace_event(w, client, unlocked, asset, event, to_pkh, location,
                                            note, document)

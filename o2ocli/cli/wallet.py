@@ -23,6 +23,8 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import guard, spend_options
+from .display import asset_labels
 from .psbt import check_send_mode, create_multisig, recipient_lock, send_unsigned
 
 
@@ -189,18 +191,6 @@ def address_cmd(new: bool) -> None:
     emit(ctx, {"address": address}, address)
 
 
-def _asset_labels(client: Any, spec: Any, assets: list[bytes]) -> dict[bytes, tuple[str, int]]:
-    """Asset id → (symbol, decimals): the native coin, and the chain's tokens
-    (and their authorities) when ``assets`` holds any (only then fetched)."""
-    names: dict[bytes, tuple[str, int]] = {}
-    if any(a != bytes(32) for a in assets):
-        from o2ocli.wallet.payloadtx import asset_names
-
-        names = asset_names(client)
-    names[bytes(32)] = (spec.native_symbol, spec.native_decimals)
-    return names
-
-
 @wallet.command("balance")
 def balance_cmd() -> None:
     """Confirmed balance and pending (mempool) change, per asset.
@@ -217,7 +207,7 @@ def balance_cmd() -> None:
         client = rpc_client(ctx)
         rows = balances(w, client)
         spec = w.spec
-        names = _asset_labels(client, spec, [b.asset for b in rows])
+        names = asset_labels(client, spec, [b.asset for b in rows])
         data = []
         for b in rows:
             symbol, decimals = names.get(b.asset, (b.asset.hex(), 0))
@@ -288,14 +278,20 @@ def _parse_send_outputs(spec: Any, to: tuple[str, ...], amounts: tuple[str, ...]
 @click.option("--dry-run", is_flag=True, help="Print the signed raw tx; do not broadcast.")
 @click.option("--unsigned", is_flag=True, help="Sign nothing: write a partially signed file.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="For --unsigned.")
+@spend_options
 @passphrase_file_option
 def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, ...],
              asset: str | None, fee: str | None, max_inputs: int, dry_run: bool,
-             unsigned: bool, out: Path | None, passphrase_file: Path | None) -> None:
+             unsigned: bool, out: Path | None,
+             yes: bool, allow_high_fee: bool, fee_rate: str | None, priority: str | None,
+             passphrase_file: Path | None) -> None:
     """Pay one or more recipients; change goes to a fresh change address.
 
     The fee defaults to the node's minimum relay fee rate for the exact size
-    of the signed transaction.  --split divides the amount by percentages;
+    of the signed transaction (--fee-rate RATE in base units per byte, or
+    --priority from the node's estimate).  On a terminal the payment is
+    summarised and needs a yes at 'Send? [y/N]' (--yes skips it); a fee above
+    the cap needs --allow-high-fee.  --split divides the amount by percentages;
     each share is rounded down to a base unit and the remainder goes to the
     first recipient.
 
@@ -308,9 +304,12 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
         o2ocli -w shared wallet send --to dAbc… --amount 5 --unsigned --out pay.psbt
     """
     from o2ocli.core.tx import NATIVE_ASSET
+    from o2ocli.wallet.fees import approve
     from o2ocli.wallet.service import broadcast, prepare_payment, record_change
 
     ctx = get_context()
+    if fee is not None and (fee_rate is not None or priority is not None):
+        raise click.UsageError("--fee is a whole fee: leave out --fee-rate and --priority")
     with open_wallet(ctx) as w:
         check_send_mode(w, unsigned, out, dry_run)
         spec = w.spec
@@ -340,6 +339,8 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 fixed_fee = spec.amount(fee, "fee")
             except ValueError as exc:
                 raise CliError(f"bad fee: {exc}") from None
+        guard(ctx, w, rpc_client(ctx), yes=yes, allow_high_fee=allow_high_fee,
+              fee_rate=fee_rate, priority=priority)
         if out is not None:
             return send_unsigned(ctx, w, outputs, fixed_fee, max_inputs, out)
         passphrase = unlock_passphrase(w, passphrase_file)
@@ -355,58 +356,11 @@ def send_cmd(to: tuple[str, ...], amounts: tuple[str, ...], splits: tuple[str, .
                 emit(ctx, {"txid": tx.txid.hex(), "fee": fee_text, "raw": raw},
                      f"{raw}\n(not broadcast; txid {tx.txid.hex()}, fee {fee_text})")
                 return
+            approve(w, tx, plan)
             txid = broadcast(client, tx)
             record_change(w, plan)
     emit(ctx, {"txid": txid, "fee": fee_text},
          f"sent {txid}\nfee {fee_text} {spec.native_symbol}")
-
-
-@wallet.command("history")
-def history_cmd() -> None:
-    """The wallet's transactions with direction, counterparties, fee and status.
-
-    \b
-    Example:
-        o2ocli -w alice wallet history
-    """
-    from o2ocli.amounts import format_amount
-    from o2ocli.wallet.service import history
-
-    ctx = get_context()
-    with open_wallet(ctx) as w, node_errors():
-        client = rpc_client(ctx)
-        entries = history(w, client)
-        spec = w.spec
-        names = _asset_labels(client, spec, [e.asset for e in entries])
-        data = [
-            {
-                "txid": e.txid,
-                "height": e.height,
-                "asset": names.get(e.asset, (e.asset.hex(), 0))[0],
-                "delta": format_amount(e.delta, names.get(e.asset, (e.asset.hex(), 0))[1]),
-                "kind": e.kind,
-                "fee": None if e.fee is None else spec.format(e.fee),
-                "counterparties": e.counterparties,
-                "payload": e.payload,
-                "confirmations": e.confirmations,
-                "final": e.final,
-            }
-            for e in entries
-        ]
-
-    def human() -> str:
-        rows = [
-            [d["height"] if d["height"] is not None else "mempool",
-             d["kind"] if d["payload"] in ("none", "coinbase") else f"{d['kind']} ({d['payload']})",
-             d["delta"],
-             d["asset"], d["fee"] or "", ", ".join(d["counterparties"])[:40],
-             "final" if d["final"] else f"{d['confirmations']} conf", d["txid"][:16]]
-            for d in data
-        ]
-        return table(rows, ["height", "kind", "amount", "asset", "fee", "counterparty",
-                            "status", "txid"]) if rows else "no transactions yet"
-
-    emit(ctx, {"txs": data}, human)
 
 
 @wallet.command("export-key")

@@ -27,6 +27,8 @@ from .methods import (
     trace,
     validators,
 )
+from .methods import fees as fee_methods
+from .methods import lookup as lookup_methods
 from .methods.mempool import MEMPOOL_REASON_CODES
 from .methods.table import MethodTable
 
@@ -47,6 +49,8 @@ TABLES: tuple[MethodTable, ...] = (
     gov.TABLE,
     profile.TABLE,
     notify.TABLE,
+    fee_methods.TABLE,
+    lookup_methods.TABLE,
 )
 """Every table of RPC methods, one per domain module (one line each)."""
 

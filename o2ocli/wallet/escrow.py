@@ -74,7 +74,9 @@ def escrow_lock(wallet: Wallet, info: dict[str, Any]) -> Escrow:
 
 
 def _fee_rate(wallet: Wallet, client: Any) -> int:
-    return wallet.spec.amount(client.call("getinfo")["min_relay_fee"])
+    from .fees import fee_rate
+
+    return fee_rate(wallet, client)
 
 
 def _require_open(info: dict[str, Any]) -> None:

@@ -83,8 +83,11 @@ def asset_names(client: Any) -> dict[bytes, tuple[str, int]]:
 
 
 def fee_rate(wallet: Wallet, client: Any) -> int:
-    """The node's minimum relay fee rate, in base units per byte."""
-    return wallet.spec.amount(client.call("getinfo")["min_relay_fee"])
+    """The fee rate to pay (per 1000 bytes): the wallet's policy, else the node's
+    minimum relay fee rate (:func:`o2ocli.wallet.fees.fee_rate`)."""
+    from .fees import fee_rate as chosen_rate
+
+    return chosen_rate(wallet, client)
 
 
 def build(
@@ -121,7 +124,11 @@ def build(
 
 
 def send(wallet: Wallet, client: Any, tx: Tx, plan: PaymentPlan) -> str:
-    """Broadcast a signed tx and record its change address; returns the txid."""
+    """Broadcast a signed tx (once the wallet's policy approves it) and record its
+    change address; returns the txid."""
+    from .fees import approve
+
+    approve(wallet, tx, plan)
     txid = client.call("sendrawtx", tx.to_bytes().hex())
     record_change(wallet, plan)
     return txid

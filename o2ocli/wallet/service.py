@@ -128,8 +128,9 @@ def prepare_payment(
     transaction went out (or was handed to the user with ``--dry-run``)."""
     sync(wallet, client)
     coins = wallet_coins(wallet, client)
-    info = client.call("getinfo")
-    fee_rate = wallet.spec.amount(info["min_relay_fee"])
+    from .fees import fee_rate as chosen_rate
+
+    fee_rate = chosen_rate(wallet, client)
     plan = plan_payment(
         coins,
         outputs,
@@ -170,6 +171,8 @@ class HistoryEntry:
     counterparties: list[str] = field(default_factory=list)
     payload: str = "none"
     """The tx's payload type (``none``, ``review``, ``token-issue``, …)."""
+    escrows: list[str] = field(default_factory=list)
+    """``TXID:INDEX`` of each escrow the tx paid into or settled (an escrow payment)."""
 
 
 def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
@@ -187,8 +190,12 @@ def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
         ours_in = False
         outsiders_out: list[str] = []
         outsiders_in: list[str] = []
+        escrows: list[str] = []
         for inp in tx["inputs"]:
             owner = inp.get("address")
+            if inp.get("lock", {}).get("type") == "escrow":
+                escrows.append(f"{inp['txid']}:{inp['index']}")
+                outsiders_in.append(f"escrow {escrows[-1]}")
             if owner is not None and wallet.spec.decode_address(owner) in mine:
                 ours_in = True
                 asset = bytes.fromhex(inp["asset_id"])
@@ -200,6 +207,9 @@ def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
             asset = bytes.fromhex(out["asset_id"])
             if owner is not None and wallet.spec.decode_address(owner) in mine:
                 deltas[asset] = deltas.get(asset, 0) + out["units"]
+            elif out["lock"]["type"] == "escrow":
+                escrows.append(f"{tx['txid']}:{out['index']}")
+                outsiders_out.append(f"escrow {escrows[-1]}")
             else:
                 outsiders_out.append(owner or "(contract)")
         if tx["coinbase"]:
@@ -220,7 +230,7 @@ def history(wallet: Wallet, client: Any) -> list[HistoryEntry]:
             result.append(
                 HistoryEntry(tx["txid"], tx["height"], tx["confirmations"], tx["final"], asset,
                              delta, kind, fee if asset == NATIVE_ASSET else None, others,
-                             tx["payload"]["type"])
+                             tx["payload"]["type"], escrows)
             )
     return result
 

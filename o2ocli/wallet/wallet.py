@@ -239,6 +239,8 @@ class Wallet:
         xpub = db.get(b"xpub")
         self.account = ExtendedKey.parse(xpub.decode()) if xpub else None
         self._chain_keys: dict[int, ExtendedKey] = {}
+        self.policy: Any = None
+        """A :class:`~o2ocli.wallet.fees.SendPolicy` the CLI sets (fee choice, approval)."""
 
     @classmethod
     def open(cls, datadir: Path, name: str, spec: ChainSpec) -> Wallet:

@@ -359,7 +359,10 @@ def test_refused_reviews_change_nothing(dev):
     review = ["review", "write", "--text", "nice"]
     err = refused(dev, "-w", "alice", *review, "--purchase", RANDOM_TXID, "--rating", "5")
     assert f"no purchase {RANDOM_TXID}" in err and "not in the chain or mempool" in err
-    assert "no purchase" in refused(dev, "-w", "alice", *review, "--purchase", "abc",
+    # A txid may be a unique prefix of at least 8 hex digits: "abc" is too short.
+    assert "txid prefix abc is too short" in refused(dev, "-w", "alice", *review, "--purchase",
+                                                     "abc", "--rating", "5")
+    assert "no purchase" in refused(dev, "-w", "alice", *review, "--purchase", "not-hex",
                                     "--rating", "5")
     err = refused(dev, "-w", "alice", *review, "--purchase", p1, "--rating", "5",
                   "--merchant", other)

@@ -23,6 +23,8 @@ module          methods
 ``gov``         getproposal, listproposals, listvoterights
 ``profile``     getprofile, getprofilecommitment, listprofilehistory
 ``notify``      waitforchange (long poll: new tip, finalized height, address txs)
+``fees``        estimatefee
+``lookup``      resolvetxid (txid prefix → txids)
 ==============  =============================================================
 
 A new payload family adds, in ``node/``: one module here with its ``TABLE``

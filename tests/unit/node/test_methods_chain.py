@@ -26,7 +26,7 @@ COIN = 100_000_000
 
 def test_build_methods_exposes_every_table_function_under_its_name(h):
     methods = build_methods(h.node)
-    assert "getblock" in methods and "gettrace" in methods and len(methods) == 46
+    assert "getblock" in methods and "gettrace" in methods and len(methods) == 48
     assert methods.usage("getblock") == "getblock <ref> [verbosity=1]"
     assert methods.call_sync("getblockcount") == h.call(chain.getblockcount) == 0
     assert methods.call_sync("getblockhash", [0]) == h.node.chain.genesis.hash.hex()
