@@ -121,7 +121,7 @@ def tx_cmd(txid: str) -> None:
         if "fee" in tx:
             lines.append(f"fee      {tx['fee']}")
         rows = [
-            [f"{i['txid'][:16]}…:{i['index']}", i.get("address", ""), i.get("amount", ""),
+            [f"{i['txid']}:{i['index']}", i.get("address", ""), i.get("amount", ""),
              i.get("asset", "")]
             for i in tx["inputs"]
         ]

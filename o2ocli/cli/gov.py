@@ -20,6 +20,7 @@ from .common import (
     table,
     unlock_passphrase,
 )
+from .confirm import guard, spend_options
 
 __all__ = ["gov"]
 
@@ -59,11 +60,16 @@ def gov() -> None:
               help="The merchant whose customers vote (customers weight).")
 @click.option("--voting-blocks", type=click.IntRange(1, 1_000_000), required=True, metavar="N",
               help="Votes are accepted in the N blocks after the proposal's block.")
+@spend_options
 @passphrase_file_option
 def propose_cmd(title: str, text: str | None, text_file: Path | None, options: tuple[str, ...],
                 token: str, weight: str, merchant: str | None, voting_blocks: int,
+                yes: bool, allow_high_fee: bool, fee_rate: str | None, priority: str | None,
                 passphrase_file: Path | None) -> None:
     """Put a proposal to a vote; burns the chain's proposal deposit.
+
+    On a terminal the proposal's cost (fee and the burned deposit) is shown
+    and needs a yes at 'Send? [y/N]' (--yes skips it).
 
     \b
     Example:
@@ -84,6 +90,10 @@ def propose_cmd(title: str, text: str | None, text_file: Path | None, options: t
     with open_wallet(ctx) as w, node_errors():
         merchant_pkh = None if merchant is None else parse_address(w.spec, merchant)
         client = rpc_client(ctx)
+        guard(ctx, w, client, yes=yes, allow_high_fee=allow_high_fee, fee_rate=fee_rate,
+              priority=priority,
+              note=f"proposing burns the deposit of {w.spec.format(w.spec.gov_deposit)} "
+                   f"{w.spec.native_symbol}")
         unlocked = w.unlock(unlock_passphrase(w, passphrase_file))
         tx, plan = wallet_gov.propose(
             w, client, unlocked, title=title, text=text or "", options=options, weight=weight,
@@ -171,6 +181,6 @@ def list_cmd(state: str | None) -> None:
     with node_errors():
         items = rpc_client(ctx).call("listproposals", state)
     emit(ctx, {"proposals": items}, lambda: table(
-        [[p["id"][:16] + "…", p["title"], p["weight"], p["end_height"], p["state"]]
+        [[p["id"], p["title"], p["weight"], p["end_height"], p["state"]]
          for p in items], ["proposal", "title", "weight", "ends", "state"],
     ) if items else "no proposals")

@@ -206,7 +206,7 @@ def watch_cmd(invoice_id: str, timeout: float) -> None:
                 if ctx.json:
                     click.echo(json.dumps(data))
                 else:
-                    line = f"{data['id'][:12]}  {data['state']:<10} paid {data['paid']} of " \
+                    line = f"{data['id']}  {data['state']:<10} paid {data['paid']} of " \
                            f"{data['amount']} {data['asset']}"
                     click.echo(("\r\x1b[K" + line) if live else line, nl=not live)
             if data["state"] in ("final", "expired"):

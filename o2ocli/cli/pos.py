@@ -125,7 +125,7 @@ def deliveries_cmd(wallet_name: str | None, show_all: bool) -> None:
                      "invoice": body.get("invoice"), "state": body.get("state"),
                      "next_attempt": item["next_at"] if item["status"] == "pending" else None})
     emit(ctx, {"deliveries": data},
-         lambda: table([[d["id"], d["invoice"][:12], d["state"], d["status"], d["attempts"],
+         lambda: table([[d["id"], d["invoice"], d["state"], d["status"], d["attempts"],
                          d["last_error"] or ""] for d in data],
                        ["delivery", "invoice", "state", "status", "attempts", "last error"])
          if data else "no failed deliveries")
