@@ -283,3 +283,21 @@ def test_labels_listed_and_removed(env: Env) -> None:
     gone = env.run("wallet", "label", env.bob)
     assert gone.exit_code == 1 and "has no label" in gone.stderr
     assert env.run("wallet", "label", "not-an-address", "x").exit_code == 1
+
+
+def test_gov_propose_shows_the_burned_deposit_and_asks(env: Env, terminal: None) -> None:
+    args = ("gov", "propose", "--title", "Open on Sundays?", "--option", "yes",
+            "--option", "no", "--voting-blocks", "5")
+    before = _mempool(env)
+    refused = env.run(*args, input="n\n")
+    assert refused.exit_code == 1 and "error: not sent" in refused.stderr
+    deposit = f"{SPEC.format(SPEC.gov_deposit)} {SPEC.native_symbol}"
+    assert f"burned  {deposit} (destroyed for good)" in refused.stderr
+    assert f"proposing burns the deposit of {deposit}" in refused.stderr
+    assert _mempool(env) == before
+    sent = env.run(*args, input="y\n")
+    assert sent.exit_code == 0, sent.output
+    txid = sent.stdout.split()[1]
+    env.node.wait_mined(txid)
+    listed = env.run("gov", "list")
+    assert txid in listed.stdout  # whole, so it can be typed into gov vote
