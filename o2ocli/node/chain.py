@@ -299,6 +299,7 @@ class ChainManager:
 # ------------------------------------------------------------------- reindex
 DERIVED_PREFIXES: tuple[bytes, ...] = (
     k.INDEX, k.HEIGHT, k.UTXO, k.UNDO, k.TXINDEX, k.ADDR_UTXO, k.ADDR_HISTORY, k.META,
+    k.UTXO_COMMIT,
     SNAPSHOT_PREFIX, k.FINALITY, *k.O2O_PREFIXES,
 )
 """Key spaces derived from the blocks: a reindex deletes them and rebuilds them

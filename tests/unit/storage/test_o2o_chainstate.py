@@ -420,7 +420,7 @@ def test_a_database_of_another_schema_is_refused_with_a_reindex_hint(tmp_path, s
                            (99, "schema 99, from a newer o2ocli")):
         with state.db.write_batch() as batch:
             batch.put(schema.META_SCHEMA, version.to_bytes(4, "big"))
-        with pytest.raises(SchemaMismatch, match=f"{found}; this o2ocli uses schema 3 .*"
+        with pytest.raises(SchemaMismatch, match=f"{found}; this o2ocli uses schema 4 .*"
                                                  "run: o2ocli node reindex"):
             ChainState(state.db, PARAMS, GENESIS)
     with state.db.write_batch() as batch:
