@@ -271,3 +271,12 @@ def spec_new_cmd(
     lines += [f"  {p}  → {a}" for p, a in zip(key_files, spec["validators"], strict=True)]
     lines.append(f"  {funds_file}  → {addr(funds_key)} ({funds} O2O)")
     emit(ctx, result, "\n".join(lines))
+
+
+def _register_verify_utxo() -> None:
+    from .verifyutxo import verify_utxo_cmd
+
+    chain.add_command(verify_utxo_cmd)
+
+
+_register_verify_utxo()

@@ -61,6 +61,17 @@ class Database:
         return self._db.iterator(prefix=prefix, include_value=False)
 
     @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A consistent read-only view (``get(k)``, ``iterator(prefix=…)``) of
+        the database as it is now, unaffected by later writes (plyvel snapshot;
+        usable from another thread)."""
+        snap = self._db.snapshot()
+        try:
+            yield snap
+        finally:
+            snap.close()
+
+    @contextmanager
     def write_batch(self, *, sync: bool = True) -> Iterator[Any]:
         """A batch (``put(k, v)`` / ``delete(k)``) committed atomically, with
         fsync unless ``sync=False`` (for data that may be lost in a power cut,

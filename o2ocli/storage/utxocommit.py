@@ -25,6 +25,7 @@ Record encoding::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,11 +33,17 @@ from o2ocli.core.encoding import DecodeError, Reader, Writer
 from o2ocli.core.tx import Coin, Outpoint
 from o2ocli.crypto.muhash import NUM_BYTES, MuHash3072
 
+from . import schema as k
+from .blockindex import IndexEntry
+from .db import Database
+
 __all__ = [
     "UtxoCommitment",
+    "UtxoVerification",
     "coin_element",
     "commitment_after",
     "scan_commitment",
+    "verify_utxo_set",
 ]
 
 _STATE_BYTES = 2 * NUM_BYTES
@@ -138,7 +145,11 @@ def scan_commitment(entries: Iterator[tuple[bytes, bytes]]) -> UtxoCommitment:
     totals: dict[bytes, int] = {}
     chunk: list[bytes] = []
     for body, value in entries:
-        coin = Coin.from_bytes(value)
+        try:
+            coin = Coin.from_bytes(value)
+        except DecodeError as exc:
+            where = f"{body[:32].hex()}:{int.from_bytes(body[32:], 'big')}"
+            raise DecodeError(f"coin {where}: {exc}") from None
         out = coin.output
         totals[out.asset] = totals.get(out.asset, 0) + out.amount
         chunk.append(body + value)
@@ -148,3 +159,59 @@ def scan_commitment(entries: Iterator[tuple[bytes, bytes]]) -> UtxoCommitment:
             chunk = []
     muhash.update(chunk, [])
     return UtxoCommitment(muhash, count, {a: t for a, t in totals.items() if t})
+
+
+@dataclass(frozen=True, slots=True)
+class UtxoVerification:
+    """The stored commitment of the tip against a full scan of the UTXO set."""
+
+    height: int
+    tip: bytes
+    stored: UtxoCommitment | None
+    """The tip's stored record (None if missing or unreadable)."""
+    scanned: UtxoCommitment | None
+    """The full scan's result (None if a coin did not decode)."""
+    error: str | None
+    """Why they disagree (None when they agree)."""
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """True if the stored commitment equals the full scan."""
+        return self.error is None
+
+
+def verify_utxo_set(db: Database) -> UtxoVerification:
+    """Recompute the UTXO set commitment from a full scan and compare it with
+    the tip's stored record (hash, coin count and per-asset totals).  Reads one
+    snapshot, so blocks connected meanwhile do not disturb it (safe to run in a
+    thread while the node runs)."""
+    started = time.monotonic()
+    with db.snapshot() as snap:
+        tip = snap.get(k.META_TIP) or b""
+        entry_data = snap.get(k.index_key(tip))
+        height = IndexEntry.from_bytes(entry_data).height if entry_data else -1
+        record = snap.get(k.commit_key(tip))
+        stored = None
+        error = None
+        if record is None:
+            error = f"no UTXO commitment is stored for the tip {tip.hex()}"
+        else:
+            try:
+                stored = UtxoCommitment.from_bytes(record)
+            except DecodeError as exc:
+                error = f"the stored UTXO commitment of the tip is unreadable: {exc}"
+        entries = ((key[1:], value) for key, value in snap.iterator(prefix=k.UTXO))
+        try:
+            scanned: UtxoCommitment | None = scan_commitment(entries)
+        except DecodeError as exc:
+            scanned = None
+            error = error or f"a coin of the UTXO set does not decode: {exc}"
+    if error is None and stored is not None and scanned is not None:
+        if stored.hash != scanned.hash:
+            error = (f"stored hash {stored.hash.hex()} != full-scan hash {scanned.hash.hex()} "
+                     f"({stored.count} outputs recorded, {scanned.count} scanned)")
+        elif (stored.count, stored.totals) != (scanned.count, scanned.totals):
+            error = "the stored coin count or totals differ from the full scan"
+    return UtxoVerification(height, tip, stored, scanned, error,
+                            time.monotonic() - started)
