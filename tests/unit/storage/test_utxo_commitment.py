@@ -134,3 +134,41 @@ def test_verify_detects_a_coin_changed_on_disk(tmp_path):
         batch.put(key, b"\x01")
     result = verify_utxo_set(state.db)
     assert not result.ok and key[1:33].hex() in result.error
+
+
+# The coin element vectors of docs/protocol.rst, "UTXO set commitment".
+COIN_A = bytes.fromhex(
+    "11" * 32 + "00000001"
+    "0700000000014859c79ddba0d750e5d62ad4d00764bafed270b89443fa09f672"
+    "ffce481d12d840420f0000000000017294ab255fac669c530970040b9ea4387d207ced")
+COIN_B = bytes.fromhex(
+    "22" * 32 + "00000000"
+    "0100000001003075000000000000012a16013073c0ba1106350df65cf032082c60e58a")
+DOC_VECTORS = {
+    "{}": "c85525462fdcf30a2c18d6f4b92923000974355c2477f59594d2c205a1d25add",
+    "{A}": "d6414f2b33f026b94dc84e7c830921b7437addc84dfe867a53d1324cf914f642",
+    "{A, B}": "fef76d2b9d75bf54dec6592239f3ee6a2e4ed56c325ebdec57c52c71788d6022",
+    "{B}": "d4ee86386f0e3fd788633e1693d7c2419b62c7275df284459d46e7f84aec5718",
+}
+
+
+def test_the_documented_coin_vectors():
+    from pathlib import Path
+
+    from o2ocli.core.tx import Coin, Outpoint
+    from o2ocli.storage.utxocommit import coin_element, scan_commitment
+
+    a = (Outpoint(b"\x11" * 32, 1), Coin.from_bytes(COIN_A[36:]))
+    b = (Outpoint(b"\x22" * 32, 0), Coin.from_bytes(COIN_B[36:]))
+    assert coin_element(*a) == COIN_A and coin_element(*b) == COIN_B
+    empty = UtxoCommitment.empty()
+    got = {
+        "{}": empty.hash,
+        "{A}": empty.apply([], [a]).hash,
+        "{A, B}": scan_commitment(iter([(COIN_A[:36], COIN_A[36:]),
+                                        (COIN_B[:36], COIN_B[36:])])).hash,
+        "{B}": empty.apply([], [a, b]).apply([a], []).hash,
+    }
+    assert {name: digest.hex() for name, digest in got.items()} == DOC_VECTORS
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "protocol.rst").read_text()
+    assert all(digest in doc for digest in DOC_VECTORS.values())
