@@ -348,7 +348,10 @@ def _delete_derived(db: Database) -> None:
     LevelDB that replaces the old one (:meth:`Database.drop_key_spaces`), so
     the cost follows the bytes kept, not the millions of derived keys.  The
     reindex marker makes an interruption here harmless."""
-    db.drop_key_spaces(frozenset(prefix[0] for prefix in DERIVED_PREFIXES))
+    try:
+        db.drop_key_spaces(frozenset(prefix[0] for prefix in DERIVED_PREFIXES))
+    except OSError as exc:
+        raise ChainStateError(f"cannot drop the derived data: {exc}") from None
 
 
 def _replay_order(db: Database, genesis_hash: bytes, tip_hint: bytes) -> list[tuple[int, bytes]]:

@@ -10,15 +10,19 @@ directories, so the dropped key spaces go with the old directory in one
 
 Crash safety.  The swap is::
 
-    1. copy the kept keys into PATH.rebuild (fsync'd, closed)
-    2. rename PATH → PATH.old
-    3. rename PATH.rebuild → PATH
-    4. remove PATH.old
+    1. copy the kept keys into PATH.swap-new (fsync'd, closed)
+    2. rename PATH → PATH.swap-old
+    3. rename PATH.swap-new → PATH
+    4. remove PATH.swap-old
+
+Both directories carry a marker file (:data:`MARKER`, which LevelDB ignores)
+so that recovery never touches a directory it did not make (an operator's
+``chaindata.old`` backup, say).
 
 :func:`recover` (run by every :class:`~o2ocli.storage.db.Database` open)
 finishes a swap a crash interrupted: killed during 1, PATH is untouched and
 the partial copy is removed; between 2 and 3, the copy is complete, so it
-becomes PATH; after 3, PATH.old is removed.  The caller must be able to
+becomes PATH; after 3, PATH.swap-old is removed.  The caller must be able to
 redo its work from either side (a reindex keeps its marker in the copied
 keys: it redoes the copy, then replays the blocks).
 """
@@ -34,18 +38,29 @@ import plyvel
 
 from o2ocli.fsmodes import make_private_dir, private_umask
 
-__all__ = ["COPY_BATCH_BYTES", "rebuild_keeping", "recover"]
+__all__ = ["COPY_BATCH_BYTES", "MARKER", "rebuild_keeping", "recover"]
+
+MARKER = "O2O-SWAP"
+"""File written into both directories of a swap (removed from the result)."""
 
 COPY_BATCH_BYTES = 8 << 20
 """Bytes copied per write batch into the new directory."""
 
 
 def _new_path(path: Path) -> Path:
-    return path.with_name(path.name + ".rebuild")
+    return path.with_name(path.name + ".swap-new")
 
 
 def _old_path(path: Path) -> Path:
-    return path.with_name(path.name + ".old")
+    return path.with_name(path.name + ".swap-old")
+
+
+def _ours(path: Path) -> bool:
+    return (path / MARKER).is_file()
+
+
+def _mark(path: Path) -> None:
+    (path / MARKER).write_bytes(b"o2ocli key-space drop in progress\n")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -71,14 +86,16 @@ def recover(path: Path) -> None:
     """Finish or clean up a swap of ``path`` that a crash interrupted (see the
     module docstring); nothing to do in the usual case."""
     new, old = _new_path(path), _old_path(path)
-    if not path.exists() and new.is_dir() and old.is_dir():
+    if not path.exists() and _ours(new) and _ours(old):
         os.rename(new, path)  # the copy was complete before PATH was moved away
         _fsync_dir(path.parent)
     if path.exists():
-        if new.exists():
+        if _ours(new):
             shutil.rmtree(new)  # an unfinished copy
-        if old.exists():
+        if _ours(old):
             shutil.rmtree(old)
+        if _ours(path):
+            (path / MARKER).unlink()
 
 
 def rebuild_keeping(
@@ -96,11 +113,14 @@ def rebuild_keeping(
     before each stage (``copy``, ``move-old``, ``move-new``, ``remove-old``),
     for crash tests."""
     new, old = _new_path(path), _old_path(path)
-    if new.exists():
+    if _ours(new):
         shutil.rmtree(new)
+    if new.exists() or old.exists():
+        raise FileExistsError(f"{new} or {old} is in the way; move it elsewhere")
     if step is not None:
         step("copy")
     make_private_dir(new)
+    _mark(new)
     with private_umask():
         target = plyvel.DB(str(new), create_if_missing=True, error_if_exists=True)
     try:
@@ -121,6 +141,7 @@ def rebuild_keeping(
         target.close()
     _fsync_tree(new)
     close()
+    _mark(path)
     if step is not None:
         step("move-old")
     os.rename(path, old)
@@ -132,3 +153,4 @@ def rebuild_keeping(
     if step is not None:
         step("remove-old")
     shutil.rmtree(old)
+    (path / MARKER).unlink()

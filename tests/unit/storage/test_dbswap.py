@@ -7,7 +7,7 @@ import pytest
 
 from o2ocli.node.chain import DERIVED_PREFIXES
 from o2ocli.storage import Database, schema
-from o2ocli.storage.dbswap import rebuild_keeping
+from o2ocli.storage.dbswap import MARKER, rebuild_keeping
 
 
 class Crash(Exception):
@@ -75,7 +75,22 @@ def test_a_crash_at_any_stage_leaves_the_old_or_the_new_database(tmp_path, stage
     with Database(path) as again:
         content = dict(again.iterate(b""))
     assert content == (before if survives == "old" else kept(before))
-    assert leftovers(path) == []
+    assert leftovers(path) == [] and not (path / MARKER).exists()
+
+
+def test_directories_the_swap_did_not_make_are_left_alone(tmp_path):
+    path = tmp_path / "chaindata"
+    before = fill(path)
+    for name in ("chaindata.old", "chaindata.swap-old"):  # an operator's backups, say
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "CURRENT").write_text("mine")
+    with Database(path) as db:
+        assert dict(db.iterate(b"")) == before
+        with pytest.raises(FileExistsError, match="swap-old is in the way"):
+            db.drop_key_spaces(frozenset(b"ua"))
+        assert dict(db.iterate(b"")) == before
+    assert leftovers(path) == ["chaindata.old", "chaindata.swap-old"]
+    assert (tmp_path / "chaindata.swap-old" / "CURRENT").read_text() == "mine"
 
 
 def test_every_derived_key_space_is_one_prefix_byte():
