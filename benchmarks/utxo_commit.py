@@ -10,7 +10,10 @@ one input, ``--outputs`` outputs each), then times, in the same run:
 * the full-scan SHA-256 that ``chain info`` computed before (same code as the
   old ``utxo_stats``);
 * the full-scan MuHash (``chain verify-utxo``);
-* the MuHash cost per coin added while connecting.
+* the MuHash cost per coin added while connecting;
+* the connect overhead on plain payments (``ChainGenerator`` blocks, 1-in or
+  2-in, 2-out): the same chain connected with the commitment and with its
+  update stubbed out (the parent's record copied), alternately, best of 3.
 
     python benchmarks/utxo_commit.py                  # 1 M UTXOs
     python benchmarks/utxo_commit.py --utxos 200000   # quicker
@@ -25,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.encoding import Writer
@@ -51,7 +55,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--outputs", type=int, default=2_000, help="outputs per payment")
     ap.add_argument("--txs", type=int, default=25, help="payments per block")
     ap.add_argument("--repeat", type=int, default=50)
+    ap.add_argument("--payment-blocks", type=int, default=40,
+                    help="blocks of 200 plain payments for the overhead run")
     args = ap.parse_args(argv)
+    if args.payment_blocks:
+        payments_overhead(args.payment_blocks)
+    if not args.utxos:
+        return 0
 
     gen = ChainGenerator("o2o-bench", n_keys=200, coins_per_key=10)
     params = ConsensusParams("o2o-bench", max_block_txs=100_000, max_block_size=64_000_000,
@@ -119,6 +129,38 @@ def main(argv: list[str]) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def payments_overhead(blocks: int) -> None:
+    gen = ChainGenerator("o2o-bench", n_keys=200, coins_per_key=10)
+    chain = [gen.next_block(200) for _ in range(blocks)]
+    txs = sum(len(b.txs) for b in chain)
+    params = ConsensusParams(gen.chain_id, max_block_txs=100_000, max_block_size=64_000_000)
+
+    def run() -> float:
+        tmp = tempfile.mkdtemp(prefix="o2o-bench-pay-")
+        try:
+            state = ChainState(Database(tmp), params, gen.genesis)
+            start = time.perf_counter()
+            for block in chain:
+                state.add_block(block)
+            elapsed = time.perf_counter() - start
+            state.db.close()
+            return elapsed
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def stub(parent, spent, created):  # the parent's record: no hashing at all
+        return parent if parent is not None else UtxoCommitment.empty().to_bytes()
+
+    with_commit, without = [], []
+    for _ in range(3):
+        with_commit.append(run())
+        with mock.patch("o2ocli.storage.chainstate.commitment_after", stub):
+            without.append(run())
+    a, b = min(with_commit), min(without)
+    print(f"plain payments: {txs:,} txs; connect {txs / a:,.0f} tx/s with the commitment, "
+          f"{txs / b:,.0f} tx/s with its update stubbed: {a / b - 1:+.0%} time", flush=True)
 
 
 if __name__ == "__main__":
