@@ -53,6 +53,12 @@ class Database:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
         except plyvel.Error as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
+        except BlockingIOError:
+            raise DatabaseLocked(
+                f"database {self.path} is being rebuilt by another process (node reindex)"
+            ) from None
+        except OSError as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
 
     def get(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None."""

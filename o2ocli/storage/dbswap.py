@@ -29,9 +29,11 @@ keys: it redoes the copy, then replays the blocks).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import plyvel
@@ -59,6 +61,21 @@ def _ours(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
+@contextmanager
+def _swap_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``PATH.swap-lock`` for the time of a swap or a
+    recovery (raises :class:`BlockingIOError` if another process holds it).
+    The empty lock file stays (removing it would race with another process
+    opening it)."""
+    lock = path.with_name(path.name + ".swap-lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _mark(path: Path) -> None:
     (path / MARKER).write_bytes(b"o2ocli key-space drop in progress\n")
 
@@ -84,18 +101,22 @@ def _fsync_tree(path: Path) -> None:
 
 def recover(path: Path) -> None:
     """Finish or clean up a swap of ``path`` that a crash interrupted (see the
-    module docstring); nothing to do in the usual case."""
+    module docstring); nothing to do in the usual case.  Raises
+    :class:`BlockingIOError` while another process is swapping ``path``."""
     new, old = _new_path(path), _old_path(path)
-    if not path.exists() and _ours(new) and _ours(old):
-        os.rename(new, path)  # the copy was complete before PATH was moved away
-        _fsync_dir(path.parent)
-    if path.exists():
-        if _ours(new):
-            shutil.rmtree(new)  # an unfinished copy
-        if _ours(old):
-            shutil.rmtree(old)
-        if _ours(path):
-            (path / MARKER).unlink()
+    if not (_ours(new) or _ours(old) or _ours(path)):
+        return
+    with _swap_lock(path):
+        if not path.exists() and _ours(new) and _ours(old):
+            os.rename(new, path)  # the copy was complete before PATH was moved away
+            _fsync_dir(path.parent)
+        if path.exists():
+            if _ours(new):
+                shutil.rmtree(new)  # an unfinished copy
+            if _ours(old):
+                shutil.rmtree(old)
+            if _ours(path):
+                (path / MARKER).unlink()
 
 
 def rebuild_keeping(
@@ -112,6 +133,17 @@ def rebuild_keeping(
     closes it (the caller reopens it afterwards).  ``step(name)`` is called
     before each stage (``copy``, ``move-old``, ``move-new``, ``remove-old``),
     for crash tests."""
+    with _swap_lock(path):
+        _rebuild(path, items, dropped, close, step)
+
+
+def _rebuild(
+    path: Path,
+    items: Callable[[int], Iterable[tuple[bytes, bytes]]],
+    dropped: frozenset[int],
+    close: Callable[[], None],
+    step: Callable[[str], None] | None,
+) -> None:
     new, old = _new_path(path), _old_path(path)
     if _ours(new):
         shutil.rmtree(new)

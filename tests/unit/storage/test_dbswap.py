@@ -7,6 +7,7 @@ import pytest
 
 from o2ocli.node.chain import DERIVED_PREFIXES
 from o2ocli.storage import Database, schema
+from o2ocli.storage.db import DatabaseLocked
 from o2ocli.storage.dbswap import MARKER, rebuild_keeping
 
 
@@ -32,7 +33,9 @@ def kept(content: dict[bytes, bytes]) -> dict[bytes, bytes]:
 
 
 def leftovers(path) -> list[str]:
-    return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
+    """Sibling directories of ``path`` (the swap's lock file stays, empty)."""
+    return sorted(p.name for p in path.parent.iterdir()
+                  if p.name not in (path.name, path.name + ".swap-lock"))
 
 
 def test_drop_key_spaces_keeps_every_other_key_and_stays_open(tmp_path):
@@ -98,3 +101,23 @@ def test_every_derived_key_space_is_one_prefix_byte():
     kept_spaces = (schema.BLOCK, schema.OWN_VOTE, schema.EVIDENCE, schema.PEER_ADDR,
                    schema.PEER_BAN, schema.REINDEX_MARKER[:1])
     assert not {p[0] for p in kept_spaces} & {p[0] for p in DERIVED_PREFIXES}
+
+
+def test_an_open_during_another_process_swap_is_refused_as_locked(tmp_path):
+    path = tmp_path / "chaindata"
+    before = fill(path)
+    db = Database(path)
+    raw = db._db  # noqa: SLF001 - the swap is driven by hand here
+    seen = []
+
+    def step(name: str) -> None:
+        if name == "move-new":  # PATH is gone, the copy not yet in place
+            with pytest.raises(DatabaseLocked, match="being rebuilt by another process"):
+                Database(path)
+            seen.append(name)
+
+    rebuild_keeping(path, lambda first: raw.iterator(prefix=bytes([first])), frozenset(b"ua"),
+                    close=raw.close, step=step)
+    assert seen == ["move-new"]
+    with Database(path) as again:
+        assert dict(again.iterate(b"")) == kept(before)
