@@ -193,9 +193,9 @@ class ChainQueries:
 
     def utxo_stats(self, block_hash: bytes | None = None) -> UtxoStats:
         """Hash, count and per-asset totals of the UTXO set after the tip (or
-        after the connected block ``block_hash``): one read of the stored
+        after the main-chain block ``block_hash``): one read of the stored
         commitment (:mod:`.utxocommit`), never a scan.  Raises
-        :class:`KeyError` for a block that was never connected."""
+        :class:`KeyError` for a block that is not on the main chain."""
         header = self._tip_header()
         if block_hash is not None and block_hash != header.hash:
             header = self._header_of(block_hash)
