@@ -126,6 +126,9 @@ class ChainState(ChainQueries):
             raise ChainStateError("database has no tip; it is damaged (run a reindex)")
         self._tip = self._require_index(tip_hash)
         self._raw_cache: dict[bytes, bytes] = {}
+        self._last_commit: tuple[bytes, bytes] = (b"", b"")
+        """(block hash, UTXO commitment record) of the last block connected here,
+        so the next connect does not read its parent's record back."""
         self.finalized_height = 0
         """The node never reorganises below this height (set by the PoA layer)."""
         if activate:  # the PoA layer sets the finalized height first, then activates
@@ -396,7 +399,9 @@ class ChainState(ChainQueries):
             raise ChainStateError("block does not extend the tip")
         effects = apply_block(block, self, self.params, self.verifier, self)
         new_entry = entry.with_status(STATUS_VALID)
-        parent_commit = self.db.get(k.commit_key(block.header.prev_hash))
+        prev = block.header.prev_hash
+        parent_commit = (self._last_commit[1] if self._last_commit[0] == prev
+                         else self.db.get(k.commit_key(prev)))
         if parent_commit is None:
             raise ChainStateError(f"the UTXO commitment of block {block.header.prev_hash.hex()} "
                                   "is missing (run: o2ocli node reindex)")
@@ -414,6 +419,7 @@ class ChainState(ChainQueries):
             write_connect(self.db, batch, block, effects, self)
             batch.put(k.commit_key(block.hash), commit)
         self._tip = new_entry
+        self._last_commit = (block.hash, commit)
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block.
