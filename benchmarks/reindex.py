@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: the first phase of ``node reindex``, deleting the derived data.
 
-Connects a generated chain (``--blocks`` blocks of ``--txs`` payments) into a
+Connects a generated chain (``--blocks`` blocks of ``--txs`` payments of one
+input and ``--outputs`` outputs, the shape of issue 20's scale run) into a
 chainstate, then, on two identical copies of that database, in the same run:
 
 * **old**: every key of the derived key spaces deleted one by one, 50,000 per
@@ -12,7 +13,7 @@ chainstate, then, on two identical copies of that database, in the same run:
 Both must leave the same keys.  Prints the number of derived keys, the kept
 bytes, the seconds of each method and their ratio.
 
-    python benchmarks/reindex.py                 # 100 blocks x 400 txs
+    python benchmarks/reindex.py                 # 100 blocks x 400 txs, 1-in 4-out
     python benchmarks/reindex.py --blocks 20     # quicker
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.node.chain import DERIVED_PREFIXES
 from o2ocli.storage import ChainState, Database
-from o2ocli.testing.chaingen import ChainGenerator
+from o2ocli.testing.chaingen import ChainGenerator, make_block, p2a
 
 OLD_BATCH_KEYS = 50_000
 
@@ -63,6 +64,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--blocks", type=int, default=100)
     ap.add_argument("--txs", type=int, default=400)
+    ap.add_argument("--outputs", type=int, default=4)
     args = ap.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="o2o-bench-reindex-"))
@@ -73,10 +75,17 @@ def main(argv: list[str]) -> int:
         with Database(pristine) as db:
             state = ChainState(db, params, gen.genesis)
             for _ in range(args.blocks):
-                state.add_block(gen.next_block(args.txs))
+                txs = [gen.payment(1, args.outputs)[0] for _ in range(args.txs)]
+                block = make_block(gen.tip, txs, fees=gen.fee * len(txs),
+                                   fee_lock=p2a(gen.miner))
+                for tx in block.txs:
+                    gen._credit(tx)  # noqa: SLF001 - the generator's own bookkeeping
+                gen.tip = block.header
+                state.add_block(block)
             derived = sum(1 for p in DERIVED_PREFIXES for _ in db.iterate_keys(p))
             total = sum(1 for _ in db.iterate_keys(b""))
-        print(f"chain: {args.blocks} blocks x {args.txs} txs; {total:,} keys, "
+        print(f"chain: {args.blocks} blocks x {args.txs} txs (1-in {args.outputs}-out); "
+              f"{total:,} keys, "
               f"{derived:,} of them derived; database {dir_bytes(pristine) / 1e6:.0f} MB",
               flush=True)
         results: dict[str, float] = {}
