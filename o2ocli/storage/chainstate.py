@@ -403,9 +403,13 @@ class ChainState(ChainQueries):
         parent_commit = (self._last_commit[1] if self._last_commit[0] == prev
                          else self.db.get(k.commit_key(prev)))
         if parent_commit is None:
-            raise ChainStateError(f"the UTXO commitment of block {block.header.prev_hash.hex()} "
-                                  "is missing (run: o2ocli node reindex)")
-        commit = commitment_after(parent_commit, effects.spent, effects.created)
+            raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is missing "
+                                  "(run: o2ocli node reindex)")
+        try:
+            commit = commitment_after(parent_commit, effects.spent, effects.created)
+        except DecodeError as exc:
+            raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is unreadable "
+                                  f"({exc}; run: o2ocli node reindex)") from None
         with self.db.write_batch() as batch:
             if store:
                 batch.put(k.block_key(block.hash), block.to_bytes())

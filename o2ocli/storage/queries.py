@@ -20,6 +20,7 @@ from o2ocli.consensus.state import StateKey
 from o2ocli.consensus.tokens import TokenRecord
 from o2ocli.consensus.trace import ItemRecord
 from o2ocli.core.block import BlockHeader
+from o2ocli.core.encoding import DecodeError
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from . import schema as k
@@ -202,7 +203,11 @@ class ChainQueries:
         data = self.db.get(k.commit_key(header.hash))
         if data is None:
             raise KeyError(f"no UTXO commitment stored for block {header.hash.hex()}")
-        c = UtxoCommitment.from_bytes(data)
+        try:
+            c = UtxoCommitment.from_bytes(data)
+        except DecodeError as exc:
+            raise KeyError(f"the UTXO commitment of block {header.hash.hex()} is unreadable: "
+                           f"{exc}") from None
         return UtxoStats(header.height, header.hash, c.hash, c.count, c.totals)
 
     def scan_utxo_stats(self) -> UtxoStats:

@@ -172,3 +172,21 @@ def test_the_documented_coin_vectors():
     assert {name: digest.hex() for name, digest in got.items()} == DOC_VECTORS
     doc = (Path(__file__).resolve().parents[3] / "docs" / "protocol.rst").read_text()
     assert all(digest in doc for digest in DOC_VECTORS.values())
+
+
+def test_a_damaged_record_is_reported_not_used(tmp_path):
+    from o2ocli.storage import ChainStateError
+
+    gen = new_generator()
+    state = open_state(tmp_path / "db", gen)
+    block = gen.next_block(2)
+    state.add_block(block)
+    with state.db.write_batch() as batch:
+        batch.put(schema.commit_key(block.hash), b"\x00" * 10)
+    with pytest.raises(KeyError, match="is unreadable"):
+        state.utxo_stats()
+    state.db.close()
+    state = open_state(tmp_path / "db", gen)  # no cached record: read from disk
+    with pytest.raises(ChainStateError, match="unreadable.*run: o2ocli node reindex"):
+        state.add_block(gen.next_block(2))
+    assert state.tip.hash == block.hash
