@@ -307,3 +307,12 @@ def fees_cmd(blocks: int) -> None:
                 f"period {data['period']} s")
 
     emit(ctx, data, human)
+
+
+def _register_verify_utxo() -> None:
+    from .verifyutxo import verify_utxo_cmd
+
+    chain.add_command(verify_utxo_cmd)
+
+
+_register_verify_utxo()

@@ -47,6 +47,7 @@ from .blockindex import (
 from .blockwrites import decode_o2o_undo, decode_undo, encode_undo, write_connect, write_disconnect
 from .db import Database
 from .queries import ChainQueries, UtxoStats
+from .utxocommit import commitment_after
 
 __all__ = [
     "ChainState",
@@ -125,6 +126,9 @@ class ChainState(ChainQueries):
             raise ChainStateError("database has no tip; it is damaged (run a reindex)")
         self._tip = self._require_index(tip_hash)
         self._raw_cache: dict[bytes, bytes] = {}
+        self._last_commit: tuple[bytes, bytes] = (b"", b"")
+        """(block hash, UTXO commitment record) of the last block connected here,
+        so the next connect does not read its parent's record back."""
         self.finalized_height = 0
         """The node never reorganises below this height (set by the PoA layer)."""
         if activate:  # the PoA layer sets the finalized height first, then activates
@@ -143,6 +147,12 @@ class ChainState(ChainQueries):
 
     def _tip_header(self) -> BlockHeader:
         return self._tip.header
+
+    def _header_of(self, block_hash: bytes) -> BlockHeader:
+        entry = self.get_index(block_hash)
+        if entry is None:
+            raise KeyError(f"block {block_hash.hex()} is unknown")
+        return entry.header
 
     def get(self, outpoint: Outpoint) -> Coin | None:
         """The unspent coin at ``outpoint`` in the tip's UTXO set (a UTXO view)."""
@@ -223,6 +233,7 @@ class ChainState(ChainQueries):
             batch.put(k.block_key(genesis.hash), genesis.to_bytes())
             batch.put(k.index_key(genesis.hash), entry.to_bytes())
             write_connect(self.db, batch, genesis, effects, self)
+            batch.put(k.commit_key(genesis.hash), commitment_after(None, (), effects.created))
             batch.put(k.META_BEST, genesis.hash)
 
     def add_block(self, block: Block, extra_puts: dict[bytes, bytes] | None = None) -> TipChange:
@@ -388,6 +399,17 @@ class ChainState(ChainQueries):
             raise ChainStateError("block does not extend the tip")
         effects = apply_block(block, self, self.params, self.verifier, self)
         new_entry = entry.with_status(STATUS_VALID)
+        prev = block.header.prev_hash
+        parent_commit = (self._last_commit[1] if self._last_commit[0] == prev
+                         else self.db.get(k.commit_key(prev)))
+        if parent_commit is None:
+            raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is missing "
+                                  "(run: o2ocli node reindex)")
+        try:
+            commit = commitment_after(parent_commit, effects.spent, effects.created)
+        except DecodeError as exc:
+            raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is unreadable "
+                                  f"({exc}; run: o2ocli node reindex)") from None
         with self.db.write_batch() as batch:
             if store:
                 batch.put(k.block_key(block.hash), block.to_bytes())
@@ -399,10 +421,15 @@ class ChainState(ChainQueries):
             if entry.status != STATUS_VALID:
                 batch.put(k.index_key(block.hash), new_entry.to_bytes())
             write_connect(self.db, batch, block, effects, self)
+            batch.put(k.commit_key(block.hash), commit)
         self._tip = new_entry
+        self._last_commit = (block.hash, commit)
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
-        """Undo the tip block in one batch; returns the disconnected block."""
+        """Undo the tip block in one batch; returns the disconnected block.
+
+        The tip's UTXO commitment record goes too: the parent's stored record
+        is the new tip's (:mod:`.utxocommit`)."""
         tip = self._tip
         if tip.height == 0:
             raise ChainStateError("cannot disconnect the genesis block")
@@ -422,6 +449,7 @@ class ChainState(ChainQueries):
             raise ChainStateError(f"O2O undo data of {tip.hash.hex()} is corrupt: {exc}") from None
         with self.db.write_batch() as batch:
             write_disconnect(batch, block, spent, o2o_undo)
+            batch.delete(k.commit_key(tip.hash))
             batch.put(k.META_TIP, parent.hash)
             if set_best:
                 batch.put(k.META_BEST, parent.hash)

@@ -9,7 +9,7 @@ previous state untouched.  LevelDB applies a batch atomically.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 import plyvel
 
 from o2ocli.fsmodes import make_private_dir, private_umask
+
+from .dbswap import rebuild_keeping, recover
 
 __all__ = ["Database", "DatabaseError", "DatabaseLocked"]
 
@@ -34,7 +36,11 @@ class Database:
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        self._open(create)
+
+    def _open(self, create: bool) -> None:
         try:
+            recover(self.path)  # a key-space drop a crash interrupted (:mod:`.dbswap`)
             if create:
                 make_private_dir(self.path)
             with private_umask():
@@ -46,6 +52,12 @@ class Database:
                 ) from None
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
         except plyvel.Error as exc:
+            raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
+        except BlockingIOError:
+            raise DatabaseLocked(
+                f"database {self.path} is being rebuilt by another process (node reindex)"
+            ) from None
+        except OSError as exc:
             raise DatabaseError(f"cannot open database {self.path}: {exc}") from None
 
     def get(self, key: bytes) -> bytes | None:
@@ -61,6 +73,17 @@ class Database:
         return self._db.iterator(prefix=prefix, include_value=False)
 
     @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A consistent read-only view (``get(k)``, ``iterator(prefix=…)``) of
+        the database as it is now, unaffected by later writes (plyvel snapshot;
+        usable from another thread)."""
+        snap = self._db.snapshot()
+        try:
+            yield snap
+        finally:
+            snap.close()
+
+    @contextmanager
     def write_batch(self, *, sync: bool = True) -> Iterator[Any]:
         """A batch (``put(k, v)`` / ``delete(k)``) committed atomically, with
         fsync unless ``sync=False`` (for data that may be lost in a power cut,
@@ -68,6 +91,16 @@ class Database:
         on an exception."""
         with self._db.write_batch(transaction=True, sync=sync) as batch:
             yield batch
+
+    def drop_key_spaces(self, first_bytes: frozenset[int],
+                        step: Callable[[str], None] | None = None) -> None:
+        """Delete every key whose first byte is in ``first_bytes``, at a cost
+        that follows the bytes of the *other* keys: they are copied into a new
+        directory that replaces this one (:func:`~o2ocli.storage.dbswap.rebuild_keeping`;
+        crash-safe, but not atomic with other writes).  The database stays open."""
+        rebuild_keeping(self.path, lambda first: self._db.iterator(prefix=bytes([first])),
+                        first_bytes, close=self._db.close, step=step)
+        self._open(create=False)
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -10,7 +10,6 @@ helpers below them decode through the families' readers.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -22,11 +21,12 @@ from o2ocli.consensus.state import StateKey
 from o2ocli.consensus.tokens import TokenRecord
 from o2ocli.consensus.trace import ItemRecord
 from o2ocli.core.block import BlockHeader
-from o2ocli.core.encoding import Writer
+from o2ocli.core.encoding import DecodeError
 from o2ocli.core.tx import Coin, Outpoint, Tx
 
 from . import schema as k
 from .db import Database
+from .utxocommit import UtxoCommitment, scan_commitment
 
 __all__ = ["ChainQueries", "UtxoStats"]
 
@@ -40,7 +40,7 @@ class UtxoStats:
     tip: bytes
     """Tip hash the stats are for."""
     hash: bytes
-    """SHA-256 over every (key, coin) of the set in key order."""
+    """MuHash3072 digest of the set (:mod:`.utxocommit`)."""
     count: int
     """Number of unspent outputs."""
     totals: dict[bytes, int]
@@ -218,26 +218,34 @@ class ChainQueries:
         for key, value in self.db.iterate(k.UTXO):
             yield Outpoint.from_bytes(key[1:]), Coin.from_bytes(value)
 
-    def utxo_stats(self) -> UtxoStats:
-        """Hash, count and per-asset totals of the UTXO set.
+    def utxo_stats(self, block_hash: bytes | None = None) -> UtxoStats:
+        """Hash, count and per-asset totals of the UTXO set after the tip (or
+        after the main-chain block ``block_hash``): one read of the stored
+        commitment (:mod:`.utxocommit`), never a scan.  Raises
+        :class:`KeyError` for a block that is not on the main chain."""
+        header = self._tip_header()
+        if block_hash is not None and block_hash != header.hash:
+            header = self._header_of(block_hash)
+        data = self.db.get(k.commit_key(header.hash))
+        if data is None:
+            raise KeyError(f"no UTXO commitment stored for block {header.hash.hex()}")
+        try:
+            c = UtxoCommitment.from_bytes(data)
+        except DecodeError as exc:
+            raise KeyError(f"the UTXO commitment of block {header.hash.hex()} is unreadable: "
+                           f"{exc}") from None
+        return UtxoStats(header.height, header.hash, c.hash, c.count, c.totals)
 
-        The hash is SHA-256 over ``key ‖ var_bytes(coin)`` of every entry in key
-        order (LevelDB's sorted order), so the same set gives the same hash on
-        every machine whatever order the coins were added in.
-        """
-        h = hashlib.sha256()
-        count = 0
-        totals: dict[bytes, int] = {}
-        for key, value in self.db.iterate(k.UTXO):
-            w = Writer()
-            w.raw(key[1:])
-            w.var_bytes(value)
-            h.update(w.getvalue())
-            count += 1
-            coin = Coin.from_bytes(value)
-            totals[coin.output.asset] = totals.get(coin.output.asset, 0) + coin.output.amount
+    def scan_utxo_stats(self) -> UtxoStats:
+        """:meth:`utxo_stats` recomputed from a full scan of the UTXO set (slow:
+        every coin is read and hashed; ``chain verify-utxo``).  Raises
+        :class:`~o2ocli.core.encoding.DecodeError` on an undecodable coin."""
+        c = scan_commitment((key[1:], value) for key, value in self.db.iterate(k.UTXO))
         tip = self._tip_header()
-        return UtxoStats(tip.height, tip.hash, h.digest(), count, totals)
+        return UtxoStats(tip.height, tip.hash, c.hash, c.count, c.totals)
+
+    def _header_of(self, block_hash: bytes) -> BlockHeader:
+        raise NotImplementedError
 
     def utxo_set_hash(self) -> bytes:
         """Just the hash part of :meth:`utxo_stats`."""

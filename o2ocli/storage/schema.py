@@ -15,6 +15,9 @@ Keys (integers inside keys are big-endian):
   without decoding its whole block
 * ``a`` ‖ pubkey hash (20) ‖ txid ‖ index u32 → empty: an unspent output touching the address
 * ``r`` ‖ pubkey hash (20) ‖ height u32 ‖ txid → empty: a main-chain tx touching the address
+* ``c`` ‖ block hash → the UTXO set commitment after that main-chain
+  block: MuHash3072 state, coin count, per-asset totals (:mod:`.utxocommit`;
+  schema 4)
 * ``m`` ‖ name → metadata: ``tip``, ``genesis``, ``best`` (best known block), ``schema``
 * ``!reindex`` → present only while ``node reindex`` rebuilds the chainstate
   (written, in its own synced batch, before anything is deleted; removed when
@@ -103,6 +106,7 @@ TXINDEX = b"t"
 ADDR_UTXO = b"a"
 ADDR_HISTORY = b"r"
 META = b"m"
+UTXO_COMMIT = b"c"
 TOKEN = b"T"
 REWARDED = b"W"
 REVIEWED = b"V"
@@ -198,7 +202,8 @@ SCHEMA_VERSION = 4
 created.  A database of another version is refused when it opens (run
 ``node reindex``, which rebuilds it in this layout).  History: 2 = the tx index
 holds each tx's offset and length; 3 = the ``B`` token-burns index; 4 = the
-governance key spaces and the ``S`` spent-at index."""
+governance key spaces, the ``S`` spent-at index and the ``c`` UTXO set
+commitment per block."""
 
 
 def block_key(block_hash: bytes) -> bytes:
@@ -224,6 +229,11 @@ def utxo_key(outpoint_bytes: bytes) -> bytes:
 def undo_key(block_hash: bytes) -> bytes:
     """Key of a block's undo data."""
     return UNDO + block_hash
+
+
+def commit_key(block_hash: bytes) -> bytes:
+    """Key of the UTXO set commitment after a block."""
+    return UTXO_COMMIT + block_hash
 
 
 def tx_key(txid: bytes) -> bytes:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from o2ocli import __version__
 from o2ocli.rpc import errors as E
 from o2ocli.rpc.errors import RpcError
+from o2ocli.storage.utxocommit import verify_utxo_set
 
 from ..render import amount_json, asset_json, block_json, tx_json
 from .context import NodeContext
@@ -15,7 +17,7 @@ from .table import MethodTable
 from .views import confirmations, spent_coins, token_lookup
 
 __all__ = ["TABLE", "getinfo", "getblockcount", "getbestblockhash", "getblockhash", "getblock",
-           "gettx", "getrawtx", "getutxosetinfo"]
+           "gettx", "getrawtx", "getutxosetinfo", "verifyutxoset"]
 
 TABLE = MethodTable()
 
@@ -139,11 +141,22 @@ def getrawtx(node: NodeContext, txid: Any) -> str:
 
 
 @TABLE.method("getutxosetinfo")
-def getutxosetinfo(node: NodeContext) -> dict[str, Any]:
-    """Hash, count and per-asset totals of the UTXO set at the tip."""
+def getutxosetinfo(node: NodeContext, ref: Any = None) -> dict[str, Any]:
+    """Hash, count and per-asset totals of the UTXO set after the tip (or after
+    the main-chain block ``ref``, a height or hash): the commitment stored with
+    the block, read in one lookup."""
     spec = node.spec
     tokens = token_lookup(node)
-    stats = node.chain.state.utxo_stats()
+    state = node.chain.state
+    block_hash = None if ref is None else block_ref(node, ref)
+    if block_hash is not None:
+        entry = state.get_index(block_hash)
+        if entry is None or not state.is_main_chain(entry):
+            raise RpcError(E.NOT_FOUND, f"block {block_hash.hex()} is not on the main chain")
+    try:
+        stats = state.utxo_stats(block_hash)
+    except KeyError as exc:
+        raise RpcError(E.MISC_ERROR, f"{exc.args[0]} (run: o2ocli node reindex)") from None
     return {
         "height": stats.height,
         "tip": stats.tip.hex(),
@@ -153,4 +166,26 @@ def getutxosetinfo(node: NodeContext) -> dict[str, Any]:
             asset_json(spec, asset, tokens): amount_json(spec, asset, total, tokens)
             for asset, total in sorted(stats.totals.items())
         },
+    }
+
+
+@TABLE.method("verifyutxoset")
+async def verifyutxoset(node: NodeContext) -> dict[str, Any]:
+    """Recompute the UTXO set hash from a full scan (in a thread, on a snapshot:
+    slow on a large set) and compare it with the tip's stored commitment.
+    Returns ``ok``, ``height``, ``tip``, ``utxo_set_hash`` (stored),
+    ``scanned_hash``, ``utxo_count`` (stored), ``scanned_count``, ``seconds``
+    and ``error`` (null when they agree)."""
+    result = await asyncio.to_thread(verify_utxo_set, node.chain.state.db)
+    stored, scanned = result.stored, result.scanned
+    return {
+        "ok": result.ok,
+        "height": result.height,
+        "tip": result.tip.hex(),
+        "utxo_set_hash": stored.hash.hex() if stored else None,
+        "scanned_hash": scanned.hash.hex() if scanned else None,
+        "utxo_count": stored.count if stored else None,
+        "scanned_count": scanned.count if scanned else None,
+        "seconds": round(result.seconds, 3),
+        "error": result.error,
     }

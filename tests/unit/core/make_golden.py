@@ -286,6 +286,32 @@ def golden_document(v: Vectors) -> dict[str, Any]:
             "root": sha256d(b"\x01" + inner + leaves[2]).hex(),
         },
         "finality_vote": finality_vote_vector(),
+        "utxo_commitment": utxo_commitment_vector(v),
+    }
+
+
+def utxo_commitment_vector(v: Vectors) -> dict[str, Any]:
+    """MuHash3072 and the UTXO set commitment (docs/protocol.rst, *UTXO set
+    commitment*): Core's two MuHash digests (checked against Core's own values
+    in tests/unit/crypto/test_muhash.py) and the set hashes of coins A
+    (``coin-token`` at 11 × 32 : 1) and B (``coin-fee-claim`` at 22 × 32 : 0)."""
+    from o2ocli.crypto.muhash import MuHash3072
+
+    def from_int(i: int) -> bytes:
+        return bytes([i]) + bytes(31)
+
+    a = bytes([0x11]) * 32 + (1).to_bytes(4, "big") + v.coin_token.to_bytes()
+    b = bytes([0x22]) * 32 + (0).to_bytes(4, "big") + v.coin_fee_claim.to_bytes()
+    core = MuHash3072().insert(from_int(0)).insert(from_int(1)).remove(from_int(2))
+    overflow = MuHash3072.from_bytes(b"\xff" * 384 + b"\x01" + bytes(383))
+    return {
+        "core_insert_remove_uint256": core.digest()[::-1].hex(),
+        "core_overflow": overflow.digest().hex(),
+        "empty": MuHash3072().digest().hex(),
+        "A": MuHash3072().insert(a).digest().hex(),
+        "A+B": MuHash3072().insert(a).insert(b).digest().hex(),
+        "B": MuHash3072().insert(b).digest().hex(),
+        "A+B-A": MuHash3072().insert(a).insert(b).remove(a).digest().hex(),
     }
 
 

@@ -727,6 +727,7 @@ def test_reindex_rebuilds_the_same_state_and_reports_progress(net):
     stats = net.chain.state.utxo_stats()
     snaps = {b.hash: net.chain.snapshot(b.hash) for b in main}
     final = net.chain.finalized_height
+    commits = {b.hash: net.chain.state.utxo_stats(b.hash) for b in main}
 
     progress: list[ReindexProgress] = []
     height = net.chain.reindex(progress.append)
@@ -736,6 +737,8 @@ def test_reindex_rebuilds_the_same_state_and_reports_progress(net):
     assert net.chain.state.utxo_stats() == stats
     assert net.chain.finalized_height == final
     assert {h: net.chain.snapshot(h) for h in snaps} == snaps
+    # The UTXO commitment of every main-chain block was deleted and rebuilt.
+    assert {h: net.chain.state.utxo_stats(h) for h in commits} == commits
     assert [p.done for p in progress] == [1, 2, 3, 4, 5]
     assert {p.total for p in progress} == {5}
     assert [p.height for p in progress] == sorted(p.height for p in progress)

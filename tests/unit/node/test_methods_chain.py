@@ -12,6 +12,7 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.node.api import build_methods
 from o2ocli.node.methods import addresses, chain, mempool
 from o2ocli.rpc import errors as E
+from o2ocli.storage import schema
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ COIN = 100_000_000
 
 def test_build_methods_exposes_every_table_function_under_its_name(h):
     methods = build_methods(h.node)
-    assert "getblock" in methods and "gettrace" in methods and len(methods) == 48
+    assert "getblock" in methods and "gettrace" in methods and len(methods) == 49
     assert methods.usage("getblock") == "getblock <ref> [verbosity=1]"
     assert methods.call_sync("getblockcount") == h.call(chain.getblockcount) == 0
     assert methods.call_sync("getblockhash", [0]) == h.node.chain.genesis.hash.hex()
@@ -111,6 +112,36 @@ def test_getutxosetinfo_totals_the_native_supply(h):
     assert info["height"] == 1 and info["tip"] == h.node.chain.tip.hash.hex()
     assert info["totals"] == {"O2O": "100000000"}
     assert info["utxo_count"] == 3  # the genesis coin spent: payment, change, fee claim
+
+
+def test_getutxosetinfo_reads_the_commitment_of_any_main_chain_block(h):
+    at_genesis = h.call(chain.getutxosetinfo)
+    h.mine([h.pay(h.funds, MERCHANT, COIN)])
+    at_tip = h.call(chain.getutxosetinfo)
+    assert at_tip["utxo_set_hash"] != at_genesis["utxo_set_hash"]
+    assert h.call(chain.getutxosetinfo, 0) == at_genesis
+    assert h.call(chain.getutxosetinfo, h.node.chain.genesis.hash.hex()) == at_genesis
+    assert h.call(chain.getutxosetinfo, 1) == at_tip
+    assert h.error(chain.getutxosetinfo, 2).code == E.NOT_FOUND
+    assert h.error(chain.getutxosetinfo, "00" * 32).code == E.NOT_FOUND
+
+
+def test_verifyutxoset_compares_a_full_scan_with_the_stored_commitment(h):
+    h.mine([h.pay(h.funds, MERCHANT, COIN)])
+    info = h.call(chain.getutxosetinfo)
+    result = h.loop.run_until_complete(chain.verifyutxoset(h.node))
+    assert result["ok"] and result["error"] is None
+    assert result["scanned_hash"] == result["utxo_set_hash"] == info["utxo_set_hash"]
+    assert result["scanned_count"] == result["utxo_count"] == 3
+    assert (result["height"], result["tip"]) == (1, info["tip"])
+    # A coin changed behind the chainstate's back (its last lock byte).
+    db = h.node.chain.state.db
+    key, value = next(iter(db.iterate(schema.UTXO)))
+    with db.write_batch() as batch:
+        batch.put(key, value[:-1] + bytes([value[-1] ^ 1]))
+    result = h.loop.run_until_complete(chain.verifyutxoset(h.node))
+    assert not result["ok"] and "full-scan hash" in result["error"]
+    assert result["utxo_set_hash"] == info["utxo_set_hash"] != result["scanned_hash"]
 
 
 # -- mempool -------------------------------------------------------------------
