@@ -140,6 +140,9 @@ def _configure_logging() -> None:
 @click.option("--http-rate-limit", type=click.FloatRange(0, 100_000), default=20.0,
               show_default=True, help="Page requests per second per client IP (0: no limit).")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
+@click.option("--dbcache", type=click.IntRange(0, 1_000_000), default=None, metavar="MB",
+              help="Memory for the UTXO cache and LevelDB's block cache, in MiB "
+                   "(default 200; 0: write every block's changes through).")
 def start_cmd(
     dev: bool,
     dev_period: int | None,
@@ -155,6 +158,7 @@ def start_cmd(
     public_url: str | None,
     http_rate_limit: float,
     detach: bool,
+    dbcache: int | None,
 ) -> None:
     """Run the node (in the foreground unless --detach).
 
@@ -252,6 +256,7 @@ def start_cmd(
         progress_bar=sys.stderr.isatty(),
         max_inbound=max_inbound,
         services=services,
+        **({} if dbcache is None else {"dbcache_mb": dbcache}),
     )
     os.umask(0o077)  # like bitcoind: whatever the node creates is the owner's only
     try:

@@ -45,6 +45,7 @@ from .blockindex import (
     default_prefer,
 )
 from .blockwrites import decode_o2o_undo, decode_undo, encode_undo, write_connect, write_disconnect
+from .coincache import CachedDatabase
 from .db import Database
 from .queries import ChainQueries, UtxoStats
 
@@ -92,7 +93,9 @@ class ChainState(ChainQueries):
 
     ``verifier`` verifies a block's batch of signatures (serial by default; the
     node passes a parallel one).  ``prefer(candidate, current)`` is the fork
-    choice rule.
+    choice rule.  ``dbcache`` (bytes; 0 = none) puts a write-back UTXO cache
+    (:mod:`.coincache`) in front of the database: connects then write the
+    chainstate to disk only when the cache is full or :meth:`flush` runs.
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class ChainState(ChainQueries):
         verifier: Verifier = serial_verifier,
         prefer: Callable[[IndexEntry, IndexEntry], bool] = default_prefer,
         activate: bool = True,
+        dbcache: int = 0,
     ) -> None:
-        self.db = db
+        self.cache: CachedDatabase | None = CachedDatabase(db, dbcache) if dbcache > 0 else None
+        self.db = self.cache if self.cache is not None else db  # type: ignore[assignment]
         self.params = params
         self.verifier = verifier
         self.prefer = prefer
@@ -388,18 +393,50 @@ class ChainState(ChainQueries):
             raise ChainStateError("block does not extend the tip")
         effects = apply_block(block, self, self.params, self.verifier, self)
         new_entry = entry.with_status(STATUS_VALID)
-        with self.db.write_batch() as batch:
-            if store:
-                batch.put(k.block_key(block.hash), block.to_bytes())
-                for key, value in (extra or {}).items():
-                    batch.put(key, value)
-            if set_best:
-                batch.put(k.META_BEST, block.hash)
-            batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
-            if entry.status != STATUS_VALID:
-                batch.put(k.index_key(block.hash), new_entry.to_bytes())
-            write_connect(self.db, batch, block, effects, self)
+        cache = self.cache
+        if cache is None:
+            with self.db.write_batch() as batch:
+                self._write_stored(batch, block, entry, new_entry, store, set_best, extra)
+                batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
+                write_connect(self.db, batch, block, effects, self)
+        else:
+            # The block, its index entry and the best marker go to disk now;
+            # what connecting it changes waits in the cache for the next flush
+            # (which writes it with the tip, atomically).
+            if store or set_best or entry.status != STATUS_VALID:
+                with cache.write_batch() as batch:
+                    self._write_stored(batch, block, entry, new_entry, store, set_best, extra)
+            with cache.cached_batch() as batch:
+                batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
+                write_connect(self.db, batch, block, effects, self)
+            if cache.over_limit:
+                cache.flush()
         self._tip = new_entry
+
+    @staticmethod
+    def _write_stored(
+        batch: object,
+        block: Block,
+        entry: IndexEntry,
+        new_entry: IndexEntry,
+        store: bool,
+        set_best: bool,
+        extra: dict[bytes, bytes] | None,
+    ) -> None:
+        put = batch.put  # type: ignore[attr-defined]
+        if store:
+            put(k.block_key(block.hash), block.to_bytes())
+            for key, value in (extra or {}).items():
+                put(key, value)
+        if set_best:
+            put(k.META_BEST, block.hash)
+        if entry.status != STATUS_VALID:
+            put(k.index_key(block.hash), new_entry.to_bytes())
+
+    def flush(self) -> None:
+        """Write the UTXO cache's changes (and the tip) to disk, if there is a cache."""
+        if self.cache is not None:
+            self.cache.flush()
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block."""
@@ -420,11 +457,23 @@ class ChainState(ChainQueries):
             o2o_undo = [] if o2o_undo_data is None else decode_o2o_undo(o2o_undo_data)
         except DecodeError as exc:
             raise ChainStateError(f"O2O undo data of {tip.hash.hex()} is corrupt: {exc}") from None
-        with self.db.write_batch() as batch:
-            write_disconnect(batch, block, spent, o2o_undo)
-            batch.put(k.META_TIP, parent.hash)
-            if set_best:
-                batch.put(k.META_BEST, parent.hash)
+        cache = self.cache
+        if cache is None:
+            with self.db.write_batch() as batch:
+                write_disconnect(batch, block, spent, o2o_undo)
+                batch.put(k.META_TIP, parent.hash)
+                if set_best:
+                    batch.put(k.META_BEST, parent.hash)
+        else:
+            with cache.cached_batch() as cached:
+                write_disconnect(cached, block, spent, o2o_undo)
+                cached.put(k.META_TIP, parent.hash)
+            if set_best:  # an operator's rewind: on disk when it returns, as without a cache
+                cache.flush()
+                with cache.write_batch() as batch:
+                    batch.put(k.META_BEST, parent.hash)
+            elif cache.over_limit:
+                cache.flush()
         self._tip = parent
         return block
 
