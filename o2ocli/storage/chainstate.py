@@ -291,7 +291,8 @@ class ChainState(ChainQueries):
     def activate_best_chain(self) -> TipChange:
         """Reorganise onto the best known valid branch if it beats the tip.
 
-        A branch that forks below :attr:`finalized_height` is never adopted.
+        A branch that forks below :attr:`finalized_height` is never adopted
+        (one that extends the tip always may be).
         Returns how the tip moved.  If a block of the new branch is invalid, it
         is marked invalid, the old branch is restored, and the
         :class:`BlockInvalid` is raised.
@@ -308,7 +309,9 @@ class ChainState(ChainQueries):
                 self._mark_invalid(branch)
                 return self.activate_best_chain()
         fork = entry
-        if fork.height < self.finalized_height:
+        # Extending the tip undoes nothing (after a crash with a UTXO cache, the
+        # flushed tip may lie below the finalized height: it is caught up here).
+        if fork.hash != self._tip.hash and fork.height < self.finalized_height:
             with self.db.write_batch() as batch:
                 batch.put(k.META_BEST, self._tip.hash)
             return NO_CHANGE
