@@ -21,7 +21,7 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
 from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
-from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
+from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
 from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import RpcServer, is_loopback_host
 from o2ocli.storage.chainstate import ChainStateError, SchemaMismatch, TipChange
@@ -116,7 +116,7 @@ class Node:
             log.warning("%s=%s: this node's clock runs %+.0f s off (test/ops only)",
                         CLOCK_OFFSET_ENV, os.environ[CLOCK_OFFSET_ENV], offset)
         self.clock = (lambda: time.time() + offset) if offset else time.time
-        self.verifier = CachingVerifier(ThreadedVerifier())
+        self.verifier = CachingVerifier(ProcessVerifier())
         try:
             self.chain = ChainManager(self.db, spec, verifier=self.verifier, clock=self.clock,
                                       dbcache=cfg.dbcache_mb * (3 << 20) // 4)
