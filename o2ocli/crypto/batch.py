@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -138,6 +140,22 @@ class ThreadedVerifier:
             self._pool = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In a worker process: exit as soon as ``parent`` is gone (a killed node
+    must not leave its verifiers behind: they hold the queue's pipe open, so
+    they would never see it close)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+PARENT_POLL_SECONDS = 0.5
+
+
 class ProcessVerifier:
     """A verifier on ``workers`` worker processes (default: one less than the
     cores, at least one), which do not compete with the caller for the GIL.
@@ -157,7 +175,8 @@ class ProcessVerifier:
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn")
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_exit_with_parent, initargs=(os.getpid(),),
             )
         return self._pool
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +82,36 @@ def test_caching_verifier_streams_only_uncached_checks_and_remembers_passes(veri
     # The passes before the failure were remembered; the failure was not.
     assert all(check in caching._cache for check in CHECKS[:40])
     assert bad_check(40) not in caching._cache
+
+
+KILLED_PARENT = """
+import os
+from o2ocli.crypto.batch import ProcessVerifier
+if __name__ == "__main__":
+    v = ProcessVerifier(1)
+    v._get_pool().submit(int).result()
+    print(" ".join(str(p) for p in v._pool._processes), flush=True)
+    os.kill(os.getpid(), 9)
+"""
+
+
+def test_worker_processes_exit_when_their_parent_is_killed():
+    root = Path(__file__).resolve().parents[3]  # this checkout's o2ocli, not an installed one
+    with subprocess.Popen([sys.executable, "-c", KILLED_PARENT], stdout=subprocess.PIPE,
+                          cwd=root) as proc:
+        line = proc.stdout.readline()  # not to EOF: a surviving worker holds the pipe
+        proc.wait(timeout=120)
+    pids = [int(p) for p in line.split()]
+    assert pids, "the parent did not start its worker"
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"worker processes {pids} outlived their parent"
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
