@@ -10,6 +10,12 @@ leaves the state of the previous or the next block, never a mix.  A reorg is a
 sequence of such steps; if it is interrupted, the next :meth:`ChainState.activate_best_chain`
 (run when the chainstate opens) finishes it.
 
+With a UTXO cache (``dbcache``, :mod:`.coincache`) the same holds on disk
+at each flush: the blocks and their index entries are written as they come,
+what connecting them changes waits in memory and is written with its tip in
+one batch; after a crash the chainstate opens at the last flushed tip and
+:meth:`ChainState.activate_best_chain` reconnects the stored blocks above it.
+
 The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
 :mod:`.blockwrites` (what a connect or disconnect writes, undo data),
 :mod:`.queries` (index, UTXO summary and O2O reads, mixed in).
