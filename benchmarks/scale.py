@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
           f"~{args.utxos:,} UTXOs; dbcache {args.dbcache} MiB; "
           f"{'serial' if args.serial else 'worker-process'} signature checks")
     print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
-          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7}")
+          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7}")
     rates = []
     try:
         genesis = Block.from_bytes(recv.recv_bytes())
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         per_slice = max(1, blocks // args.slices)
         slice_txs = slice_inputs = 0
         slice_time = 0.0
+        flush_before = 0.0
         for height in range(1, blocks + 1):
             block = Block.from_bytes(recv.recv_bytes())
             start = time.perf_counter()
@@ -124,10 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             if height % per_slice == 0 or height == blocks:
                 rate = slice_txs / slice_time
                 rates.append(rate)
-                flushes = state.cache.flushes if state.cache is not None else 0
+                cache = state.cache
+                flushes = cache.flushes if cache is not None else 0
+                flush_s = cache.flush_seconds - flush_before if cache is not None else 0.0
+                flush_before += flush_s
                 print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
                       f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
-                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d}", flush=True)
+                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f}", flush=True)
                 slice_txs = slice_inputs = 0
                 slice_time = 0.0
         start = time.perf_counter()
