@@ -7,8 +7,8 @@ Builds, for each option set, a LevelDB of ``--keys`` UTXO-shaped entries
 present keys (spending an old coin) and of absent keys (a lookup that finds
 nothing, e.g. a coin already spent), and the writes themselves.
 
-Option sets: plyvel's defaults, each tuned option alone, and all of them
-(:func:`o2ocli.storage.coincache.leveldb_options`).
+Option sets: plyvel's defaults, each tuned option alone, all but one, and
+all of them (:func:`o2ocli.storage.coincache.leveldb_options`).
 
     python benchmarks/leveldb_options.py                # 1 M keys
     python benchmarks/leveldb_options.py --keys 200000  # quicker
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     tuned = leveldb_options(DEFAULT_DBCACHE_MB)
     sets = [("plyvel defaults", {})]
     sets += [(f"only {name}={value}", {name: value}) for name, value in tuned.items()]
+    sets += [(f"all but {name}", {n: v for n, v in tuned.items() if n != name})
+             for name in tuned]
     sets += [("all tuned", tuned)]
     print(f"{args.keys:,} keys in batches of {args.batch:,}; {args.reads:,} random reads")
     print(f"{'options':40s} {'write µs/key':>12} {'read hit µs':>12} {'read miss µs':>12}")
