@@ -44,9 +44,10 @@ from o2ocli.core.locks import PayToAddress
 from o2ocli.core.payloads import Coinbase
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import encode_address, encode_wif
-from o2ocli.crypto.batch import ThreadedVerifier
+from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
 from o2ocli.node.chain import ChainManager
 from o2ocli.rpc.client import RpcClient
+from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB, leveldb_options
 from o2ocli.storage.db import Database
 from o2ocli.testing.chaingen import deterministic_key, sign_tx
 from o2ocli.testing.fakepeer import StallingPeer
@@ -176,12 +177,15 @@ def main(argv: list[str] | None = None) -> int:
                                  capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(out.stderr)
-        verifier = ThreadedVerifier()
-        with Database(dirs["a"] / "chaindata") as db:
-            chain = ChainManager(db, spec, verifier=verifier)
+        # As a node connects (runtime.py): UTXO cache, tuned LevelDB, worker process.
+        verifier = CachingVerifier(ProcessVerifier())
+        with Database(dirs["a"] / "chaindata", **leveldb_options(DEFAULT_DBCACHE_MB)) as db:
+            chain = ChainManager(db, spec, verifier=verifier,
+                                 dbcache=DEFAULT_DBCACHE_MB * (3 << 20) // 4)
             start_local = time.perf_counter()
             for block in blocks:
                 chain.add_block(block, now=block.header.time)
+            chain.state.flush()
             local = time.perf_counter() - start_local
             tip = chain.tip.hash.hex()
             total_difficulty = chain.tip.total_difficulty

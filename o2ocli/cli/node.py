@@ -140,6 +140,9 @@ def init_cmd(validator_key_out: Path | None) -> None:
               show_default=True, help="Page requests per second per client IP (0: no limit).")
 @click.option("--detach", is_flag=True, help="Run in the background; log to DATADIR/node.log.")
 @operator_options
+@click.option("--dbcache", type=click.IntRange(0, 1_000_000), default=None, metavar="MB",
+              help="Memory for the UTXO cache and LevelDB's block cache, in MiB "
+                   "(default 200; 0: write every block's changes through).")
 def start_cmd(
     dev: bool,
     dev_period: int | None,
@@ -162,6 +165,7 @@ def start_cmd(
     log_max_bytes: int,
     log_backups: int,
     print_config: bool,
+    dbcache: int | None,
 ) -> None:
     """Run the node (in the foreground unless --detach).
 
@@ -272,6 +276,7 @@ def start_cmd(
         progress_bar=sys.stderr.isatty(),
         max_inbound=max_inbound,
         services=services,
+        **({} if dbcache is None else {"dbcache_mb": dbcache}),
     )
     os.umask(0o077)  # like bitcoind: whatever the node creates is the owner's only
     try:

@@ -9,6 +9,7 @@ anything: the caller (the chainstate) writes them atomically.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from o2ocli.core.block import BLOCK_VERSION, BLOCK_VERSION_VOTES, Block, BlockHeader
 from o2ocli.core.payloads import Coinbase, GenesisAlloc
@@ -174,8 +175,35 @@ def apply_block(
     * all signatures verify (checked in one batch after the cheaper rules, so
       when a block breaks several rules the reason reported is the cheapest).
 
+    A ``verifier`` with a ``stream()`` method (returning a session with
+    ``add(checks)``, ``finish() -> failing index | None`` and ``cancel()``,
+    e.g. :class:`~o2ocli.crypto.batch.ProcessVerifier`) is handed each
+    transaction's checks as they are found, so it can verify them while the
+    later transactions are checked; the outcome, and the reason reported,
+    are the same as with one batch at the end.
+
     The structure is assumed checked (:func:`check_block_structure`).
     """
+    stream = getattr(verifier, "stream", None)
+    session = stream() if stream is not None else None
+    if session is None:
+        return _apply_block(block, view, params, verifier, state, None)
+    try:
+        return _apply_block(block, view, params, verifier, state, session)
+    except BaseException:
+        session.cancel()
+        raise
+
+
+def _apply_block(
+    block: Block,
+    view: object,
+    params: ConsensusParams,
+    verifier: Verifier,
+    state: O2OState,
+    session: Any,
+) -> BlockEffects:
+    """:func:`apply_block`; ``session`` streams the checks (or None)."""
     height = block.header.height
     position = {tx.txid: i for i, tx in enumerate(block.txs)}
     get_base = view.get  # type: ignore[attr-defined]
@@ -219,12 +247,14 @@ def apply_block(
                 raise BlockInvalid("bad-blk-fees", "block fees overflow")
             all_checks.extend(checks)
             check_owner.extend([i] * len(checks))
+            if session is not None and checks:
+                session.add(checks)
         is_cb = tx.is_coinbase
         for index, out in enumerate(tx.outputs):
             created[Outpoint(txid, index)] = Coin(out, height, is_cb)
     if block.txs and block.txs[0].is_coinbase:
         check_fee_claim(block.txs[0], fees)
-    failed = verifier(all_checks)
+    failed = verifier(all_checks) if session is None else session.finish()
     if failed is not None:
         i = check_owner[failed]
         raise _fail(

@@ -79,9 +79,11 @@ class ChainManager:
         verifier: Verifier = serial_verifier,
         clock: Callable[[], float] = time.time,
         reindexing: bool = False,
+        dbcache: int = 0,
     ) -> None:
         """``reindexing`` is for :func:`rebuild_chainstate` only: it opens a
-        chainstate whose reindex is under way."""
+        chainstate whose reindex is under way.  ``dbcache``: bytes of UTXO
+        cache (0 = write every block through; see :mod:`o2ocli.storage.coincache`)."""
         if not reindexing and reindex_pending(db):
             raise ReindexRequired(
                 "the chain database was left incomplete by an interrupted reindex; "
@@ -102,7 +104,7 @@ class ChainManager:
                 )
         self.state = ChainState(
             db, spec.consensus_params, self.genesis, verifier=verifier, prefer=self._prefer,
-            activate=False,
+            activate=False, dbcache=dbcache,
         )
         self.finality = FinalityTracker(self)
         self._recent: dict[bytes, IndexEntry] = {}

@@ -15,6 +15,7 @@ from typing import Any
 from o2ocli.chainspec import ChainSpec
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.rpc.server import DEFAULT_MAX_CONNECTIONS
+from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB
 
 __all__ = [
     "CLOCK_OFFSET_ENV",
@@ -73,6 +74,9 @@ class NodeConfig:
     progress_bar: bool = False
     """Show initial sync as a progress bar on stderr (a terminal); else log lines."""
     max_inbound: int = 32
+    dbcache_mb: int = DEFAULT_DBCACHE_MB
+    """``--dbcache``: MiB for the UTXO cache (three quarters) and LevelDB's
+    block cache (a quarter); 0 writes every block's changes through."""
     """Most inbound peers (``--max-inbound``); when full, a newcomer may evict one."""
     services: tuple[Callable[[Any], Any], ...] = ()
     """Extra servers run with the node (the public pages, ``--http-listen``):

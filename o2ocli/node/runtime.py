@@ -21,10 +21,11 @@ from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
 from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
-from o2ocli.crypto.batch import CachingVerifier, ThreadedVerifier
+from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
 from o2ocli.p2p.manager import PeerManager
 from o2ocli.rpc.server import RpcServer, is_loopback_host
 from o2ocli.storage.chainstate import ChainStateError, SchemaMismatch, TipChange
+from o2ocli.storage.coincache import leveldb_options
 from o2ocli.storage.db import Database, DatabaseLocked
 
 from .api import build_methods
@@ -101,7 +102,8 @@ class Node:
                 "pass --rpc-allow-remote if you really mean it"
             )
         try:
-            self.db = Database(chaindata_path(self.datadir))
+            self.db = Database(chaindata_path(self.datadir),
+                               **leveldb_options(cfg.dbcache_mb))
         except DatabaseLocked:
             info = read_node_info(self.datadir) or {}
             pid = f" (pid {info['pid']})" if "pid" in info else ""
@@ -118,9 +120,10 @@ class Node:
             log.warning("%s=%s: this node's clock runs %+.0f s off (test/ops only)",
                         CLOCK_OFFSET_ENV, os.environ[CLOCK_OFFSET_ENV], offset)
         self.clock = (lambda: time.time() + offset) if offset else time.time
-        self.verifier = CachingVerifier(ThreadedVerifier())
+        self.verifier = CachingVerifier(ProcessVerifier())
         try:
-            self.chain = ChainManager(self.db, spec, verifier=self.verifier, clock=self.clock)
+            self.chain = ChainManager(self.db, spec, verifier=self.verifier, clock=self.clock,
+                                      dbcache=cfg.dbcache_mb * (3 << 20) // 4)
         except ChainStateError as exc:
             self.db.close()
             self.verifier.close()
@@ -253,6 +256,9 @@ class Node:
             self.rpc = None
         node_info_path(self.datadir).unlink(missing_ok=True)
         if self.db is not None and not self.db.closed:
+            chain = getattr(self, "chain", None)
+            if chain is not None:
+                chain.state.flush()  # the UTXO cache, with its tip, in one batch
             self.db.close()
             log.info("node stopped; database closed")
         verifier = getattr(self, "verifier", None)

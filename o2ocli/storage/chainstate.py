@@ -10,6 +10,12 @@ leaves the state of the previous or the next block, never a mix.  A reorg is a
 sequence of such steps; if it is interrupted, the next :meth:`ChainState.activate_best_chain`
 (run when the chainstate opens) finishes it.
 
+With a UTXO cache (``dbcache``, :mod:`.coincache`) the same holds on disk
+at each flush: the blocks and their index entries are written as they come,
+what connecting them changes waits in memory and is written with its tip in
+one batch; after a crash the chainstate opens at the last flushed tip and
+:meth:`ChainState.activate_best_chain` reconnects the stored blocks above it.
+
 The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
 :mod:`.blockwrites` (what a connect or disconnect writes, undo data),
 :mod:`.queries` (index, UTXO summary and O2O reads, mixed in).
@@ -45,6 +51,7 @@ from .blockindex import (
     default_prefer,
 )
 from .blockwrites import decode_o2o_undo, decode_undo, encode_undo, write_connect, write_disconnect
+from .coincache import CachedDatabase
 from .db import Database
 from .queries import ChainQueries, UtxoStats
 from .utxocommit import commitment_after
@@ -93,7 +100,9 @@ class ChainState(ChainQueries):
 
     ``verifier`` verifies a block's batch of signatures (serial by default; the
     node passes a parallel one).  ``prefer(candidate, current)`` is the fork
-    choice rule.
+    choice rule.  ``dbcache`` (bytes; 0 = none) puts a write-back UTXO cache
+    (:mod:`.coincache`) in front of the database: connects then write the
+    chainstate to disk only when the cache is full or :meth:`flush` runs.
     """
 
     def __init__(
@@ -105,8 +114,10 @@ class ChainState(ChainQueries):
         verifier: Verifier = serial_verifier,
         prefer: Callable[[IndexEntry, IndexEntry], bool] = default_prefer,
         activate: bool = True,
+        dbcache: int = 0,
     ) -> None:
-        self.db = db
+        self.cache: CachedDatabase | None = CachedDatabase(db, dbcache) if dbcache > 0 else None
+        self.db = self.cache if self.cache is not None else db  # type: ignore[assignment]
         self.params = params
         self.verifier = verifier
         self.prefer = prefer
@@ -297,7 +308,8 @@ class ChainState(ChainQueries):
     def activate_best_chain(self) -> TipChange:
         """Reorganise onto the best known valid branch if it beats the tip.
 
-        A branch that forks below :attr:`finalized_height` is never adopted.
+        A branch that forks below :attr:`finalized_height` is never adopted
+        (one that extends the tip always may be).
         Returns how the tip moved.  If a block of the new branch is invalid, it
         is marked invalid, the old branch is restored, and the
         :class:`BlockInvalid` is raised.
@@ -314,7 +326,9 @@ class ChainState(ChainQueries):
                 self._mark_invalid(branch)
                 return self.activate_best_chain()
         fork = entry
-        if fork.height < self.finalized_height:
+        # Extending the tip undoes nothing (after a crash with a UTXO cache, the
+        # flushed tip may lie below the finalized height: it is caught up here).
+        if fork.hash != self._tip.hash and fork.height < self.finalized_height:
             with self.db.write_batch() as batch:
                 batch.put(k.META_BEST, self._tip.hash)
             return NO_CHANGE
@@ -410,20 +424,53 @@ class ChainState(ChainQueries):
         except DecodeError as exc:
             raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is unreadable "
                                   f"({exc}; run: o2ocli node reindex)") from None
-        with self.db.write_batch() as batch:
-            if store:
-                batch.put(k.block_key(block.hash), block.to_bytes())
-                for key, value in (extra or {}).items():
-                    batch.put(key, value)
-            if set_best:
-                batch.put(k.META_BEST, block.hash)
-            batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
-            if entry.status != STATUS_VALID:
-                batch.put(k.index_key(block.hash), new_entry.to_bytes())
-            write_connect(self.db, batch, block, effects, self)
-            batch.put(k.commit_key(block.hash), commit)
+        cache = self.cache
+        if cache is None:
+            with self.db.write_batch() as batch:
+                self._write_stored(batch, block, entry, new_entry, store, set_best, extra)
+                batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
+                write_connect(self.db, batch, block, effects, self)
+                batch.put(k.commit_key(block.hash), commit)
+        else:
+            # The block, its index entry and the best marker go to disk now;
+            # what connecting it changes (the commitment too) waits in the cache
+            # for the next flush (which writes it with the tip, atomically).
+            if store or set_best or entry.status != STATUS_VALID:
+                with cache.write_batch() as batch:
+                    self._write_stored(batch, block, entry, new_entry, store, set_best, extra)
+            with cache.cached_batch() as batch:
+                batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
+                write_connect(self.db, batch, block, effects, self)
+                batch.put(k.commit_key(block.hash), commit)
+            if cache.over_limit:
+                cache.flush()
         self._tip = new_entry
         self._last_commit = (block.hash, commit)
+
+    @staticmethod
+    def _write_stored(
+        batch: object,
+        block: Block,
+        entry: IndexEntry,
+        new_entry: IndexEntry,
+        store: bool,
+        set_best: bool,
+        extra: dict[bytes, bytes] | None,
+    ) -> None:
+        put = batch.put  # type: ignore[attr-defined]
+        if store:
+            put(k.block_key(block.hash), block.to_bytes())
+            for key, value in (extra or {}).items():
+                put(key, value)
+        if set_best:
+            put(k.META_BEST, block.hash)
+        if entry.status != STATUS_VALID:
+            put(k.index_key(block.hash), new_entry.to_bytes())
+
+    def flush(self) -> None:
+        """Write the UTXO cache's changes (and the tip) to disk, if there is a cache."""
+        if self.cache is not None:
+            self.cache.flush()
 
     def _disconnect_tip(self, *, set_best: bool = False) -> Block:
         """Undo the tip block in one batch; returns the disconnected block.
@@ -447,12 +494,25 @@ class ChainState(ChainQueries):
             o2o_undo = [] if o2o_undo_data is None else decode_o2o_undo(o2o_undo_data)
         except DecodeError as exc:
             raise ChainStateError(f"O2O undo data of {tip.hash.hex()} is corrupt: {exc}") from None
-        with self.db.write_batch() as batch:
-            write_disconnect(batch, block, spent, o2o_undo)
-            batch.delete(k.commit_key(tip.hash))
-            batch.put(k.META_TIP, parent.hash)
-            if set_best:
-                batch.put(k.META_BEST, parent.hash)
+        cache = self.cache
+        if cache is None:
+            with self.db.write_batch() as batch:
+                write_disconnect(batch, block, spent, o2o_undo)
+                batch.delete(k.commit_key(tip.hash))
+                batch.put(k.META_TIP, parent.hash)
+                if set_best:
+                    batch.put(k.META_BEST, parent.hash)
+        else:
+            with cache.cached_batch() as cached:
+                write_disconnect(cached, block, spent, o2o_undo)
+                cached.delete(k.commit_key(tip.hash))
+                cached.put(k.META_TIP, parent.hash)
+            if set_best:  # an operator's rewind: on disk when it returns, as without a cache
+                cache.flush()
+                with cache.write_batch() as batch:
+                    batch.put(k.META_BEST, parent.hash)
+            elif cache.over_limit:
+                cache.flush()
         self._tip = parent
         return block
 

@@ -32,10 +32,16 @@ class DatabaseLocked(DatabaseError):
 
 
 class Database:
-    """One LevelDB at ``path`` (created if missing, folder mode 0700)."""
+    """One LevelDB at ``path`` (created if missing, folder mode 0700).
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    ``options`` are passed to ``plyvel.DB`` (tuning such as
+    ``bloom_filter_bits`` or ``lru_cache_size``;
+    :func:`~o2ocli.storage.coincache.leveldb_options` picks the chain database's).
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True, **options: Any) -> None:
         self.path = Path(path)
+        self._options = options
         self._open(create)
 
     def _open(self, create: bool) -> None:
@@ -44,7 +50,8 @@ class Database:
             if create:
                 make_private_dir(self.path)
             with private_umask():
-                self._db = plyvel.DB(str(self.path), create_if_missing=create)
+                self._db = plyvel.DB(str(self.path), create_if_missing=create,
+                                     **self._options)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise DatabaseLocked(

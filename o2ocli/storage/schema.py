@@ -76,7 +76,9 @@ the order of :data:`O2O_WRITE_ORDER`, then in the order the block's
 transactions wrote them.
 
 Every block connect or disconnect updates all of these (and ``m tip``) in one
-write batch.
+write batch; with the UTXO cache on (:mod:`.coincache`) the changes of
+several blocks wait in memory and are written, with the ``m tip`` they
+belong to, in one batch.
 
 Finality (:mod:`o2ocli.node.finality`):
 

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Benchmark: how connect behaves as the UTXO set grows.
+
+Grows a chainstate to ``--utxos`` unspent outputs with the project's
+:class:`~o2ocli.testing.chaingen.ChainGenerator` (blocks of ``--txs``
+payments, each spending the oldest coin into 4 outputs, so the set grows by 3
+a payment and every spend reads a coin that has long left the cache), and
+prints, per slice of the growth:
+
+* the UTXO set size, connect tx/s and inputs/s;
+* the connecting process's RSS (the generator signs in a separate process,
+  so its coin pool is not counted);
+* the chain database's bytes on disk per UTXO (stored blocks included).
+
+Then the time of ``utxo_stats()`` (what ``chain info`` reports: a full scan
+today unless an incremental commitment serves it) and of a replay of the
+stored blocks into a fresh chainstate (a reindex's rebuild phase).
+
+    python benchmarks/scale.py --utxos 20000        # a quick run
+    python benchmarks/scale.py                      # 2 M UTXOs
+    python benchmarks/scale.py --utxos 5000000 --dbcache 300
+
+Targets (issue 20): the last slice's connect rate >= 0.95 x the first's; RSS
+bounded by --dbcache plus a constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from o2ocli.consensus.params import ConsensusParams
+from o2ocli.core.block import Block
+from o2ocli.crypto.batch import ProcessVerifier, ThreadedVerifier
+from o2ocli.storage import ChainState, Database
+from o2ocli.storage import schema as k
+from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB, leveldb_options
+
+CHAIN_ID = "o2o-scale"
+
+
+def produce(conn, txs: int, outputs: int, blocks: int) -> None:
+    """Child process: generate and send ``blocks`` blocks (genesis first)."""
+    from o2ocli.testing.chaingen import ChainGenerator, make_block, p2a
+
+    gen = ChainGenerator(CHAIN_ID, n_keys=200, coins_per_key=10, fee=1)
+    conn.send_bytes(gen.genesis.to_bytes())
+    for _ in range(blocks):
+        body = [gen.payment(1, outputs)[0] for _ in range(txs)]
+        block = make_block(gen.tip, body, fees=gen.fee * len(body), fee_lock=p2a(gen.miner))
+        for tx in block.txs:
+            gen._credit(tx)
+        gen.tip = block.header
+        conn.send_bytes(block.to_bytes())
+    conn.close()
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utxos", type=int, default=2_000_000, help="grow the set to this size")
+    parser.add_argument("--txs", type=int, default=2000, help="payments per block")
+    parser.add_argument("--outputs", type=int, default=4, help="outputs per payment")
+    parser.add_argument("--slices", type=int, default=8)
+    parser.add_argument("--dbcache", type=int, default=DEFAULT_DBCACHE_MB,
+                        help="MiB, as node start --dbcache (0: write through, plyvel defaults)")
+    parser.add_argument("--serial", action="store_true",
+                        help="verify signatures on the calling thread (default: a worker process)")
+    parser.add_argument("--no-replay", action="store_true", help="skip the replay timing")
+    args = parser.parse_args(argv)
+
+    genesis_utxos = 2000
+    growth = args.outputs - 1
+    blocks = max(1, -(-(args.utxos - genesis_utxos) // (args.txs * growth + 1)))
+    params = ConsensusParams(CHAIN_ID, max_block_txs=100_000, max_block_size=64_000_000)
+    tmp = Path(tempfile.mkdtemp(prefix="o2o-scale-"))
+    path = tmp / "chaindata"
+    options = leveldb_options(args.dbcache) if args.dbcache else {}
+    verifier = ThreadedVerifier(1) if args.serial else ProcessVerifier()
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    producer = ctx.Process(target=produce, args=(send, args.txs, args.outputs, blocks),
+                           daemon=True)
+    producer.start()
+    send.close()
+    print(f"{blocks} blocks of {args.txs} payments (1 in, {args.outputs} out) to reach "
+          f"~{args.utxos:,} UTXOs; dbcache {args.dbcache} MiB; "
+          f"{'serial' if args.serial else 'worker-process'} signature checks")
+    print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
+          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7}")
+    rates = []
+    try:
+        genesis = Block.from_bytes(recv.recv_bytes())
+        db = Database(path, **options)
+        state = ChainState(db, params, genesis, verifier=verifier,
+                           dbcache=args.dbcache * (3 << 20) // 4)
+        utxos = sum(len(tx.outputs) for tx in genesis.txs)
+        per_slice = max(1, blocks // args.slices)
+        slice_txs = slice_inputs = 0
+        slice_time = 0.0
+        flush_before = 0.0
+        for height in range(1, blocks + 1):
+            block = Block.from_bytes(recv.recv_bytes())
+            start = time.perf_counter()
+            state.add_block(block)
+            slice_time += time.perf_counter() - start
+            for tx in block.txs:
+                slice_txs += 1
+                slice_inputs += len(tx.inputs)
+                utxos += len(tx.outputs) - len(tx.inputs)
+            if height % per_slice == 0 or height == blocks:
+                rate = slice_txs / slice_time
+                rates.append(rate)
+                cache = state.cache
+                flushes = cache.flushes if cache is not None else 0
+                flush_s = cache.flush_seconds - flush_before if cache is not None else 0.0
+                flush_before += flush_s
+                print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
+                      f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
+                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f}", flush=True)
+                slice_txs = slice_inputs = 0
+                slice_time = 0.0
+        start = time.perf_counter()
+        state.flush()
+        print(f"final flush {time.perf_counter() - start:.2f} s")
+        start = time.perf_counter()
+        stats = state.utxo_stats()
+        print(f"utxo_stats (chain info): {time.perf_counter() - start:.3f} s  "
+              f"({stats.count:,} UTXOs)")
+        assert stats.count == utxos, (stats.count, utxos)
+        print(f"last slice / first slice connect rate: {rates[-1] / rates[0]:.2f}  "
+              f"peak RSS {peak_rss_mib():.0f} MiB")
+        if not args.no_replay:
+            replay(state, db, genesis, params, options, verifier, args.dbcache, tmp)
+        db.close()
+    finally:
+        verifier.close()
+        producer.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def replay(state, db, genesis, params, options, verifier, dbcache_mb, tmp: Path) -> None:
+    """Time connecting the stored main chain into a fresh chainstate."""
+    fresh_db = Database(tmp / "replay", **options)
+    fresh = ChainState(fresh_db, params, genesis, verifier=verifier,
+                       dbcache=dbcache_mb * (3 << 20) // 4)
+    start = time.perf_counter()
+    for height in range(1, state.height + 1):
+        fresh.add_block(Block.from_bytes(db.get(k.block_key(db.get(k.height_key(height))))))
+    fresh.flush()
+    elapsed = time.perf_counter() - start
+    assert fresh.utxo_set_hash() == state.utxo_set_hash()
+    print(f"replay of {state.height} stored blocks into a fresh chainstate: {elapsed:.1f} s")
+    fresh_db.close()
+
+
+def peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+if __name__ == "__main__":
+    sys.exit(main())
