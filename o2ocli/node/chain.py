@@ -111,7 +111,7 @@ class ChainManager:
         """Blocks added lately (hash → entry): candidates when votes change the fork choice."""
         # Finality first, so an interrupted reorg is finished (or refused) under
         # the same guard as when the node was running.
-        self.state.finalized_height = self.finality.finalized[0]
+        self.state.finalized_height, self.state.finalized_hash = self.finality.finalized
         if not reindexing:  # a reindex puts them back once every block is replayed
             self.finality.restore_own_votes()
         self._update_finality()
@@ -244,8 +244,9 @@ class ChainManager:
 
     def _update_finality(self) -> None:
         self.finality.update_finalized()
-        self.state.finalized_height = max(self.state.finalized_height,
-                                          self.finality.finalized[0])
+        height, block_hash = self.finality.finalized
+        if height >= self.state.finalized_height:
+            self.state.finalized_height, self.state.finalized_hash = height, block_hash
 
     def on_votes_changed(self) -> TipChange:
         """After the vote pool changed: raise the finalized block, and follow a

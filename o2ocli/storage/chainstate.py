@@ -141,6 +141,8 @@ class ChainState(ChainQueries):
         """(block hash, UTXO commitment record) of the last block connected here,
         so the next connect does not read its parent's record back."""
         self.finalized_height = 0
+        self.finalized_hash: bytes | None = None
+        """The finalized block (set with :attr:`finalized_height` by the node)."""
         """The node never reorganises below this height (set by the PoA layer)."""
         if activate:  # the PoA layer sets the finalized height first, then activates
             self.activate_best_chain()
@@ -282,7 +284,8 @@ class ChainState(ChainQueries):
             block.header, parent.total_difficulty + block.header.difficulty, STATUS_STORED
         )
         best = self._best_candidate()
-        if parent.hash == self._tip.hash and self.prefer(entry, self._tip):
+        if (parent.hash == self._tip.hash and self.prefer(entry, self._tip)
+                and self._keeps_finalized(self._tip, entry, [entry])):
             # The common case: the block extends the tip.  Validate it, then store
             # and connect it in one batch; an invalid block leaves no trace.
             self._connect(
@@ -308,8 +311,8 @@ class ChainState(ChainQueries):
     def activate_best_chain(self) -> TipChange:
         """Reorganise onto the best known valid branch if it beats the tip.
 
-        A branch that forks below :attr:`finalized_height` is never adopted
-        (one that extends the tip always may be).
+        A branch that does not keep the finalized block is never adopted
+        (:meth:`_keeps_finalized`).
         Returns how the tip moved.  If a block of the new branch is invalid, it
         is marked invalid, the old branch is restored, and the
         :class:`BlockInvalid` is raised.
@@ -326,9 +329,7 @@ class ChainState(ChainQueries):
                 self._mark_invalid(branch)
                 return self.activate_best_chain()
         fork = entry
-        # Extending the tip undoes nothing (after a crash with a UTXO cache, the
-        # flushed tip may lie below the finalized height: it is caught up here).
-        if fork.hash != self._tip.hash and fork.height < self.finalized_height:
+        if not self._keeps_finalized(fork, best, branch):
             with self.db.write_batch() as batch:
                 batch.put(k.META_BEST, self._tip.hash)
             return NO_CHANGE
@@ -466,6 +467,28 @@ class ChainState(ChainQueries):
             put(k.META_BEST, block.hash)
         if entry.status != STATUS_VALID:
             put(k.index_key(block.hash), new_entry.to_bytes())
+
+    def _keeps_finalized(self, fork: IndexEntry, best: IndexEntry,
+                         branch: list[IndexEntry]) -> bool:
+        """Rule: a branch is adopted only if it keeps the finalized block.
+
+        It forks at or above the finalized height; or, when the tip lies below
+        the finalized block (after a crash, the UTXO cache's last flush may be
+        older than blocks finalized since), it extends the tip along the
+        finalized block: through it, or towards it if it ends below it."""
+        final = self.finalized_height
+        if fork.height >= final:
+            return True
+        if fork.hash != self._tip.hash or self.finalized_hash is None:
+            return False
+        if best.height >= final:
+            return any(e.hash == self.finalized_hash for e in branch)
+        entry = self.get_index(self.finalized_hash)
+        if entry is None:
+            return False
+        while entry.height > best.height:
+            entry = self._require_index(entry.header.prev_hash)
+        return entry.hash == best.hash
 
     def flush(self) -> None:
         """Write the UTXO cache's changes (and the tip) to disk, if there is a cache."""

@@ -176,7 +176,10 @@ async def verifyutxoset(node: NodeContext) -> dict[str, Any]:
     Returns ``ok``, ``height``, ``tip``, ``utxo_set_hash`` (stored),
     ``scanned_hash``, ``utxo_count`` (stored), ``scanned_count``, ``seconds``
     and ``error`` (null when they agree)."""
-    result = await asyncio.to_thread(verify_utxo_set, node.chain.state.db)
+    state = node.chain.state
+    state.flush()  # the UTXO cache's changes go to disk, so the snapshot is the tip's
+    disk = state.cache.db if state.cache is not None else state.db
+    result = await asyncio.to_thread(verify_utxo_set, disk)
     stored, scanned = result.stored, result.scanned
     return {
         "ok": result.ok,

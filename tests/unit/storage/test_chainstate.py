@@ -355,6 +355,26 @@ def test_no_reorg_below_the_finalized_height(tmp_path, gen, params):
     assert state.utxo_set_hash() == before
 
 
+def test_a_tip_below_the_finalized_block_catches_up_only_along_it(tmp_path, gen, params):
+    """After a crash the UTXO cache's last flush can leave the tip below the
+    finalized block: extending the tip is allowed only through (or towards)
+    that block, never onto a branch that leaves it out."""
+    state = open_state(tmp_path / "db", gen, params)
+    first = gen.next_block(3)
+    assert state.add_block(first).connected == (first,)
+    other = gen.fork()
+    other.fee += 1
+    a = [gen.next_block(3) for _ in range(2)]
+    b = [other.next_block(3) for _ in range(4)]
+    state.finalized_height, state.finalized_hash = 2, a[0].hash
+    for block in b:  # longer, extends the tip, but leaves out the finalized block
+        assert not state.add_block(block)
+    assert state.tip.hash == first.hash
+    assert state.add_block(a[0]).connected == (a[0],)  # towards and onto it
+    assert state.add_block(a[1]).connected == (a[1],)
+    assert state.tip.hash == a[1].hash
+
+
 def test_restart_after_crash_mid_reorg_onto_invalid_branch_returns_to_old_tip(
     tmp_path, gen, params
 ):
