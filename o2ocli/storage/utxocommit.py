@@ -25,12 +25,14 @@ Record encoding::
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from o2ocli.core.encoding import DecodeError, Reader, Writer
-from o2ocli.core.tx import Coin, Outpoint
+from o2ocli.core.locks import PayToAddress, lock_bytes
+from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint
 from o2ocli.crypto.muhash import NUM_BYTES, MuHash3072
 
 from . import schema as k
@@ -51,9 +53,31 @@ SCAN_CHUNK = 4096
 """Elements hashed per multiplication batch in a full scan."""
 
 
+_COIN_HEAD = struct.Struct("<IB")  # Coin: height u32 LE ‖ flags u8
+_AMOUNT = struct.Struct("<Q")
+_NATIVE = b"\x00"  # TxOut: asset marker 0 (native) or 1 ‖ asset id
+_ISSUED = b"\x01"
+_P2A_TAG = bytes([PayToAddress.TAG])
+
+
 def coin_element(outpoint: Outpoint, coin: Coin) -> bytes:
-    """The MuHash element of one unspent coin (its UTXO key body ‖ its encoding)."""
-    return outpoint.to_bytes() + coin.to_bytes()
+    """The MuHash element of one unspent coin (its UTXO key body ‖ its encoding).
+
+    Equal to ``outpoint.to_bytes() + coin.to_bytes()`` (a test checks every
+    lock type), written out here with ``struct`` because it runs for every
+    coin a block creates or spends: a quarter of the commitment's cost
+    through :class:`~o2ocli.core.encoding.Writer`."""
+    out = coin.output
+    lock = out.lock
+    asset = out.asset
+    return b"".join((
+        outpoint.txid,
+        outpoint.index.to_bytes(4, "big"),
+        _COIN_HEAD.pack(coin.height, 1 if coin.coinbase else 0),
+        _NATIVE if asset == NATIVE_ASSET else _ISSUED + asset,
+        _AMOUNT.pack(out.amount),
+        _P2A_TAG + lock.pubkey_hash if type(lock) is PayToAddress else lock_bytes(lock),
+    ))
 
 
 @dataclass(slots=True)
@@ -109,16 +133,17 @@ class UtxoCommitment:
     ) -> UtxoCommitment:
         """A new commitment: this one without ``spent`` and with ``created``."""
         totals = dict(self.totals)
+        get = totals.get
         removed = []
         for outpoint, coin in spent:
             removed.append(coin_element(outpoint, coin))
             out = coin.output
-            totals[out.asset] = totals.get(out.asset, 0) - out.amount
+            totals[out.asset] = get(out.asset, 0) - out.amount
         added = []
         for outpoint, coin in created:
             added.append(coin_element(outpoint, coin))
             out = coin.output
-            totals[out.asset] = totals.get(out.asset, 0) + out.amount
+            totals[out.asset] = get(out.asset, 0) + out.amount
         muhash = MuHash3072(self.muhash.numerator, self.muhash.denominator)
         muhash.update(added, removed)
         return UtxoCommitment(muhash, self.count + len(added) - len(removed),

@@ -109,3 +109,47 @@ def test_a_multiset_counts_repeats():
     once = MuHash3072().insert(b"x")
     assert twice.digest() != once.digest()
     assert twice.remove(b"x").digest() == once.digest()
+
+
+def test_the_fallback_paths_give_the_same_numbers(monkeypatch):
+    """The keystream through ``cryptography`` and the arithmetic on Python
+    ints (used when pycryptodome's C functions or gmpy2 are not there) give
+    the same numbers and states as the default path."""
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    elements = [rng.randbytes(rng.randrange(0, 120)) for _ in range(40)]
+    keys = [bytes(32), bytes(range(32))] + [rng.randbytes(32) for _ in range(10)]
+
+    def snapshot():
+        acc = MuHash3072().update(elements[:25], elements[25:])
+        one = MuHash3072().insert(elements[0]).remove(elements[1])
+        return ([int(muhash._key_number(key)) for key in keys],
+                [element_number(e) for e in elements], acc.to_bytes(), one.to_bytes())
+
+    default = snapshot()
+    assert muhash.gmpy2 is not None and muhash._key_number is not muhash._key_number_cryptography
+    monkeypatch.setattr(muhash, "_key_number", muhash._key_number_cryptography)
+    assert snapshot() == default, f"cryptography keystream (seed {SEED})"
+    monkeypatch.setattr(muhash, "gmpy2", None)
+    assert snapshot() == default, f"cryptography keystream, Python ints (seed {SEED})"
+    monkeypatch.setattr(muhash, "_key_number", muhash._key_number_raw())
+    assert snapshot() == default, f"pycryptodome keystream, Python ints (seed {SEED})"
+    assert isinstance(MuHash3072().insert(elements[0]).numerator, int)
+    test_core_vector_insert_then_remove()
+    test_core_vector_serialisation_and_round_trip()
+    test_core_vector_overflowing_state()
+
+
+def test_products_near_the_modulus_are_reduced():
+    """Accumulators at P - 1 and numbers of the largest size go through the
+    folding reduction to the same value as ``%``."""
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    elements = [rng.randbytes(16) for _ in range(20)]
+    for start in (1, MODULUS - 1, MODULUS - 2, 2**3072 - 1):
+        expected = start % MODULUS
+        for e in elements:
+            expected = expected * element_number(e) % MODULUS
+        assert muhash._product(elements, start) == expected, f"start {start} (seed {SEED})"
