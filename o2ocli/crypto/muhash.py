@@ -29,6 +29,7 @@ Core's serialisation: numerator ‖ denominator, 384 little-endian bytes each.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -38,7 +39,7 @@ try:  # GMP arithmetic: the same numbers, several times faster than Python ints 
 except ImportError:  # pragma: no cover - gmpy2 is an install requirement
     gmpy2 = None
 
-__all__ = ["MODULUS", "NUM_BYTES", "MuHash3072", "element_number"]
+__all__ = ["MODULUS", "NUM_BYTES", "MuHash3072", "RecentNumbers", "element_number"]
 
 MODULUS = (1 << 3072) - 1103717
 """The prime 2**3072 - 1103717 (the largest 3072-bit safe prime)."""
@@ -134,8 +135,32 @@ def element_number(element: bytes) -> int:
     return int(_reduce(_key_number(hashlib.sha256(element).digest())))
 
 
-def _product(elements: Iterable[bytes], start: int = 1) -> int:
-    """``start`` times the numbers of ``elements``, mod :data:`MODULUS`.
+class RecentNumbers:
+    """The numbers of the last ``capacity`` elements added, so removing one of
+    them soon after (a coin spent a few blocks after it was created) skips
+    its SHA-256 and ChaCha20.  A number is a function of the element's bytes
+    alone, so a hit is always right; an entry leaves when it is used or when
+    ``capacity`` newer ones push it out (about 0.5 kB each)."""
+
+    __slots__ = ("capacity", "_numbers")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._numbers: OrderedDict[bytes, int] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+    def clear(self) -> None:
+        """Forget every number."""
+        self._numbers.clear()
+
+
+def _product(elements: Iterable[bytes], start: int = 1, recent: RecentNumbers | None = None,
+             *, keep: bool = False) -> int:
+    """``start`` times the numbers of ``elements``, mod :data:`MODULUS`;
+    with ``recent``, the numbers are remembered there (``keep``) or taken
+    from there when it has them.
 
     One multiplication per element, each followed by two folds of the high
     part (``2**3072 ≡ _C``) instead of a division: with ``acc < 2**3073`` and
@@ -145,10 +170,26 @@ def _product(elements: Iterable[bytes], start: int = 1) -> int:
     one full :func:`_reduce` at the end."""
     acc = gmpy2.mpz(start) if gmpy2 is not None else start
     mask, c, sha256, key_number = _MASK, _C, hashlib.sha256, _key_number
+    if recent is None:
+        for element in elements:
+            acc *= key_number(sha256(element).digest())
+            acc = (acc & mask) + (acc >> 3072) * c
+            acc = (acc & mask) + (acc >> 3072) * c
+        return int(_reduce(acc))
+    numbers = recent._numbers
+    take = numbers.pop
     for element in elements:
-        acc *= key_number(sha256(element).digest())
+        x = None if keep else take(element, None)
+        if x is None:
+            x = key_number(sha256(element).digest())
+            if keep:
+                numbers[element] = x
+        acc *= x
         acc = (acc & mask) + (acc >> 3072) * c
         acc = (acc & mask) + (acc >> 3072) * c
+    if keep:
+        while len(numbers) > recent.capacity:
+            numbers.popitem(last=False)
     return int(_reduce(acc))
 
 
@@ -171,12 +212,15 @@ class MuHash3072:
         self.denominator = _product([element], self.denominator)
         return self
 
-    def update(self, added: list[bytes], removed: list[bytes]) -> MuHash3072:
-        """Add every element of ``added`` and remove every one of ``removed``."""
-        if added:
-            self.numerator = _product(added, self.numerator)
+    def update(self, added: list[bytes], removed: list[bytes],
+               recent: RecentNumbers | None = None) -> MuHash3072:
+        """Add every element of ``added`` and remove every one of ``removed``
+        (with ``recent``: remember the added elements' numbers there, and
+        reuse the removed ones' found there)."""
         if removed:
-            self.denominator = _product(removed, self.denominator)
+            self.denominator = _product(removed, self.denominator, recent)
+        if added:
+            self.numerator = _product(added, self.numerator, recent, keep=True)
         return self
 
     def combine(self, other: MuHash3072) -> MuHash3072:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from o2ocli.core.encoding import DecodeError, Reader, Writer
 from o2ocli.core.locks import PayToAddress, lock_bytes
 from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint
-from o2ocli.crypto.muhash import NUM_BYTES, MuHash3072
+from o2ocli.crypto.muhash import NUM_BYTES, MuHash3072, RecentNumbers
 
 from . import schema as k
 from .blockindex import IndexEntry
@@ -51,6 +51,10 @@ __all__ = [
 _STATE_BYTES = 2 * NUM_BYTES
 SCAN_CHUNK = 4096
 """Elements hashed per multiplication batch in a full scan."""
+RECENT_COINS = 8192
+"""Coins created by the last blocks connected whose MuHash numbers are kept
+(about 4 MB), so spending one soon after costs a multiplication only."""
+_recent = RecentNumbers(RECENT_COINS)
 
 
 _COIN_HEAD = struct.Struct("<IB")  # Coin: height u32 LE ‖ flags u8
@@ -130,8 +134,10 @@ class UtxoCommitment:
         self,
         spent: Iterable[tuple[Outpoint, Coin]],
         created: Iterable[tuple[Outpoint, Coin]],
+        recent: RecentNumbers | None = None,
     ) -> UtxoCommitment:
-        """A new commitment: this one without ``spent`` and with ``created``."""
+        """A new commitment: this one without ``spent`` and with ``created``
+        (``recent``: see :meth:`MuHash3072.update`)."""
         totals = dict(self.totals)
         get = totals.get
         removed = []
@@ -145,7 +151,7 @@ class UtxoCommitment:
             out = coin.output
             totals[out.asset] = get(out.asset, 0) + out.amount
         muhash = MuHash3072(self.muhash.numerator, self.muhash.denominator)
-        muhash.update(added, removed)
+        muhash.update(added, removed, recent)
         return UtxoCommitment(muhash, self.count + len(added) - len(removed),
                               {a: t for a, t in totals.items() if t})
 
@@ -156,9 +162,11 @@ def commitment_after(
     created: Iterable[tuple[Outpoint, Coin]],
 ) -> bytes:
     """The record after a block that spends ``spent`` and creates ``created``
-    on top of the ``parent`` record (None: the empty set, for genesis)."""
+    on top of the ``parent`` record (None: the empty set, for genesis).  The
+    numbers of the last :data:`RECENT_COINS` coins created are kept for when
+    they are spent (a pure function of the coin: any block may use them)."""
     base = UtxoCommitment.empty() if parent is None else UtxoCommitment.from_bytes(parent)
-    return base.apply(spent, created).to_bytes()
+    return base.apply(spent, created, _recent).to_bytes()
 
 
 def scan_commitment(entries: Iterator[tuple[bytes, bytes]]) -> UtxoCommitment:

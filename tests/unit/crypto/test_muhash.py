@@ -153,3 +153,27 @@ def test_products_near_the_modulus_are_reduced():
         for e in elements:
             expected = expected * element_number(e) % MODULUS
         assert muhash._product(elements, start) == expected, f"start {start} (seed {SEED})"
+
+
+def test_recent_numbers_give_the_same_states_and_stay_bounded():
+    """Elements added through a RecentNumbers are removed with their kept
+    numbers: the states equal those computed without it; at most
+    ``capacity`` numbers are kept, and a used one is dropped."""
+    from o2ocli.crypto.muhash import RecentNumbers
+
+    rng = random.Random(SEED)
+    recent = RecentNumbers(8)
+    with_recent, without = MuHash3072(), MuHash3072()
+    alive: list[bytes] = []
+    for step in range(30):
+        added = [rng.randbytes(40) for _ in range(rng.randrange(0, 6))]
+        removed = rng.sample(alive, min(len(alive), rng.randrange(0, 4)))
+        alive = [e for e in alive if e not in removed] + added
+        with_recent.update(added, removed, recent)
+        without.update(added, removed)
+        assert with_recent.to_bytes() == without.to_bytes(), f"step {step} (seed {SEED})"
+        assert len(recent) <= 8
+    assert len(recent) > 0
+    kept = list(recent._numbers)
+    with_recent.update([], kept[:1], recent)
+    assert kept[0] not in recent._numbers and len(recent) == len(kept) - 1
