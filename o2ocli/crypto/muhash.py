@@ -53,8 +53,8 @@ _MASK = (1 << 3072) - 1
 _C = 1103717  # MODULUS = 2**3072 - _C
 _GMP_POSITIVE = b"\x01\x01"  # gmpy2.to_binary header of a positive mpz (LE magnitude follows)
 
-KeyNumber = Callable[[bytes], int]
-"""A function from a 32-byte ChaCha20 key to its keystream's number (not reduced)."""
+Numbers = Callable[[Iterable[bytes]], list[int]]
+"""A function from elements to their numbers (below 2**3072, not reduced)."""
 
 
 def _reduce(x: int) -> int:
@@ -66,8 +66,8 @@ def _reduce(x: int) -> int:
 
 def _key_number_cryptography(key: bytes) -> int:
     """The first 384 bytes of ChaCha20(key, nonce 0, counter 0) as a
-    little-endian number, through ``cryptography`` (a cipher context per key:
-    several microseconds, most of an element's cost)."""
+    little-endian number (not reduced), through ``cryptography`` (a cipher
+    context per key: several microseconds, most of an element's cost)."""
     stream = Cipher(algorithms.ChaCha20(key, _ZERO_NONCE), mode=None).encryptor().update(
         _ZERO_KEYSTREAM)
     if gmpy2 is not None:
@@ -75,12 +75,18 @@ def _key_number_cryptography(key: bytes) -> int:
     return int.from_bytes(stream, "little")
 
 
-def _key_number_raw() -> KeyNumber | None:
-    """:func:`_key_number_cryptography` through pycryptodome's ChaCha20 C
+def _numbers_cryptography(elements: Iterable[bytes]) -> list[int]:
+    """The numbers of ``elements`` (not reduced), through ``cryptography``."""
+    sha256 = hashlib.sha256
+    return [_key_number_cryptography(sha256(element).digest()) for element in elements]
+
+
+def _numbers_raw() -> Numbers | None:
+    """:func:`_numbers_cryptography` through pycryptodome's ChaCha20 C
     functions called directly (no Python cipher object per key), the
     keystream written behind a gmpy2 header so it is read as an mpz without
     a conversion; or None when this pycryptodome does not offer them through
-    cffi, or the probe disagrees (tests check the two paths agree)."""
+    cffi, or a probe disagrees (tests check the paths agree)."""
     try:
         from Crypto.Cipher import ChaCha20
         from Crypto.Util import _raw_api
@@ -100,39 +106,43 @@ def _key_number_raw() -> KeyNumber | None:
     nonce = bytes(12)
     if gmpy2 is not None:
         from_binary = gmpy2.from_binary
+    else:
 
-        def number(data: bytes) -> int:
-            return from_binary(data)
-    else:  # pragma: no cover - gmpy2 is an install requirement
-
-        def number(data: bytes) -> int:
+        def from_binary(data: bytes) -> int:
             return int.from_bytes(data[2:], "little")
 
-    def key_number(key: bytes) -> int:
-        if init(state_ptr, key, 32, nonce, 12):
-            return _key_number_cryptography(key)  # pragma: no cover - C error
-        state = state_ptr[0]
-        failed = encrypt(state, _ZERO_KEYSTREAM, stream_ptr, NUM_BYTES)
-        destroy(state)
-        if failed:
-            return _key_number_cryptography(key)  # pragma: no cover - C error
-        return number(out_bytes[:])
+    def numbers(elements: Iterable[bytes]) -> list[int]:
+        sha256, zeros, size = hashlib.sha256, _ZERO_KEYSTREAM, NUM_BYTES
+        result = []
+        for element in elements:
+            key = sha256(element).digest()
+            if init(state_ptr, key, 32, nonce, 12):
+                result.append(_key_number_cryptography(key))  # pragma: no cover - C error
+                continue
+            state = state_ptr[0]
+            failed = encrypt(state, zeros, stream_ptr, size)
+            destroy(state)
+            if failed:
+                result.append(_key_number_cryptography(key))  # pragma: no cover - C error
+            else:
+                result.append(from_binary(out_bytes[:]))
+        return result
 
     try:
-        for probe in (bytes(32), bytes(range(32))):
-            if key_number(probe) != _key_number_cryptography(probe):
-                return None  # pragma: no cover - a pycryptodome that differs
+        probes = [b"", bytes(range(100))]
+        if numbers(probes) != _numbers_cryptography(probes):
+            return None  # pragma: no cover - a pycryptodome that differs
     except Exception:  # pragma: no cover - another pycryptodome layout
         return None
-    return key_number
+    return numbers
 
 
-_key_number: KeyNumber = _key_number_raw() or _key_number_cryptography
+_numbers: Numbers = _numbers_raw() or _numbers_cryptography
 
 
 def element_number(element: bytes) -> int:
     """The number (mod :data:`MODULUS`) an element maps to."""
-    return int(_reduce(_key_number(hashlib.sha256(element).digest())))
+    return int(_reduce(_numbers([element])[0]))
 
 
 class RecentNumbers:
@@ -168,28 +178,31 @@ def _product(elements: Iterable[bytes], start: int = 1, recent: RecentNumbers | 
     leaves less than ``2**3095`` and the second less than ``2**3072 + 2**44``,
     so ``acc`` stays below ``2**3073`` (a number need not be reduced first);
     one full :func:`_reduce` at the end."""
-    acc = gmpy2.mpz(start) if gmpy2 is not None else start
-    mask, c, sha256, key_number = _MASK, _C, hashlib.sha256, _key_number
     if recent is None:
+        numbers = _numbers(elements)
+    elif keep:
+        elements = list(elements)
+        numbers = _numbers(elements)
+        kept = recent._numbers
+        kept.update(zip(elements, numbers, strict=True))
+        while len(kept) > recent.capacity:
+            kept.popitem(last=False)
+    else:
+        take = recent._numbers.pop
+        numbers, missing = [], []
         for element in elements:
-            acc *= key_number(sha256(element).digest())
-            acc = (acc & mask) + (acc >> 3072) * c
-            acc = (acc & mask) + (acc >> 3072) * c
-        return int(_reduce(acc))
-    numbers = recent._numbers
-    take = numbers.pop
-    for element in elements:
-        x = None if keep else take(element, None)
-        if x is None:
-            x = key_number(sha256(element).digest())
-            if keep:
-                numbers[element] = x
+            x = take(element, None)
+            if x is None:
+                missing.append(element)
+            else:
+                numbers.append(x)
+        numbers += _numbers(missing)
+    acc = gmpy2.mpz(start) if gmpy2 is not None else start
+    mask, c = _MASK, _C
+    for x in numbers:
         acc *= x
         acc = (acc & mask) + (acc >> 3072) * c
         acc = (acc & mask) + (acc >> 3072) * c
-    if keep:
-        while len(numbers) > recent.capacity:
-            numbers.popitem(last=False)
     return int(_reduce(acc))
 
 
