@@ -150,7 +150,7 @@ class RecentNumbers:
     them soon after (a coin spent a few blocks after it was created) skips
     its SHA-256 and ChaCha20.  A number is a function of the element's bytes
     alone, so a hit is always right; an entry leaves when it is used or when
-    ``capacity`` newer ones push it out (about 0.5 kB each)."""
+    ``capacity`` newer ones push it out (about 0.6 kB each)."""
 
     __slots__ = ("capacity", "_numbers")
 

@@ -53,7 +53,7 @@ SCAN_CHUNK = 4096
 """Elements hashed per multiplication batch in a full scan."""
 RECENT_COINS = 8192
 """Coins created by the last blocks connected whose MuHash numbers are kept
-(about 4 MB), so spending one soon after costs a multiplication only."""
+(about 5 MB), so spending one soon after costs a multiplication only."""
 _recent = RecentNumbers(RECENT_COINS)
 
 
