@@ -244,6 +244,9 @@ class MuHash3072:
 
     def value(self) -> int:
         """``numerator / denominator mod P`` (one modular inverse)."""
+        if gmpy2 is not None:
+            inverse = gmpy2.invert(self.denominator, MODULUS)
+            return int(gmpy2.mpz(self.numerator) * inverse % MODULUS)
         return _reduce(self.numerator * pow(self.denominator, -1, MODULUS))
 
     def digest(self) -> bytes:
