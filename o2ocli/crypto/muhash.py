@@ -96,11 +96,8 @@ def _numbers_raw() -> Numbers | None:
         lib = ChaCha20._raw_chacha20_lib
         ffi = _raw_api.ffi
         init, encrypt, destroy = lib.chacha20_init, lib.chacha20_encrypt, lib.chacha20_destroy
-        state_ptr = ffi.new("void **")
-        out = ffi.new("uint8_t[]", 2 + NUM_BYTES)
-        out[0:2] = _GMP_POSITIVE
-        stream_ptr = out + 2
-        out_bytes = ffi.buffer(out)
+        new = ffi.new
+        buffer = ffi.buffer
     except Exception:  # pragma: no cover - another pycryptodome layout
         return None
     nonce = bytes(12)
@@ -112,6 +109,13 @@ def _numbers_raw() -> Numbers | None:
             return int.from_bytes(data[2:], "little")
 
     def numbers(elements: Iterable[bytes]) -> list[int]:
+        # Buffers per call: cffi releases the GIL in C calls, so two threads
+        # (a connect and a verify-utxo scan) must not share them.
+        state_ptr = new("void **")
+        out = new("uint8_t[]", 2 + NUM_BYTES)
+        out[0:2] = _GMP_POSITIVE
+        stream_ptr = out + 2
+        out_bytes = buffer(out)
         sha256, zeros, size = hashlib.sha256, _ZERO_KEYSTREAM, NUM_BYTES
         result = []
         for element in elements:

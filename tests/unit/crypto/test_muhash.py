@@ -177,3 +177,26 @@ def test_recent_numbers_give_the_same_states_and_stay_bounded():
     kept = list(recent._numbers)
     with_recent.update([], kept[:1], recent)
     assert kept[0] not in recent._numbers and len(recent) == len(kept) - 1
+
+
+def test_threads_computing_numbers_at_once_get_their_own():
+    """A connect and a verify-utxo scan may hash at the same time (the C
+    calls release the GIL): each thread gets its own elements' numbers."""
+    import threading
+
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    batches = [[rng.randbytes(48) for _ in range(1500)] for _ in range(6)]
+    expected = [[int(x) for x in muhash._numbers_cryptography(b)] for b in batches]
+    got: dict[int, list[int]] = {}
+
+    def work(i: int) -> None:
+        got[i] = [int(x) for x in muhash._numbers(batches[i])]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [got.get(i) for i in range(len(batches))] == expected, f"seed {SEED}"
