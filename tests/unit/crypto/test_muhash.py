@@ -109,3 +109,94 @@ def test_a_multiset_counts_repeats():
     once = MuHash3072().insert(b"x")
     assert twice.digest() != once.digest()
     assert twice.remove(b"x").digest() == once.digest()
+
+
+def test_the_fallback_paths_give_the_same_numbers(monkeypatch):
+    """The keystream through ``cryptography`` and the arithmetic on Python
+    ints (used when pycryptodome's C functions or gmpy2 are not there) give
+    the same numbers and states as the default path."""
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    elements = [rng.randbytes(rng.randrange(0, 120)) for _ in range(40)]
+
+    def snapshot():
+        acc = MuHash3072().update(elements[:25], elements[25:])
+        one = MuHash3072().insert(elements[0]).remove(elements[1])
+        return ([int(x) for x in muhash._numbers(elements)],
+                [element_number(e) for e in elements], acc.to_bytes(), one.to_bytes(),
+                acc.digest())
+
+    default = snapshot()
+    assert muhash.gmpy2 is not None and muhash._numbers is not muhash._numbers_cryptography
+    monkeypatch.setattr(muhash, "_numbers", muhash._numbers_cryptography)
+    assert snapshot() == default, f"cryptography keystream (seed {SEED})"
+    monkeypatch.setattr(muhash, "gmpy2", None)
+    assert snapshot() == default, f"cryptography keystream, Python ints (seed {SEED})"
+    monkeypatch.setattr(muhash, "_numbers", muhash._numbers_raw())
+    assert snapshot() == default, f"pycryptodome keystream, Python ints (seed {SEED})"
+    assert isinstance(MuHash3072().insert(elements[0]).numerator, int)
+    test_core_vector_insert_then_remove()
+    test_core_vector_serialisation_and_round_trip()
+    test_core_vector_overflowing_state()
+
+
+def test_products_near_the_modulus_are_reduced():
+    """Accumulators at P - 1 and numbers of the largest size go through the
+    folding reduction to the same value as ``%``."""
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    elements = [rng.randbytes(16) for _ in range(20)]
+    for start in (1, MODULUS - 1, MODULUS - 2, 2**3072 - 1):
+        expected = start % MODULUS
+        for e in elements:
+            expected = expected * element_number(e) % MODULUS
+        assert muhash._product(elements, start) == expected, f"start {start} (seed {SEED})"
+
+
+def test_recent_numbers_give_the_same_states_and_stay_bounded():
+    """Elements added through a RecentNumbers are removed with their kept
+    numbers: the states equal those computed without it; at most
+    ``capacity`` numbers are kept, and a used one is dropped."""
+    from o2ocli.crypto.muhash import RecentNumbers
+
+    rng = random.Random(SEED)
+    recent = RecentNumbers(8)
+    with_recent, without = MuHash3072(), MuHash3072()
+    alive: list[bytes] = []
+    for step in range(30):
+        added = [rng.randbytes(40) for _ in range(rng.randrange(0, 6))]
+        removed = rng.sample(alive, min(len(alive), rng.randrange(0, 4)))
+        alive = [e for e in alive if e not in removed] + added
+        with_recent.update(added, removed, recent)
+        without.update(added, removed)
+        assert with_recent.to_bytes() == without.to_bytes(), f"step {step} (seed {SEED})"
+        assert len(recent) <= 8
+    assert len(recent) > 0
+    kept = list(recent._numbers)
+    with_recent.update([], kept[:1], recent)
+    assert kept[0] not in recent._numbers and len(recent) == len(kept) - 1
+
+
+def test_threads_computing_numbers_at_once_get_their_own():
+    """A connect and a verify-utxo scan may hash at the same time (the C
+    calls release the GIL): each thread gets its own elements' numbers."""
+    import threading
+
+    from o2ocli.crypto import muhash
+
+    rng = random.Random(SEED)
+    batches = [[rng.randbytes(48) for _ in range(1500)] for _ in range(6)]
+    expected = [[int(x) for x in muhash._numbers_cryptography(b)] for b in batches]
+    got: dict[int, list[int]] = {}
+
+    def work(i: int) -> None:
+        got[i] = [int(x) for x in muhash._numbers(batches[i])]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [got.get(i) for i in range(len(batches))] == expected, f"seed {SEED}"

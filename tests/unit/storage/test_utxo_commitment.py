@@ -174,6 +174,26 @@ def test_the_documented_coin_vectors():
     assert all(digest in doc for digest in DOC_VECTORS.values())
 
 
+def test_coin_element_is_the_key_body_and_the_coin_encoding():
+    """The struct-built element equals ``Outpoint.to_bytes() + Coin.to_bytes()``
+    for every lock type, native and issued assets, and both coin flags."""
+    from o2ocli.core.locks import Escrow, Multisig, PayToAddress
+    from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, TxOut
+    from o2ocli.storage.utxocommit import coin_element
+
+    h = [bytes([i]) * 20 for i in range(1, 5)]
+    locks = [PayToAddress(h[0]), Multisig.of(2, [h[1], h[0], h[2]]),
+             Escrow(h[0], ((h[1], 6000), (h[2], 4000)), h[3], 1234),
+             Escrow(h[0], ((h[1], 10_000),), None, 7)]
+    for lock in locks:
+        for asset in (NATIVE_ASSET, b"\xab" * 32):
+            for height, coinbase in ((0, False), (2**32 - 1, True)):
+                for amount in (1, 2**64 - 1):
+                    outpoint = Outpoint(bytes(range(32)), 2**32 - 1 if coinbase else 3)
+                    coin = Coin(TxOut(asset, amount, lock), height, coinbase)
+                    assert coin_element(outpoint, coin) == outpoint.to_bytes() + coin.to_bytes()
+
+
 def test_a_damaged_record_is_reported_not_used(tmp_path):
     from o2ocli.storage import ChainStateError
 
