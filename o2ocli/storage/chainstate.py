@@ -18,7 +18,8 @@ one batch; after a crash the chainstate opens at the last flushed tip and
 
 The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
 :mod:`.blockwrites` (what a connect or disconnect writes, undo data),
-:mod:`.queries` (index, UTXO summary and O2O reads, mixed in).
+:mod:`.queries` (index, UTXO summary and O2O reads, mixed in), :mod:`.branches`
+(branch choice and the finality guard, mixed in).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from .blockindex import (
     default_prefer,
 )
 from .blockwrites import decode_o2o_undo, decode_undo, encode_undo, write_connect, write_disconnect
+from .branches import BranchChoice
 from .coincache import CachedDatabase
 from .db import Database
 from .queries import ChainQueries, UtxoStats
@@ -95,7 +97,7 @@ def check_schema(db: Database) -> None:
     )
 
 
-class ChainState(ChainQueries):
+class ChainState(BranchChoice, ChainQueries):
     """Blocks, block index and UTXO set of one chain in one database.
 
     ``verifier`` verifies a block's batch of signatures (serial by default; the
@@ -301,13 +303,6 @@ class ChainState(ChainQueries):
                 batch.put(k.META_BEST, block_hash)
         return self.activate_best_chain()
 
-    def _best_candidate(self) -> IndexEntry:
-        best_hash = self.db.get(k.META_BEST)
-        best = self.get_index(best_hash) if best_hash else None
-        if best is None or best.status == STATUS_INVALID:
-            return self._tip
-        return best
-
     def activate_best_chain(self) -> TipChange:
         """Reorganise onto the best known valid branch if it beats the tip.
 
@@ -353,51 +348,6 @@ class ChainState(ChainQueries):
                 raise
             connected.append(block)
         return TipChange(tuple(old_blocks), tuple(connected))
-
-    def _mark_invalid(self, entries: list[IndexEntry]) -> None:
-        """Mark ``entries`` invalid and point the best-block marker at the best
-        stored block that is still valid (the old tip, usually)."""
-        with self.db.write_batch() as batch:
-            for entry in entries:
-                batch.put(k.index_key(entry.hash), entry.with_status(STATUS_INVALID).to_bytes())
-        best = self._best_valid_leaf()
-        with self.db.write_batch() as batch:
-            batch.put(k.META_BEST, best.hash)
-
-    def _best_valid_leaf(self) -> IndexEntry:
-        """The most preferred stored block with no invalid block at or below it
-        (a scan of the block index: only run after something was found invalid)."""
-        best = self._tip
-        verdict: dict[bytes, bool] = {}
-
-        def valid(entry: IndexEntry) -> bool:
-            path = []
-            ok = True
-            while True:
-                known = verdict.get(entry.hash)
-                if known is not None:
-                    ok = known
-                    break
-                if entry.status == STATUS_INVALID:
-                    ok = False
-                    break
-                path.append(entry.hash)
-                if self.is_main_chain(entry) or entry.height == 0:
-                    break
-                parent = self.get_index(entry.header.prev_hash)
-                if parent is None:
-                    ok = False
-                    break
-                entry = parent
-            for h in path:
-                verdict[h] = ok
-            return ok
-
-        for _, value in self.db.iterate(k.INDEX):
-            entry = IndexEntry.from_bytes(value)
-            if valid(entry) and self.prefer(entry, best):
-                best = entry
-        return best
 
     def _connect(
         self,
@@ -467,28 +417,6 @@ class ChainState(ChainQueries):
             put(k.META_BEST, block.hash)
         if entry.status != STATUS_VALID:
             put(k.index_key(block.hash), new_entry.to_bytes())
-
-    def _keeps_finalized(self, fork: IndexEntry, best: IndexEntry,
-                         branch: list[IndexEntry]) -> bool:
-        """Rule: a branch is adopted only if it keeps the finalized block.
-
-        It forks at or above the finalized height; or, when the tip lies below
-        the finalized block (after a crash, the UTXO cache's last flush may be
-        older than blocks finalized since), it extends the tip along the
-        finalized block: through it, or towards it if it ends below it."""
-        final = self.finalized_height
-        if fork.height >= final:
-            return True
-        if fork.hash != self._tip.hash or self.finalized_hash is None:
-            return False
-        if best.height >= final:
-            return any(e.hash == self.finalized_hash for e in branch)
-        entry = self.get_index(self.finalized_hash)
-        if entry is None:
-            return False
-        while entry.height > best.height:
-            entry = self._require_index(entry.header.prev_hash)
-        return entry.hash == best.hash
 
     def flush(self) -> None:
         """Write the UTXO cache's changes (and the tip) to disk, if there is a cache."""
