@@ -151,7 +151,7 @@ class CompactRelay:
                                          f"blocktxn tx {index} is not the one asked for")
                 return
             part.txs[index] = tx
-        self._complete(peer, part.msg, part.txs)
+        self._complete(peer, part.msg, part.txs, len(msg.txs), sum(tx.size for tx in msg.txs))
 
     @staticmethod
     def _missing_txids(part: Partial) -> list[bytes]:
@@ -163,7 +163,8 @@ class CompactRelay:
                 by_index[index] = next(ids)
         return [by_index[i] for i in part.missing]
 
-    def _complete(self, peer: Peer, msg: CmpctBlock, txs: list[Tx | None]) -> None:
+    def _complete(self, peer: Peer, msg: CmpctBlock, txs: list[Tx | None],
+                  fetched: int = 0, fetched_bytes: int = 0) -> None:
         body = tuple(tx for tx in txs if tx is not None)
         try:
             block = Block(msg.header, body, msg.votes, msg.evidence)
@@ -175,7 +176,11 @@ class CompactRelay:
             self._fallback(peer, msg.header.hash, "rebuilt block does not match its header")
             return
         self.stats["rebuilt"] += 1
-        self.stats["bytes_saved"] += max(0, size - len(msg.to_bytes()))
+        wire = len(msg.to_bytes()) + fetched_bytes
+        self.stats["bytes_saved"] += max(0, size - wire)
+        log.info("block %d rebuilt from its compact form: %d bytes received instead of %d "
+                 "(%d of %d txs fetched)", block.height, wire, size,
+                 fetched, len(txs))
         self.remember(block)
         self.manager.sync.on_block(peer, block)
 
