@@ -12,13 +12,16 @@ peer is only ever asked for full blocks.  The node also serves compact blocks.
 
 from __future__ import annotations
 
+import pytest
 from p2p_harness import SPEC, Remote, disconnect_reasons, run_node, until, validator_key
 
 from o2ocli.consensus.poa import DIFF_IN_TURN, seal_header
 from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
+from o2ocli.core.encoding import Writer
 from o2ocli.core.locks import PayToAddress
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import decode_wif
+from o2ocli.crypto.hashes import sha256d
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.runtime import Node
 from o2ocli.p2p.compactmsg import INV_CMPCT_BLOCK, CmpctBlock, compact_block
@@ -150,7 +153,38 @@ def test_compact_block_that_does_not_match_its_header_falls_back_to_the_full_blo
     run_node(tmp_path, body)
 
 
-def test_blocktxn_with_the_wrong_number_of_txs_costs_the_connection(tmp_path):
+def test_malformed_cmpctblock_costs_the_connection(tmp_path):
+    async def body(node: Node) -> None:
+        block = block_with_payments(node)
+        remote = await Remote.connect(node)
+        await remote.handshake(**CLAIM)
+        await announce(remote, block)
+        w = Writer()
+        block.header.encode(w)
+        w.varint(1)
+        w.raw(block.txs[1].txid)
+        w.varint(1)
+        w.varint(2)  # a prefilled index beyond the block's 2 txs
+        block.txs[0].encode(w)
+        w.varint(0)
+        w.varint(0)
+        payload = w.getvalue()
+        remote.writer.write(remote.magic + bytes([CmpctBlock.TYPE])
+                            + len(payload).to_bytes(4, "little") + sha256d(payload)[:4] + payload)
+        assert await remote.closed_by_node()
+        assert any("malformed CmpctBlock" in r and "out of range" in r
+                   for r in disconnect_reasons(node)), disconnect_reasons(node)
+        assert node.chain.height == 0
+
+    run_node(tmp_path, body)
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ((1, 2), "blocktxn with 2 txs for 3 asked"),  # one short
+    ((1, 3, 2), "blocktxn tx 2 is not the one asked for"),  # out of order
+])
+def test_blocktxn_that_does_not_answer_the_question_costs_the_connection(tmp_path, answer,
+                                                                         reason):
     async def body(node: Node) -> None:
         block = block_with_payments(node)
         remote = await Remote.connect(node)
@@ -159,9 +193,9 @@ def test_blocktxn_with_the_wrong_number_of_txs_costs_the_connection(tmp_path):
         remote.send(compact_block(block))
         ask = await remote.expect(GetBlockTxn)
         assert ask.indexes == (1, 2, 3)
-        remote.send(BlockTxn(block.hash, block.txs[1:3]))  # one short
+        remote.send(BlockTxn(block.hash, tuple(block.txs[i] for i in answer)))
         assert await remote.closed_by_node()
-        assert any("blocktxn with 2 txs for 3 asked" in r for r in disconnect_reasons(node))
+        assert any(reason in r for r in disconnect_reasons(node)), disconnect_reasons(node)
         assert node.chain.height == 0
 
     run_node(tmp_path, body)
