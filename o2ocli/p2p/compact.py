@@ -56,8 +56,9 @@ log = logging.getLogger("o2ocli.p2p.compact")
 COMPACT_AHEAD = 3
 """Blocks at most this far above our tip are asked for in compact form."""
 CACHE_BLOCKS = 8
-MAX_PARTIAL = 64
-"""Blocks being rebuilt at once (over all peers); the oldest is dropped."""
+MAX_PARTIAL = 16
+"""Blocks being rebuilt at once (over all peers; a block is asked for in compact
+form once, only near the tip, so few are); the oldest is dropped."""
 PARTIAL_SECONDS = 120.0
 
 
