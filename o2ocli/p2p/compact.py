@@ -100,6 +100,13 @@ class CompactRelay:
         self.asked[(peer.id, block_hash)] = time.monotonic()
         return INV_CMPCT_BLOCK
 
+    def on_message(self, peer: Peer, msg: CmpctBlock | BlockTxn) -> None:
+        """A ``cmpctblock`` or ``blocktxn``."""
+        if isinstance(msg, CmpctBlock):
+            self.on_cmpctblock(peer, msg)
+        else:
+            self.on_blocktxn(peer, msg)
+
     def on_cmpctblock(self, peer: Peer, msg: CmpctBlock) -> None:
         """Rebuild a compact block we asked for (unasked ones are ignored)."""
         block_hash = msg.header.hash

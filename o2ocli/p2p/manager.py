@@ -43,12 +43,12 @@ from .addrlimit import ADDR_BURST
 from .addrman import AddrMan
 from .bans import BanList
 from .compact import CompactRelay
+from .compactmsg import BlockTxn, CmpctBlock, GetBlockTxn
 from .dialer import Dialer
 from .inbound import InboundPolicy
 from .interface import NodeLink
 from .messages import (
     INV_BLOCK,
-    INV_CMPCT_BLOCK,
     INV_TX,
     MAX_ADDR,
     MAX_EVIDENCE,
@@ -57,11 +57,8 @@ from .messages import (
     PROTOCOL_VERSION,
     Addr,
     BlockMsg,
-    BlockTxn,
-    CmpctBlock,
     EvidenceMsg,
     GetAddr,
-    GetBlockTxn,
     GetData,
     GetHeaders,
     Headers,
@@ -396,15 +393,12 @@ class PeerManager:
             self.sync.on_block(peer, msg.block)
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
-        elif isinstance(msg, CmpctBlock):
-            self.compact.on_cmpctblock(peer, msg)
-        elif isinstance(msg, BlockTxn):
-            self.compact.on_blocktxn(peer, msg)
+        elif isinstance(msg, (CmpctBlock, BlockTxn)):
+            self.compact.on_message(peer, msg)
         elif isinstance(msg, (GetHeaders, GetData, GetBlockTxn)):
             queue_request(self.node, peer, msg)
         elif isinstance(msg, NotFound):
-            self.sync.on_notfound(peer, [h for kind, h in msg.items
-                                         if kind in (INV_BLOCK, INV_CMPCT_BLOCK)])
+            self.sync.on_notfound(peer, [h for kind, h in msg.items if kind != INV_TX])
         elif isinstance(msg, GetAddr):
             if not peer.served_addr:  # once per connection
                 peer.served_addr = True
@@ -469,8 +463,7 @@ class PeerManager:
     def announce_blocks(self, blocks: list[Any], source: Peer | None = None) -> None:
         """Tell every peer that does not know them about new main-chain blocks."""
         headers = tuple(b.header for b in blocks)[-MAX_HEADERS:]
-        for block in blocks[-4:]:
-            self.compact.remember(block)  # served compactly without a decode
+        self.compact.remember(blocks[-1])  # served in compact form without a decode
         for peer in self.ready_peers():
             if peer is source or all(h.hash in peer.known_blocks for h in headers):
                 continue
