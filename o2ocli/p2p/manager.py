@@ -42,6 +42,8 @@ from .addrbook import AddressBook, FixedPeer
 from .addrlimit import ADDR_BURST
 from .addrman import AddrMan
 from .bans import BanList
+from .compact import CompactRelay
+from .compactmsg import BlockTxn, CmpctBlock, GetBlockTxn
 from .dialer import Dialer
 from .inbound import InboundPolicy
 from .interface import NodeLink
@@ -132,6 +134,7 @@ class PeerManager:
         self.inbound = InboundPolicy(self)
         self.network_active = True
         self.sync = BlockSync(self)
+        self.compact = CompactRelay(self)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.dialer = Dialer(self)
@@ -369,6 +372,7 @@ class PeerManager:
             self._retry_future()
             self.sync.check_stalls()
             self.sync.schedule()
+            self.compact.upkeep()
 
     # ---------------------------------------------------------------- handling
     async def handle(self, peer: Peer, msg: Message) -> None:
@@ -389,10 +393,12 @@ class PeerManager:
             self.sync.on_block(peer, msg.block)
         elif isinstance(msg, Inv):
             self._on_inv(peer, msg)
-        elif isinstance(msg, (GetHeaders, GetData)):
+        elif isinstance(msg, (CmpctBlock, BlockTxn)):
+            self.compact.on_message(peer, msg)
+        elif isinstance(msg, (GetHeaders, GetData, GetBlockTxn)):
             queue_request(self.node, peer, msg)
         elif isinstance(msg, NotFound):
-            self.sync.on_notfound(peer, [h for kind, h in msg.items if kind == INV_BLOCK])
+            self.sync.on_notfound(peer, [h for kind, h in msg.items if kind != INV_TX])
         elif isinstance(msg, GetAddr):
             if not peer.served_addr:  # once per connection
                 peer.served_addr = True
@@ -457,6 +463,7 @@ class PeerManager:
     def announce_blocks(self, blocks: list[Any], source: Peer | None = None) -> None:
         """Tell every peer that does not know them about new main-chain blocks."""
         headers = tuple(b.header for b in blocks)[-MAX_HEADERS:]
+        self.compact.remember(blocks[-1])  # served in compact form without a decode
         for peer in self.ready_peers():
             if peer is source or all(h.hash in peer.known_blocks for h in headers):
                 continue

@@ -34,9 +34,16 @@ type  name        payload
 13    addr        n:varint(≤1000) (host:var_str(≤64) port:u16 last_seen:u64) × n
 14    votes       n:varint(≤256) vote × n (finality votes, 169 bytes each)
 15    evidence    n:varint(≤16) evidence × n (two conflicting votes each)
+16    cmpctblock  header, txids, prefilled txs, votes, evidence (protocol ≥ 2)
+17    getblocktxn block_hash:32 n:varint(≤50000) index:varint × n (protocol ≥ 2)
+18    blocktxn    block_hash:32 n:varint(≤50000) tx × n (protocol ≥ 2)
 ====  ==========  ==============================================================
 
-``kind``: 1 = transaction, 2 = block.
+``kind``: 1 = transaction, 2 = block, 3 = block in compact form (``getdata``
+and ``notfound`` only, protocol ≥ 2).  Compact block relay (types 16-18, kind
+3) is described in :mod:`o2ocli.p2p.compactmsg`; it is only used with peers
+whose version message says protocol 2 or more, so version 1 peers (which
+would ban us for an unknown type or kind) are sent full blocks.
 """
 
 from __future__ import annotations
@@ -50,12 +57,16 @@ from o2ocli.core.finality import Evidence, FinalityVote
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.hashes import sha256d
 
+from .compactmsg import INV_CMPCT_BLOCK, BlockTxn, CmpctBlock, GetBlockTxn
+
 __all__ = [
     "PROTOCOL_VERSION",
     "MAX_PAYLOAD",
     "FRAME_HEADER_SIZE",
     "INV_TX",
     "INV_BLOCK",
+    "INV_CMPCT_BLOCK",
+    "COMPACT_PROTOCOL",
     "ProtocolError",
     "Version",
     "Verack",
@@ -73,6 +84,9 @@ __all__ = [
     "Addr",
     "Votes",
     "EvidenceMsg",
+    "CmpctBlock",
+    "GetBlockTxn",
+    "BlockTxn",
     "Message",
     "encode_frame",
     "parse_frame_header",
@@ -80,7 +94,9 @@ __all__ = [
     "MESSAGE_TYPES",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+COMPACT_PROTOCOL = 2
+"""Peers announcing at least this protocol version take compact block relay."""
 MAX_PAYLOAD = 8 * 1024 * 1024
 FRAME_HEADER_SIZE = 13
 MAX_LOCATOR = 64
@@ -227,6 +243,7 @@ class Headers:
 class _Items:
     items: tuple[tuple[int, bytes], ...]
     LIMIT: ClassVar[int] = MAX_GETDATA
+    KINDS: ClassVar[tuple[int, ...]] = (INV_TX, INV_BLOCK, INV_CMPCT_BLOCK)
 
     def encode(self, w: Writer) -> None:
         w.varint(len(self.items))
@@ -240,7 +257,7 @@ class _Items:
         items = []
         for _ in range(n):
             kind = r.u8("item kind")
-            if kind not in (INV_TX, INV_BLOCK):
+            if kind not in cls.KINDS:
                 raise DecodeError(f"unknown item kind {kind}")
             items.append((kind, r.raw(32, "item hash")))
         return cls(tuple(items))
@@ -259,6 +276,7 @@ class Inv(_Items):
 
     TYPE: ClassVar[int] = 10
     LIMIT: ClassVar[int] = MAX_INV
+    KINDS: ClassVar[tuple[int, ...]] = (INV_TX, INV_BLOCK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,12 +389,13 @@ class EvidenceMsg:
 
 Message = (
     Version | Verack | Ping | Pong | GetHeaders | Headers | GetData | BlockMsg | TxMsg | Inv
-    | NotFound | GetAddr | Addr | Votes | EvidenceMsg
+    | NotFound | GetAddr | Addr | Votes | EvidenceMsg | CmpctBlock | GetBlockTxn | BlockTxn
 )
 MESSAGE_TYPES: dict[int, type] = {
     cls.TYPE: cls
     for cls in (Version, Verack, Ping, Pong, GetHeaders, Headers, GetData, BlockMsg, TxMsg,
-                Inv, NotFound, GetAddr, Addr, Votes, EvidenceMsg)
+                Inv, NotFound, GetAddr, Addr, Votes, EvidenceMsg, CmpctBlock, GetBlockTxn,
+                BlockTxn)
 }
 
 

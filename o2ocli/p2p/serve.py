@@ -1,4 +1,5 @@
-"""Answering a peer's requests: ``getheaders`` and ``getdata`` (blocks, mempool txs).
+"""Answering a peer's requests: ``getheaders``, ``getdata`` (blocks, compact blocks,
+mempool txs) and ``getblocktxn``.
 
 Requests are served in order, and only while the peer reads what it was sent:
 past SEND_PAUSE_BYTES of unsent data the rest waits until it has read it, and
@@ -14,8 +15,10 @@ from o2ocli.storage.schema import block_key
 from .interface import NodeLink
 from .messages import (
     INV_BLOCK,
+    INV_CMPCT_BLOCK,
     MAX_HEADERS,
     BlockMsg,
+    GetBlockTxn,
     GetData,
     GetHeaders,
     Headers,
@@ -28,7 +31,8 @@ from .peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
 __all__ = ["queue_request", "serve_requests"]
 
 
-def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData) -> None:
+def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData | GetBlockTxn
+                  ) -> None:
     """Serve a request now, or after what the peer has not read yet."""
     items = msg.items if isinstance(msg, GetData) else (msg,)
     if len(peer.requests) + len(items) > MAX_QUEUED_REQUESTS:
@@ -52,6 +56,8 @@ def serve_requests(node: NodeLink, peer: Peer) -> None:
         request = peer.requests.popleft()
         if isinstance(request, GetHeaders):
             _serve_headers(node, peer, request)
+        elif isinstance(request, GetBlockTxn):
+            peer.manager.compact.serve_blocktxn(peer, request)
         elif not _serve_item(node, peer, *request):
             missing.append(request)
     if missing and not peer.closed:
@@ -97,6 +103,13 @@ def _serve_item(node: NodeLink, peer: Peer, kind: int, item: bytes) -> bool:
         if raw is None:
             return False
         peer.send(BlockMsg(RawBlock(raw)))
+        peer.known_blocks.add(item)
+        return True
+    if kind == INV_CMPCT_BLOCK:
+        compact = peer.manager.compact.compact(item)
+        if compact is None:
+            return False
+        peer.send(compact)
         peer.known_blocks.add(item)
         return True
     # Only mempool transactions are served (as in Bitcoin Core): a

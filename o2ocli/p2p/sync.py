@@ -28,7 +28,7 @@ from o2ocli.storage.chainstate import STATUS_INVALID, ChainStateError
 from .download import WINDOW, BlockDownloader
 from .headertree import Branches, block_locator
 from .interface import ChainView
-from .messages import INV_BLOCK, MAX_HEADERS, GetData, GetHeaders
+from .messages import MAX_HEADERS, GetData, GetHeaders
 
 if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
@@ -278,9 +278,12 @@ class BlockSync:
                 free.discard(pid)
             if at_cap:
                 break
+        kind = self.manager.compact.request_kind
         for pid, hashes in wanted.items():
             if hashes:
-                by_id[pid].send(GetData(tuple((INV_BLOCK, h) for h in hashes)))
+                peer = by_id[pid]
+                peer.send(GetData(tuple((kind(peer, h, self.pending[h][0].height), h)
+                                        for h in hashes)))
 
     def on_block(self, peer: Peer, block: Block) -> None:
         """A block arrived (requested, or announced by its sealer)."""
@@ -456,7 +459,9 @@ class BlockSync:
             log.info("block %d: asked of peer %s instead of %s", self.pending[head][0].height,
                      by_id[chosen].address,
                      by_id[previous].address if previous in by_id else previous)
-        by_id[chosen].send(GetData(((INV_BLOCK, head),)))
+        peer = by_id[chosen]
+        kind = self.manager.compact.request_kind(peer, head, self.pending[head][0].height)
+        peer.send(GetData(((kind, head),)))
 
     def _give_up_unavailable(self, now: float) -> None:
         """Drop the queue when its first missing block has had no possible

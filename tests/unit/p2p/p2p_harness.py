@@ -109,10 +109,11 @@ class Remote:
                 self.send(Pong(msg.nonce))
 
     async def handshake(self, *, height: int = 0, total_difficulty: int = 0,
-                        chain_id: str | None = None, genesis: bytes | None = None) -> Version:
+                        chain_id: str | None = None, genesis: bytes | None = None,
+                        protocol: int = PROTOCOL_VERSION) -> Version:
         """Exchange version/verack; returns the node's version."""
         self.their_version = await self.expect(Version)
-        self.send(Version(PROTOCOL_VERSION, chain_id or self.node.spec.chain_id,
+        self.send(Version(protocol, chain_id or self.node.spec.chain_id,
                           genesis or self.node.chain.genesis.hash, height, total_difficulty, 0,
                           secrets.randbits(64), "unit-test-peer"))
         self.send(Verack())

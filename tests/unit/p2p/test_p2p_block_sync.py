@@ -16,7 +16,7 @@ from o2ocli.core.locks import PayToAddress
 from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.runtime import Node
-from o2ocli.p2p.messages import INV_BLOCK, BlockMsg, GetData, GetHeaders, Headers
+from o2ocli.p2p.messages import INV_BLOCK, INV_CMPCT_BLOCK, BlockMsg, GetData, GetHeaders, Headers
 
 
 def claim(blocks: list[Block]) -> dict[str, int]:
@@ -33,11 +33,12 @@ async def serve_headers(remote: Remote, node: Node, headers: list[BlockHeader]) 
 
 
 async def requested(remote: Remote, count: int) -> list[bytes]:
-    """The block hashes the node asks for, until ``count`` of them."""
+    """The block hashes the node asks for, until ``count`` of them (full or, near
+    the tip, compact: a full block answers either)."""
     hashes: list[bytes] = []
     while len(hashes) < count:
         msg = await remote.expect(GetData)
-        hashes += [h for kind, h in msg.items if kind == INV_BLOCK]
+        hashes += [h for kind, h in msg.items if kind in (INV_BLOCK, INV_CMPCT_BLOCK)]
     return hashes
 
 

@@ -22,6 +22,7 @@ from o2ocli.core.finality import Evidence, FinalityVote, vote_digest
 from o2ocli.core.tx import Tx
 from o2ocli.crypto.hashes import sha256d
 from o2ocli.crypto.keys import PrivateKey
+from o2ocli.p2p.compactmsg import compact_block
 from o2ocli.p2p.messages import (
     FRAME_HEADER_SIZE,
     INV_BLOCK,
@@ -36,8 +37,10 @@ from o2ocli.p2p.messages import (
     PROTOCOL_VERSION,
     Addr,
     BlockMsg,
+    BlockTxn,
     EvidenceMsg,
     GetAddr,
+    GetBlockTxn,
     GetData,
     GetHeaders,
     Headers,
@@ -161,6 +164,9 @@ def samples(headers, block, tx) -> list[object]:
         Addr((("127.0.0.1", 18444, 1_700_000_000), ("::1", 65535, 2**64 - 1))),
         Votes((_vote(1, 2), _vote(2, 3))),
         EvidenceMsg((Evidence.of(_vote(1, 2), _vote(1, 2, h(77))),)),
+        compact_block(Block(block.header, block.txs, (_vote(1, 2),)), (0, 2)),
+        GetBlockTxn(h(8), (1, 2, 300)),
+        BlockTxn(h(9), tuple(t for t in block.txs if t.inputs)),
     ]
 
 
@@ -175,8 +181,8 @@ def _vote(source: int, target: int, target_hash: bytes | None = None) -> Finalit
 
 # ------------------------------------------------------------------ round trips
 def test_every_message_type_is_registered(samples):
-    assert sorted(MESSAGE_TYPES) == list(range(1, 16))
-    assert sorted(type(m).TYPE for m in samples) == list(range(1, 16))
+    assert sorted(MESSAGE_TYPES) == list(range(1, 19))
+    assert sorted(type(m).TYPE for m in samples) == list(range(1, 19))
     for kind, cls in MESSAGE_TYPES.items():
         assert cls.TYPE == kind
 
@@ -304,7 +310,7 @@ def test_wrong_magic():
         parse_frame_header(MAGIC, head)
 
 
-@pytest.mark.parametrize("kind", [0, 16, 100, 255])
+@pytest.mark.parametrize("kind", [0, 19, 100, 255])
 def test_unknown_message_type(kind):
     with pytest.raises(ProtocolError, match=f"unknown message type {kind}"):
         parse_frame_header(MAGIC, header_bytes(kind, 0))
@@ -429,8 +435,9 @@ def test_version_chain_id_length_cap():
     assert "chain id" in refused(Version.TYPE, w.getvalue())
 
 
-@pytest.mark.parametrize("cls", [GetData, Inv, NotFound])
-@pytest.mark.parametrize("kind", [0, 3, 255])
+@pytest.mark.parametrize(("cls", "kind"), [
+    (GetData, 0), (GetData, 4), (GetData, 255), (NotFound, 0), (NotFound, 4),
+    (Inv, 0), (Inv, 3), (Inv, 255)])
 def test_unknown_inventory_kind(cls, kind):
     w = Writer()
     w.varint(2)
