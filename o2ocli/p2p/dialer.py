@@ -39,6 +39,8 @@ class Dialer:
         self.retry_at: dict[tuple[str, int], float] = {}
         """Address → when it may be dialed again (monotonic time)."""
         self.dialing: set[tuple[str, int]] = set()
+        self.round_errors = 0
+        """Dial rounds that raised (each is logged with its traceback)."""
 
     def _connected_to(self, key: tuple[str, int]) -> bool:
         return any(p.listen_address == key and not p.closed
@@ -113,10 +115,19 @@ class Dialer:
         return None
 
     async def loop(self) -> None:
-        """Dial rounds for as long as the manager runs (none while networking is off)."""
+        """Dial rounds for as long as the manager runs (none while networking is
+        off).  A round that fails is logged and the next one runs: one bad
+        address book entry must not stop the node from ever dialing again."""
         while True:
             if self.manager.network_active:
-                await self.round()
+                try:
+                    await self.round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - logged; the loop must go on
+                    self.round_errors += 1
+                    log.exception("dial round failed (the next one runs in %.1f s)",
+                                  DIAL_ROUND_SECONDS)
             await asyncio.sleep(DIAL_ROUND_SECONDS)
 
     async def round(self) -> None:

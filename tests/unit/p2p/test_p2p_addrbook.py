@@ -163,3 +163,35 @@ def test_a_bootstrap_name_is_dialed_only_when_the_book_offers_nothing(harness):
     now = int(time.time())
     m.addrman.add("192.0.2.1", 18444, "198.51.100.1", now, now)
     assert m.dialer.pick_outbound(set()) == ("192.0.2.1", 18444)
+
+
+def test_a_dial_round_that_raises_is_logged_and_the_next_one_runs(harness, monkeypatch,
+                                                                   caplog):
+    import asyncio
+
+    from o2ocli.p2p import dialer as dialer_module
+
+    m = harness.start()
+    monkeypatch.setattr(dialer_module, "DIAL_ROUND_SECONDS", 0.01)
+    calls: list[int] = []
+
+    async def flaky_round() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a damaged book entry")
+
+    m.dialer.round = flaky_round
+
+    async def run() -> None:
+        task = asyncio.create_task(m.dialer.loop())
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert len(calls) >= 3  # the loop went on after the first round raised
+    assert m.dialer.round_errors == 1
+    assert "dial round failed" in caplog.text and "a damaged book entry" in caplog.text
