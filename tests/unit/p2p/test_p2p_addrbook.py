@@ -112,13 +112,23 @@ def test_the_book_survives_a_restart(harness):
 def test_outbound_picks_avoid_groups_already_connected(harness):
     m = harness.start()
     now = int(time.time())
-    for host in ("198.51.1.1", "198.51.2.2", "192.0.2.1", "203.0.113.1"):
-        m.addrman.add(host, 18444, "100.64.0.1", now, now)
-    m.peers = {1: fake_peer("198.51.1.1", dialed=("198.51.1.1", 18444))}
-    connected = {("198.51.1.1", 18444)}
+
+    def add_one(prefix: str) -> str:
+        """The first host under ``prefix`` the book takes (placement is keyed
+        per book, so a host can land on a taken slot and be dropped)."""
+        for i in range(1, 50):
+            host = f"{prefix}.{i}"
+            if m.addrman.add(host, 18444, "100.64.0.1", now, now):
+                return host
+        raise AssertionError(f"no host under {prefix} was placed")
+
+    first, second = add_one("198.51.1"), add_one("198.51.2")
+    other_a, other_b = add_one("192.0.2"), add_one("203.0.113")
+    m.peers = {1: fake_peer(first, dialed=(first, 18444))}
+    connected = {(first, 18444)}
     # Picks are random and bucket placement is keyed per book, so one of the
     # two may be favoured: draw until both came (bounded), never another.
-    wanted = {("192.0.2.1", 18444), ("203.0.113.1", 18444)}
+    wanted = {(other_a, 18444), (other_b, 18444)}
     picks: set = set()
     for _ in range(2000):
         picks.add(m.dialer.pick_outbound(connected))
@@ -127,10 +137,10 @@ def test_outbound_picks_avoid_groups_already_connected(harness):
             break
     assert picks == wanted
     # Those groups taken too: the same /16 is allowed (nothing else is left).
-    m.peers[2] = fake_peer("192.0.2.1", dialed=("192.0.2.1", 18444))
-    m.peers[3] = fake_peer("203.0.113.1", dialed=("203.0.113.1", 18444))
-    connected |= {("192.0.2.1", 18444), ("203.0.113.1", 18444)}
-    assert m.dialer.pick_outbound(connected) == ("198.51.2.2", 18444)
+    m.peers[2] = fake_peer(other_a, dialed=(other_a, 18444))
+    m.peers[3] = fake_peer(other_b, dialed=(other_b, 18444))
+    connected |= wanted
+    assert m.dialer.pick_outbound(connected) == (second, 18444)
 
 
 def test_loopback_test_networks_still_dial(harness):
