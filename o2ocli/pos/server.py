@@ -50,6 +50,18 @@ MAX_SUBSCRIBERS = 100
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+
+PROGRESS = ("new", "seen", "confirmed", "final")
+"""The states a paid invoice moves through, in order."""
+
+
+def passed_states(old: str | None, new: str) -> tuple[str, ...]:
+    """The states strictly between ``old`` and ``new`` when an invoice skipped
+    some of :data:`PROGRESS` between two looks (e.g. new → confirmed)."""
+    if old not in PROGRESS or new not in PROGRESS:
+        return ()
+    return PROGRESS[PROGRESS.index(old) + 1:PROGRESS.index(new)]
+
 class PosServer:
     """The till's HTTP server and its background tasks."""
 
@@ -240,9 +252,16 @@ class PosServer:
         fresh = [get_invoice(self.wallet, inv["id"]) or inv for inv in invs]
         for inv, old in apply_payments(self.wallet, fresh, payments, now):
             data = invoice_json(self.wallet, inv)
+            previous = old
+            # A payment first noticed in a block (or final) still passes through
+            # each state, in order: consumers see seen, confirmed, final once each.
+            for step in passed_states(old, inv["state"]):
+                self._publish("invoice", {**data, "state": step})
+                self._queue_webhooks({**data, "state": step}, previous, info)
+                previous = step
             self._publish("invoice", data)
-            if old != inv["state"]:
-                self._queue_webhooks(data, old, info)
+            if previous != inv["state"]:
+                self._queue_webhooks(data, previous, info)
 
     def _queue_webhooks(self, data: dict[str, Any], old: str | None, info: dict[str, Any]) -> None:
         if self.store is None or self.sender is None:
