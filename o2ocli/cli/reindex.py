@@ -3,6 +3,7 @@ blocks (registered on the ``node`` group by :mod:`.node`)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -25,8 +26,10 @@ def reindex_cmd() -> None:
     Example:
         o2ocli node reindex
     """
+    from o2ocli.crypto.batch import ProcessVerifier
     from o2ocli.node.chain import ReindexProgress, rebuild_chainstate, reindex_pending
     from o2ocli.node.datadir import chaindata_path
+    from o2ocli.node.gcpolicy import tune_gc
     from o2ocli.storage.chainstate import ChainStateError
     from o2ocli.storage.db import Database, DatabaseError, DatabaseLocked
 
@@ -42,7 +45,9 @@ def reindex_cmd() -> None:
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
     started = time.monotonic()
-    with db:
+    tune_gc()
+    verifier = ProcessVerifier()  # signatures and UTXO hashing on the other cores
+    with db, contextlib.closing(verifier):
         if reindex_pending(db):
             click.echo("resuming an interrupted reindex", err=True)
         interactive = sys.stderr.isatty() and not ctx.json
@@ -54,7 +59,8 @@ def reindex_cmd() -> None:
                         bar.length = max(p.total, 1)
                         bar.update(1)
 
-                    chain = rebuild_chainstate(db, spec, progress=show)
+                    chain = rebuild_chainstate(db, spec, verifier=verifier,
+                                               progress=show)
             else:
                 last = [0.0]
 
@@ -64,7 +70,7 @@ def reindex_cmd() -> None:
                         click.echo(f"reindex: {p.done}/{p.total} blocks (height {p.height})",
                                    err=True)
 
-                chain = rebuild_chainstate(db, spec, progress=log_line)
+                chain = rebuild_chainstate(db, spec, verifier=verifier, progress=log_line)
         except ChainStateError as exc:
             raise CliError(f"cannot reindex {datadir}: {exc}") from None
         height = chain.height

@@ -29,7 +29,7 @@ from o2ocli.crypto.hashes import sha256d
 
 from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
 from .limits import MAX_TX_BYTES, MAX_TX_INPUTS, MAX_TX_OUTPUTS, MAX_WITNESS_PAIRS
-from .locks import Lock, PayToAddress, decode_lock, encode_lock
+from .locks import Lock, PayToAddress, decode_lock, encode_lock, lock_bytes
 from .payloads import NO_PAYLOAD, Coinbase, Payload, decode_payload, encode_payload
 
 __all__ = [
@@ -391,16 +391,30 @@ class Coin:
     """True if it was created by a block's fee claim."""
 
     def to_bytes(self) -> bytes:
-        """Canonical encoding for the UTXO set."""
-        w = Writer()
-        w.u32(self.height)
-        w.u8(1 if self.coinbase else 0)
-        self.output.encode(w)
-        return w.getvalue()
+        """Canonical encoding for the UTXO set.
+
+        Written with ``struct`` rather than a :class:`Writer`: it runs for
+        every coin a block creates or spends (the UTXO write, the undo data
+        and the set commitment).  A test checks it against the Writer form
+        for every lock type."""
+        out = self.output
+        lock = out.lock
+        asset = out.asset
+        return b"".join((
+            _COIN_HEAD.pack(self.height, 1 if self.coinbase else 0),
+            b"\x00" if asset == NATIVE_ASSET else b"\x01" + asset,
+            _AMOUNT.pack(out.amount),
+            _P2A_TAG + lock.pubkey_hash if type(lock) is PayToAddress else lock_bytes(lock),
+        ))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Coin:
         """Inverse of :meth:`to_bytes`."""
+        if (type(data) is bytes and len(data) == _P2A_NATIVE_SIZE and data[5] == 0
+                and data[14] == PayToAddress.TAG and data[4] <= 1):
+            # The common coin (native asset, pay-to-address), read in one go.
+            height, flags, _, amount, _ = _P2A_NATIVE.unpack_from(data)
+            return cls(TxOut(NATIVE_ASSET, amount, PayToAddress(data[15:])), height, bool(flags))
         r = Reader(data)
         height = r.u32("coin height")
         flags = r.u8("coin flags")
@@ -409,3 +423,10 @@ class Coin:
         out = TxOut.decode(r)
         r.finish("coin")
         return cls(out, height, bool(flags))
+
+
+_COIN_HEAD = struct.Struct("<IB")  # height u32 LE ‖ flags u8
+_AMOUNT = struct.Struct("<Q")
+_P2A_TAG = bytes([PayToAddress.TAG])
+_P2A_NATIVE = struct.Struct("<IBBQB")  # head ‖ native flag ‖ amount ‖ lock tag (‖ 20-byte hash)
+_P2A_NATIVE_SIZE = _P2A_NATIVE.size + 20

@@ -18,6 +18,7 @@ signatures. The module-level :func:`verify` is the consensus rule: low-S require
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from coincurve._libsecp256k1 import ffi, lib
@@ -33,6 +34,7 @@ __all__ = [
     "get_backend",
     "sign",
     "verify",
+    "verify_cached",
 ]
 
 #: Order n of the secp256k1 group.
@@ -356,3 +358,38 @@ def sign(secret: bytes, digest: bytes) -> bytes:
 def verify(pubkey: bytes, sig64: bytes, digest: bytes) -> bool:
     """Consensus signature check: default backend, strict low-S. Never raises."""
     return DEFAULT_BACKEND.verify(pubkey, sig64, digest, require_low_s=True)
+
+
+PUBKEY_CACHE = 65_536
+"""Parsed public keys :func:`verify_cached` keeps (about 10 MB); it starts over when full."""
+
+
+def verify_cached(checks: Sequence[tuple[bytes, bytes, bytes]],
+                  cache: dict[bytes, object]) -> int | None:
+    """Index of the first failing check in ``checks``, or None: exactly
+    :func:`~o2ocli.crypto.backends.verify` on each, with parsed public keys
+    kept in ``cache`` (only keys that parse are kept)."""
+    for i, (pubkey, sig64, digest) in enumerate(checks):
+        if (type(pubkey) is not bytes or type(sig64) is not bytes or type(digest) is not bytes
+                or len(sig64) != 64 or len(digest) != 32):
+            if not verify(pubkey, sig64, digest):
+                return i
+            continue
+        pk = cache.get(pubkey)
+        if pk is None:
+            n = len(pubkey)
+            if not ((n == 33 and pubkey[0] in (2, 3)) or (n == 65 and pubkey[0] == 4)):
+                return i
+            pk = _ffi_new("secp256k1_pubkey *")
+            if not _pubkey_parse(_VERIFY_CTX, pk, pubkey, n):
+                return i
+            if len(cache) >= PUBKEY_CACHE:
+                cache.clear()
+            cache[pubkey] = pk
+        sig = _ffi_new("secp256k1_ecdsa_signature *")
+        # Fails if r or s >= n; the verify call rejects high-S and zero r/s.
+        if not _sig_parse_compact(_VERIFY_CTX, sig, sig64):
+            return i
+        if _ecdsa_verify(_VERIFY_CTX, sig, digest, pk) != 1:
+            return i
+    return None

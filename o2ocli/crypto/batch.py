@@ -6,7 +6,8 @@ other processes *while the calling thread waits*.  When the calling thread
 keeps running Python meanwhile (a block's contextual checks), a verifying
 thread must win the GIL back after every signature and gets about a third of
 a core (measured: 2,600-3,600 vs 8,600 verifies/s); a worker process does
-not share the GIL, so :class:`ProcessVerifier` streams the checks there.
+not share the GIL, so :class:`ProcessVerifier` streams the checks there
+(over pipes, :mod:`.sigworker`).
 
 Streaming (``verifier.stream()``, used by
 :func:`~o2ocli.consensus.block.apply_block`): the block's checks are handed
@@ -20,15 +21,12 @@ cost more than it saves.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
-from .backends import verify
+from .sigworker import MuHashJob, Stream, WorkerPool, verify_batch
 
 __all__ = [
     "verify_batch",
@@ -44,17 +42,6 @@ STREAM_CHUNK = 256
 last chunk is what the block waits for after its last transaction)."""
 
 SigCheck = tuple[bytes, bytes, bytes]
-
-
-def verify_batch(checks: Sequence[SigCheck]) -> int | None:
-    """Verify ``checks`` (pubkey, sig64, digest) in order on this thread.
-
-    Returns the index of the first failing check, or None if all pass.
-    """
-    for i, (pubkey, signature, digest) in enumerate(checks):
-        if not verify(pubkey, signature, digest):
-            return i
-    return None
 
 
 class VerifySession:
@@ -140,45 +127,31 @@ class ThreadedVerifier:
             self._pool = None
 
 
-def _exit_with_parent(parent: int) -> None:
-    """In a worker process: exit as soon as ``parent`` is gone (a killed node
-    must not leave its verifiers behind: they hold the queue's pipe open, so
-    they would never see it close)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-PARENT_POLL_SECONDS = 0.5
-
-
 class ProcessVerifier:
     """A verifier on ``workers`` worker processes (default: one less than the
-    cores, at least one), which do not compete with the caller for the GIL.
+    cores, at least one), which do not compete with the caller for the GIL
+    (:mod:`.sigworker`: pipes, no helper threads, work stealing at the end).
 
-    The pool starts (``spawn``: no copy of the caller's state or threads) at
-    the first batch of at least ``min_batch`` checks; smaller batches are
-    verified on the calling thread.  :meth:`stream` is what connecting a block
-    uses: the caller keeps checking transactions while a worker verifies.
+    The workers start at the first batch of at least ``min_batch`` checks (or
+    the first full chunk of a stream); smaller batches are verified on the
+    calling thread.  :meth:`stream` is what connecting a block uses: the
+    caller keeps checking transactions while the workers verify.
     """
 
     def __init__(self, workers: int | None = None, min_batch: int = 64) -> None:
         default = max(1, (os.cpu_count() or 1) - 1)
         self.workers = max(1, workers if workers is not None else default)
         self.min_batch = min_batch
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
 
-    def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_exit_with_parent, initargs=(os.getpid(),),
-            )
+    def _get_pool(self) -> WorkerPool:
+        if self._pool is None or not self._pool.alive:
+            self._pool = WorkerPool(self.workers)
         return self._pool
+
+    def start(self) -> list[int]:
+        """Start the workers now and wait until they answer; their pids."""
+        return self._get_pool().ping()
 
     def __call__(self, checks: Sequence[SigCheck]) -> int | None:
         n = len(checks)
@@ -187,20 +160,62 @@ class ProcessVerifier:
         # Split over the workers and the calling thread.
         parts = self.workers + 1
         step = -(-n // parts)
-        session = VerifySession(self._get_pool, chunk=step)
+        session = Stream(self._get_pool(), step)
         for start in range(0, n, step):
             session.add(checks[start : start + step])
         return session.finish()
 
-    def stream(self) -> VerifySession:
-        """A streaming session on the worker processes."""
-        return VerifySession(self._get_pool)
+    def stream(self, chunk: int = STREAM_CHUNK) -> VerifySession:
+        """A streaming session on the worker processes (started at its first
+        full chunk: a small block never starts them)."""
+        return _LazyStream(self, chunk)  # type: ignore[return-value]
+
+    def muhash(self, added: list[bytes], removed: list[bytes]) -> MuHashJob | None:
+        """Start a block's MuHash products on a worker (see
+        :meth:`~.sigworker.WorkerPool.muhash`); None when no worker is running
+        (a node that has only seen small blocks: the caller computes them)."""
+        if self._pool is None or not self._pool.alive:
+            return None
+        return self._pool.muhash(added, removed)
 
     def close(self) -> None:
         """Stop the worker processes."""
         if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+            self._pool.close()
             self._pool = None
+
+
+class _LazyStream:
+    """A :class:`~.sigworker.Stream` created at the first full chunk."""
+
+    __slots__ = ("_owner", "_chunk", "_pending", "_stream")
+
+    def __init__(self, owner: ProcessVerifier, chunk: int) -> None:
+        self._owner = owner
+        self._chunk = chunk
+        self._pending: list[SigCheck] = []
+        self._stream: Stream | None = None
+
+    def add(self, checks: Sequence[SigCheck]) -> None:
+        if self._stream is not None:
+            self._stream.add(checks)
+            return
+        self._pending.extend(checks)
+        if len(self._pending) >= self._chunk:
+            self._stream = Stream(self._owner._get_pool(), self._chunk)
+            pending, self._pending = self._pending, []
+            self._stream.add(pending)
+
+    def finish(self) -> int | None:
+        if self._stream is None:
+            pending, self._pending = self._pending, []
+            return verify_batch(pending)
+        return self._stream.finish()
+
+    def cancel(self) -> None:
+        self._pending = []
+        if self._stream is not None:
+            self._stream.cancel()
 
 
 class CachingVerifier:
@@ -248,6 +263,11 @@ class CachingVerifier:
         if inner_stream is None:
             return None
         return _CachingSession(self, inner_stream())
+
+    def muhash(self, added: list[bytes], removed: list[bytes]) -> MuHashJob | None:
+        """The inner verifier's :meth:`ProcessVerifier.muhash`, if it has one."""
+        inner = getattr(self.inner, "muhash", None)
+        return None if inner is None else inner(added, removed)
 
     def remember(self, passed: Sequence[SigCheck]) -> None:
         """Record checks that passed."""

@@ -39,7 +39,7 @@ try:  # GMP arithmetic: the same numbers, several times faster than Python ints 
 except ImportError:  # pragma: no cover - gmpy2 is an install requirement
     gmpy2 = None
 
-__all__ = ["MODULUS", "NUM_BYTES", "MuHash3072", "RecentNumbers", "element_number"]
+__all__ = ["MODULUS", "NUM_BYTES", "MuHash3072", "RecentNumbers", "element_number", "products"]
 
 MODULUS = (1 << 3072) - 1103717
 """The prime 2**3072 - 1103717 (the largest 3072-bit safe prime)."""
@@ -210,6 +210,16 @@ def _product(elements: Iterable[bytes], start: int = 1, recent: RecentNumbers | 
     return int(_reduce(acc))
 
 
+def products(added: list[bytes], removed: list[bytes],
+             recent: RecentNumbers | None = None) -> tuple[int, int]:
+    """The products (mod :data:`MODULUS`) of the numbers of ``added`` and of
+    ``removed``, as :meth:`MuHash3072.update` uses them (with ``recent`` alike);
+    what a signature worker computes for a block (:mod:`.sigworker`)."""
+    removed_product = _product(removed, 1, recent) if removed else 1
+    added_product = _product(added, 1, recent, keep=True) if added else 1
+    return added_product, removed_product
+
+
 class MuHash3072:
     """A MuHash3072 accumulator (numerator / denominator mod :data:`MODULUS`)."""
 
@@ -238,6 +248,15 @@ class MuHash3072:
             self.denominator = _product(removed, self.denominator, recent)
         if added:
             self.numerator = _product(added, self.numerator, recent, keep=True)
+        return self
+
+    def update_products(self, added_product: int, removed_product: int) -> MuHash3072:
+        """:meth:`update` given the products of the added and the removed
+        elements' numbers (:func:`products`, computed elsewhere)."""
+        if removed_product != 1:
+            self.denominator = _reduce(self.denominator * removed_product)
+        if added_product != 1:
+            self.numerator = _reduce(self.numerator * added_product)
         return self
 
     def combine(self, other: MuHash3072) -> MuHash3072:

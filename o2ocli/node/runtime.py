@@ -37,6 +37,7 @@ from .datadir import (
     read_node_info,
     write_node_info,
 )
+from .gcpolicy import tune_gc
 from .mempool import Mempool, MempoolEntry, MempoolError
 from .metrics import NodeMetrics
 from .nodeconfig import (
@@ -469,6 +470,7 @@ async def run_node(config: NodeConfig) -> None:
     raise_fd_limit()
     node = Node(config)
     await node.start()
+    tune_gc()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.request_stop)

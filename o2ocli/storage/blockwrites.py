@@ -42,10 +42,18 @@ __all__ = [
 def encode_undo(spent: tuple[tuple[Outpoint, Coin], ...]) -> bytes:
     w = Writer()
     w.varint(len(spent))
+    parts = [w.getvalue()]
+    append = parts.append
     for outpoint, coin in spent:
-        w.raw(outpoint.to_bytes())
-        w.var_bytes(coin.to_bytes())
-    return w.getvalue()
+        data = coin.to_bytes()
+        append(outpoint.txid + outpoint.index.to_bytes(4, "big"))
+        if len(data) < 0xFD:  # the varint length is one byte
+            append(bytes((len(data),)) + data)
+        else:
+            w = Writer()
+            w.var_bytes(data)
+            append(w.getvalue())
+    return b"".join(parts)
 
 
 def decode_undo(data: bytes) -> list[tuple[Outpoint, Coin]]:

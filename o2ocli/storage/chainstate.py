@@ -56,7 +56,7 @@ from .branches import BranchChoice
 from .coincache import CachedDatabase
 from .db import Database
 from .queries import ChainQueries, UtxoStats
-from .utxocommit import commitment_after
+from .utxocommit import commitment_after, start_commitment
 
 __all__ = [
     "ChainState",
@@ -371,7 +371,9 @@ class ChainState(BranchChoice, ChainQueries):
             raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is missing "
                                   "(run: o2ocli node reindex)")
         try:
-            commit = commitment_after(parent_commit, effects.spent, effects.created)
+            # The MuHash products go to a worker (if any) while the writes are built.
+            finish_commit = start_commitment(parent_commit, effects.spent, effects.created,
+                                             getattr(self.verifier, "muhash", None))
         except DecodeError as exc:
             raise ChainStateError(f"the UTXO commitment of block {prev.hex()} is unreadable "
                                   f"({exc}; run: o2ocli node reindex)") from None
@@ -381,6 +383,7 @@ class ChainState(BranchChoice, ChainQueries):
                 self._write_stored(batch, block, entry, new_entry, store, set_best, extra)
                 batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
                 write_connect(self.db, batch, block, effects, self)
+                commit = finish_commit()
                 batch.put(k.commit_key(block.hash), commit)
         else:
             # The block, its index entry and the best marker go to disk now;
@@ -392,6 +395,7 @@ class ChainState(BranchChoice, ChainQueries):
             with cache.cached_batch() as batch:
                 batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
                 write_connect(self.db, batch, block, effects, self)
+                commit = finish_commit()
                 batch.put(k.commit_key(block.hash), commit)
             if cache.over_limit:
                 cache.flush()

@@ -25,14 +25,13 @@ Record encoding::
 
 from __future__ import annotations
 
-import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from o2ocli.core.encoding import DecodeError, Reader, Writer
-from o2ocli.core.locks import PayToAddress, lock_bytes
-from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint
+from o2ocli.core.tx import Coin, Outpoint
 from o2ocli.crypto.muhash import NUM_BYTES, MuHash3072, RecentNumbers
 
 from . import schema as k
@@ -45,6 +44,7 @@ __all__ = [
     "coin_element",
     "commitment_after",
     "scan_commitment",
+    "start_commitment",
     "verify_utxo_set",
 ]
 
@@ -57,31 +57,10 @@ RECENT_COINS = 8192
 _recent = RecentNumbers(RECENT_COINS)
 
 
-_COIN_HEAD = struct.Struct("<IB")  # Coin: height u32 LE ‖ flags u8
-_AMOUNT = struct.Struct("<Q")
-_NATIVE = b"\x00"  # TxOut: asset marker 0 (native) or 1 ‖ asset id
-_ISSUED = b"\x01"
-_P2A_TAG = bytes([PayToAddress.TAG])
-
-
 def coin_element(outpoint: Outpoint, coin: Coin) -> bytes:
-    """The MuHash element of one unspent coin (its UTXO key body ‖ its encoding).
-
-    Equal to ``outpoint.to_bytes() + coin.to_bytes()`` (a test checks every
-    lock type), written out here with ``struct`` because it runs for every
-    coin a block creates or spends: a quarter of the commitment's cost
-    through :class:`~o2ocli.core.encoding.Writer`."""
-    out = coin.output
-    lock = out.lock
-    asset = out.asset
-    return b"".join((
-        outpoint.txid,
-        outpoint.index.to_bytes(4, "big"),
-        _COIN_HEAD.pack(coin.height, 1 if coin.coinbase else 0),
-        _NATIVE if asset == NATIVE_ASSET else _ISSUED + asset,
-        _AMOUNT.pack(out.amount),
-        _P2A_TAG + lock.pubkey_hash if type(lock) is PayToAddress else lock_bytes(lock),
-    ))
+    """The MuHash element of one unspent coin: its UTXO key body (the
+    outpoint) ‖ its encoding (:meth:`~o2ocli.core.tx.Coin.to_bytes`)."""
+    return outpoint.txid + outpoint.index.to_bytes(4, "big") + coin.to_bytes()
 
 
 @dataclass(slots=True)
@@ -138,22 +117,35 @@ class UtxoCommitment:
     ) -> UtxoCommitment:
         """A new commitment: this one without ``spent`` and with ``created``
         (``recent``: see :meth:`MuHash3072.update`)."""
-        totals = dict(self.totals)
-        get = totals.get
-        removed = []
-        for outpoint, coin in spent:
-            removed.append(coin_element(outpoint, coin))
-            out = coin.output
-            totals[out.asset] = get(out.asset, 0) - out.amount
-        added = []
-        for outpoint, coin in created:
-            added.append(coin_element(outpoint, coin))
-            out = coin.output
-            totals[out.asset] = get(out.asset, 0) + out.amount
+        added, removed, totals = _elements(self.totals, spent, created)
         muhash = MuHash3072(self.muhash.numerator, self.muhash.denominator)
         muhash.update(added, removed, recent)
-        return UtxoCommitment(muhash, self.count + len(added) - len(removed),
-                              {a: t for a, t in totals.items() if t})
+        return UtxoCommitment(muhash, self.count + len(added) - len(removed), totals)
+
+
+def _elements(
+    totals: dict[bytes, int],
+    spent: Iterable[tuple[Outpoint, Coin]],
+    created: Iterable[tuple[Outpoint, Coin]],
+) -> tuple[list[bytes], list[bytes], dict[bytes, int]]:
+    """The added and removed elements, and the per-asset totals after."""
+    totals = dict(totals)
+    get = totals.get
+    removed = []
+    for outpoint, coin in spent:
+        removed.append(coin_element(outpoint, coin))
+        out = coin.output
+        totals[out.asset] = get(out.asset, 0) - out.amount
+    added = []
+    for outpoint, coin in created:
+        added.append(coin_element(outpoint, coin))
+        out = coin.output
+        totals[out.asset] = get(out.asset, 0) + out.amount
+    return added, removed, {a: t for a, t in totals.items() if t}
+
+
+class ProductJob(Protocol):
+    def result(self) -> tuple[int, int]: ...
 
 
 def commitment_after(
@@ -165,8 +157,43 @@ def commitment_after(
     on top of the ``parent`` record (None: the empty set, for genesis).  The
     numbers of the last :data:`RECENT_COINS` coins created are kept for when
     they are spent (a pure function of the coin: any block may use them)."""
+    return start_commitment(parent, spent, created)()
+
+
+OFFLOAD_MIN = 64
+"""Elements below which a block's products are computed on the calling
+thread even when a worker could take them (a round trip costs more)."""
+
+
+def start_commitment(
+    parent: bytes | None,
+    spent: Iterable[tuple[Outpoint, Coin]],
+    created: Iterable[tuple[Outpoint, Coin]],
+    offload: Callable[[list[bytes], list[bytes]], ProductJob | None] | None = None,
+) -> Callable[[], bytes]:
+    """:func:`commitment_after` in two steps: the parent record is decoded
+    (raising :class:`DecodeError`) and the elements built now, and with
+    ``offload`` (e.g. :meth:`~o2ocli.crypto.batch.ProcessVerifier.muhash`)
+    their MuHash products go to a worker process; the returned function
+    gives the record, waiting for the worker if it has not answered yet.
+    Either way the record is the same (the products are a pure function of
+    the elements)."""
     base = UtxoCommitment.empty() if parent is None else UtxoCommitment.from_bytes(parent)
-    return base.apply(spent, created, _recent).to_bytes()
+    added, removed, totals = _elements(base.totals, spent, created)
+    count = base.count + len(added) - len(removed)
+    job = None
+    if offload is not None and len(added) + len(removed) >= OFFLOAD_MIN:
+        job = offload(added, removed)
+
+    def finish() -> bytes:
+        muhash = MuHash3072(base.muhash.numerator, base.muhash.denominator)
+        if job is None:
+            muhash.update(added, removed, _recent)
+        else:
+            muhash.update_products(*job.result())
+        return UtxoCommitment(muhash, count, totals).to_bytes()
+
+    return finish
 
 
 def scan_commitment(entries: Iterator[tuple[bytes, bytes]]) -> UtxoCommitment:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier, VerifySession, verify_batch
+from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier, verify_batch
 from o2ocli.crypto.hashes import sha256d
 from o2ocli.crypto.keys import PrivateKey
 
@@ -49,7 +49,7 @@ def test_streamed_checks_find_the_first_failure_like_one_batch(verifier):
             i = rng.randrange(len(checks))
             checks[i] = bad_check(i)
         expected = verify_batch(checks)
-        session = VerifySession(verifier._get_pool, chunk=rng.randint(1, 64))
+        session = verifier.stream(chunk=rng.randint(1, 64))
         position = 0
         while position < len(checks):  # handed over in uneven pieces, as txs are
             step = rng.randint(1, 5)
@@ -89,8 +89,7 @@ import os
 from o2ocli.crypto.batch import ProcessVerifier
 if __name__ == "__main__":
     v = ProcessVerifier(1)
-    v._get_pool().submit(int).result()
-    print(" ".join(str(p) for p in v._pool._processes), flush=True)
+    print(" ".join(str(p) for p in v.start()), flush=True)
     os.kill(os.getpid(), 9)
 """
 

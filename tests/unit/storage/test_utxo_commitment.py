@@ -174,12 +174,22 @@ def test_the_documented_coin_vectors():
     assert all(digest in doc for digest in DOC_VECTORS.values())
 
 
-def test_coin_element_is_the_key_body_and_the_coin_encoding():
-    """The struct-built element equals ``Outpoint.to_bytes() + Coin.to_bytes()``
-    for every lock type, native and issued assets, and both coin flags."""
+def test_coin_encoding_and_element_match_the_field_by_field_form():
+    """The struct-built coin encoding equals the Writer (field by field) form,
+    decodes back to the same coin (fast path and general path), and the
+    element is ``Outpoint.to_bytes() + Coin.to_bytes()``, for every lock type,
+    native and issued assets, and both coin flags."""
+    from o2ocli.core.encoding import Writer
     from o2ocli.core.locks import Escrow, Multisig, PayToAddress
     from o2ocli.core.tx import NATIVE_ASSET, Coin, Outpoint, TxOut
     from o2ocli.storage.utxocommit import coin_element
+
+    def writer_form(coin: Coin) -> bytes:
+        w = Writer()
+        w.u32(coin.height)
+        w.u8(1 if coin.coinbase else 0)
+        coin.output.encode(w)
+        return w.getvalue()
 
     h = [bytes([i]) * 20 for i in range(1, 5)]
     locks = [PayToAddress(h[0]), Multisig.of(2, [h[1], h[0], h[2]]),
@@ -191,7 +201,10 @@ def test_coin_element_is_the_key_body_and_the_coin_encoding():
                 for amount in (1, 2**64 - 1):
                     outpoint = Outpoint(bytes(range(32)), 2**32 - 1 if coinbase else 3)
                     coin = Coin(TxOut(asset, amount, lock), height, coinbase)
-                    assert coin_element(outpoint, coin) == outpoint.to_bytes() + coin.to_bytes()
+                    data = coin.to_bytes()
+                    assert data == writer_form(coin)
+                    assert Coin.from_bytes(data) == coin
+                    assert coin_element(outpoint, coin) == outpoint.to_bytes() + data
 
 
 def test_a_damaged_record_is_reported_not_used(tmp_path):
