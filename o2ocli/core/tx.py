@@ -389,23 +389,29 @@ class Coin:
     """Height of the block that created it."""
     coinbase: bool = False
     """True if it was created by a block's fee claim."""
+    _bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_bytes(self) -> bytes:
-        """Canonical encoding for the UTXO set.
+        """Canonical encoding for the UTXO set (kept once made, or as read).
 
         Written with ``struct`` rather than a :class:`Writer`: it runs for
         every coin a block creates or spends (the UTXO write, the undo data
         and the set commitment).  A test checks it against the Writer form
         for every lock type."""
+        cached = self._bytes
+        if cached is not None:
+            return cached
         out = self.output
         lock = out.lock
         asset = out.asset
-        return b"".join((
+        cached = b"".join((
             _COIN_HEAD.pack(self.height, 1 if self.coinbase else 0),
             b"\x00" if asset == NATIVE_ASSET else b"\x01" + asset,
             _AMOUNT.pack(out.amount),
             _P2A_TAG + lock.pubkey_hash if type(lock) is PayToAddress else lock_bytes(lock),
         ))
+        object.__setattr__(self, "_bytes", cached)
+        return cached
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Coin:
@@ -414,7 +420,9 @@ class Coin:
                 and data[14] == PayToAddress.TAG and data[4] <= 1):
             # The common coin (native asset, pay-to-address), read in one go.
             height, flags, _, amount, _ = _P2A_NATIVE.unpack_from(data)
-            return cls(TxOut(NATIVE_ASSET, amount, PayToAddress(data[15:])), height, bool(flags))
+            coin = cls(TxOut(NATIVE_ASSET, amount, PayToAddress(data[15:])), height, bool(flags))
+            object.__setattr__(coin, "_bytes", data)  # the one encoding of this coin
+            return coin
         r = Reader(data)
         height = r.u32("coin height")
         flags = r.u8("coin flags")

@@ -90,13 +90,19 @@ class CacheBatch:
     __slots__ = ("ops",)
 
     def __init__(self) -> None:
-        self.ops: list[tuple[bytes, bytes | None]] = []
+        self.ops: list[tuple[bytes, bytes | None] | tuple[None, dict[bytes, bytes]]] = []
 
     def put(self, key: bytes, value: bytes) -> None:
         self.ops.append((key, value))
 
     def delete(self, key: bytes) -> None:
         self.ops.append((key, None))
+
+    def put_many(self, items: dict[bytes, bytes]) -> None:
+        """Put every (key, value) of ``items`` (keys sharing their first
+        byte), in order after the changes before; the dict is kept, not copied."""
+        if items:
+            self.ops.append((None, items))
 
 
 class _DirectBatch:
@@ -191,13 +197,31 @@ class CachedDatabase:
         yield batch
         self._apply(batch.ops)
 
-    def _apply(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+    def _apply(self, ops: list[Any]) -> None:
         spaces = self._spaces
         fresh = self._fresh
         fresh_prefixes = FRESH_PREFIXES
         usage = self.usage
         entries = self.entries
         for key, value in ops:
+            if key is None:  # put_many: a group of keys with the same first byte
+                items: dict[bytes, bytes] = value  # type: ignore[assignment]
+                first = next(iter(items))[0]
+                space = spaces.get(first)
+                if space is None:
+                    space = spaces[first] = {}
+                if space.keys().isdisjoint(items):  # the common case: all new keys
+                    space.update(items)
+                    entries += len(items)
+                    usage += (ENTRY_OVERHEAD * len(items) + sum(map(len, items))
+                              + sum(map(len, items.values())))
+                    if first in fresh_prefixes:
+                        fresh.update(items)
+                    continue
+                self.usage, self.entries = usage, entries
+                self._apply(list(items.items()))
+                usage, entries = self.usage, self.entries
+                continue
             first = key[0]
             space = spaces.get(first)
             if space is None:
