@@ -17,7 +17,16 @@ form was asked for once is asked for in full after that.
 
 Serving: the compact form of the last CACHE_BLOCKS blocks is kept (built from
 the connected Block, or decoded once from the database), so a block is not
-decoded again for each peer.
+decoded again for each peer.  Only blocks of our main chain at most
+SERVE_DEPTH below the tip are ever decoded for this: any other stored block is
+sent in full, as raw bytes, so that a peer cannot make us decode a deep block
+(a third of a second for a full one) with each 40-byte request.  Only
+connected blocks are cached: a rebuilt block is not served before it passed
+validation.
+
+State of the receiving side (requests and partial blocks) lives only as long as
+the block is still wanted: it is dropped once the block arrived by any path, the
+peer left, or PARTIAL_SECONDS passed.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from .compactmsg import (
     GetBlockTxn,
     compact_block,
 )
-from .messages import COMPACT_PROTOCOL, INV_BLOCK, MAX_PAYLOAD, BlockMsg, GetData
+from .messages import COMPACT_PROTOCOL, INV_BLOCK, MAX_PAYLOAD, BlockMsg, GetData, RawBlock
 from .misbehaviour import DISCONNECT_SCORE
 from .peer import KnownSet
 
@@ -49,13 +58,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
     from .peer import Peer
 
-__all__ = ["CompactRelay", "COMPACT_AHEAD", "CACHE_BLOCKS"]
+__all__ = ["CompactRelay", "COMPACT_AHEAD", "CACHE_BLOCKS", "SERVE_DEPTH"]
 
 log = logging.getLogger("o2ocli.p2p.compact")
 
 COMPACT_AHEAD = 3
 """Blocks at most this far above our tip are asked for in compact form."""
 CACHE_BLOCKS = 8
+SERVE_DEPTH = 5
+"""A block more than this far below our tip (or off our main chain) is served in
+full, never decoded to be served in compact form.  SERVE_DEPTH + 1 < CACHE_BLOCKS,
+so cycling requests over the servable blocks cannot thrash the cache."""
 MAX_PARTIAL = 16
 """Blocks being rebuilt at once (over all peers; a block is asked for in compact
 form once, only near the tip, so few are); the oldest is dropped."""
@@ -113,6 +126,9 @@ class CompactRelay:
         if self.asked.pop((peer.id, block_hash), None) is None:
             log.debug("unrequested cmpctblock from %s ignored", peer.address)
             return
+        if not self._wanted(block_hash):
+            log.debug("cmpctblock from %s for a block we have meanwhile ignored", peer.address)
+            return
         self.stats["compact_received"] += 1
         txs: list[Tx | None] = [None] * msg.tx_count
         for index, tx in msg.prefilled:
@@ -145,8 +161,8 @@ class CompactRelay:
     def on_blocktxn(self, peer: Peer, msg: BlockTxn) -> None:
         """The transactions we asked for: complete the block."""
         part = self.partial.pop((peer.id, msg.block_hash), None)
-        if part is None:
-            return  # given up on meanwhile (not the peer's fault)
+        if part is None or not self._wanted(msg.block_hash):
+            return  # given up on, or arrived another way, meanwhile (not the peer's fault)
         if len(msg.txs) != len(part.missing):
             self.manager.misbehaving(peer, DISCONNECT_SCORE,
                                      f"blocktxn with {len(msg.txs)} txs for "
@@ -189,7 +205,8 @@ class CompactRelay:
         log.info("block %d rebuilt from its compact form: %d bytes received instead of %d "
                  "(%d of %d txs fetched)", block.height, wire, size,
                  fetched, len(txs))
-        self.remember(block)
+        # Not cached for serving here: only once connected (announce_blocks), so
+        # an invalid block is never served.
         self.manager.sync.on_block(peer, block)
 
     def _fallback(self, peer: Peer, block_hash: bytes, why: str) -> None:
@@ -200,15 +217,22 @@ class CompactRelay:
                  block_hash.hex()[:16], peer.address, why)
         peer.send(GetData(((INV_BLOCK, block_hash),)))
 
+    def _wanted(self, block_hash: bytes) -> bool:
+        """True while the block is queued for download and has not arrived."""
+        sync = self.manager.sync
+        return block_hash in sync.pending and block_hash not in sync.received
+
     def upkeep(self) -> None:
-        """Forget requests and partial blocks of gone peers or old ones."""
+        """Forget requests and partial blocks of gone peers, of blocks that
+        arrived (by any path) or were given up, and old ones."""
         now = time.monotonic()
         live = self.manager.peers
         for key, since in list(self.asked.items()):
-            if key[0] not in live or now - since > PARTIAL_SECONDS:
+            if key[0] not in live or now - since > PARTIAL_SECONDS or not self._wanted(key[1]):
                 del self.asked[key]
         for key, part in list(self.partial.items()):
-            if key[0] not in live or now - part.since > PARTIAL_SECONDS:
+            if (key[0] not in live or now - part.since > PARTIAL_SECONDS
+                    or not self._wanted(key[1])):
                 del self.partial[key]
 
     # ------------------------------------------------------------- serving
@@ -222,10 +246,17 @@ class CompactRelay:
             self.cache.popitem(last=False)
 
     def _block(self, block_hash: bytes) -> Block | None:
+        """A cached block, or a main-chain block at most SERVE_DEPTH below the
+        tip (decoded once and cached); None for any other."""
         cached = self.cache.get(block_hash)
         if cached is not None:
             self.cache.move_to_end(block_hash)
             return cached[0]
+        chain = self.manager.node.chain
+        entry = chain.state.get_index(block_hash)
+        if (entry is None or entry.height + SERVE_DEPTH < chain.height
+                or not chain.state.is_main_chain(entry)):
+            return None
         raw = self.manager.node.db.get(block_key(block_hash))
         if raw is None:
             return None
@@ -234,7 +265,8 @@ class CompactRelay:
         return block
 
     def compact(self, block_hash: bytes) -> CmpctBlock | None:
-        """The compact form of a stored block (None if we lack it)."""
+        """The compact form of a recent block (None if we lack it or it is not
+        recent: see :meth:`_block`; the caller then sends it in full)."""
         block = self._block(block_hash)
         if block is None:
             return None
@@ -249,6 +281,10 @@ class CompactRelay:
         """Answer a getblocktxn (the full block if the answer would not fit a frame)."""
         block = self._block(msg.block_hash)
         if block is None:
+            raw = self.manager.node.db.get(block_key(msg.block_hash))
+            if raw is not None:  # deep or off our main chain: in full, not decoded
+                peer.send(BlockMsg(RawBlock(raw)))
+                peer.known_blocks.add(msg.block_hash)
             return  # not ours (any more): the asker's stall logic moves on
         if msg.indexes and msg.indexes[-1] >= len(block.txs):
             self.manager.misbehaving(peer, DISCONNECT_SCORE,
