@@ -70,8 +70,12 @@ SERVE_DEPTH = 5
 full, never decoded to be served in compact form.  SERVE_DEPTH + 1 < CACHE_BLOCKS,
 so cycling requests over the servable blocks cannot thrash the cache."""
 MAX_PARTIAL = 16
-"""Blocks being rebuilt at once (over all peers; a block is asked for in compact
-form once, only near the tip, so few are); the oldest is dropped."""
+"""Compact blocks asked for or being rebuilt at once, over all peers: beyond it
+blocks are asked for in full (a block is asked for in compact form once, only
+near the tip, so few are)."""
+MAX_PEER_PARTIAL = COMPACT_AHEAD + 1
+"""The same for one peer (one branch near the tip has COMPACT_AHEAD such blocks;
+more means forks, which are asked for in full)."""
 PARTIAL_SECONDS = 120.0
 
 
@@ -107,11 +111,22 @@ class CompactRelay:
         version = peer.version
         if (not self.enabled or version is None or version.protocol < COMPACT_PROTOCOL
                 or height > self.manager.node.chain.height + COMPACT_AHEAD
-                or block_hash in self.tried):
+                or block_hash in self.tried or self._busy(peer.id)):
             return INV_BLOCK
         self.tried.add(block_hash)
         self.asked[(peer.id, block_hash)] = time.monotonic()
         return INV_CMPCT_BLOCK
+
+    def _busy(self, peer_id: int) -> bool:
+        """True if no more compact blocks may be in the works (for this peer,
+        or at all): see MAX_PEER_PARTIAL and MAX_PARTIAL.  So a partial block is
+        never dropped to make room, which would leave its (honest) peer's
+        answer unused and the peer blamed for a stall."""
+        if len(self.asked) + len(self.partial) >= MAX_PARTIAL:
+            return True
+        mine = sum(1 for pid, _ in self.asked if pid == peer_id)
+        mine += sum(1 for pid, _ in self.partial if pid == peer_id)
+        return mine >= MAX_PEER_PARTIAL
 
     def on_message(self, peer: Peer, msg: CmpctBlock | BlockTxn) -> None:
         """A ``cmpctblock`` or ``blocktxn``."""
@@ -152,8 +167,6 @@ class CompactRelay:
             return
         key = (peer.id, block_hash)
         self.partial[key] = Partial(msg, txs, tuple(missing), time.monotonic())
-        while len(self.partial) > MAX_PARTIAL:
-            self.partial.popitem(last=False)
         self.stats["blocktxn_asked"] += 1
         self.stats["txs_asked"] += len(missing)
         peer.send(GetBlockTxn(block_hash, tuple(missing)))

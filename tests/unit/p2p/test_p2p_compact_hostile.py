@@ -7,10 +7,12 @@ that does not read were counted as one request each whatever their size (now
 their indexes are capped); a request or a partial block outlived the block's
 arrival by another path (now dropped at once, and a late cmpctblock is not
 acted on); a rebuilt block was cached for serving before validation (now only
-connected blocks are served).  And the case Bitcoin Core once got wrong: a
-block rebuilt with a mempool copy of a transaction carrying other witnesses
-does not match its header, is fetched in full from the same peer, nobody is
-punished and the block is not refused.
+connected blocks are served); nothing bounded the compact blocks in the works
+per peer (now MAX_PEER_PARTIAL, and MAX_PARTIAL over all, beyond which blocks
+are asked for in full instead of dropping a partial block).  And the case
+Bitcoin Core once got wrong: a block rebuilt with a mempool copy of a
+transaction carrying other witnesses does not match its header, is fetched in
+full from the same peer, nobody is punished and the block is not refused.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from p2p_harness import (
 )
 from test_p2p_compact import CLAIM, announce, block_with_payments, in_mempool, seen_until_pong
 
-from o2ocli.consensus.poa import seal_header
+from o2ocli.consensus.poa import DIFF_IN_TURN, seal_header
 from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.tx import SigPair, Tx
 from o2ocli.crypto.address import decode_wif
 from o2ocli.node.runtime import Node
-from o2ocli.p2p.compact import SERVE_DEPTH
+from o2ocli.p2p.compact import MAX_PEER_PARTIAL, SERVE_DEPTH
 from o2ocli.p2p.compactmsg import INV_CMPCT_BLOCK, MAX_BLOCKTXN, CmpctBlock, compact_block
 from o2ocli.p2p.messages import (
     INV_BLOCK,
@@ -45,6 +47,7 @@ from o2ocli.p2p.messages import (
     GetBlockTxn,
     GetData,
     GetHeaders,
+    Headers,
     NotFound,
 )
 from o2ocli.p2p.serve import MAX_QUEUED_INDEXES
@@ -231,6 +234,37 @@ def test_mempool_copy_with_other_witness_fetches_the_full_block_without_penalty(
         assert block.hash not in node.p2p.refused_blocks
         assert relay(node).stats["fallback_full"] == 1 and relay(node).stats["rebuilt"] == 0
         assert remote.peer() is not None and remote.peer().score == 0
+        remote.close()
+
+    run_node(tmp_path, body)
+
+
+def branch(parent: BlockHeader, count: int, shift: int) -> list[Block]:
+    """``count`` empty blocks on ``parent``, ``shift`` seconds later than
+    make_chain's (another branch with the same heights)."""
+    blocks = []
+    for _ in range(count):
+        header = BlockHeader(parent.height + 1, parent.hash, tx_merkle_root([]),
+                             parent.time + SPEC.period + shift, DIFF_IN_TURN)
+        blocks.append(Block(seal_header(header, validator_key(), SPEC.chain_id), ()))
+        parent = blocks[-1].header
+    return blocks
+
+
+def test_compact_blocks_in_the_works_per_peer_are_bounded(tmp_path):
+    async def body(node: Node) -> None:
+        genesis = node.chain.genesis.header
+        one, two = branch(genesis, 3, 0), branch(genesis, 3, 1)
+        remote = await Remote.connect(node)
+        await remote.handshake(**CLAIM)
+        await remote.expect(GetHeaders)
+        remote.send(Headers(tuple(b.header for b in one)))
+        kinds = [kind for kind, _ in (await remote.expect(GetData)).items]
+        remote.send(Headers(tuple(b.header for b in two)))  # a fork: three more near the tip
+        kinds += [kind for kind, _ in (await remote.expect(GetData)).items]
+        assert kinds == [INV_CMPCT_BLOCK] * MAX_PEER_PARTIAL + [INV_BLOCK] * (
+            6 - MAX_PEER_PARTIAL), kinds  # (was: all six in compact form)
+        assert len(relay(node).asked) == MAX_PEER_PARTIAL
         remote.close()
 
     run_node(tmp_path, body)
