@@ -25,7 +25,8 @@ connected blocks are cached: a rebuilt block is not served before it passed
 validation.
 
 State of the receiving side (requests and partial blocks) lives only as long as
-the block is still wanted: it is dropped once the block arrived by any path, the
+the block is still wanted from that peer: it is dropped once the block arrived
+by any path, the block was taken back from the peer (stall, ``notfound``), the
 peer left, or PARTIAL_SECONDS passed.
 """
 
@@ -141,7 +142,7 @@ class CompactRelay:
         if self.asked.pop((peer.id, block_hash), None) is None:
             log.debug("unrequested cmpctblock from %s ignored", peer.address)
             return
-        if not self._wanted(block_hash):
+        if not self._wanted(block_hash, peer.id):
             log.debug("cmpctblock from %s for a block we have meanwhile ignored", peer.address)
             return
         self.stats["compact_received"] += 1
@@ -174,7 +175,7 @@ class CompactRelay:
     def on_blocktxn(self, peer: Peer, msg: BlockTxn) -> None:
         """The transactions we asked for: complete the block."""
         part = self.partial.pop((peer.id, msg.block_hash), None)
-        if part is None or not self._wanted(msg.block_hash):
+        if part is None or not self._wanted(msg.block_hash, peer.id):
             return  # given up on, or arrived another way, meanwhile (not the peer's fault)
         if len(msg.txs) != len(part.missing):
             self.manager.misbehaving(peer, DISCONNECT_SCORE,
@@ -230,10 +231,13 @@ class CompactRelay:
                  block_hash.hex()[:16], peer.address, why)
         peer.send(GetData(((INV_BLOCK, block_hash),)))
 
-    def _wanted(self, block_hash: bytes) -> bool:
-        """True while the block is queued for download and has not arrived."""
+    def _wanted(self, block_hash: bytes, peer_id: int) -> bool:
+        """True while the block is queued for download, has not arrived, and
+        is still asked of this peer (not taken back after a stall or a
+        ``notfound``)."""
         sync = self.manager.sync
-        return block_hash in sync.pending and block_hash not in sync.received
+        return (block_hash in sync.pending and block_hash not in sync.received
+                and sync.downloads.owner.get(block_hash) == peer_id)
 
     def upkeep(self) -> None:
         """Forget requests and partial blocks of gone peers, of blocks that
@@ -241,11 +245,12 @@ class CompactRelay:
         now = time.monotonic()
         live = self.manager.peers
         for key, since in list(self.asked.items()):
-            if key[0] not in live or now - since > PARTIAL_SECONDS or not self._wanted(key[1]):
+            if (key[0] not in live or now - since > PARTIAL_SECONDS
+                    or not self._wanted(key[1], key[0])):
                 del self.asked[key]
         for key, part in list(self.partial.items()):
             if (key[0] not in live or now - part.since > PARTIAL_SECONDS
-                    or not self._wanted(key[1])):
+                    or not self._wanted(key[1], key[0])):
                 del self.partial[key]
 
     # ------------------------------------------------------------- serving

@@ -268,3 +268,23 @@ def test_compact_blocks_in_the_works_per_peer_are_bounded(tmp_path):
         remote.close()
 
     run_node(tmp_path, body)
+
+
+def test_compact_request_answered_with_notfound_is_forgotten(tmp_path):
+    async def body(node: Node) -> None:
+        block = block_with_payments(node)
+        remote = await Remote.connect(node)
+        await remote.handshake(**CLAIM)
+        assert (await announce(remote, block)).items == ((INV_CMPCT_BLOCK, block.hash),)
+        assert relay(node).asked
+        remote.send(NotFound(((INV_CMPCT_BLOCK, block.hash),)))
+        # (was: kept 120 s, counted against the peer's and the node's compact
+        # budget, and a later unasked cmpctblock for it was still rebuilt)
+        await until(lambda: not relay(node).asked, "the request to be forgotten", timeout=5)
+        remote.send(compact_block(block))
+        seen = await seen_until_pong(remote)
+        assert not [m for m in seen if isinstance(m, GetBlockTxn)], seen
+        assert relay(node).stats["compact_received"] == 0
+        remote.close()
+
+    run_node(tmp_path, body)
