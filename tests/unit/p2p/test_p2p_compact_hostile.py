@@ -215,6 +215,7 @@ def other_signature(tx: Tx) -> Tx:
 
 
 def test_mempool_copy_with_other_witness_fetches_the_full_block_without_penalty(tmp_path):
+    """(A regression test: this already held, as the header commits to wtxids.)"""
     async def body(node: Node) -> None:
         block = block_with_payments(node)
         malleated = other_signature(block.txs[1])
@@ -286,5 +287,22 @@ def test_compact_request_answered_with_notfound_is_forgotten(tmp_path):
         assert not [m for m in seen if isinstance(m, GetBlockTxn)], seen
         assert relay(node).stats["compact_received"] == 0
         remote.close()
+
+    run_node(tmp_path, body)
+
+
+def test_partial_block_of_a_peer_that_leaves_is_dropped(tmp_path):
+    """(A regression test: this already held.)"""
+    async def body(node: Node) -> None:
+        block = block_with_payments(node)
+        remote = await Remote.connect(node)
+        await remote.handshake(**CLAIM)
+        await announce(remote, block)
+        remote.send(compact_block(block))
+        await remote.expect(GetBlockTxn)
+        assert relay(node).partial
+        remote.close()
+        await until(lambda: not relay(node).partial and not relay(node).asked,
+                    "the partial block of the gone peer to be dropped", timeout=5)
 
     run_node(tmp_path, body)
