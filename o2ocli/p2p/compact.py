@@ -17,7 +17,17 @@ form was asked for once is asked for in full after that.
 
 Serving: the compact form of the last CACHE_BLOCKS blocks is kept (built from
 the connected Block, or decoded once from the database), so a block is not
-decoded again for each peer.
+decoded again for each peer.  Only blocks of our main chain at most
+SERVE_DEPTH below the tip are ever decoded for this: any other stored block is
+sent in full, as raw bytes, so that a peer cannot make us decode a deep block
+(a third of a second for a full one) with each 40-byte request.  Only
+connected blocks are cached: a rebuilt block is not served before it passed
+validation.
+
+State of the receiving side (requests and partial blocks) lives only as long as
+the block is still wanted from that peer: it is dropped once the block arrived
+by any path, the block was taken back from the peer (stall, ``notfound``), the
+peer left, or PARTIAL_SECONDS passed.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from .compactmsg import (
     GetBlockTxn,
     compact_block,
 )
-from .messages import COMPACT_PROTOCOL, INV_BLOCK, MAX_PAYLOAD, BlockMsg, GetData
+from .messages import COMPACT_PROTOCOL, INV_BLOCK, MAX_PAYLOAD, BlockMsg, GetData, RawBlock
 from .misbehaviour import DISCONNECT_SCORE
 from .peer import KnownSet
 
@@ -49,16 +59,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from .manager import PeerManager
     from .peer import Peer
 
-__all__ = ["CompactRelay", "COMPACT_AHEAD", "CACHE_BLOCKS"]
+__all__ = ["CompactRelay", "COMPACT_AHEAD", "CACHE_BLOCKS", "SERVE_DEPTH"]
 
 log = logging.getLogger("o2ocli.p2p.compact")
 
 COMPACT_AHEAD = 3
 """Blocks at most this far above our tip are asked for in compact form."""
 CACHE_BLOCKS = 8
+SERVE_DEPTH = 5
+"""A block more than this far below our tip (or off our main chain) is served in
+full, never decoded to be served in compact form.  SERVE_DEPTH + 1 < CACHE_BLOCKS,
+so cycling requests over the servable blocks cannot thrash the cache."""
 MAX_PARTIAL = 16
-"""Blocks being rebuilt at once (over all peers; a block is asked for in compact
-form once, only near the tip, so few are); the oldest is dropped."""
+"""Compact blocks asked for or being rebuilt at once, over all peers: beyond it
+blocks are asked for in full (a block is asked for in compact form once, only
+near the tip, so few are)."""
+MAX_PEER_PARTIAL = COMPACT_AHEAD + 1
+"""The same for one peer (one branch near the tip has COMPACT_AHEAD such blocks;
+more means forks, which are asked for in full)."""
 PARTIAL_SECONDS = 120.0
 
 
@@ -94,11 +112,22 @@ class CompactRelay:
         version = peer.version
         if (not self.enabled or version is None or version.protocol < COMPACT_PROTOCOL
                 or height > self.manager.node.chain.height + COMPACT_AHEAD
-                or block_hash in self.tried):
+                or block_hash in self.tried or self._busy(peer.id)):
             return INV_BLOCK
         self.tried.add(block_hash)
         self.asked[(peer.id, block_hash)] = time.monotonic()
         return INV_CMPCT_BLOCK
+
+    def _busy(self, peer_id: int) -> bool:
+        """True if no more compact blocks may be in the works (for this peer,
+        or at all): see MAX_PEER_PARTIAL and MAX_PARTIAL.  So a partial block is
+        never dropped to make room, which would leave its (honest) peer's
+        answer unused and the peer blamed for a stall."""
+        if len(self.asked) + len(self.partial) >= MAX_PARTIAL:
+            return True
+        mine = sum(1 for pid, _ in self.asked if pid == peer_id)
+        mine += sum(1 for pid, _ in self.partial if pid == peer_id)
+        return mine >= MAX_PEER_PARTIAL
 
     def on_message(self, peer: Peer, msg: CmpctBlock | BlockTxn) -> None:
         """A ``cmpctblock`` or ``blocktxn``."""
@@ -112,6 +141,9 @@ class CompactRelay:
         block_hash = msg.header.hash
         if self.asked.pop((peer.id, block_hash), None) is None:
             log.debug("unrequested cmpctblock from %s ignored", peer.address)
+            return
+        if not self._wanted(block_hash, peer.id):
+            log.debug("cmpctblock from %s for a block we have meanwhile ignored", peer.address)
             return
         self.stats["compact_received"] += 1
         txs: list[Tx | None] = [None] * msg.tx_count
@@ -136,8 +168,6 @@ class CompactRelay:
             return
         key = (peer.id, block_hash)
         self.partial[key] = Partial(msg, txs, tuple(missing), time.monotonic())
-        while len(self.partial) > MAX_PARTIAL:
-            self.partial.popitem(last=False)
         self.stats["blocktxn_asked"] += 1
         self.stats["txs_asked"] += len(missing)
         peer.send(GetBlockTxn(block_hash, tuple(missing)))
@@ -145,8 +175,8 @@ class CompactRelay:
     def on_blocktxn(self, peer: Peer, msg: BlockTxn) -> None:
         """The transactions we asked for: complete the block."""
         part = self.partial.pop((peer.id, msg.block_hash), None)
-        if part is None:
-            return  # given up on meanwhile (not the peer's fault)
+        if part is None or not self._wanted(msg.block_hash, peer.id):
+            return  # given up on, or arrived another way, meanwhile (not the peer's fault)
         if len(msg.txs) != len(part.missing):
             self.manager.misbehaving(peer, DISCONNECT_SCORE,
                                      f"blocktxn with {len(msg.txs)} txs for "
@@ -189,7 +219,8 @@ class CompactRelay:
         log.info("block %d rebuilt from its compact form: %d bytes received instead of %d "
                  "(%d of %d txs fetched)", block.height, wire, size,
                  fetched, len(txs))
-        self.remember(block)
+        # Not cached for serving here: only once connected (announce_blocks), so
+        # an invalid block is never served.
         self.manager.sync.on_block(peer, block)
 
     def _fallback(self, peer: Peer, block_hash: bytes, why: str) -> None:
@@ -200,15 +231,26 @@ class CompactRelay:
                  block_hash.hex()[:16], peer.address, why)
         peer.send(GetData(((INV_BLOCK, block_hash),)))
 
+    def _wanted(self, block_hash: bytes, peer_id: int) -> bool:
+        """True while the block is queued for download, has not arrived, and
+        is still asked of this peer (not taken back after a stall or a
+        ``notfound``)."""
+        sync = self.manager.sync
+        return (block_hash in sync.pending and block_hash not in sync.received
+                and sync.downloads.owner.get(block_hash) == peer_id)
+
     def upkeep(self) -> None:
-        """Forget requests and partial blocks of gone peers or old ones."""
+        """Forget requests and partial blocks of gone peers, of blocks that
+        arrived (by any path) or were given up, and old ones."""
         now = time.monotonic()
         live = self.manager.peers
         for key, since in list(self.asked.items()):
-            if key[0] not in live or now - since > PARTIAL_SECONDS:
+            if (key[0] not in live or now - since > PARTIAL_SECONDS
+                    or not self._wanted(key[1], key[0])):
                 del self.asked[key]
         for key, part in list(self.partial.items()):
-            if key[0] not in live or now - part.since > PARTIAL_SECONDS:
+            if (key[0] not in live or now - part.since > PARTIAL_SECONDS
+                    or not self._wanted(key[1], key[0])):
                 del self.partial[key]
 
     # ------------------------------------------------------------- serving
@@ -222,10 +264,17 @@ class CompactRelay:
             self.cache.popitem(last=False)
 
     def _block(self, block_hash: bytes) -> Block | None:
+        """A cached block, or a main-chain block at most SERVE_DEPTH below the
+        tip (decoded once and cached); None for any other."""
         cached = self.cache.get(block_hash)
         if cached is not None:
             self.cache.move_to_end(block_hash)
             return cached[0]
+        chain = self.manager.node.chain
+        entry = chain.state.get_index(block_hash)
+        if (entry is None or entry.height + SERVE_DEPTH < chain.height
+                or not chain.state.is_main_chain(entry)):
+            return None
         raw = self.manager.node.db.get(block_key(block_hash))
         if raw is None:
             return None
@@ -234,7 +283,8 @@ class CompactRelay:
         return block
 
     def compact(self, block_hash: bytes) -> CmpctBlock | None:
-        """The compact form of a stored block (None if we lack it)."""
+        """The compact form of a recent block (None if we lack it or it is not
+        recent: see :meth:`_block`; the caller then sends it in full)."""
         block = self._block(block_hash)
         if block is None:
             return None
@@ -249,6 +299,10 @@ class CompactRelay:
         """Answer a getblocktxn (the full block if the answer would not fit a frame)."""
         block = self._block(msg.block_hash)
         if block is None:
+            raw = self.manager.node.db.get(block_key(msg.block_hash))
+            if raw is not None:  # deep or off our main chain: in full, not decoded
+                peer.send(BlockMsg(RawBlock(raw)))
+                peer.known_blocks.add(msg.block_hash)
             return  # not ours (any more): the asker's stall logic moves on
         if msg.indexes and msg.indexes[-1] >= len(block.txs):
             self.manager.misbehaving(peer, DISCONNECT_SCORE,

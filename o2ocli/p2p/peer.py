@@ -133,7 +133,10 @@ class Peer:
         self.addr_limiter = AddrRateLimiter(time.time())
         """Token bucket for the ``addr`` entries this peer may feed us."""
         self.requests: deque[Any] = deque()
-        """Requests not served yet: ``(kind, hash)`` getdata items, GetHeaders."""
+        """Requests not served yet: ``(kind, hash)`` getdata items, GetHeaders,
+        GetBlockTxn."""
+        self.queued_indexes = 0
+        """Transactions asked for by the GetBlockTxn in :attr:`requests`."""
         self.serving: asyncio.Task[None] | None = None
         """Waits for the send buffer to drain, then serves :attr:`requests`."""
         if writer.transport is not None:

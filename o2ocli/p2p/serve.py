@@ -3,7 +3,10 @@ mempool txs) and ``getblocktxn``.
 
 Requests are served in order, and only while the peer reads what it was sent:
 past SEND_PAUSE_BYTES of unsent data the rest waits until it has read it, and
-a peer with more than MAX_QUEUED_REQUESTS waiting is disconnected.
+a peer with more than MAX_QUEUED_REQUESTS waiting, or getblocktxn requests for
+more than MAX_QUEUED_INDEXES transactions waiting, is disconnected (a waiting
+getblocktxn holds up to 50 000 indexes: counted as one request, 10 000 of them
+would hold some 20 GB).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 
 from o2ocli.storage.schema import block_key
 
+from .compactmsg import MAX_BLOCKTXN
 from .interface import NodeLink
 from .messages import (
     INV_BLOCK,
@@ -28,7 +32,11 @@ from .messages import (
 )
 from .peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
 
-__all__ = ["queue_request", "serve_requests"]
+__all__ = ["queue_request", "serve_requests", "MAX_QUEUED_INDEXES"]
+
+MAX_QUEUED_INDEXES = 4 * MAX_BLOCKTXN
+"""Transactions asked for by getblocktxn requests waiting for the peer to read
+(about 8 MB of memory at most)."""
 
 
 def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData | GetBlockTxn
@@ -38,6 +46,11 @@ def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData | GetBlo
     if len(peer.requests) + len(items) > MAX_QUEUED_REQUESTS:
         peer.close("not reading its data (too many requests waiting)")
         return
+    if isinstance(msg, GetBlockTxn):
+        if peer.queued_indexes + len(msg.indexes) > MAX_QUEUED_INDEXES:
+            peer.close("not reading its data (too many getblocktxn indexes waiting)")
+            return
+        peer.queued_indexes += len(msg.indexes)
     peer.requests.extend(items)
     serve_requests(node, peer)
 
@@ -57,6 +70,7 @@ def serve_requests(node: NodeLink, peer: Peer) -> None:
         if isinstance(request, GetHeaders):
             _serve_headers(node, peer, request)
         elif isinstance(request, GetBlockTxn):
+            peer.queued_indexes -= len(request.indexes)
             peer.manager.compact.serve_blocktxn(peer, request)
         elif not _serve_item(node, peer, *request):
             missing.append(request)
@@ -97,19 +111,20 @@ def _serve_headers(node: NodeLink, peer: Peer, msg: GetHeaders) -> None:
 
 
 def _serve_item(node: NodeLink, peer: Peer, kind: int, item: bytes) -> bool:
-    """Send one requested block or mempool transaction; False if we lack it."""
+    """Send one requested block or mempool transaction; False if we lack it.
+    A compact block is sent only for a recent block; any other in full."""
+    if kind == INV_CMPCT_BLOCK:
+        compact = peer.manager.compact.compact(item)
+        if compact is not None:
+            peer.send(compact)
+            peer.known_blocks.add(item)
+            return True
+        kind = INV_BLOCK
     if kind == INV_BLOCK:
         raw = node.db.get(block_key(item))
         if raw is None:
             return False
         peer.send(BlockMsg(RawBlock(raw)))
-        peer.known_blocks.add(item)
-        return True
-    if kind == INV_CMPCT_BLOCK:
-        compact = peer.manager.compact.compact(item)
-        if compact is None:
-            return False
-        peer.send(compact)
         peer.known_blocks.add(item)
         return True
     # Only mempool transactions are served (as in Bitcoin Core): a
