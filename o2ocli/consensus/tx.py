@@ -206,6 +206,30 @@ def check_asset_conservation(
     are created and destroyed only by issue, mint and burn payloads
     (:mod:`o2ocli.consensus.o2o`).
     """
+    if not deltas:  # the common case: native coin only (same checks, same order)
+        total_in = 0
+        for coin in coins:
+            out = coin.output
+            if out.asset != NATIVE_ASSET:
+                break
+            total_in += out.amount
+        else:
+            total_out = 0
+            for out in tx.outputs:
+                if out.asset != NATIVE_ASSET:
+                    break
+                total_out += out.amount
+            else:
+                if total_in > MAX_AMOUNT:
+                    raise TxInvalid("bad-txns-inputvalues-outofrange",
+                                    "inputs of one asset overflow")
+                if total_out > total_in:
+                    raise TxInvalid(
+                        "bad-txns-in-belowout",
+                        f"outputs of asset {NATIVE_ASSET.hex()[:16]} ({total_out}) exceed "
+                        f"inputs ({total_in})",
+                    )
+                return total_in - total_out
     deltas = deltas or {}
     totals_in: dict[bytes, int] = {}
     for coin in coins:

@@ -117,9 +117,12 @@ class Writer:
 def domain_preimage(tag: bytes, chain_id: str, data: bytes) -> bytes:
     """``var_bytes(tag) ‖ var_bytes(chain_id as UTF-8) ‖ data``: what every
     signed digest hashes, so a signature is bound to its purpose and network."""
+    cid = chain_id.encode()
+    if len(tag) < 0xFD and len(cid) < 0xFD:  # one-byte lengths: the usual case
+        return b"".join((bytes((len(tag),)), tag, bytes((len(cid),)), cid, data))
     w = Writer()
     w.var_bytes(tag)
-    w.var_bytes(chain_id.encode())
+    w.var_bytes(cid)
     w.raw(data)
     return w.getvalue()
 

@@ -78,6 +78,10 @@ class Outpoint:
         if not 0 <= self.index <= MAX_U32:
             raise ValueError("outpoint index out of range")
 
+    def __hash__(self) -> int:
+        # The txid's hash is kept by the bytes object; no tuple is built.
+        return hash(self.txid) ^ self.index
+
     def to_bytes(self) -> bytes:
         """36 bytes: txid ‖ index (u32 big-endian, so keys sort by index)."""
         return self.txid + self.index.to_bytes(4, "big")

@@ -22,8 +22,12 @@ def _select_ripemd160() -> tuple[str, Callable[[bytes], bytes]]:
         pass
     else:
 
+        fresh = hashlib.new("ripemd160").copy  # copying is cheaper than a lookup by name
+
         def _hashlib_ripemd160(data: bytes) -> bytes:
-            return hashlib.new("ripemd160", data).digest()
+            h = fresh()
+            h.update(data)
+            return h.digest()
 
         return "hashlib", _hashlib_ripemd160
 

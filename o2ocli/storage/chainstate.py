@@ -97,6 +97,10 @@ def check_schema(db: Database) -> None:
     )
 
 
+NEW_COINS = 200_000
+"""Recently created coins :meth:`ChainState.get` may return undecoded (~40 MB)."""
+
+
 class ChainState(BranchChoice, ChainQueries):
     """Blocks, block index and UTXO set of one chain in one database.
 
@@ -139,6 +143,7 @@ class ChainState(BranchChoice, ChainQueries):
             raise ChainStateError("database has no tip; it is damaged (run a reindex)")
         self._tip = self._require_index(tip_hash)
         self._raw_cache: dict[bytes, bytes] = {}
+        self._new_coins: dict[bytes, Coin] = {}  # UTXO key → coin (see get)
         self._last_commit: tuple[bytes, bytes] = (b"", b"")
         """(block hash, UTXO commitment record) of the last block connected here,
         so the next connect does not read its parent's record back."""
@@ -170,9 +175,17 @@ class ChainState(BranchChoice, ChainQueries):
         return entry.header
 
     def get(self, outpoint: Outpoint) -> Coin | None:
-        """The unspent coin at ``outpoint`` in the tip's UTXO set (a UTXO view)."""
-        data = self.db.get(k.UTXO + outpoint.txid + outpoint.index.to_bytes(4, "big"))
-        return None if data is None else Coin.from_bytes(data)
+        """The unspent coin at ``outpoint`` in the tip's UTXO set (a UTXO view);
+        not decoded if the cache holds the very bytes object a recently created
+        coin encoded to (a spent, flushed or rewritten key holds another one)."""
+        key = k.UTXO + outpoint.txid + outpoint.index.to_bytes(4, "big")
+        data = self.db.get(key)
+        if data is None:
+            return None
+        coin = self._new_coins.get(key)
+        if coin is not None and coin._bytes is data:
+            return coin
+        return Coin.from_bytes(data)
 
     def get_index(self, block_hash: bytes) -> IndexEntry | None:
         """The index entry of a stored block, or None."""
@@ -401,6 +414,16 @@ class ChainState(BranchChoice, ChainQueries):
                 cache.flush()
         self._tip = new_entry
         self._last_commit = (block.hash, commit)
+        if cache is not None:  # written through, reads get other bytes objects
+            self._remember_new_coins(effects.created)
+
+    def _remember_new_coins(self, created: tuple[tuple[Outpoint, Coin], ...]) -> None:
+        new_coins = self._new_coins
+        if len(new_coins) + len(created) > NEW_COINS:
+            new_coins.clear()
+        utxo = k.UTXO
+        for outpoint, coin in created:
+            new_coins[utxo + outpoint.txid + outpoint.index.to_bytes(4, "big")] = coin
 
     @staticmethod
     def _write_stored(

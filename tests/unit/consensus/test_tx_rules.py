@@ -886,3 +886,30 @@ def test_validate_transaction_does_not_touch_the_view(kit, view, params):
     before = dict(view)
     validate_transaction(tx, view, 1, params)
     assert view == before
+
+
+def test_native_only_fast_path_agrees_with_the_general_rule(kit):
+    """check_asset_conservation has a fast path for native-only txs without
+    payload deltas; on random native and mixed txs it gives the general
+    path's fee or reason and message (an unused delta forces the general path)."""
+    import os
+    import random
+
+    seed = int(os.environ.get("O2O_TEST_SEED", "20"))
+    rng = random.Random(seed)
+    unused = {b"\x77" * 32: 0}
+    for trial in range(200):
+        def amount():
+            return rng.choice([1, 5, 600, MAX_AMOUNT // 2, MAX_AMOUNT, MAX_AMOUNT + 1])
+
+        assets = [NATIVE_ASSET] if rng.random() < 0.7 else [NATIVE_ASSET, TOKEN]
+        ins = [kit.fund(amount(), asset=rng.choice(assets)) for _ in range(rng.randint(1, 3))]
+        outs = [kit.out(amount(), asset=rng.choice(assets)) for _ in range(rng.randint(1, 3))]
+        tx = kit.unsigned(ins, outs)
+        results = []
+        for deltas in (None, unused):
+            try:
+                results.append(check_asset_conservation(tx, coins_of(kit, tx), deltas))
+            except TxInvalid as exc:
+                results.append((exc.reason, exc.message))
+        assert results[0] == results[1], (seed, trial)

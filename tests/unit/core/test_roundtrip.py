@@ -429,3 +429,16 @@ def test_coinbase_detection():
     assert Tx((), (), payload=Coinbase(5)).is_coinbase
     assert not Tx((), (), payload=NO_PAYLOAD).is_coinbase
     assert not Tx((TxIn(Outpoint(bytes(32), 0)),), (), payload=Coinbase(5)).is_coinbase
+
+
+def test_domain_preimage_is_var_bytes_tag_var_bytes_chain_id_then_data():
+    """The joined fast form equals the Writer form, also for lengths that
+    need a three-byte varint."""
+    from o2ocli.core.encoding import Writer, domain_preimage
+
+    for tag, chain_id in ((b"o2o/sighash", "o2o-main"), (b"t" * 300, "c"), (b"x", "é" * 200)):
+        w = Writer()
+        w.var_bytes(tag)
+        w.var_bytes(chain_id.encode())
+        w.raw(b"payload")
+        assert domain_preimage(tag, chain_id, b"payload") == w.getvalue()
