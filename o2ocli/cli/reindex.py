@@ -26,7 +26,7 @@ def reindex_cmd() -> None:
     Example:
         o2ocli node reindex
     """
-    from o2ocli.crypto.batch import ProcessVerifier
+    from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
     from o2ocli.node.chain import ReindexProgress, rebuild_chainstate, reindex_pending
     from o2ocli.node.datadir import chaindata_path
     from o2ocli.node.gcpolicy import tune_gc
@@ -46,7 +46,8 @@ def reindex_cmd() -> None:
         raise CliError(str(exc)) from None
     started = time.monotonic()
     tune_gc()
-    verifier = ProcessVerifier()  # signatures and UTXO hashing on the other cores
+    # Signatures (the next block's too) and UTXO hashing on the other cores.
+    verifier = CachingVerifier(ProcessVerifier())
     with db, contextlib.closing(verifier):
         if reindex_pending(db):
             click.echo("resuming an interrupted reindex", err=True)

@@ -34,6 +34,7 @@ __all__ = [
     "apply_block",
     "check_genesis_block",
     "genesis_effects",
+    "witness_checks",
 ]
 
 
@@ -261,6 +262,24 @@ def _apply_block(
             i, block.txs[i], TxInvalid("bad-txns-signature", "a witness signature does not verify")
         )
     return BlockEffects(tuple(spent), tuple(created.items()), fees, o2o.changes)
+
+
+def witness_checks(block: Block, chain_id: str) -> list[SigCheck]:
+    """The (pubkey, signature, sighash) of every witness pair in ``block``,
+    known before the coins its inputs spend are: what the lock rules ask to
+    verify for pay-to-address, multisig and escrow inputs.  For verifying
+    ahead (:meth:`~o2ocli.crypto.batch.CachingVerifier.prefetch`) only: a
+    check listed here proves nothing by itself."""
+    checks: list[SigCheck] = []
+    append = checks.append
+    for tx in block.txs:
+        if not tx.inputs:
+            continue
+        digest = tx.sighash(chain_id)
+        for txin in tx.inputs:
+            for pair in txin.witness:
+                append((pair.pubkey, pair.signature, digest))
+    return checks
 
 
 def check_genesis_block(block: Block) -> None:

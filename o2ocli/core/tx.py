@@ -187,6 +187,8 @@ class Tx:
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
     _wtxid: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _full: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _sighash: tuple[str, bytes] | None = field(default=None, init=False, repr=False,
+                                                compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.lock_height <= MAX_U32:
@@ -311,6 +313,7 @@ class Tx:
         _set(tx, "_size", r.pos - start)
         _set(tx, "_wtxid", None)
         _set(tx, "_full", r.slice(start, r.pos))
+        _set(tx, "_sighash", None)
         return tx
 
     @classmethod
@@ -355,8 +358,14 @@ class Tx:
         return cached
 
     def sighash(self, chain_id: str) -> bytes:
-        """The digest every witness signature of this tx signs."""
-        return sha256d(domain_preimage(SIGHASH_TAG, chain_id, self.stripped_bytes()))
+        """The digest every witness signature of this tx signs (kept for the
+        last chain id asked)."""
+        cached = self._sighash
+        if cached is not None and cached[0] == chain_id:
+            return cached[1]
+        digest = sha256d(domain_preimage(SIGHASH_TAG, chain_id, self.stripped_bytes()))
+        object.__setattr__(self, "_sighash", (chain_id, digest))
+        return digest
 
     @property
     def is_coinbase(self) -> bool:

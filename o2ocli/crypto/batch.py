@@ -178,6 +178,21 @@ class ProcessVerifier:
             return None
         return self._pool.muhash(added, removed)
 
+    def verify_ahead(self, checks: list[SigCheck],
+                     done: Callable[[list[SigCheck], list[int]], None]) -> bool:
+        """Verify ``checks`` on the workers when they have nothing more
+        urgent (see :meth:`~.sigworker.WorkerPool.prefetch`); False (nothing
+        done) for fewer than ``min_batch`` checks."""
+        if len(checks) < self.min_batch:
+            return False
+        self._get_pool().prefetch(checks, done)
+        return True
+
+    def settle(self, waiting: Callable[[], bool]) -> None:
+        """See :meth:`~.sigworker.WorkerPool.settle`."""
+        if self._pool is not None:
+            self._pool.settle(waiting)
+
     def close(self) -> None:
         """Stop the worker processes."""
         if self._pool is not None:
@@ -234,8 +249,36 @@ class CachingVerifier:
         self.inner = inner
         self.max_entries = max_entries
         self._cache: OrderedDict[SigCheck, None] = OrderedDict()
+        self._inflight: set[SigCheck] = set()
+        """Checks handed to :meth:`prefetch` and not answered yet."""
         self.hits = 0
         """Checks answered from the cache so far."""
+        self.prefetched = 0
+        """Checks verified ahead by :meth:`prefetch` that passed."""
+
+    def prefetch(self, checks: Sequence[SigCheck]) -> None:
+        """Verify ``checks`` ahead, on the inner verifier's workers when they
+        are idle, and remember those that pass (for a block that has arrived
+        and will be connected after the current one; see
+        :func:`~o2ocli.consensus.block.witness_checks`).  A no-op without
+        workers.  A block's checks that are still being prefetched when it is
+        connected are waited for, not verified twice."""
+        inner = getattr(self.inner, "verify_ahead", None)
+        if inner is None:
+            return
+        cache, inflight = self._cache, self._inflight
+        todo = [check for check in dict.fromkeys(checks)
+                if check not in cache and check not in inflight]
+        if todo and inner(todo, self._prefetched):
+            inflight.update(todo)
+
+    def _prefetched(self, part: list[SigCheck], failing: list[int]) -> None:
+        self._inflight.difference_update(part)
+        if failing:
+            bad = set(failing)
+            part = [check for i, check in enumerate(part) if i not in bad]
+        self.prefetched += len(part)
+        self.remember(part)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -295,13 +338,22 @@ class _CachingSession:
         self._todo: list[int] = []
         """Index (over everything added) of each check handed to ``inner``."""
         self._sent: list[SigCheck] = []
+        self._deferred: list[tuple[int, SigCheck]] = []
+        """(index, check) of checks being prefetched when they were added."""
 
     def add(self, checks: Sequence[SigCheck]) -> None:
-        cache = self._owner._cache
+        owner = self._owner
+        cache, inflight = owner._cache, owner._inflight
         base = self._count
-        todo = [i for i, check in enumerate(checks) if check not in cache]
-        self._owner.hits += len(checks) - len(todo)
         self._count += len(checks)
+        todo = []
+        for i, check in enumerate(checks):
+            if check in cache:
+                owner.hits += 1
+            elif inflight and check in inflight:
+                self._deferred.append((base + i, check))
+            else:
+                todo.append(i)
         if todo:
             batch = [checks[i] for i in todo]
             self._todo.extend(base + i for i in todo)
@@ -309,9 +361,28 @@ class _CachingSession:
             self._inner.add(batch)
 
     def finish(self) -> int | None:
+        owner = self._owner
         bad = self._inner.finish()
-        self._owner.remember(self._sent if bad is None else self._sent[:bad])
-        return None if bad is None else self._todo[bad]
+        owner.remember(self._sent if bad is None else self._sent[:bad])
+        failed = [] if bad is None else [self._todo[bad]]
+        if self._deferred:
+            inflight = owner._inflight
+            deferred = self._deferred
+            settle = getattr(owner.inner, "settle", None)
+            if settle is not None:
+                settle(lambda: any(check in inflight for _, check in deferred))
+            cache = owner._cache
+            for index, check in deferred:  # a prefetch that failed (or was lost)
+                if check not in cache:
+                    if verify_batch([check]) is None:
+                        owner.remember([check])
+                    else:
+                        failed.append(index)
+                        break
+                else:
+                    owner.hits += 1
+        return min(failed) if failed else None
 
     def cancel(self) -> None:
         self._inner.cancel()
+        self._deferred = []

@@ -25,6 +25,14 @@ key signs many transactions.  The answer is the same as
 :func:`~o2ocli.crypto.backends.verify`'s (a test compares them on good, bad
 and malformed checks).
 
+Prefetch (:meth:`WorkerPool.prefetch`): the witness signatures of a block
+that has arrived but cannot be connected yet (its parent is still being
+connected, or has not arrived) are verified when a worker has nothing of the
+current block to do, with an answer per check; the caller's signature cache
+(:class:`~o2ocli.crypto.batch.CachingVerifier`) keeps the ones that pass, so
+the worker is busy while the caller writes a block, and the next block's
+checks are cache hits.  A stream's chunks always go first.
+
 A worker exits when its pipe closes (the caller closed it or died) or, as a
 second guard, when its parent process is gone.  A worker that dies is noticed
 (EOF on its pipe): its chunks are verified by the caller and the pool carries
@@ -40,7 +48,7 @@ import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
 from .backends import verify, verify_cached
@@ -54,10 +62,15 @@ SigCheck = tuple[bytes, bytes, bytes]
 
 DEPTH = 2
 """Chunks in flight per worker (one being verified, one waiting in the pipe)."""
+PREFETCH_CHUNK = 512
+"""Checks per prefetch message (~20 ms of work: two cover a block's writes)."""
 PARENT_POLL_SECONDS = 0.5
 RECENT_NUMBERS = 8192
 """MuHash numbers of recently created coins a worker keeps (see
 :class:`~o2ocli.crypto.muhash.RecentNumbers`)."""
+
+# Message kinds: (kind, tag, payload) in, (tag, answer) out.
+_PING, _FIRST, _EACH, _MUHASH = range(4)
 
 
 def verify_batch(checks: Sequence[SigCheck]) -> int | None:
@@ -66,6 +79,25 @@ def verify_batch(checks: Sequence[SigCheck]) -> int | None:
         if not verify(pubkey, signature, digest):
             return i
     return None
+
+
+def _failing(checks: Sequence[SigCheck], cache: dict[bytes, object]) -> list[int]:
+    """Indexes of every failing check."""
+    failed = []
+    start = 0
+    while start < len(checks):
+        bad = verify_cached(checks[start:], cache)
+        if bad is None:
+            break
+        failed.append(start + bad)
+        start += bad + 1
+    return failed
+
+
+def _failing_here(checks: Sequence[SigCheck]) -> list[int]:
+    """Indexes of every failing check, verified on this thread."""
+    return [i for i, (pubkey, signature, digest) in enumerate(checks)
+            if not verify(pubkey, signature, digest)]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -81,8 +113,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker_main(conn: Connection, parent: int) -> None:
-    """A worker's loop: ``(tag, checks)`` in, ``(tag, failing index | None)``
-    out; ``(-tag, (added, removed))`` in, ``(-tag, muhash products)`` out."""
+    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out."""
     _exit_with_parent(parent)
     cache: dict[bytes, object] = {}
     recent = RecentNumbers(RECENT_NUMBERS)
@@ -91,24 +122,42 @@ def _worker_main(conn: Connection, parent: int) -> None:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             os._exit(0)
-        tag, work = pickle.loads(data)
-        if tag is None:  # a ping (tests, start-up): answer at once
-            answer: object = os.getpid()
-        elif tag < 0:
-            answer = products(work[0], work[1], recent)
-        else:
+        kind, tag, work = pickle.loads(data)
+        answer: object
+        if kind == _FIRST:
             answer = verify_cached(work, cache)
+        elif kind == _EACH:
+            answer = _failing(work, cache)
+        elif kind == _MUHASH:
+            answer = products(work[0], work[1], recent)
+        else:  # a ping (tests, start-up): answer at once
+            answer = os.getpid()
         conn.send_bytes(pickle.dumps((tag, answer), protocol=5))
 
 
 class _Worker:
-    __slots__ = ("process", "conn", "inflight")
+    __slots__ = ("process", "conn", "inflight", "load")
 
     def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
         self.process = process
         self.conn = conn
-        self.inflight: dict[int, tuple[Stream, int, list[SigCheck]]] = {}
-        """Tag → (stream, offset of the chunk in the stream, the chunk)."""
+        self.inflight: dict[int, _Work] = {}
+        """Tag → what was sent (answered through its ``deliver``)."""
+        self.load = 0
+        """Chunks of checks in flight (a MuHash job does not count)."""
+
+
+class _Work:
+    """Something sent to a worker: ``deliver(answer)`` or, if the worker
+    dies first, ``lost()``."""
+
+    counts = True  # towards the worker's DEPTH
+
+    def deliver(self, answer: object) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def lost(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 class WorkerPool:
@@ -118,8 +167,7 @@ class WorkerPool:
         ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._tags = 0
-        self._jobs: dict[int, MuHashJob] = {}
-        """Tag → a MuHash job in flight (tags of jobs are negative)."""
+        self._prefetch: deque[_Prefetch] = deque()
         for _ in range(n):
             mine, theirs = ctx.Pipe(duplex=True)
             process = ctx.Process(target=_worker_main, args=(theirs, os.getpid()),
@@ -142,39 +190,101 @@ class WorkerPool:
         """Round trip to every worker (waits for them to start); their pids."""
         pids = []
         for worker in list(self._workers):
-            try:
-                worker.conn.send_bytes(pickle.dumps((None, None)))
-                while True:
-                    tag, value = pickle.loads(worker.conn.recv_bytes())
-                    if tag is None:
-                        pids.append(value)
-                        break
-                    self._deliver(worker, tag, value)
-            except (EOFError, OSError):
-                self._lost(worker)
+            answer: list[int] = []
+            if self._post(worker, _PING, None, _Ping(answer)):
+                while not answer and worker in self._workers:
+                    self._receive(True)
+            pids.extend(answer)
         return pids
 
+    # ------------------------------------------------------------ requests
+    def muhash(self, added: list[bytes], removed: list[bytes]) -> MuHashJob:
+        """Start computing :func:`~o2ocli.crypto.muhash.products` of a block's
+        elements on the first worker (whose recent numbers then match the
+        coins it saw created); :meth:`MuHashJob.result` waits for it, or
+        computes it on this thread when it was not sent."""
+        job = MuHashJob(self, added, removed)
+        # Not when the workers have signatures waiting (the next block's,
+        # prefetched): then they are the busier side, and this thread computes it.
+        if self._workers and not self._prefetch \
+                and self._post(self._workers[0], _MUHASH, (added, removed), job):
+            job._sent = True
+        return job
+
+    def prefetch(self, checks: list[SigCheck],
+                 done: Callable[[list[SigCheck], list[int]], None]) -> None:
+        """Verify ``checks`` when a worker has nothing more urgent to do;
+        ``done(part, failing indexes in part)`` is called for each part
+        answered (from a later call on this pool, on this thread).  Parts a
+        dying worker held are reported with every index failing (unknown)."""
+        for start in range(0, len(checks), PREFETCH_CHUNK):
+            self._prefetch.append(_Prefetch(checks[start : start + PREFETCH_CHUNK], done))
+        self.pump()
+
+    def pump(self) -> None:
+        """Collect the answers that are ready and hand out waiting work."""
+        self._receive(False)
+        self._send(None)
+
+    def settle(self, waiting: Callable[[], bool]) -> None:
+        """While ``waiting()``: collect answers, hand out work, and verify
+        here the prefetch parts no worker has taken yet (oldest first, as the
+        workers would)."""
+        while True:
+            self.pump()
+            if not waiting():
+                return
+            if any(w.inflight for w in self._workers):
+                self._receive(True)
+            elif self._prefetch:
+                part = self._prefetch.popleft()
+                part.deliver(_failing_here(part.checks))
+            else:
+                return
+
+    def discard_prefetch(self) -> None:
+        """Forget prefetch parts not sent yet (each reported as unknown)."""
+        while self._prefetch:
+            self._prefetch.popleft().lost()
+
     # -------------------------------------------------------------- plumbing
-    def _send(self, stream: Stream) -> None:
-        """Hand queued chunks of ``stream`` to workers with room."""
-        queue = stream._queue
-        for worker in self._workers:
-            while queue and len(worker.inflight) < DEPTH:
-                offset, part = queue.popleft()
-                self._tags += 1
-                tag = self._tags
-                try:
-                    worker.conn.send_bytes(pickle.dumps((tag, part), protocol=5))
-                except (EOFError, OSError):
-                    queue.appendleft((offset, part))
-                    self._lost(worker)
-                    return self._send(stream)
-                worker.inflight[tag] = (stream, offset, part)
+    def _post(self, worker: _Worker, kind: int, payload: object, work: _Work) -> bool:
+        self._tags += 1
+        tag = self._tags
+        try:
+            worker.conn.send_bytes(pickle.dumps((kind, tag, payload), protocol=5))
+        except (EOFError, OSError):
+            self._lost(worker)
+            return False
+        worker.inflight[tag] = work
+        if work.counts:
+            worker.load += 1
+        return True
+
+    def _send(self, stream: Stream | None) -> None:
+        """Hand queued chunks of ``stream``, then prefetch parts, to workers
+        with room."""
+        queue = stream._queue if stream is not None else None
+        prefetch = self._prefetch
+        for worker in list(self._workers):
+            while worker.load < DEPTH:
+                if queue:
+                    chunk = queue.popleft()
+                    if not self._post(worker, _FIRST, chunk.part, chunk):
+                        queue.appendleft(chunk)
+                        break
+                    stream._inflight += 1  # type: ignore[union-attr]
+                elif prefetch and not queue:
+                    part = prefetch.popleft()
+                    if not self._post(worker, _EACH, part.checks, part):
+                        prefetch.appendleft(part)
+                        break
+                else:
+                    break
 
     def _receive(self, block: bool) -> None:
         """Collect the answers that are ready (with ``block``: wait for one)."""
-        jobs = {job._worker for job in self._jobs.values()}
-        busy = [w for w in self._workers if w.inflight or w in jobs]
+        busy = [w for w in self._workers if w.inflight]
         if not busy:
             return
         ready = wait([w.conn for w in busy], None if block else 0)
@@ -183,68 +293,45 @@ class WorkerPool:
                 continue
             try:
                 while True:
-                    tag, bad = pickle.loads(worker.conn.recv_bytes())
-                    self._deliver(worker, tag, bad)
+                    tag, answer = pickle.loads(worker.conn.recv_bytes())
+                    work = worker.inflight.pop(tag, None)
+                    if work is not None:
+                        if work.counts:
+                            worker.load -= 1
+                        work.deliver(answer)
                     if not worker.conn.poll():
                         break
             except (EOFError, OSError):
                 self._lost(worker)
 
-    def muhash(self, added: list[bytes], removed: list[bytes]) -> MuHashJob:
-        """Start computing :func:`~o2ocli.crypto.muhash.products` of a block's
-        elements on the first worker (whose recent numbers then match the
-        coins it saw created); :meth:`MuHashJob.result` waits for it."""
-        job = MuHashJob(self, added, removed)
-        if self._workers:
-            worker = self._workers[0]
-            self._tags += 1
-            tag = -self._tags
-            try:
-                worker.conn.send_bytes(pickle.dumps((tag, (added, removed)), protocol=5))
-            except (EOFError, OSError):
-                self._lost(worker)
-            else:
-                self._jobs[tag] = job
-                job._worker = worker
-        return job
-
-    def _deliver(self, worker: _Worker, tag: int, bad: object) -> None:
-        if tag < 0:
-            job = self._jobs.pop(tag, None)
-            if job is not None:
-                job._value = bad  # type: ignore[assignment]
-                job._worker = None
-            return
-        entry = worker.inflight.pop(tag, None)
-        if entry is not None:
-            stream, offset, _ = entry
-            if bad is not None and not stream._dropped:
-                stream._failures.append(offset + bad)  # type: ignore[operator]
-
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: its chunks go back to their streams' queues."""
+        """A worker died: what it held is verified or computed elsewhere."""
         if worker in self._workers:
             self._workers.remove(worker)
             log.warning("signature worker %s exited; verifying on the main thread",
                         worker.process.pid)
-        for stream, offset, part in worker.inflight.values():
-            if not stream._dropped:
-                stream._queue.append((offset, part))
+        held = list(worker.inflight.values())
         worker.inflight.clear()
-        for tag, job in list(self._jobs.items()):
-            if job._worker is worker:  # computed on this thread when asked for
-                del self._jobs[tag]
-                job._worker = None
+        worker.load = 0
         try:
             worker.conn.close()
         except OSError:  # pragma: no cover - already closed
             pass
+        for work in held:
+            work.lost()
+        if not self._workers:
+            self.discard_prefetch()
 
     def close(self) -> None:
         """Stop the workers (closing a pipe ends its worker)."""
         workers, self._workers = self._workers, []
+        self.discard_prefetch()
         for worker in workers:
             worker.conn.close()
+            held = list(worker.inflight.values())
+            worker.inflight.clear()
+            for work in held:
+                work.lost()
         for worker in workers:
             worker.process.join(timeout=5)
             if worker.process.is_alive():  # pragma: no cover - a stuck worker
@@ -252,26 +339,82 @@ class WorkerPool:
                 worker.process.join(timeout=5)
 
 
-class MuHashJob:
+class _Ping(_Work):
+    counts = False
+
+    def __init__(self, answer: list[int]) -> None:
+        self.answer = answer
+
+    def deliver(self, answer: object) -> None:
+        self.answer.append(answer)  # type: ignore[arg-type]
+
+    def lost(self) -> None:
+        pass
+
+
+class _Prefetch(_Work):
+    __slots__ = ("checks", "done")
+
+    def __init__(self, checks: list[SigCheck],
+                 done: Callable[[list[SigCheck], list[int]], None]) -> None:
+        self.checks = checks
+        self.done = done
+
+    def deliver(self, answer: object) -> None:
+        self.done(self.checks, answer)  # type: ignore[arg-type]
+
+    def lost(self) -> None:
+        self.done(self.checks, list(range(len(self.checks))))
+
+
+class MuHashJob(_Work):
     """A block's MuHash products being computed by a worker."""
 
-    __slots__ = ("_pool", "_added", "_removed", "_worker", "_value")
+    counts = False
 
     def __init__(self, pool: WorkerPool, added: list[bytes], removed: list[bytes]) -> None:
         self._pool = pool
         self._added = added
         self._removed = removed
-        self._worker: _Worker | None = None
+        self._sent = False
         self._value: tuple[int, int] | None = None
+
+    def deliver(self, answer: object) -> None:
+        self._value = answer  # type: ignore[assignment]
+        self._sent = False
+
+    def lost(self) -> None:
+        self._sent = False  # computed on this thread when asked for
 
     def result(self) -> tuple[int, int]:
         """(product of the added numbers, product of the removed ones); on
         this thread if no worker has it (none left, or it died)."""
-        while self._value is None and self._worker is not None:
+        while self._value is None and self._sent:
             self._pool._receive(True)
         if self._value is None:
             self._value = products(self._added, self._removed)
         return self._value
+
+
+class _Chunk(_Work):
+    __slots__ = ("stream", "offset", "part")
+
+    def __init__(self, stream: Stream, offset: int, part: list[SigCheck]) -> None:
+        self.stream = stream
+        self.offset = offset
+        self.part = part
+
+    def deliver(self, answer: object) -> None:
+        stream = self.stream
+        stream._inflight -= 1
+        if answer is not None and not stream._dropped:
+            stream._failures.append(self.offset + answer)  # type: ignore[operator]
+
+    def lost(self) -> None:
+        stream = self.stream
+        stream._inflight -= 1
+        if not stream._dropped:
+            stream._queue.append(self)
 
 
 class Stream:
@@ -284,7 +427,8 @@ class Stream:
         self._chunk = chunk
         self._pending: list[SigCheck] = []
         self._offset = 0
-        self._queue: deque[tuple[int, list[SigCheck]]] = deque()
+        self._queue: deque[_Chunk] = deque()
+        self._inflight = 0
         self._failures: list[int] = []
         self._dropped = False
 
@@ -292,7 +436,7 @@ class Stream:
         """Hand over more checks (in order)."""
         self._pending.extend(checks)
         if len(self._pending) >= self._chunk:
-            self._queue.append((self._offset, self._pending))
+            self._queue.append(_Chunk(self, self._offset, self._pending))
             self._offset += len(self._pending)
             self._pending = []
             pool = self._pool
@@ -313,13 +457,13 @@ class Stream:
             pool._receive(False)
             pool._send(self)
             if queue:
-                offset, part = queue.pop()  # newest: the workers are furthest from it
-                if failures and offset > min(failures):
+                chunk = queue.pop()  # newest: the workers are furthest from it
+                if failures and chunk.offset > min(failures):
                     continue  # an earlier check failed already
-                bad = verify_batch(part)
+                bad = verify_batch(chunk.part)
                 if bad is not None:
-                    failures.append(offset + bad)
-            elif any(entry[0] is self for w in pool._workers for entry in w.inflight.values()):
+                    failures.append(chunk.offset + bad)
+            elif self._inflight:
                 pool._receive(True)
             else:
                 break

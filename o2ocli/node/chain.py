@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from o2ocli.chainspec import ChainSpec
-from o2ocli.consensus.block import check_merkle_root
+from o2ocli.consensus.block import check_merkle_root, witness_checks
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.consensus.poa import (
     ForkChoiceKey,
@@ -393,6 +393,14 @@ def _replay_order(db: Database, genesis_hash: bytes, tip_hint: bytes) -> list[tu
     return main + others
 
 
+def _stored_block(chain: ChainManager, block_hash: bytes) -> Block | None:
+    """A stored block, or None if it is missing or does not decode."""
+    try:
+        return chain.state.get_block(block_hash)
+    except (ChainStateError, DecodeError):
+        return None
+
+
 def reindex_pending(db: Database) -> bool:
     """True if a reindex of this database was interrupted."""
     return db.get(k.REINDEX_MARKER) is not None
@@ -454,15 +462,25 @@ def rebuild_chainstate(
         marker = _ReindexMarker(marker.genesis, PHASE_REPLAY, marker.tip_hint)
         _write_marker(db, marker)
     order = _replay_order(db, genesis_hash, marker.tip_hint)
+    prefetch = getattr(verifier, "prefetch", None)
+    chain_id = spec.consensus_params.chain_id
+    ahead: Block | None = None
     for done, (height, block_hash) in enumerate(order, 1):
         # A block with an index entry was replayed before an interruption.
         if chain.state.get_index(block_hash) is None:
-            try:
-                block = chain.state.get_block(block_hash)
-                if block is not None:
+            block = ahead if ahead is not None and ahead.hash == block_hash else \
+                _stored_block(chain, block_hash)
+            ahead = None
+            if prefetch is not None and done < len(order):
+                # The next block's signatures are verified while this one connects.
+                ahead = _stored_block(chain, order[done][1])
+                if ahead is not None:
+                    prefetch(witness_checks(ahead, chain_id))
+            if block is not None:
+                try:
                     chain.add_block(block, now=FAR_FUTURE)
-            except (BlockInvalid, ChainStateError, DecodeError):
-                pass
+                except (BlockInvalid, ChainStateError, DecodeError):
+                    pass
         if progress is not None:
             progress(ReindexProgress(done, len(order), height))
     chain.finality.restore_own_votes()

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from o2ocli.asyncutil import cancel_and_wait
+from o2ocli.consensus.block import witness_checks
 from o2ocli.consensus.errors import BlockInvalid
 from o2ocli.core.block import Block
 from o2ocli.core.finality import Evidence, FinalityVote
@@ -317,6 +318,11 @@ class Node:
         """Headers vs blocks, verification progress and ETA (see :mod:`.syncstatus`)."""
         headers = self.p2p.sync.target_height() if self.p2p is not None else 0
         return self.sync_tracker.report(self.chain.height, headers, self.syncing())
+
+    def prefetch_block(self, block: Block) -> None:
+        """Verify the signatures of a block that will connect later ahead, on
+        the signature workers while they are idle (see CachingVerifier.prefetch)."""
+        self.verifier.prefetch(witness_checks(block, self.spec.consensus_params.chain_id))
 
     def submit_block(
         self, block: Block, now: int | None = None, source: Any = None

@@ -133,6 +133,11 @@ class NodeLink(Protocol):
         """Connect (or store) a block; raises ``BlockInvalid`` or ``ChainStateError``."""
         ...
 
+    def prefetch_block(self, block: Block) -> None:
+        """A block arrived that will be connected later: its signatures may be
+        verified ahead, while the blocks before it connect."""
+        ...
+
     def submit_txs(self, txs: list[Tx], sources: list[Any] | None = None) -> Sequence[Any]:
         """Accept many relayed txs; one result per tx, an ``Exception`` that is a
         :class:`TxRejection` for each one refused."""

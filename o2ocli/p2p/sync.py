@@ -292,6 +292,9 @@ class BlockSync:
         peer.known_blocks.add(block_hash)
         if block_hash in self.pending:
             self.received[block_hash] = (block, peer)
+            if self.queue and self.queue[0] != block_hash:
+                # It waits for blocks before it: verify its signatures meanwhile.
+                self.manager.node.prefetch_block(block)
             self._connect_ready()
         else:
             state = self.chain.state

@@ -144,3 +144,111 @@ def test_no_worker_no_offload():
         assert v.muhash(elements(100, b"z"), []) is None  # never started: caller computes
     finally:
         v.close()
+
+
+# -- verifying ahead (prefetch) ---------------------------------------------------------------
+
+from o2ocli.crypto.batch import CachingVerifier  # noqa: E402
+
+
+def bad(i: int) -> tuple[bytes, bytes, bytes]:
+    pubkey, sig, digest = good(i)
+    return pubkey, sig, sha256d(digest)
+
+
+@pytest.fixture()
+def caching():
+    v = CachingVerifier(ProcessVerifier(1, min_batch=8))
+    v.inner.start()
+    yield v
+    v.close()
+
+
+def test_prefetched_checks_are_cache_hits_and_failures_are_not_cached(caching):
+    checks = [good(i) for i in range(600)]
+    checks[10] = bad(10)
+    caching.prefetch(checks)
+    caching.inner.settle(lambda: bool(caching._inflight))
+    assert caching.prefetched == 599 and not caching._inflight
+    session = caching.stream()
+    session.add(checks[:300])
+    assert session.finish() == 10  # the bad one is verified again, and fails
+    hits = caching.hits
+    session = caching.stream()
+    session.add([good(i) for i in range(11, 600)])
+    assert session.finish() is None
+    assert caching.hits - hits == 589
+
+
+def test_a_block_whose_checks_are_still_being_prefetched_waits_for_them(caching):
+    """Connecting right after the prefetch: the checks in flight are waited
+    for (or verified here), never lost, and the first failing index is the
+    one a plain batch finds."""
+    rng = random.Random(SEED)
+    for trial in range(6):
+        checks = [good(1000 * trial + i) for i in range(rng.randint(50, 700))]
+        for _ in range(rng.randint(0, 2)):
+            i = rng.randrange(len(checks))
+            checks[i] = bad(1000 * trial + i)
+        expected = next((i for i, c in enumerate(checks) if not verify(*c)), None)
+        caching.prefetch(checks[: rng.randint(0, len(checks))])
+        session = caching.stream()
+        pos = 0
+        while pos < len(checks):
+            step = rng.randint(1, 9)
+            session.add(checks[pos : pos + step])
+            pos += step
+        assert session.finish() == expected, (SEED, trial)
+    assert not caching._inflight
+
+
+def test_a_worker_killed_while_prefetching_loses_nothing(caching):
+    checks = [good(i) for i in range(2000)]
+    checks[1500] = bad(1500)
+    caching.prefetch(checks)
+    (pid,) = caching.inner._pool.pids
+    os.kill(pid, signal.SIGKILL)
+    session = caching.stream()
+    session.add(checks)
+    assert session.finish() == 1500
+    assert not caching._inflight
+
+
+def test_a_block_connected_with_prefetch_gives_the_same_chainstate(tmp_path):
+    """The pipelined path (next block's signatures verified ahead) against the
+    serial one: identical UTXO set hashes and databases, and a block with a
+    bad signature refused with the same reason even though it was prefetched."""
+    from o2ocli.consensus.block import witness_checks
+    from o2ocli.consensus.errors import BlockInvalid
+    from o2ocli.consensus.params import ConsensusParams
+    from o2ocli.storage import ChainState, Database
+    from o2ocli.testing.chaingen import ChainGenerator
+    from tests.unit.storage.test_coincache import dump, with_bad_signature
+
+    gen = ChainGenerator("o2o-test", n_keys=30, coins_per_key=10, fee=1)
+    blocks = [gen.next_block(150, claim_fees=False) for _ in range(4)]
+    bad_block = with_bad_signature(gen.next_block(150, claim_fees=False))
+    params = ConsensusParams(gen.chain_id)
+    verifier = CachingVerifier(ProcessVerifier(1))
+    try:
+        serial = ChainState(Database(tmp_path / "serial"), params, gen.genesis)
+        piped = ChainState(Database(tmp_path / "piped"), params, gen.genesis,
+                           verifier=verifier, dbcache=1 << 24)
+        for block in blocks:
+            serial.add_block(block)
+        for i, block in enumerate(blocks):
+            ahead = blocks[i + 1] if i + 1 < len(blocks) else bad_block
+            verifier.prefetch(witness_checks(ahead, gen.chain_id))
+            piped.add_block(block)
+        assert verifier.prefetched > 0
+        for state in (serial, piped):
+            with pytest.raises(BlockInvalid) as err:
+                state.add_block(bad_block)
+            assert err.value.reason == "bad-txns-signature"
+        piped.flush()
+        assert piped.utxo_set_hash() == serial.utxo_set_hash()
+        assert dump(piped.cache.db) == dump(serial.db)
+    finally:
+        verifier.close()
+        serial.db.close()
+        piped.cache.close()
