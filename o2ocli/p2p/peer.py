@@ -136,7 +136,8 @@ class Peer:
         """Requests not served yet: ``(kind, hash)`` getdata items, GetHeaders,
         GetBlockTxn."""
         self.queued_indexes = 0
-        """Transactions asked for by the GetBlockTxn in :attr:`requests`."""
+        """Transactions asked for by the GetBlockTxn in :attr:`requests`, plus
+        the locator and stop hashes of its GetHeaders (see p2p/serve.py)."""
         self.serving: asyncio.Task[None] | None = None
         """Waits for the send buffer to drain, then serves :attr:`requests`."""
         if writer.transport is not None:

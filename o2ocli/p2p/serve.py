@@ -3,10 +3,11 @@ mempool txs) and ``getblocktxn``.
 
 Requests are served in order, and only while the peer reads what it was sent:
 past SEND_PAUSE_BYTES of unsent data the rest waits until it has read it, and
-a peer with more than MAX_QUEUED_REQUESTS waiting, or getblocktxn requests for
-more than MAX_QUEUED_INDEXES transactions waiting, is disconnected (a waiting
-getblocktxn holds up to 50 000 indexes: counted as one request, 10 000 of them
-would hold some 20 GB).
+a peer with more than MAX_QUEUED_REQUESTS waiting, or getblocktxn and
+getheaders requests holding more than MAX_QUEUED_INDEXES indexes and locator
+hashes waiting, is disconnected (a waiting getblocktxn holds up to 50 000
+indexes: counted as one request, 10 000 of them would hold some 20 GB; 10 000
+getheaders with 64-hash locators some 45 MB).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from .peer import MAX_QUEUED_REQUESTS, SEND_PAUSE_BYTES, Peer
 __all__ = ["queue_request", "serve_requests", "MAX_QUEUED_INDEXES"]
 
 MAX_QUEUED_INDEXES = 4 * MAX_BLOCKTXN
-"""Transactions asked for by getblocktxn requests waiting for the peer to read
-(about 8 MB of memory at most)."""
+"""Transactions asked for by getblocktxn requests, and locator hashes of
+getheaders requests, waiting for the peer to read (about 8 MB of indexes, or
+about 20 MB of locator hashes, at most)."""
 
 
 def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData | GetBlockTxn
@@ -46,13 +48,24 @@ def queue_request(node: NodeLink, peer: Peer, msg: GetHeaders | GetData | GetBlo
     if len(peer.requests) + len(items) > MAX_QUEUED_REQUESTS:
         peer.close("not reading its data (too many requests waiting)")
         return
-    if isinstance(msg, GetBlockTxn):
-        if peer.queued_indexes + len(msg.indexes) > MAX_QUEUED_INDEXES:
-            peer.close("not reading its data (too many getblocktxn indexes waiting)")
+    if isinstance(msg, GetBlockTxn | GetHeaders):
+        weight = _weight(msg)
+        if peer.queued_indexes + weight > MAX_QUEUED_INDEXES:
+            what = "getblocktxn indexes" if isinstance(msg, GetBlockTxn) else \
+                "getheaders locator hashes"
+            peer.close(f"not reading its data (too many {what} waiting)")
             return
-        peer.queued_indexes += len(msg.indexes)
+        peer.queued_indexes += weight
     peer.requests.extend(items)
     serve_requests(node, peer)
+
+
+def _weight(msg: GetBlockTxn | GetHeaders) -> int:
+    """What a waiting request holds, in :data:`MAX_QUEUED_INDEXES` units: a
+    getblocktxn's indexes; a getheaders' locator hashes and stop hash."""
+    if isinstance(msg, GetBlockTxn):
+        return len(msg.indexes)
+    return len(msg.locator) + 1
 
 
 def serve_requests(node: NodeLink, peer: Peer) -> None:
@@ -68,9 +81,10 @@ def serve_requests(node: NodeLink, peer: Peer) -> None:
             break
         request = peer.requests.popleft()
         if isinstance(request, GetHeaders):
+            peer.queued_indexes -= _weight(request)
             _serve_headers(node, peer, request)
         elif isinstance(request, GetBlockTxn):
-            peer.queued_indexes -= len(request.indexes)
+            peer.queued_indexes -= _weight(request)
             peer.manager.compact.serve_blocktxn(peer, request)
         elif not _serve_item(node, peer, *request):
             missing.append(request)

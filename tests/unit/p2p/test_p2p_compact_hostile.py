@@ -42,6 +42,7 @@ from o2ocli.p2p.compact import MAX_PEER_PARTIAL, SERVE_DEPTH
 from o2ocli.p2p.compactmsg import INV_CMPCT_BLOCK, MAX_BLOCKTXN, CmpctBlock, compact_block
 from o2ocli.p2p.messages import (
     INV_BLOCK,
+    MAX_LOCATOR,
     BlockMsg,
     BlockTxn,
     GetBlockTxn,
@@ -126,6 +127,46 @@ def test_waiting_getblocktxn_indexes_are_capped(tmp_path):
         await writer.drain()
         await until(lambda: remote.peer() is None, "the node to drop the peer", timeout=5)
         assert any("too many getblocktxn indexes waiting" in r
+                   for r in disconnect_reasons(node)), disconnect_reasons(node)
+        remote.close()
+
+    run_node(tmp_path, body)
+
+
+def test_waiting_getheaders_locators_are_capped(tmp_path):
+    """A peer that stops reading and piles up getheaders with 64-hash locators
+    is dropped once they hold more than MAX_QUEUED_INDEXES hashes (before,
+    10 000 of them were allowed: some 45 MB per peer)."""
+    async def body(node: Node) -> None:
+        await feed(node, make_chain(node.chain.genesis.header, 8))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        remote = Remote(node, reader, writer)
+        await remote.handshake()
+        peer = remote.peer()
+        peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                                                         4096)
+        short = GetHeaders((node.chain.genesis.hash,))
+        for _ in range(40):
+            for _ in range(50):
+                remote.send(short)
+            await writer.drain()
+            if peer.serving is not None:
+                break
+        await until(lambda: peer.serving is not None, "the node to pause serving the peer")
+        long = GetHeaders(tuple(bytes([i]) * 32 for i in range(MAX_LOCATOR)))
+        sent = 0
+        while sent * (MAX_LOCATOR + 1) <= MAX_QUEUED_INDEXES and remote.peer() is not None:
+            for _ in range(100):
+                remote.send(long)
+            sent += 100
+            await writer.drain()
+        assert sent < 10_000  # far fewer than the request cap alone allowed
+        await until(lambda: remote.peer() is None, "the node to drop the peer", timeout=10)
+        assert any("too many getheaders locator hashes waiting" in r
                    for r in disconnect_reasons(node)), disconnect_reasons(node)
         remote.close()
 
