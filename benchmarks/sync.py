@@ -38,6 +38,7 @@ from pathlib import Path
 from _devnode import free_port
 
 from o2ocli.chainspec import load_spec
+from o2ocli.consensus.block import witness_checks
 from o2ocli.consensus.poa import seal_header
 from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
 from o2ocli.core.locks import PayToAddress
@@ -46,6 +47,7 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import encode_address, encode_wif
 from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
 from o2ocli.node.chain import ChainManager
+from o2ocli.node.gcpolicy import tune_gc
 from o2ocli.rpc.client import RpcClient
 from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB, leveldb_options
 from o2ocli.storage.db import Database
@@ -177,13 +179,18 @@ def main(argv: list[str] | None = None) -> int:
                                  capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(out.stderr)
-        # As a node connects (runtime.py): UTXO cache, tuned LevelDB, worker process.
+        # As a node connects (runtime.py): UTXO cache, tuned LevelDB, worker
+        # process, collector policy, the next block's signatures verified ahead.
+        tune_gc()
         verifier = CachingVerifier(ProcessVerifier())
+        chain_id = spec.consensus_params.chain_id
         with Database(dirs["a"] / "chaindata", **leveldb_options(DEFAULT_DBCACHE_MB)) as db:
             chain = ChainManager(db, spec, verifier=verifier,
                                  dbcache=DEFAULT_DBCACHE_MB * (3 << 20) // 4)
             start_local = time.perf_counter()
-            for block in blocks:
+            for i, block in enumerate(blocks):
+                if i + 1 < len(blocks):
+                    verifier.prefetch(witness_checks(blocks[i + 1], chain_id))
                 chain.add_block(block, now=block.header.time)
             chain.state.flush()
             local = time.perf_counter() - start_local
