@@ -151,6 +151,14 @@ class StateCollector(Collector):
                      1 if producer is not None else 0)
         yield CounterMetricFamily("o2o_blocks_sealed", "Blocks sealed by this validator.",
                                   value=producer.sealed if producer is not None else 0)
+        verifier = getattr(node, "verifier", None)
+        yield CounterMetricFamily(
+            "o2o_signature_cache_hits", "Signature checks answered by the signature cache.",
+            value=getattr(verifier, "hits", 0))
+        yield CounterMetricFamily(
+            "o2o_signatures_verified_ahead",
+            "Signatures of blocks waiting for their parent verified ahead (and passed).",
+            value=getattr(verifier, "prefetched", 0))
 
 
 class MetricsService:

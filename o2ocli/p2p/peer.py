@@ -14,6 +14,7 @@ from .addrlimit import AddrRateLimiter
 from .messages import (
     FRAME_HEADER_SIZE,
     PROTOCOL_VERSION,
+    BlockMsg,
     Message,
     Ping,
     ProtocolError,
@@ -261,6 +262,7 @@ class Peer:
                     pending = loop.run_in_executor(
                         self.manager.decode_pool, decode_payload, kind, payload, checksum
                     )
+                    pending.add_done_callback(self._read_ahead)
                 else:
                     pending = loop.create_future()
                     try:
@@ -270,6 +272,15 @@ class Peer:
                 await queue.put(pending)
         except Exception as exc:  # noqa: BLE001 - handed to the dispatcher, which raises it
             await queue.put(exc)
+
+    def _read_ahead(self, decoded: asyncio.Future[Any]) -> None:
+        """A big message is decoded, to be handled after those before it: a
+        block may have its signatures verified meanwhile (see BlockSync.on_block_read)."""
+        if decoded.cancelled() or decoded.exception() is not None or self.closed:
+            return
+        msg = decoded.result()
+        if isinstance(msg, BlockMsg):
+            self.manager.sync.on_block_read(msg.block)
 
     async def _dispatch(self) -> None:
         """Hand messages to the manager in order, as the reader task decodes them."""

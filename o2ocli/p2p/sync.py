@@ -292,9 +292,7 @@ class BlockSync:
         peer.known_blocks.add(block_hash)
         if block_hash in self.pending:
             self.received[block_hash] = (block, peer)
-            if self.queue and self.queue[0] != block_hash:
-                # It waits for blocks before it: verify its signatures meanwhile.
-                self.manager.node.prefetch_block(block)
+            self.on_block_read(block)
             self._connect_ready()
         else:
             state = self.chain.state
@@ -305,6 +303,14 @@ class BlockSync:
                 return
             self._submit(peer, block)
         self.schedule()
+
+    def on_block_read(self, block: Block) -> None:
+        """A block we asked for was read (handled now or after the messages
+        before it): if blocks before it are still to connect, its signatures
+        are verified meanwhile, on the signature workers."""
+        block_hash = block.hash
+        if block_hash in self.pending and self.queue and self.queue[0] != block_hash:
+            self.manager.node.prefetch_block(block)
 
     def on_notfound(self, peer: Peer, hashes: list[bytes]) -> None:
         """The peer does not have blocks we asked for: ask someone else."""

@@ -90,6 +90,11 @@ def test_metrics_count_accepted_and_refused_transactions(ops_node: NodeProcess):
                if name == "o2o_txs_refused_total"}
     assert sum(refused.values()) >= 1, after
     assert all(labels[0][0] == "reason" for labels in refused)
+    # Verified when it entered the mempool: its block's connect is a cache hit.
+    hits = ("o2o_signature_cache_hits_total", ())
+    wait_until(lambda: scrape(node)[hits] > before[hits], 30,
+               "the sealed block's signature to be a cache hit")
+    assert ("o2o_signatures_verified_ahead_total", ()) in after
 
 
 def test_status_shows_blocks_against_headers(ops_node: NodeProcess):

@@ -1,0 +1,76 @@
+"""Verifying ahead while syncing (BlockSync.on_block_read): a block read off
+the wire while an earlier one is still to connect has its signatures verified
+on the signature workers meanwhile, and connecting it then takes them from
+the signature cache.  Real in-process node, a hand-driven peer."""
+
+from __future__ import annotations
+
+from p2p_harness import SPEC, Remote, run_node, until, validator_key
+from test_p2p_compact import COIN
+
+from o2ocli.consensus.poa import DIFF_IN_TURN, seal_header
+from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
+from o2ocli.core.locks import PayToAddress
+from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
+from o2ocli.crypto.address import decode_wif
+from o2ocli.crypto.keys import PrivateKey
+from o2ocli.node.runtime import Node
+from o2ocli.p2p.messages import BlockMsg, GetData, GetHeaders, Headers
+from o2ocli.p2p.peer import OFFLOAD_DECODE_BYTES
+from o2ocli.testing.chaingen import sign_tx
+from o2ocli.testing.load import payment_txs
+
+PAYMENTS = 400
+
+
+def two_blocks(node: Node) -> tuple[Block, Block]:
+    """Block 1 fans the devnet funds out into PAYMENTS coins; block 2 spends
+    each in a payment (big enough to be decoded off the event loop)."""
+    secret, _ = decode_wif(SPEC.dev_keys["funds"], version=SPEC.wif_version)
+    key = PrivateKey(secret)
+    lock = PayToAddress(key.public_key.hash160())
+    genesis = node.chain.genesis
+    alloc = genesis.txs[0]
+    index = next(i for i, o in enumerate(alloc.outputs)
+                 if o.asset == NATIVE_ASSET and o.lock == lock)
+    value = alloc.outputs[index].amount
+    outs = [TxOut(NATIVE_ASSET, COIN, lock) for _ in range(PAYMENTS)]
+    outs.append(TxOut(NATIVE_ASSET, value - PAYMENTS * COIN - 1_000_000, lock))
+    fan = sign_tx(Tx((TxIn(Outpoint(alloc.txid, index)),), tuple(outs)), [[key]], SPEC.chain_id)
+    pays = payment_txs(SPEC.chain_id, key, [(Outpoint(fan.txid, i), COIN)
+                                             for i in range(PAYMENTS)])
+    blocks = []
+    parent = genesis.header
+    for txs in ([fan], pays):
+        header = BlockHeader(parent.height + 1, parent.hash, tx_merkle_root(txs),
+                             parent.time + SPEC.period, DIFF_IN_TURN)
+        blocks.append(Block(seal_header(header, validator_key(), SPEC.chain_id), tuple(txs)))
+        parent = blocks[-1].header
+    return blocks[0], blocks[1]
+
+
+def test_a_block_read_before_its_parent_is_verified_ahead(tmp_path):
+    async def body(node: Node) -> None:
+        first, second = two_blocks(node)
+        assert len(second.to_bytes()) >= OFFLOAD_DECODE_BYTES
+        remote = await Remote.connect(node)
+        await remote.handshake(protocol=1, height=2, total_difficulty=10**6)
+        await remote.expect(GetHeaders)
+        remote.send(Headers((first.header, second.header)))
+        asked = await remote.expect(GetData)
+        assert {h for _, h in asked.items} == {first.hash, second.hash}
+        verifier = node.verifier
+        hits = verifier.hits
+        remote.send(BlockMsg(second))  # the child first: it must wait for its parent
+        # Handed to the workers (their answers are read at the next connect).
+        await until(lambda: len(verifier._inflight) + verifier.prefetched >= PAYMENTS,
+                    "the waiting block's signatures to be sent ahead")
+        assert node.chain.height == 0
+        remote.send(BlockMsg(first))
+        await until(lambda: node.chain.height == 2, "both blocks to be connected")
+        assert verifier.prefetched >= PAYMENTS
+        assert verifier.hits - hits >= PAYMENTS  # taken from the cache, not verified again
+        assert node.chain.tip.hash == second.hash
+        remote.close()
+
+    run_node(tmp_path, body)
