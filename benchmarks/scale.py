@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
           f"~{args.utxos:,} UTXOs; dbcache {args.dbcache} MiB; "
           f"{'serial' if args.serial else 'worker-process'} signature checks")
     print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
-          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7}")
+          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} {'max ms':>7}")
     rates = []
     try:
         genesis = Block.from_bytes(recv.recv_bytes())
@@ -113,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         slice_txs = slice_inputs = 0
         slice_time = 0.0
         flush_before = 0.0
+        longest = 0.0
         for height in range(1, blocks + 1):
             block = Block.from_bytes(recv.recv_bytes())
             start = time.perf_counter()
             state.add_block(block)
-            slice_time += time.perf_counter() - start
+            took = time.perf_counter() - start
+            slice_time += took
+            longest = max(longest, took)
             for tx in block.txs:
                 slice_txs += 1
                 slice_inputs += len(tx.inputs)
@@ -131,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                 flush_before += flush_s
                 print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
                       f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
-                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f}", flush=True)
+                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f} "
+                      f"{longest * 1000:7.0f}", flush=True)
                 slice_txs = slice_inputs = 0
+                longest = 0.0
                 slice_time = 0.0
         start = time.perf_counter()
         state.flush()
