@@ -394,7 +394,7 @@ class ChainState(BranchChoice, ChainQueries):
                 write_connect(self.db, batch, block, effects, self)
                 batch.put(k.commit_key(block.hash), commit)
             if cache.over_limit:
-                cache.flush()
+                cache.flush_in_background()
         self._tip = new_entry
         self._last_commit = (block.hash, commit)
 
@@ -463,7 +463,7 @@ class ChainState(BranchChoice, ChainQueries):
                 with cache.write_batch() as batch:
                     batch.put(k.META_BEST, parent.hash)
             elif cache.over_limit:
-                cache.flush()
+                cache.flush_in_background()
         self._tip = parent
         return block
 
