@@ -139,9 +139,17 @@ def main(argv: list[str] | None = None) -> int:
                 slice_txs = slice_inputs = 0
                 longest = 0.0
                 slice_time = 0.0
+        cache = state.cache
+        build_before = getattr(cache, "build_seconds", 0.0)
         start = time.perf_counter()
         state.flush()
-        print(f"final flush {time.perf_counter() - start:.2f} s")
+        print(f"final flush {time.perf_counter() - start:.2f} s", end="")
+        if hasattr(cache, "build_seconds"):  # a cache with background flushes
+            print(f" ({cache.build_seconds - build_before:.2f} s building the batch); "
+                  f"all flushes {cache.flush_seconds:.2f} s, of which building "
+                  f"{cache.build_seconds:.2f} s; connect waited {cache.wait_seconds:.2f} s "
+                  "for a background flush", end="")
+        print()
         start = time.perf_counter()
         stats = state.utxo_stats()
         print(f"utxo_stats (chain info): {time.perf_counter() - start:.3f} s  "
