@@ -15,6 +15,9 @@ at each flush: the blocks and their index entries are written as they come,
 what connecting them changes waits in memory and is written with its tip in
 one batch; after a crash the chainstate opens at the last flushed tip and
 :meth:`ChainState.activate_best_chain` reconnects the stored blocks above it.
+A flush because the cache is full runs in a background thread while the next
+blocks connect (:meth:`~.coincache.CachedDatabase.flush_in_background`); the
+batch is still one, with its tip, so the same holds.
 
 The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
 :mod:`.blockwrites` (what a connect or disconnect writes, undo data),
