@@ -84,7 +84,8 @@ def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
     """Connect ``chain`` into a fresh chainstate; ``dbcache_mb`` 0 is the
     write-through path with plyvel's default options (the code before the
     UTXO cache).  Returns (wall seconds, the calling thread's CPU seconds,
-    UTXO set hash, each ``add_block``'s seconds); the time includes the
+    UTXO set hash, (each ``add_block``'s seconds, the indexes of those that
+    flushed)); the time includes the
     final flush."""
     params = ConsensusParams(gen.chain_id, max_block_txs=100_000, max_block_size=64_000_000)
     tmp = tempfile.mkdtemp(prefix="o2o-bench-")
@@ -99,18 +100,36 @@ def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
             start = time.perf_counter()
             cpu = time.thread_time()
             times = []
+            flushed = set()  # the blocks whose connect flushed (or handed over) the cache
             for block in chain:
+                usage = state.cache.usage if state.cache is not None else 0
                 before = time.perf_counter()
                 state.add_block(block)
                 times.append(time.perf_counter() - before)
+                if state.cache is not None and state.cache.usage < usage:
+                    flushed.add(len(times) - 1)
             state.flush()
             cpu = time.thread_time() - cpu
             elapsed = time.perf_counter() - start
             assert state.height == len(chain)
-            return elapsed, cpu, state.utxo_set_hash(), times
+            return elapsed, cpu, state.utxo_set_hash(), (times, flushed)
     finally:
         verifier.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def latency(times: list[float], flushed: set[int]) -> str:
+    """add_block latency (ms) of the blocks that flushed, of the blocks right
+    after them (a background flush runs then), and of the others."""
+    def ms(sample: list[float]) -> str:
+        if not sample:
+            return "-"
+        return (f"max {max(sample) * 1000:.0f} mean {sum(sample) / len(sample) * 1000:.0f} "
+                f"(n={len(sample)})")
+    after = {i + 1 for i in flushed} - flushed
+    rest = [t for i, t in enumerate(times) if i not in flushed and i not in after]
+    return (f"block ms: flushing {ms([times[i] for i in sorted(flushed)])}; next "
+            f"{ms([times[i] for i in sorted(after) if i < len(times)])}; others {ms(rest)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print("(wall: elapsed; main CPU: the calling thread's CPU time, the critical path "
           "when the other cores are free)")
     for label, workers, dbcache, mode in runs:
-        elapsed, cpu, utxo_hash, times = connect(gen, chain, workers, dbcache, mode)
+        elapsed, cpu, utxo_hash, (times, flushed) = connect(gen, chain, workers, dbcache, mode)
         key = f"{label}, {mode} ({workers} core{'s' if workers > 1 else ''})"
         results[key] = utxo_hash
         rates[key] = (n_txs / elapsed, n_txs / cpu)
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
               f"block max {max(times) * 1000:4.0f} ms, "
               f"median {sorted(times)[len(times) // 2] * 1000:4.0f}",
               flush=True)
+        print(f"  {latency(*times)}")
     ref = rates.get("cache, serial (1 core)")
     base = rates.get("no cache, serial (1 core)")
     for key, (wall, per_cpu) in rates.items():
