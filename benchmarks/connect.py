@@ -106,7 +106,7 @@ def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
                 before = time.perf_counter()
                 state.add_block(block)
                 times.append(time.perf_counter() - before)
-                if state.cache is not None and state.cache.usage < usage:
+                if state.cache is not None and state.cache.usage < max(usage, 1):
                     flushed.add(len(times) - 1)
             state.flush()
             cpu = time.thread_time() - cpu

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from connect import latency
+
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.block import Block
 from o2ocli.crypto.batch import ProcessVerifier, ThreadedVerifier
@@ -114,11 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         slice_time = 0.0
         flush_before = 0.0
         longest = 0.0
+        times: list[float] = []
+        flushed: set[int] = set()
         for height in range(1, blocks + 1):
             block = Block.from_bytes(recv.recv_bytes())
+            usage = state.cache.usage if state.cache is not None else 0
             start = time.perf_counter()
             state.add_block(block)
             took = time.perf_counter() - start
+            times.append(took)
+            if state.cache is not None and state.cache.usage < max(usage, 1):
+                flushed.add(len(times) - 1)
             slice_time += took
             longest = max(longest, took)
             for tx in block.txs:
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 slice_txs = slice_inputs = 0
                 longest = 0.0
                 slice_time = 0.0
+        print(latency(times, flushed))
         cache = state.cache
         build_before = getattr(cache, "build_seconds", 0.0)
         start = time.perf_counter()
