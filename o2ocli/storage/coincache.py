@@ -49,14 +49,17 @@ the GIL released.
   connecting outruns the disk); usually the layer is written within a few
   blocks and the peak is the limit plus those blocks (``benchmarks/scale.py``).
 * Fresh flags stay right if "the disk" reads "the flushing layer over the
-  disk", i.e. what the disk holds once the running flush is written: the
-  live cache starts with no fresh entries; a coin put into the live cache
-  where it has no entry is absent from layer and disk, or deleted there (the
-  uniqueness argument above), so after the running flush the disk does not
-  have it, and forgetting it when it is spent again is right.  A coin the
-  flushing layer creates and the live cache then spends has no live entry
-  when spent, so the spend is recorded as a deletion (only a key with a live
-  entry is ever forgotten), which the next flush writes.
+  disk", i.e. what the disk holds once the running flush is written.  The
+  live cache starts with no fresh flags (one carried over would be wrong: a
+  coin of the layer spent, restored by a disconnect and spent again in the
+  live cache would be forgotten, and the layer's put would stay on disk).
+  A coin put into the live cache where it has no entry is absent from the
+  layer and the disk, or deleted there (the uniqueness argument above), so
+  once the running flush is written the disk does not have it: forgetting
+  it when the live cache deletes it again is right.  A coin the layer
+  creates and the live cache then spends has no live entry when spent, so
+  the spend is recorded as a deletion (only a key with a live entry is ever
+  forgotten), which the next flush writes.
 * A direct write (:meth:`CachedDatabase.write_batch`: blocks, index
   entries, the best-block marker) must not be overwritten by the older value
   a running flush holds: a key written directly that is in the flushing
@@ -64,10 +67,12 @@ the GIL released.
   never cached, but the guard costs one dict lookup).
 * :meth:`CachedDatabase.flush` (shutdown, ``chain verify-utxo``) and
   :meth:`CachedDatabase.close` wait for the running flush, then write the
-  rest synchronously.  A writer that fails leaves its layer in place (reads
-  stay right; the disk keeps the previous flush, batches being atomic), logs
-  the error, and every later call raises :class:`FlushFailed` with it as the
-  cause: the cache is never used on with half of its state written.
+  rest synchronously.  A writer that fails leaves its layer in place (the
+  disk keeps the previous flush, batches being atomic) and logs the error;
+  from then on every write (cached or direct), flush, wait, close and every
+  read the live cache cannot answer raises :class:`FlushFailed` with the
+  error as its cause, so no block connects on a half-written state (a read
+  the live cache answers is still right and is answered).
 """
 
 from __future__ import annotations
