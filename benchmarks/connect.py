@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
               f"block max {max(times) * 1000:4.0f} ms, "
               f"median {sorted(times)[len(times) // 2] * 1000:4.0f}",
               flush=True)
-        print(f"  {latency(*times)}")
+        print(f"  {latency(times, flushed)}")
     ref = rates.get("cache, serial (1 core)")
     base = rates.get("no cache, serial (1 core)")
     for key, (wall, per_cpu) in rates.items():
