@@ -326,7 +326,8 @@ class CachedDatabase:
 
     @property
     def over_limit(self) -> bool:
-        """True once the cache holds more than :attr:`limit` bytes."""
+        """True once the cache holds more than :attr:`limit` bytes (the live
+        cache: a layer being flushed in the background is not counted)."""
         return self.usage > self.limit
 
     def flush(self) -> int:
