@@ -39,9 +39,10 @@ the next blocks connect meanwhile.  Reads go live cache → flushing layer →
 disk, and iteration merges the three in key order (a None in a newer layer
 hides the key).  The layer is dropped by the writer once its batch is on
 disk; a reader that still sees it reads the same values the disk now holds.
-plyvel builds the batch under the GIL (a Python loop of ``put`` calls, about
-a fifth of a flush's time, see ``benchmarks/connect.py``) and writes it with
-the GIL released.
+The writer builds the batch under the GIL (a Python loop of plyvel ``put``
+calls: a quarter to a third of a synchronous flush, e.g. 0.13 s of 0.5 s for
+a full 150 MB cache, see ``benchmarks/scale.py``), so connecting shares the
+interpreter with it that long; plyvel writes the batch with the GIL released.
 
 * At most one flush runs: handing over again while one is running first
   waits for it.  The memory bound is therefore twice the limit in the worst
