@@ -111,6 +111,10 @@ def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
             state.flush()
             cpu = time.thread_time() - cpu
             elapsed = time.perf_counter() - start
+            if state.cache is not None:
+                cache = state.cache
+                print(f"  {cache.flushes} flushes, {cache.flush_seconds:.2f} s writing "
+                      f"(connect waited {getattr(cache, 'wait_seconds', 0.0):.2f} s for one)")
             assert state.height == len(chain)
             return elapsed, cpu, state.utxo_set_hash(), (times, flushed)
     finally:
