@@ -47,8 +47,14 @@ interpreter with it that long; plyvel writes the batch with the GIL released.
 * At most one flush runs: handing over again while one is running first
   waits for it.  The memory bound is therefore twice the limit in the worst
   case (the live cache refilled before the previous layer is written, i.e.
-  connecting outruns the disk); usually the layer is written within a few
-  blocks and the peak is the limit plus those blocks (``benchmarks/scale.py``).
+  connecting outruns the disk); usually the layer is written within a block
+  or two.  Measured with ``benchmarks/scale.py`` (peak RSS, before → after):
+  371-373 → 388-396 MiB at ``--dbcache 200``, 173-174 → 221-223 MiB at 50.
+  Handing over at half the limit instead kept the peak at or below the old
+  one (309, 172 MiB) but doubled the flushes, and in ``benchmarks/connect.py``
+  (coins spent a block after they are created) the writer's time grew by
+  half (2.0-2.3 s against 1.1-1.8 s): more coins reach the disk before they
+  are spent.  The hand-over is at the limit; ``node start --dbcache`` says so.
 * Fresh flags stay right if "the disk" reads "the flushing layer over the
   disk", i.e. what the disk holds once the running flush is written.  The
   live cache starts with no fresh flags (one carried over would be wrong: a
