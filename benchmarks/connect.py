@@ -92,11 +92,13 @@ class _StreamingThreads(ThreadedVerifier):
 
 
 def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
-            mode: str = "procs") -> tuple[float, float, bytes]:
+            mode: str = "procs") -> tuple[float, float, bytes, float]:
     """Connect ``chain`` into a fresh chainstate; ``dbcache_mb`` 0 is the
     write-through path with plyvel's default options (the code before the
     UTXO cache).  Returns (wall seconds, the calling thread's CPU seconds,
-    UTXO set hash); the time includes the final flush."""
+    UTXO set hash, (each ``add_block``'s seconds, the indexes of those that
+    flushed)); the time includes the
+    final flush."""
     params = ConsensusParams(gen.chain_id, max_block_txs=100_000, max_block_size=64_000_000)
     tmp = tempfile.mkdtemp(prefix="o2o-bench-")
     verifier = make_verifier(workers, mode)
@@ -112,18 +114,29 @@ def connect(gen: ChainGenerator, chain, workers: int, dbcache_mb: int,
             start = time.perf_counter()
             cpu = time.thread_time()
             worker_cpu = _cpu_seconds(pids)
+            times = []
+            flushed = set()  # the blocks whose connect flushed (or handed over) the cache
             for i, block in enumerate(chain):
                 if mode == "pipeline" and i + 1 < len(chain):
                     # What sync does when the next block has arrived: verify its
                     # signatures ahead while this one connects.
                     verifier.prefetch(witness_checks(chain[i + 1], gen.chain_id))
+                usage = state.cache.usage if state.cache is not None else 0
+                before = time.perf_counter()
                 state.add_block(block)
+                times.append(time.perf_counter() - before)
+                if state.cache is not None and state.cache.usage < max(usage, 1):
+                    flushed.add(len(times) - 1)
             state.flush()
             cpu = time.thread_time() - cpu
             worker_cpu = _cpu_seconds(pids) - worker_cpu
             elapsed = time.perf_counter() - start
+            if state.cache is not None:
+                cache = state.cache
+                print(f"  {cache.flushes} flushes, {cache.flush_seconds:.2f} s writing "
+                      f"(connect waited {getattr(cache, 'wait_seconds', 0.0):.2f} s for one)")
             assert state.height == len(chain)
-            return elapsed, cpu, worker_cpu, state.utxo_set_hash()
+            return elapsed, cpu, worker_cpu, state.utxo_set_hash(), (times, flushed)
     finally:
         verifier.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -141,6 +154,18 @@ def _cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick
     return total
+def latency(times: list[float], flushed: set[int]) -> str:
+    """add_block latency (ms) of the blocks that flushed, of the blocks right
+    after them (a background flush runs then), and of the others."""
+    def ms(sample: list[float]) -> str:
+        if not sample:
+            return "-"
+        return (f"max {max(sample) * 1000:.0f} mean {sum(sample) / len(sample) * 1000:.0f} "
+                f"(n={len(sample)})")
+    after = {i + 1 for i in flushed} - flushed
+    rest = [t for i, t in enumerate(times) if i not in flushed and i not in after]
+    return (f"block ms: flushing {ms([times[i] for i in sorted(flushed)])}; next "
+            f"{ms([times[i] for i in sorted(after) if i < len(times)])}; others {ms(rest)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,16 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     print("(wall: elapsed; main CPU: the calling thread's CPU time, the critical path "
           "when the other cores are free)")
     for label, workers, dbcache, mode in runs:
-        elapsed, cpu, worker_cpu, utxo_hash = connect(gen, chain, workers, dbcache, mode)
+        elapsed, cpu, worker_cpu, utxo_hash, (times, flushed) = connect(
+            gen, chain, workers, dbcache, mode)
         key = f"{label}, {mode} ({workers} core{'s' if workers > 1 else ''})"
         results[key] = utxo_hash
         rates[key] = (n_txs / elapsed, n_txs / cpu)
         sig_rate = n_sigs / elapsed
         print(f"connect {key:30s} {elapsed:6.2f} s  {n_txs / elapsed:9,.0f} tx/s wall  "
-              f"{n_txs / cpu:9,.0f} tx/s per main-CPU s  {sig_rate / raw:.2f} of raw verify"
+              f"{n_txs / cpu:9,.0f} tx/s per main-CPU s  {sig_rate / raw:.2f} of raw verify  "
+              f"block max {max(times) * 1000:4.0f} ms, "
+              f"median {sorted(times)[len(times) // 2] * 1000:4.0f}"
               + (f"  (CPU per tx: main {cpu / n_txs * 1e6:.0f} µs + workers "
                  f"{worker_cpu / n_txs * 1e6:.0f} µs)" if worker_cpu else ""),
               flush=True)
+        print(f"  {latency(times, flushed)}")
     ref = rates.get("cache, serial (1 core)")
     base = rates.get("no cache, serial (1 core)")
     for key, (wall, per_cpu) in rates.items():

@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from connect import latency
+
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.block import Block
 from o2ocli.crypto.batch import ProcessVerifier, ThreadedVerifier
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
           f"~{args.utxos:,} UTXOs; dbcache {args.dbcache} MiB; "
           f"{'serial' if args.serial else 'worker-process'} signature checks")
     print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
-          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7}")
+          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} {'max ms':>7}")
     rates = []
     try:
         genesis = Block.from_bytes(recv.recv_bytes())
@@ -113,11 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         slice_txs = slice_inputs = 0
         slice_time = 0.0
         flush_before = 0.0
+        longest = 0.0
+        times: list[float] = []
+        flushed: set[int] = set()
         for height in range(1, blocks + 1):
             block = Block.from_bytes(recv.recv_bytes())
+            usage = state.cache.usage if state.cache is not None else 0
             start = time.perf_counter()
             state.add_block(block)
-            slice_time += time.perf_counter() - start
+            took = time.perf_counter() - start
+            times.append(took)
+            if state.cache is not None and state.cache.usage < max(usage, 1):
+                flushed.add(len(times) - 1)
+            slice_time += took
+            longest = max(longest, took)
             for tx in block.txs:
                 slice_txs += 1
                 slice_inputs += len(tx.inputs)
@@ -131,12 +142,23 @@ def main(argv: list[str] | None = None) -> int:
                 flush_before += flush_s
                 print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
                       f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
-                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f}", flush=True)
+                      f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f} "
+                      f"{longest * 1000:7.0f}", flush=True)
                 slice_txs = slice_inputs = 0
+                longest = 0.0
                 slice_time = 0.0
+        print(latency(times, flushed))
+        cache = state.cache
+        build_before = getattr(cache, "build_seconds", 0.0)
         start = time.perf_counter()
         state.flush()
-        print(f"final flush {time.perf_counter() - start:.2f} s")
+        print(f"final flush {time.perf_counter() - start:.2f} s", end="")
+        if hasattr(cache, "build_seconds"):  # a cache with background flushes
+            print(f" ({cache.build_seconds - build_before:.2f} s building the batch); "
+                  f"all flushes {cache.flush_seconds:.2f} s, of which building "
+                  f"{cache.build_seconds:.2f} s; connect waited {cache.wait_seconds:.2f} s "
+                  "for a background flush", end="")
+        print()
         start = time.perf_counter()
         stats = state.utxo_stats()
         print(f"utxo_stats (chain info): {time.perf_counter() - start:.3f} s  "

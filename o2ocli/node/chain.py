@@ -289,6 +289,8 @@ class ChainManager:
         """Rebuild the chainstate from the stored block bodies (see
         :func:`rebuild_chainstate`); this manager then uses the rebuilt state.
         Returns the new tip height."""
+        if self.state.cache is not None:
+            self.state.cache.wait()  # no background flush may write during the rebuild
         fresh = rebuild_chainstate(
             self.db, self.spec, verifier=self.verifier, clock=self.clock, progress=progress
         )

@@ -15,6 +15,9 @@ at each flush: the blocks and their index entries are written as they come,
 what connecting them changes waits in memory and is written with its tip in
 one batch; after a crash the chainstate opens at the last flushed tip and
 :meth:`ChainState.activate_best_chain` reconnects the stored blocks above it.
+A flush because the cache is full runs in a background thread while the next
+blocks connect (:meth:`~.coincache.CachedDatabase.flush_in_background`); the
+batch is still one, with its tip, so the same holds.
 
 The parts: :mod:`.blockindex` (index entries, statuses, tip changes),
 :mod:`.blockwrites` (what a connect or disconnect writes, undo data),
@@ -97,8 +100,7 @@ def check_schema(db: Database) -> None:
     )
 
 
-NEW_COINS = 200_000
-"""Recently created coins :meth:`ChainState.get` may return undecoded (~40 MB)."""
+NEW_COINS = 200_000  # recently created coins ChainState.get may return undecoded (~40 MB)
 
 
 class ChainState(BranchChoice, ChainQueries):
@@ -411,19 +413,17 @@ class ChainState(BranchChoice, ChainQueries):
                 commit = finish_commit()
                 batch.put(k.commit_key(block.hash), commit)
             if cache.over_limit:
-                cache.flush()
+                cache.flush_in_background()
         self._tip = new_entry
         self._last_commit = (block.hash, commit)
         if cache is not None:  # written through, reads get other bytes objects
             self._remember_new_coins(effects.created)
 
     def _remember_new_coins(self, created: tuple[tuple[Outpoint, Coin], ...]) -> None:
-        new_coins = self._new_coins
-        if len(new_coins) + len(created) > NEW_COINS:
-            new_coins.clear()
-        utxo = k.UTXO
-        for outpoint, coin in created:
-            new_coins[utxo + outpoint.txid + outpoint.index.to_bytes(4, "big")] = coin
+        if len(self._new_coins) + len(created) > NEW_COINS:
+            self._new_coins.clear()
+        self._new_coins.update((k.UTXO + op.txid + op.index.to_bytes(4, "big"), coin)
+                               for op, coin in created)
 
     @staticmethod
     def _write_stored(
@@ -490,7 +490,7 @@ class ChainState(BranchChoice, ChainQueries):
                 with cache.write_batch() as batch:
                     batch.put(k.META_BEST, parent.hash)
             elif cache.over_limit:
-                cache.flush()
+                cache.flush_in_background()
         self._tip = parent
         return block
 

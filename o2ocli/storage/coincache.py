@@ -28,17 +28,71 @@ Size: :attr:`CachedDatabase.usage` estimates the cache's memory, counting
 each entry's key and value bytes plus :data:`ENTRY_OVERHEAD` (Python object
 headers and the dict slot, measured on CPython 3.11/64-bit); the owner
 flushes when it passes :attr:`CachedDatabase.limit`.
+
+Background flush (:meth:`CachedDatabase.flush_in_background`, what the owner
+calls when the cache is over its limit): the cached entries are handed over,
+as they are, to an immutable *flushing layer*, and one writer thread writes
+that layer as one synced batch (which holds the ``META_TIP`` put of the
+layer's tip, so LevelDB, which applies a batch atomically, still holds the
+UTXO set of its own tip at every moment); the live cache starts empty and
+the next blocks connect meanwhile.  Reads go live cache → flushing layer →
+disk, and iteration merges the three in key order (a None in a newer layer
+hides the key).  The layer is dropped by the writer once its batch is on
+disk; a reader that still sees it reads the same values the disk now holds.
+The writer builds the batch under the GIL (a Python loop of plyvel ``put``
+calls: a quarter to a third of a synchronous flush, e.g. 0.13 s of 0.5 s for
+a full 150 MB cache, see ``benchmarks/scale.py``), so connecting shares the
+interpreter with it that long; plyvel writes the batch with the GIL released.
+
+* At most one flush runs: handing over again while one is running first
+  waits for it.  The memory bound is therefore twice the limit in the worst
+  case (the live cache refilled before the previous layer is written, i.e.
+  connecting outruns the disk); usually the layer is written within a block
+  or two.  Measured with ``benchmarks/scale.py`` (peak RSS, before → after):
+  371-373 → 388-396 MiB at ``--dbcache 200``, 173-174 → 221-223 MiB at 50.
+  Handing over at half the limit instead kept the peak at or below the old
+  one (309, 172 MiB) but doubled the flushes, and in ``benchmarks/connect.py``
+  (coins spent a block after they are created) the writer's time grew by
+  half (2.0-2.3 s against 1.1-1.8 s): more coins reach the disk before they
+  are spent.  The hand-over is at the limit; ``node start --dbcache`` says so.
+* Fresh flags stay right if "the disk" reads "the flushing layer over the
+  disk", i.e. what the disk holds once the running flush is written.  The
+  live cache starts with no fresh flags (one carried over would be wrong: a
+  coin of the layer spent, restored by a disconnect and spent again in the
+  live cache would be forgotten, and the layer's put would stay on disk).
+  A coin put into the live cache where it has no entry is absent from the
+  layer and the disk, or deleted there (the uniqueness argument above), so
+  once the running flush is written the disk does not have it: forgetting
+  it when the live cache deletes it again is right.  A coin the layer
+  creates and the live cache then spends has no live entry when spent, so
+  the spend is recorded as a deletion (only a key with a live entry is ever
+  forgotten), which the next flush writes.
+* A direct write (:meth:`CachedDatabase.write_batch`: blocks, index
+  entries, the best-block marker) must not be overwritten by the older value
+  a running flush holds: a key written directly that is in the flushing
+  layer first waits for that flush (none is today: those key spaces are
+  never cached, but the guard costs one dict lookup).
+* :meth:`CachedDatabase.flush` (shutdown, ``chain verify-utxo``) and
+  :meth:`CachedDatabase.close` wait for the running flush, then write the
+  rest synchronously.  A writer that fails leaves its layer in place (the
+  disk keeps the previous flush, batches being atomic) and logs the error;
+  from then on every write (cached or direct), flush, wait, close and every
+  read the live cache cannot answer raises :class:`FlushFailed` with the
+  error as its cause, so no block connects on a half-written state (a read
+  the live cache answers is still right and is answered).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from . import schema as k
-from .db import Database
+from .db import Database, DatabaseError, leveldb_options
 
 __all__ = [
     "CachedDatabase",
@@ -46,6 +100,7 @@ __all__ = [
     "DEFAULT_DBCACHE_MB",
     "ENTRY_OVERHEAD",
     "FRESH_PREFIXES",
+    "FlushFailed",
     "leveldb_options",
 ]
 
@@ -64,23 +119,23 @@ FRESH_PREFIXES = frozenset(k.UTXO + k.ADDR_UTXO + k.ASSET_UTXO)
 
 _MISSING = object()
 
+log = logging.getLogger("o2ocli.coincache")
 
-def leveldb_options(dbcache_mb: int) -> dict[str, Any]:
-    """plyvel options for the chain database given ``--dbcache`` (MiB).
 
-    A bloom filter (10 bits a key, ~1 % false positives) lets a point read of
-    an absent key skip the data block; the block cache gets a quarter of the
-    budget (at least 8 MiB, plyvel's default); a 32 MiB write buffer makes
-    fewer, larger level-0 files; 16 KiB blocks halve the index size at scale.
-    See ``benchmarks/scale.py`` for what each did.
-    """
-    mib = 1 << 20
-    return {
-        "bloom_filter_bits": 10,
-        "lru_cache_size": max(8 * mib, dbcache_mb * mib // 4),
-        "write_buffer_size": 32 * mib,
-        "block_size": 16 * 1024,
-    }
+class FlushFailed(DatabaseError):
+    """A background flush of the UTXO cache failed (its cause is the error)."""
+
+
+class _Layer:
+    """Cached entries handed over to a background flush (never changed)."""
+
+    __slots__ = ("spaces", "usage", "entries")
+
+    def __init__(self, spaces: dict[int, dict[bytes, bytes | None]], usage: int,
+                 entries: int) -> None:
+        self.spaces = spaces
+        self.usage = usage
+        self.entries = entries
 
 
 class CacheBatch:
@@ -144,6 +199,14 @@ class CachedDatabase:
         self.flushes = 0
         self.flush_seconds = 0.0
         """Time spent writing flushes so far (for benchmarks and logs)."""
+        self.build_seconds = 0.0
+        """The part of :attr:`flush_seconds` spent building batches (under the GIL)."""
+        self.wait_seconds = 0.0
+        """Time callers spent waiting for a background flush to finish."""
+        self._flushing: _Layer | None = None
+        """Entries a background flush is writing (read after the live cache)."""
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     # ------------------------------------------------------------------ reads
     def get(self, key: bytes) -> bytes | None:
@@ -152,12 +215,21 @@ class CachedDatabase:
             value = space.get(key, _MISSING)
             if value is not _MISSING:
                 return value  # type: ignore[return-value]
+        layer = self._flushing
+        if layer is not None:
+            if self._error is not None:
+                self._raise_error()
+            space = layer.spaces.get(key[0])
+            if space is not None:
+                value = space.get(key, _MISSING)
+                if value is not _MISSING:
+                    return value  # type: ignore[return-value]
         return self.db.get(key)
 
     def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs whose key starts with ``prefix``, in key order,
         the cache's changes merged into the disk's."""
-        pending = self._pending(prefix, reverse)
+        pending = self._pending(prefix, reverse)  # before the disk iterator (module doc)
         disk = self.db.iterate(prefix, reverse=reverse)
         if not pending:
             return disk
@@ -169,16 +241,17 @@ class CachedDatabase:
         return (key for key, _ in self.iterate(prefix))
 
     def _pending(self, prefix: bytes, reverse: bool) -> list[tuple[bytes, bytes | None]]:
-        if prefix:
-            spaces = [self._spaces.get(prefix[0]) or {}]
+        """The cached changes under ``prefix``, sorted: the live cache's over
+        the flushing layer's."""
+        layer = self._flushing
+        if layer is None:
+            found = _select(self._spaces, prefix)
         else:
-            spaces = list(self._spaces.values())
-        found = [
-            (key, value)
-            for space in spaces
-            for key, value in space.items()
-            if key.startswith(prefix)
-        ]
+            if self._error is not None:
+                self._raise_error()
+            merged = dict(_select(layer.spaces, prefix))
+            merged.update(_select(self._spaces, prefix))
+            found = list(merged.items())
         found.sort(reverse=reverse)
         return found
 
@@ -186,6 +259,8 @@ class CachedDatabase:
     @contextmanager
     def write_batch(self, *, sync: bool = True) -> Iterator[Any]:
         """A batch written to disk at once (blocks, index entries, markers)."""
+        if self._error is not None:
+            self._raise_error()
         with self.db.write_batch(sync=sync) as batch:
             yield _DirectBatch(batch, self)
 
@@ -193,6 +268,8 @@ class CachedDatabase:
     def cached_batch(self) -> Iterator[CacheBatch]:
         """A batch kept in the cache until the next :meth:`flush`; applied
         only if the ``with`` block exits normally."""
+        if self._error is not None:
+            self._raise_error()
         batch = CacheBatch()
         yield batch
         self._apply(batch.ops)
@@ -248,6 +325,9 @@ class CachedDatabase:
         self.entries = entries
 
     def _forget(self, key: bytes) -> None:
+        layer = self._flushing
+        if layer is not None and key in layer.spaces.get(key[0], ()):
+            self.wait()  # else the running flush would overwrite this newer value
         space = self._spaces.get(key[0])
         if space is None:
             return
@@ -259,44 +339,126 @@ class CachedDatabase:
 
     @property
     def over_limit(self) -> bool:
-        """True once the cache holds more than :attr:`limit` bytes."""
+        """True once the cache holds more than :attr:`limit` bytes (the live
+        cache: a layer being flushed in the background is not counted)."""
         return self.usage > self.limit
 
     def flush(self) -> int:
         """Write every cached change to disk in one synced batch, then empty
-        the cache.  Returns the number of keys written."""
+        the cache; a running background flush is waited for first.  Returns
+        the number of keys written (by this call)."""
+        self.wait()
         if not self.entries:
             return 0
         start = time.perf_counter()
-        written = 0
-        with self.db.write_batch() as batch:
-            put = batch.put
-            delete = batch.delete
-            for space in self._spaces.values():
-                for key, value in space.items():
-                    if value is None:
-                        delete(key)
-                    else:
-                        put(key, value)
-                    written += 1
-        self._spaces.clear()
-        self._fresh.clear()
+        written = self._write(self._spaces)
+        self._spaces = {}
+        self._fresh = set()
         self.usage = 0
         self.entries = 0
         self.flushes += 1
         self.flush_seconds += time.perf_counter() - start
         return written
 
+    def flush_in_background(self) -> None:
+        """Hand the cached entries over to a writer thread, which writes them
+        in one synced batch while the cache starts empty (module docstring).
+        Waits first for the previous background flush, if it still runs."""
+        self.wait()
+        if not self.entries:
+            return
+        layer = _Layer(self._spaces, self.usage, self.entries)
+        self._spaces = {}
+        self._fresh = set()  # fresh flags described the disk under the layer
+        self.usage = 0
+        self.entries = 0
+        self._flushing = layer
+        writer = threading.Thread(target=self._write_layer, args=(layer,),
+                                  name="utxo-cache-flush", daemon=True)
+        self._writer = writer
+        writer.start()
+
+    def wait(self) -> None:
+        """Wait for the running background flush, if any; raise
+        :class:`FlushFailed` if it (or an earlier one) failed."""
+        writer = self._writer
+        if writer is not None:
+            start = time.perf_counter()
+            writer.join()
+            self.wait_seconds += time.perf_counter() - start
+            self._writer = None
+        if self._error is not None:
+            self._raise_error()
+
+    @property
+    def flushing(self) -> bool:
+        """True while a background flush holds entries not yet on disk."""
+        return self._flushing is not None
+
+    def _write_layer(self, layer: _Layer) -> None:
+        """The writer thread's body."""
+        start = time.perf_counter()
+        try:
+            self._before_write()
+            self._write(layer.spaces)
+        except BaseException as exc:  # noqa: BLE001 - kept and raised on the owner's next call
+            log.error("background flush of the UTXO cache failed; the node must stop "
+                      "(the database keeps the previous flush's tip)", exc_info=exc)
+            self._error = exc
+            return
+        self.flushes += 1
+        self.flush_seconds += time.perf_counter() - start
+        self._flushing = None  # its batch is on disk: readers may go there now
+
+    def _before_write(self) -> None:
+        """Called on the writer thread before it writes (a hook for tests)."""
+
+    def _write(self, spaces: dict[int, dict[bytes, bytes | None]]) -> int:
+        start = time.perf_counter()
+        written = 0
+        with self.db.write_batch() as batch:
+            put = batch.put
+            delete = batch.delete
+            for space in spaces.values():
+                for key, value in space.items():
+                    if value is None:
+                        delete(key)
+                    else:
+                        put(key, value)
+                    written += 1
+            self.build_seconds += time.perf_counter() - start
+        return written
+
+    def _raise_error(self) -> None:
+        error = self._error
+        raise FlushFailed(f"a background flush of the UTXO cache failed: {error!r}") from error
+
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
-        """Flush, then close the database."""
+        """Flush (after the running background flush), then close the database;
+        the database is closed even if a flush failed (the error is raised)."""
         if not self.db.closed:
-            self.flush()
-            self.db.close()
+            try:
+                self.flush()
+            finally:
+                writer = self._writer
+                if writer is not None:  # only if flush() did not get to wait
+                    writer.join()
+                self.db.close()
 
     @property
     def closed(self) -> bool:
         return self.db.closed
+
+
+def _select(spaces: dict[int, dict[bytes, bytes | None]],
+            prefix: bytes) -> list[tuple[bytes, bytes | None]]:
+    """The (key, value) entries of ``spaces`` whose key starts with ``prefix``."""
+    if prefix:
+        space = spaces.get(prefix[0])
+        return [] if space is None else [
+            (key, value) for key, value in space.items() if key.startswith(prefix)]
+    return [item for space in spaces.values() for item in space.items()]
 
 
 def _merge(
