@@ -188,6 +188,11 @@ class ProcessVerifier:
         self._get_pool().prefetch(checks, done)
         return True
 
+    def pump(self) -> None:
+        """See :meth:`~.sigworker.WorkerPool.pump`."""
+        if self._pool is not None:
+            self._pool.pump()
+
     def settle(self, waiting: Callable[[], bool]) -> None:
         """See :meth:`~.sigworker.WorkerPool.settle`."""
         if self._pool is not None:
@@ -340,6 +345,7 @@ class _CachingSession:
         self._sent: list[SigCheck] = []
         self._deferred: list[tuple[int, SigCheck]] = []
         """(index, check) of checks being prefetched when they were added."""
+        self._pumped = 0
 
     def add(self, checks: Sequence[SigCheck]) -> None:
         owner = self._owner
@@ -347,13 +353,21 @@ class _CachingSession:
         base = self._count
         self._count += len(checks)
         todo = []
+        deferred = self._deferred
         for i, check in enumerate(checks):
             if check in cache:
                 owner.hits += 1
             elif inflight and check in inflight:
-                self._deferred.append((base + i, check))
+                deferred.append((base + i, check))
             else:
                 todo.append(i)
+        if len(deferred) >= self._pumped + STREAM_CHUNK:
+            # Nothing of these goes through the stream: keep the workers fed
+            # with the prefetched parts (and collect their answers) meanwhile.
+            self._pumped = len(deferred)
+            pump = getattr(owner.inner, "pump", None)
+            if pump is not None:
+                pump()
         if todo:
             batch = [checks[i] for i in todo]
             self._todo.extend(base + i for i in todo)

@@ -45,6 +45,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import socket
 import threading
 import time
 from collections import deque
@@ -61,9 +62,16 @@ log = logging.getLogger(__name__)
 SigCheck = tuple[bytes, bytes, bytes]
 
 DEPTH = 2
-"""Chunks in flight per worker (one being verified, one waiting in the pipe)."""
-PREFETCH_CHUNK = 512
-"""Checks per prefetch message (~20 ms of work: two cover a block's writes)."""
+"""Chunks of a block in flight per worker (one being verified, one waiting)."""
+PREFETCH_DEPTH = 4
+"""Chunks in flight per worker counting prefetch parts: enough (~50 ms) to
+keep a worker busy while the caller writes a block without calling us."""
+SOCKET_BUFFER = 1 << 20
+"""Bytes of socket buffer asked for each way (a chunk is ~36 kB: sending
+PREFETCH_DEPTH of them must not block the caller)."""
+PREFETCH_CHUNK = 256
+"""Checks per prefetch message (~10 ms of work: a block's MuHash job, sent
+after them, waits for two at most)."""
 PARENT_POLL_SECONDS = 0.5
 RECENT_NUMBERS = 8192
 """MuHash numbers of recently created coins a worker keeps (see
@@ -113,16 +121,29 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _worker_main(conn: Connection, parent: int) -> None:
-    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out."""
+    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out.
+
+    Everything the caller has sent is read before each piece of work, and the
+    block being connected goes first (its signature chunks and its MuHash
+    job before prefetch parts: the caller waits for those)."""
     _exit_with_parent(parent)
     cache: dict[bytes, object] = {}
     recent = RecentNumbers(RECENT_NUMBERS)
+    waiting: deque[tuple[int, int, object]] = deque()
     while True:
         try:
-            data = conn.recv_bytes()
+            if not waiting:
+                waiting.append(pickle.loads(conn.recv_bytes()))
+            while conn.poll():
+                waiting.append(pickle.loads(conn.recv_bytes()))
         except (EOFError, OSError):
             os._exit(0)
-        kind, tag, work = pickle.loads(data)
+        urgent = next((m for m in waiting if m[0] != _EACH), None)
+        if urgent is None:
+            kind, tag, work = waiting.popleft()
+        else:
+            waiting.remove(urgent)
+            kind, tag, work = urgent
         answer: object
         if kind == _FIRST:
             answer = verify_cached(work, cache)
@@ -133,6 +154,22 @@ def _worker_main(conn: Connection, parent: int) -> None:
         else:  # a ping (tests, start-up): answer at once
             answer = os.getpid()
         conn.send_bytes(pickle.dumps((tag, answer), protocol=5))
+
+
+def _grow_buffers(*conns: Connection) -> None:
+    """Ask for :data:`SOCKET_BUFFER` bytes each way on a pipe's sockets (the
+    kernel may give less: then a send can wait for the worker to read)."""
+    for conn in conns:
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        except OSError:  # pragma: no cover - not a socket on this platform
+            continue
+        with sock:
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                except OSError:  # pragma: no cover - refused: keep the default
+                    pass
 
 
 class _Worker:
@@ -170,6 +207,7 @@ class WorkerPool:
         self._prefetch: deque[_Prefetch] = deque()
         for _ in range(n):
             mine, theirs = ctx.Pipe(duplex=True)
+            _grow_buffers(mine, theirs)
             process = ctx.Process(target=_worker_main, args=(theirs, os.getpid()),
                                   name="o2o-sigverify", daemon=True)
             process.start()
@@ -204,10 +242,7 @@ class WorkerPool:
         coins it saw created); :meth:`MuHashJob.result` waits for it, or
         computes it on this thread when it was not sent."""
         job = MuHashJob(self, added, removed)
-        # Not when the workers have signatures waiting (the next block's,
-        # prefetched): then they are the busier side, and this thread computes it.
-        if self._workers and not self._prefetch \
-                and self._post(self._workers[0], _MUHASH, (added, removed), job):
+        if self._workers and self._post(self._workers[0], _MUHASH, (added, removed), job):
             job._sent = True
         return job
 
@@ -229,16 +264,17 @@ class WorkerPool:
     def settle(self, waiting: Callable[[], bool]) -> None:
         """While ``waiting()``: collect answers, hand out work, and verify
         here the prefetch parts no worker has taken yet (oldest first, as the
-        workers would)."""
+        workers would: those of the block being connected), waiting only
+        when the workers hold the rest."""
         while True:
             self.pump()
             if not waiting():
                 return
-            if any(w.inflight for w in self._workers):
-                self._receive(True)
-            elif self._prefetch:
+            if self._prefetch:  # verify here rather than wait
                 part = self._prefetch.popleft()
                 part.deliver(_failing_here(part.checks))
+            elif any(w.inflight for w in self._workers):
+                self._receive(True)
             else:
                 return
 
@@ -267,8 +303,8 @@ class WorkerPool:
         queue = stream._queue if stream is not None else None
         prefetch = self._prefetch
         for worker in list(self._workers):
-            while worker.load < DEPTH:
-                if queue:
+            while worker.load < PREFETCH_DEPTH:
+                if queue and worker.load < DEPTH:
                     chunk = queue.popleft()
                     if not self._post(worker, _FIRST, chunk.part, chunk):
                         queue.appendleft(chunk)

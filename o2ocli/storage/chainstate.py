@@ -410,14 +410,13 @@ class ChainState(BranchChoice, ChainQueries):
             with cache.cached_batch() as batch:
                 batch.put(k.undo_key(block.hash), encode_undo(effects.spent))
                 write_connect(self.db, batch, block, effects, self)
+                self._remember_new_coins(effects.created)  # (while a worker hashes)
                 commit = finish_commit()
                 batch.put(k.commit_key(block.hash), commit)
             if cache.over_limit:
                 cache.flush_in_background()
         self._tip = new_entry
         self._last_commit = (block.hash, commit)
-        if cache is not None:  # written through, reads get other bytes objects
-            self._remember_new_coins(effects.created)
 
     def _remember_new_coins(self, created: tuple[tuple[Outpoint, Coin], ...]) -> None:
         if len(self._new_coins) + len(created) > NEW_COINS:
