@@ -168,6 +168,33 @@ def latency(times: list[float], flushed: set[int]) -> str:
             f"{ms([times[i] for i in sorted(after) if i < len(times)])}; others {ms(rest)}")
 
 
+def _spin(seconds: float) -> float:
+    """SHA-256 rounds per second of one process for ``seconds``."""
+    import hashlib
+
+    data = b"x" * 64
+    start = time.perf_counter()
+    n = 0
+    while time.perf_counter() - start < seconds:
+        for _ in range(1000):
+            hashlib.sha256(data).digest()
+        n += 1000
+    return n / seconds
+
+
+def parallel_ceiling(seconds: float = 3.0) -> float:
+    """What two busy processes get together, as a multiple of one alone, on
+    this machine now (a virtual machine's two cores may share more than they
+    show): the most any two-core variant below can reach over serial."""
+    import multiprocessing
+
+    one = _spin(seconds)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        two = sum(pool.map(_spin, [seconds, seconds]))
+    return two / one
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=200)
@@ -201,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collector: CPython defaults (thresholds {gc.get_threshold()})")
     raw = raw_verify_rate(chain, gen.chain_id)
     print(f"raw coincurve verify (1 core):    {raw:10,.0f} sig/s")
+    ceiling = parallel_ceiling()
+    print(f"two busy processes get x{ceiling:.2f} of one here now (the ceiling of any "
+          "two-core figure below)")
 
     results = {}
     cores = args.workers or os.cpu_count() or 1

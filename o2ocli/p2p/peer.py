@@ -269,13 +269,15 @@ class Peer:
                         pending.set_result(decode_payload(kind, payload, checksum))
                     except ProtocolError as exc:
                         pending.set_exception(exc)
+                    else:
+                        self._read_ahead(pending)
                 await queue.put(pending)
         except Exception as exc:  # noqa: BLE001 - handed to the dispatcher, which raises it
             await queue.put(exc)
 
     def _read_ahead(self, decoded: asyncio.Future[Any]) -> None:
-        """A big message is decoded, to be handled after those before it: a
-        block may have its signatures verified meanwhile (see BlockSync.on_block_read)."""
+        """A message is decoded, to be handled after those before it: a block
+        may have its signatures verified meanwhile (see BlockSync.on_block_read)."""
         if decoded.cancelled() or decoded.exception() is not None or self.closed:
             return
         msg = decoded.result()

@@ -5,6 +5,9 @@ the signature cache.  Real in-process node, a hand-driven peer."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from p2p_harness import SPEC, Remote, run_node, until, validator_key
 from test_p2p_compact import COIN
 
@@ -15,17 +18,15 @@ from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
 from o2ocli.crypto.address import decode_wif
 from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.runtime import Node
-from o2ocli.p2p.messages import BlockMsg, GetData, GetHeaders, Headers
+from o2ocli.p2p.messages import BlockMsg, GetData, GetHeaders, Headers, ProtocolError
 from o2ocli.p2p.peer import OFFLOAD_DECODE_BYTES
 from o2ocli.testing.chaingen import sign_tx
 from o2ocli.testing.load import payment_txs
 
-PAYMENTS = 400
 
-
-def two_blocks(node: Node) -> tuple[Block, Block]:
+def two_blocks(node: Node, PAYMENTS: int) -> tuple[Block, Block]:  # noqa: N803
     """Block 1 fans the devnet funds out into PAYMENTS coins; block 2 spends
-    each in a payment (big enough to be decoded off the event loop)."""
+    each in a payment."""
     secret, _ = decode_wif(SPEC.dev_keys["funds"], version=SPEC.wif_version)
     key = PrivateKey(secret)
     lock = PayToAddress(key.public_key.hash160())
@@ -49,10 +50,11 @@ def two_blocks(node: Node) -> tuple[Block, Block]:
     return blocks[0], blocks[1]
 
 
-def test_a_block_read_before_its_parent_is_verified_ahead(tmp_path):
+@pytest.mark.parametrize("PAYMENTS", [100, 400])  # decoded on the event loop / a thread
+def test_a_block_read_before_its_parent_is_verified_ahead(tmp_path, PAYMENTS):  # noqa: N803
     async def body(node: Node) -> None:
-        first, second = two_blocks(node)
-        assert len(second.to_bytes()) >= OFFLOAD_DECODE_BYTES
+        first, second = two_blocks(node, PAYMENTS)
+        assert (len(second.to_bytes()) >= OFFLOAD_DECODE_BYTES) == (PAYMENTS == 400)
         remote = await Remote.connect(node)
         await remote.handshake(protocol=1, height=2, total_difficulty=10**6)
         await remote.expect(GetHeaders)
@@ -71,6 +73,44 @@ def test_a_block_read_before_its_parent_is_verified_ahead(tmp_path):
         assert verifier.prefetched >= PAYMENTS
         assert verifier.hits - hits >= PAYMENTS  # taken from the cache, not verified again
         assert node.chain.tip.hash == second.hash
+        remote.close()
+
+    run_node(tmp_path, body)
+
+
+def test_a_decoded_block_queued_behind_its_parent_is_verified_ahead(tmp_path):
+    """The reader's hook (Peer._read_ahead), called as each message is decoded
+    and before the messages ahead of it are handled: the child of a block
+    still to connect is sent to the workers; a failed decode, or the block
+    next to connect, is not."""
+    async def body(node: Node) -> None:
+        first, second = two_blocks(node, 100)
+        remote = await Remote.connect(node)
+        await remote.handshake(protocol=1, height=2, total_difficulty=10**6)
+        await remote.expect(GetHeaders)
+        remote.send(Headers((first.header, second.header)))
+        await remote.expect(GetData)
+        peer = remote.peer()
+        verifier = node.verifier
+        loop = asyncio.get_running_loop()
+
+        def decoded(value: object) -> asyncio.Future:
+            future = loop.create_future()
+            if isinstance(value, Exception):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+            return future
+
+        peer._read_ahead(decoded(ProtocolError("bad frame")))
+        peer._read_ahead(decoded(BlockMsg(first)))  # next to connect: nothing to do ahead
+        assert not verifier._inflight and verifier.prefetched == 0
+        peer._read_ahead(decoded(BlockMsg(second)))  # behind its parent
+        assert len(verifier._inflight) + verifier.prefetched >= 100
+        remote.send(BlockMsg(first))
+        remote.send(BlockMsg(second))
+        await until(lambda: node.chain.height == 2, "both blocks to be connected")
+        assert verifier.prefetched >= 100
         remote.close()
 
     run_node(tmp_path, body)
