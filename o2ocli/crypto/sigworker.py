@@ -33,10 +33,11 @@ current block to do, with an answer per check; the caller's signature cache
 the worker is busy while the caller writes a block, and the next block's
 checks are cache hits.  A stream's chunks always go first.
 
-A worker exits when its pipe closes (the caller closed it or died) or, as a
-second guard, when its parent process is gone.  A worker that dies is noticed
-(EOF on its pipe): its chunks are verified by the caller and the pool carries
-on without it.
+The worker's side (its loop, which does the connecting block's work before
+prefetch parts) is :mod:`.workerproc`.  A worker exits when its pipe closes
+(the caller closed it or died) or, as a second guard, when its parent
+process is gone.  A worker that dies is noticed (EOF on its pipe): its chunks
+are verified by the caller and the pool carries on without it.
 """
 
 from __future__ import annotations
@@ -45,15 +46,13 @@ import logging
 import multiprocessing
 import os
 import pickle
-import socket
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
-from .backends import verify, verify_cached
-from .muhash import RecentNumbers, products
+from .backends import verify
+from .muhash import products
+from .workerproc import EACH, FIRST, MUHASH, PING, grow_buffers, worker_main
 
 __all__ = ["DEPTH", "MuHashJob", "Stream", "WorkerPool", "verify_batch"]
 
@@ -66,19 +65,9 @@ DEPTH = 2
 PREFETCH_DEPTH = 4
 """Chunks in flight per worker counting prefetch parts: enough (~50 ms) to
 keep a worker busy while the caller writes a block without calling us."""
-SOCKET_BUFFER = 1 << 20
-"""Bytes of socket buffer asked for each way (a chunk is ~36 kB: sending
-PREFETCH_DEPTH of them must not block the caller)."""
 PREFETCH_CHUNK = 256
 """Checks per prefetch message (~10 ms of work: a block's MuHash job, sent
 after them, waits for two at most)."""
-PARENT_POLL_SECONDS = 0.5
-RECENT_NUMBERS = 8192
-"""MuHash numbers of recently created coins a worker keeps (see
-:class:`~o2ocli.crypto.muhash.RecentNumbers`)."""
-
-# Message kinds: (kind, tag, payload) in, (tag, answer) out.
-_PING, _FIRST, _EACH, _MUHASH = range(4)
 
 
 def verify_batch(checks: Sequence[SigCheck]) -> int | None:
@@ -89,87 +78,10 @@ def verify_batch(checks: Sequence[SigCheck]) -> int | None:
     return None
 
 
-def _failing(checks: Sequence[SigCheck], cache: dict[bytes, object]) -> list[int]:
-    """Indexes of every failing check."""
-    failed = []
-    start = 0
-    while start < len(checks):
-        bad = verify_cached(checks[start:], cache)
-        if bad is None:
-            break
-        failed.append(start + bad)
-        start += bad + 1
-    return failed
-
-
 def _failing_here(checks: Sequence[SigCheck]) -> list[int]:
     """Indexes of every failing check, verified on this thread."""
     return [i for i, (pubkey, signature, digest) in enumerate(checks)
             if not verify(pubkey, signature, digest)]
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a worker: exit as soon as ``parent`` is gone (a second guard: the
-    closed pipe normally ends the worker first)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _worker_main(conn: Connection, parent: int) -> None:
-    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out.
-
-    Everything the caller has sent is read before each piece of work, and the
-    block being connected goes first (its signature chunks and its MuHash
-    job before prefetch parts: the caller waits for those)."""
-    _exit_with_parent(parent)
-    cache: dict[bytes, object] = {}
-    recent = RecentNumbers(RECENT_NUMBERS)
-    waiting: deque[tuple[int, int, object]] = deque()
-    while True:
-        try:
-            if not waiting:
-                waiting.append(pickle.loads(conn.recv_bytes()))
-            while conn.poll():
-                waiting.append(pickle.loads(conn.recv_bytes()))
-        except (EOFError, OSError):
-            os._exit(0)
-        urgent = next((m for m in waiting if m[0] != _EACH), None)
-        if urgent is None:
-            kind, tag, work = waiting.popleft()
-        else:
-            waiting.remove(urgent)
-            kind, tag, work = urgent
-        answer: object
-        if kind == _FIRST:
-            answer = verify_cached(work, cache)
-        elif kind == _EACH:
-            answer = _failing(work, cache)
-        elif kind == _MUHASH:
-            answer = products(work[0], work[1], recent)
-        else:  # a ping (tests, start-up): answer at once
-            answer = os.getpid()
-        conn.send_bytes(pickle.dumps((tag, answer), protocol=5))
-
-
-def _grow_buffers(*conns: Connection) -> None:
-    """Ask for :data:`SOCKET_BUFFER` bytes each way on a pipe's sockets (the
-    kernel may give less: then a send can wait for the worker to read)."""
-    for conn in conns:
-        try:
-            sock = socket.socket(fileno=os.dup(conn.fileno()))
-        except OSError:  # pragma: no cover - not a socket on this platform
-            continue
-        with sock:
-            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-                except OSError:  # pragma: no cover - refused: keep the default
-                    pass
 
 
 class _Worker:
@@ -207,8 +119,8 @@ class WorkerPool:
         self._prefetch: deque[_Prefetch] = deque()
         for _ in range(n):
             mine, theirs = ctx.Pipe(duplex=True)
-            _grow_buffers(mine, theirs)
-            process = ctx.Process(target=_worker_main, args=(theirs, os.getpid()),
+            grow_buffers(mine, theirs)
+            process = ctx.Process(target=worker_main, args=(theirs, os.getpid()),
                                   name="o2o-sigverify", daemon=True)
             process.start()
             theirs.close()
@@ -229,7 +141,7 @@ class WorkerPool:
         pids = []
         for worker in list(self._workers):
             answer: list[int] = []
-            if self._post(worker, _PING, None, _Ping(answer)):
+            if self._post(worker, PING, None, _Ping(answer)):
                 while not answer and worker in self._workers:
                     self._receive(True)
             pids.extend(answer)
@@ -242,7 +154,7 @@ class WorkerPool:
         coins it saw created); :meth:`MuHashJob.result` waits for it, or
         computes it on this thread when it was not sent."""
         job = MuHashJob(self, added, removed)
-        if self._workers and self._post(self._workers[0], _MUHASH, (added, removed), job):
+        if self._workers and self._post(self._workers[0], MUHASH, (added, removed), job):
             job._sent = True
         return job
 
@@ -306,13 +218,13 @@ class WorkerPool:
             while worker.load < PREFETCH_DEPTH:
                 if queue and worker.load < DEPTH:
                     chunk = queue.popleft()
-                    if not self._post(worker, _FIRST, chunk.part, chunk):
+                    if not self._post(worker, FIRST, chunk.part, chunk):
                         queue.appendleft(chunk)
                         break
                     stream._inflight += 1  # type: ignore[union-attr]
                 elif prefetch and not queue:
                     part = prefetch.popleft()
-                    if not self._post(worker, _EACH, part.checks, part):
+                    if not self._post(worker, EACH, part.checks, part):
                         prefetch.appendleft(part)
                         break
                 else:

@@ -1,0 +1,113 @@
+"""The worker process's side of :mod:`.sigworker`: its loop, and what
+starting one needs (socket buffers, exit with the parent).
+
+Messages are ``(kind, tag, payload)`` in and ``(tag, answer)`` out, pickled
+over the pipe: a chunk of checks (answer: the first failing index or None),
+a prefetch part (every failing index), a block's MuHash elements (the two
+products) or a ping (the worker's pid).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+
+from .backends import verify_cached
+from .muhash import RecentNumbers, products
+
+__all__ = ["EACH", "FIRST", "MUHASH", "PING", "SOCKET_BUFFER", "grow_buffers", "worker_main"]
+
+SigCheck = tuple[bytes, bytes, bytes]
+
+PING, FIRST, EACH, MUHASH = range(4)
+"""Message kinds."""
+SOCKET_BUFFER = 1 << 20
+"""Bytes of socket buffer asked for each way (a chunk is ~36 kB: sending
+the pool's PREFETCH_DEPTH of them must not block the caller)."""
+PARENT_POLL_SECONDS = 0.5
+RECENT_NUMBERS = 8192
+"""MuHash numbers of recently created coins a worker keeps (see
+:class:`~o2ocli.crypto.muhash.RecentNumbers`)."""
+
+
+def _failing(checks: Sequence[SigCheck], cache: dict[bytes, object]) -> list[int]:
+    """Indexes of every failing check."""
+    failed = []
+    start = 0
+    while start < len(checks):
+        bad = verify_cached(checks[start:], cache)
+        if bad is None:
+            break
+        failed.append(start + bad)
+        start += bad + 1
+    return failed
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as ``parent`` is gone (a second guard: the
+    closed pipe normally ends the worker first)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_main(conn: Connection, parent: int) -> None:
+    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out.
+
+    Everything the caller has sent is read before each piece of work, and the
+    block being connected goes first (its signature chunks and its MuHash
+    job before prefetch parts: the caller waits for those)."""
+    _exit_with_parent(parent)
+    cache: dict[bytes, object] = {}
+    recent = RecentNumbers(RECENT_NUMBERS)
+    waiting: deque[tuple[int, int, object]] = deque()
+    while True:
+        try:
+            if not waiting:
+                waiting.append(pickle.loads(conn.recv_bytes()))
+            while conn.poll():
+                waiting.append(pickle.loads(conn.recv_bytes()))
+        except (EOFError, OSError):
+            os._exit(0)
+        urgent = next((m for m in waiting if m[0] != EACH), None)
+        if urgent is None:
+            kind, tag, work = waiting.popleft()
+        else:
+            waiting.remove(urgent)
+            kind, tag, work = urgent
+        answer: object
+        if kind == FIRST:
+            answer = verify_cached(work, cache)
+        elif kind == EACH:
+            answer = _failing(work, cache)
+        elif kind == MUHASH:
+            answer = products(work[0], work[1], recent)
+        else:  # a ping (tests, start-up): answer at once
+            answer = os.getpid()
+        conn.send_bytes(pickle.dumps((tag, answer), protocol=5))
+
+
+def grow_buffers(*conns: Connection) -> None:
+    """Ask for :data:`SOCKET_BUFFER` bytes each way on a pipe's sockets (the
+    kernel may give less: then a send can wait for the worker to read)."""
+    for conn in conns:
+        try:
+            sock = socket.socket(fileno=os.dup(conn.fileno()))
+        except OSError:  # pragma: no cover - not a socket on this platform
+            continue
+        with sock:
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                except OSError:  # pragma: no cover - refused: keep the default
+                    pass
