@@ -100,7 +100,7 @@ def check_schema(db: Database) -> None:
     )
 
 
-NEW_COINS = 200_000  # recently created coins ChainState.get may return undecoded (~40 MB)
+NEW_COINS = 50_000  # recently created coins ChainState.get may return undecoded (~10 MB)
 
 
 class ChainState(BranchChoice, ChainQueries):
