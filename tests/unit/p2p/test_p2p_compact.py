@@ -45,6 +45,16 @@ CLAIM = {"height": 1, "total_difficulty": 10**6}
 
 def block_with_payments(node: Node, n: int = 3) -> Block:
     """Block 1: a fan-out of the devnet funds into ``n`` coins, then one payment per coin."""
+    fan, pays = fan_out_and_payments(node, n)
+    txs = [fan, *pays]
+    genesis = node.chain.genesis
+    header = BlockHeader(1, genesis.hash, tx_merkle_root(txs), genesis.header.time + SPEC.period,
+                         DIFF_IN_TURN)
+    return Block(seal_header(header, validator_key(), SPEC.chain_id), tuple(txs))
+
+
+def fan_out_and_payments(node: Node, n: int) -> tuple[Tx, list[Tx]]:
+    """A tx fanning the devnet funds out into ``n`` coins, and a payment of each."""
     secret, _ = decode_wif(SPEC.dev_keys["funds"], version=SPEC.wif_version)
     key = PrivateKey(secret)
     lock = PayToAddress(key.public_key.hash160())
@@ -56,11 +66,7 @@ def block_with_payments(node: Node, n: int = 3) -> Block:
     outs = [TxOut(NATIVE_ASSET, COIN, lock) for _ in range(n)]
     outs.append(TxOut(NATIVE_ASSET, value - n * COIN - 100_000, lock))
     fan = sign_tx(Tx((TxIn(Outpoint(alloc.txid, index)),), tuple(outs)), [[key]], SPEC.chain_id)
-    txs = [fan] + payment_txs(SPEC.chain_id, key, [(Outpoint(fan.txid, i), COIN)
-                                                    for i in range(n)])
-    header = BlockHeader(1, genesis.hash, tx_merkle_root(txs), genesis.header.time + SPEC.period,
-                         DIFF_IN_TURN)
-    return Block(seal_header(header, validator_key(), SPEC.chain_id), tuple(txs))
+    return fan, payment_txs(SPEC.chain_id, key, [(Outpoint(fan.txid, i), COIN) for i in range(n)])
 
 
 def in_mempool(node: Node, txs: tuple[Tx, ...]) -> None:

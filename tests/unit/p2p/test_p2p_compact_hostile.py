@@ -94,31 +94,36 @@ def test_deep_block_is_served_in_full_not_decoded_for_compact(tmp_path):
     run_node(tmp_path, body)
 
 
+async def paused_peer(node: Node) -> tuple[Remote, asyncio.StreamWriter]:
+    """A peer with tiny socket buffers that has made the node pause serving
+    it (its unsent data past SEND_PAUSE_BYTES, nothing read)."""
+    await feed(node, make_chain(node.chain.genesis.header, 8))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    remote = Remote(node, reader, writer)
+    await remote.handshake()
+    peer = remote.peer()
+    peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    locator = GetHeaders((node.chain.genesis.hash,))
+    for _ in range(40):
+        for _ in range(50):
+            remote.send(locator)
+        await writer.drain()
+        if peer.serving is not None:
+            break
+    await until(lambda: peer.serving is not None, "the node to pause serving the peer")
+    return remote, writer
+
+
 def test_waiting_getblocktxn_indexes_are_capped(tmp_path):
     """A peer that stops reading and piles up big getblocktxn requests is
     dropped once they hold more than MAX_QUEUED_INDEXES indexes (before, each
     counted as one of 10 000 allowed requests: some 20 GB of Python ints)."""
     async def body(node: Node) -> None:
-        await feed(node, make_chain(node.chain.genesis.header, 8))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        remote = Remote(node, reader, writer)
-        await remote.handshake()
-        peer = remote.peer()
-        peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                                         4096)
-        # Fill the node's send buffer past SEND_PAUSE_BYTES without reading it.
-        locator = GetHeaders((node.chain.genesis.hash,))
-        for _ in range(40):
-            for _ in range(50):
-                remote.send(locator)
-            await writer.drain()
-            if peer.serving is not None:
-                break
-        await until(lambda: peer.serving is not None, "the node to pause serving the peer")
+        remote, writer = await paused_peer(node)
         asked = 0
         big = GetBlockTxn(bytes(32), tuple(range(MAX_BLOCKTXN)))
         while asked <= MAX_QUEUED_INDEXES:
@@ -138,25 +143,7 @@ def test_waiting_getheaders_locators_are_capped(tmp_path):
     is dropped once they hold more than MAX_QUEUED_INDEXES hashes (before,
     10 000 of them were allowed: some 45 MB per peer)."""
     async def body(node: Node) -> None:
-        await feed(node, make_chain(node.chain.genesis.header, 8))
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", node.p2p.listen_port))
-        reader, writer = await asyncio.open_connection(sock=sock)
-        remote = Remote(node, reader, writer)
-        await remote.handshake()
-        peer = remote.peer()
-        peer.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
-                                                         4096)
-        short = GetHeaders((node.chain.genesis.hash,))
-        for _ in range(40):
-            for _ in range(50):
-                remote.send(short)
-            await writer.drain()
-            if peer.serving is not None:
-                break
-        await until(lambda: peer.serving is not None, "the node to pause serving the peer")
+        remote, writer = await paused_peer(node)
         long = GetHeaders(tuple(bytes([i]) * 32 for i in range(MAX_LOCATOR)))
         sent = 0
         while sent * (MAX_LOCATOR + 1) <= MAX_QUEUED_INDEXES and remote.peer() is not None:

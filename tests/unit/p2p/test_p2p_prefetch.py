@@ -9,39 +9,21 @@ import asyncio
 
 import pytest
 from p2p_harness import SPEC, Remote, run_node, until, validator_key
-from test_p2p_compact import COIN
+from test_p2p_compact import fan_out_and_payments
 
 from o2ocli.consensus.poa import DIFF_IN_TURN, seal_header
 from o2ocli.core.block import Block, BlockHeader, tx_merkle_root
-from o2ocli.core.locks import PayToAddress
-from o2ocli.core.tx import NATIVE_ASSET, Outpoint, Tx, TxIn, TxOut
-from o2ocli.crypto.address import decode_wif
-from o2ocli.crypto.keys import PrivateKey
 from o2ocli.node.runtime import Node
 from o2ocli.p2p.messages import BlockMsg, GetData, GetHeaders, Headers, ProtocolError
 from o2ocli.p2p.peer import OFFLOAD_DECODE_BYTES
-from o2ocli.testing.chaingen import sign_tx
-from o2ocli.testing.load import payment_txs
 
 
-def two_blocks(node: Node, PAYMENTS: int) -> tuple[Block, Block]:  # noqa: N803
-    """Block 1 fans the devnet funds out into PAYMENTS coins; block 2 spends
-    each in a payment."""
-    secret, _ = decode_wif(SPEC.dev_keys["funds"], version=SPEC.wif_version)
-    key = PrivateKey(secret)
-    lock = PayToAddress(key.public_key.hash160())
-    genesis = node.chain.genesis
-    alloc = genesis.txs[0]
-    index = next(i for i, o in enumerate(alloc.outputs)
-                 if o.asset == NATIVE_ASSET and o.lock == lock)
-    value = alloc.outputs[index].amount
-    outs = [TxOut(NATIVE_ASSET, COIN, lock) for _ in range(PAYMENTS)]
-    outs.append(TxOut(NATIVE_ASSET, value - PAYMENTS * COIN - 1_000_000, lock))
-    fan = sign_tx(Tx((TxIn(Outpoint(alloc.txid, index)),), tuple(outs)), [[key]], SPEC.chain_id)
-    pays = payment_txs(SPEC.chain_id, key, [(Outpoint(fan.txid, i), COIN)
-                                             for i in range(PAYMENTS)])
+def two_blocks(node: Node, payments: int) -> tuple[Block, Block]:
+    """Block 1 fans the devnet funds out into ``payments`` coins; block 2
+    spends each in a payment."""
+    fan, pays = fan_out_and_payments(node, payments)
     blocks = []
-    parent = genesis.header
+    parent = node.chain.genesis.header
     for txs in ([fan], pays):
         header = BlockHeader(parent.height + 1, parent.hash, tx_merkle_root(txs),
                              parent.time + SPEC.period, DIFF_IN_TURN)
