@@ -51,6 +51,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from o2ocli.crypto.hashes import sha256d
+from o2ocli.crypto.merkle import merkle_root
 
 from .encoding import MAX_U32, MAX_U64, DecodeError, Reader, Writer, domain_preimage
 from .finality import Evidence, FinalityVote
@@ -82,7 +83,6 @@ BLOCK_VERSION_VOTES = 2
 """Blocks of this version carry finality votes and evidence after their txs."""
 VOTE_NONE, VOTE_ADD, VOTE_REMOVE = 0, 1, 2
 SEAL_TAG = b"o2o/seal/v1"
-ZERO_HASH = bytes(32)
 NO_ADDRESS = bytes(20)
 
 
@@ -96,26 +96,16 @@ def tx_merkle_root(txs: Sequence[Tx]) -> bytes:
 def block_commitment(version: int, txs: Sequence[Tx], votes: Sequence[FinalityVote] = (),
                      evidence: Sequence[Evidence] = ()) -> bytes:
     """What a header of ``version`` carries as its merkle root."""
-    root = tx_merkle_root(txs)
+    return _commitment(version, tx_merkle_root(txs), votes, evidence)
+
+
+def _commitment(version: int, root: bytes, votes: Sequence[FinalityVote],
+                evidence: Sequence[Evidence]) -> bytes:
+    """:func:`block_commitment` from the transactions' root."""
     if version < BLOCK_VERSION_VOTES:
         return root
     return sha256d(b"\x02" + root + merkle_root([v.id for v in votes])
                    + merkle_root([e.id for e in evidence]))
-
-
-def merkle_root(txids: list[bytes]) -> bytes:
-    """Merkle root of ``txids`` (see the module docstring for the exact rule)."""
-    if not txids:
-        return ZERO_HASH
-    return _subtree_root([sha256d(b"\x00" + txid) for txid in txids])
-
-
-def _subtree_root(leaves: list[bytes]) -> bytes:
-    n = len(leaves)
-    if n == 1:
-        return leaves[0]
-    k = 1 << ((n - 1).bit_length() - 1)
-    return sha256d(b"\x01" + _subtree_root(leaves[:k]) + _subtree_root(leaves[k:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +262,8 @@ class Block:
     """Equivocation evidence carried (version 2 blocks only)."""
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
     _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _tx_root: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _commitment: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def hash(self) -> bytes:
@@ -315,8 +307,38 @@ class Block:
         return cached
 
     def compute_merkle_root(self) -> bytes:
-        """The merkle root this block's header must carry (see :func:`block_commitment`)."""
-        return block_commitment(self.header.version, self.txs, self.votes, self.evidence)
+        """The merkle root this block's header must carry (see
+        :func:`block_commitment`); computed once per block object (a block is
+        immutable, and a received one is checked by the chain manager and
+        again by the chainstate)."""
+        cached = self._commitment
+        if cached is None:
+            root = self._tx_root
+            if root is None:
+                root = tx_merkle_root(self.txs)
+            cached = _commitment(self.header.version, root, self.votes, self.evidence)
+            object.__setattr__(self, "_commitment", cached)
+        return cached
+
+    def id_parts(self) -> list[tuple[bytes, bytes]]:
+        """Each transaction's (stripped, full) encoding: what
+        :func:`o2ocli.crypto.merkle.block_ids` hashes (a worker, ahead)."""
+        return [(tx.stripped_bytes(), tx.to_bytes()) for tx in self.txs]
+
+    def adopt_ids(self, ids: tuple[bytes, bytes, bytes]) -> None:
+        """Take the ``(txids, wtxids, root)`` that
+        :func:`~o2ocli.crypto.merkle.block_ids` computed from :meth:`id_parts`
+        (in a worker process), so they are not hashed again here.  The values
+        are what :attr:`Tx.txid`, :attr:`Tx.wtxid` and :func:`tx_merkle_root`
+        compute from the same bytes; ids of the wrong length are ignored."""
+        txids, wtxids, root = ids
+        n = len(self.txs)
+        if len(txids) != 32 * n or len(wtxids) != 32 * n or len(root) != 32:
+            return
+        for i, tx in enumerate(self.txs):
+            tx.adopt_ids(txids[32 * i : 32 * i + 32], wtxids[32 * i : 32 * i + 32])
+        if self._tx_root is None:
+            object.__setattr__(self, "_tx_root", root)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Block:

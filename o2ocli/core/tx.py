@@ -338,6 +338,15 @@ class Tx:
             object.__setattr__(self, "_txid", cached)
         return cached
 
+    def adopt_ids(self, txid: bytes, wtxid: bytes) -> None:
+        """Take this tx's txid and wtxid as hashed elsewhere from
+        :meth:`stripped_bytes` and :meth:`to_bytes` (a worker process, see
+        :meth:`o2ocli.core.block.Block.adopt_ids`); ids already known stay."""
+        if self._txid is None:
+            object.__setattr__(self, "_txid", txid)
+        if self._wtxid is None:
+            object.__setattr__(self, "_wtxid", wtxid)
+
     @property
     def wtxid(self) -> bytes:
         """SHA-256d of the full encoding, witnesses included: what a block's

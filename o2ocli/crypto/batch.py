@@ -143,6 +143,8 @@ class ProcessVerifier:
         self.workers = max(1, workers if workers is not None else default)
         self.min_batch = min_batch
         self._pool: WorkerPool | None = None
+        self.hashed_ahead = 0
+        """Blocks whose ids and merkle root a worker hashed (:meth:`hash_ahead`)."""
 
     def _get_pool(self) -> WorkerPool:
         if self._pool is None or not self._pool.alive:
@@ -177,6 +179,20 @@ class ProcessVerifier:
         if self._pool is None or not self._pool.alive:
             return None
         return self._pool.muhash(added, removed)
+
+    def hash_ahead(self, parts: list[tuple[bytes, bytes]],
+                   done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
+        """Hash a received block's transactions on a worker (see
+        :meth:`~.sigworker.WorkerPool.block_ids`); False (nothing done) for
+        fewer than ``min_batch`` transactions or when no worker is running."""
+        if len(parts) < self.min_batch or self._pool is None or not self._pool.alive:
+            return False
+
+        def delivered(answer: tuple[bytes, bytes, bytes]) -> None:
+            self.hashed_ahead += 1
+            done(answer)
+
+        return self._pool.block_ids(parts, delivered)
 
     def verify_ahead(self, checks: list[SigCheck],
                      done: Callable[[list[SigCheck], list[int]], None]) -> bool:
@@ -316,6 +332,12 @@ class CachingVerifier:
         """The inner verifier's :meth:`ProcessVerifier.muhash`, if it has one."""
         inner = getattr(self.inner, "muhash", None)
         return None if inner is None else inner(added, removed)
+
+    def hash_ahead(self, parts: list[tuple[bytes, bytes]],
+                   done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
+        """The inner verifier's :meth:`ProcessVerifier.hash_ahead`, if it has one."""
+        inner = getattr(self.inner, "hash_ahead", None)
+        return False if inner is None else inner(parts, done)
 
     def remember(self, passed: Sequence[SigCheck]) -> None:
         """Record checks that passed."""

@@ -52,7 +52,7 @@ from multiprocessing.connection import Connection, wait
 
 from .backends import verify
 from .muhash import products
-from .workerproc import EACH, FIRST, MUHASH, PING, grow_buffers, worker_main
+from .workerproc import EACH, FIRST, IDS, MUHASH, PING, grow_buffers, worker_main
 
 __all__ = ["DEPTH", "MuHashJob", "Stream", "WorkerPool", "verify_batch"]
 
@@ -157,6 +157,18 @@ class WorkerPool:
         if self._workers and self._post(self._workers[0], MUHASH, (added, removed), job):
             job._sent = True
         return job
+
+    def block_ids(self, parts: list[tuple[bytes, bytes]],
+                  done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
+        """Hash a received block's transactions on the least loaded worker
+        (:func:`~o2ocli.crypto.merkle.block_ids` of ``parts``);
+        ``done(answer)`` is called from a later call on this pool, on this
+        thread.  Nothing is called if the worker dies first (the caller
+        hashes what it needs itself).  False if no worker took it."""
+        if not self._workers:
+            return False
+        worker = min(self._workers, key=lambda w: w.load)
+        return self._post(worker, IDS, parts, _Ids(done))
 
     def prefetch(self, checks: list[SigCheck],
                  done: Callable[[list[SigCheck], list[int]], None]) -> None:
@@ -295,6 +307,20 @@ class _Ping(_Work):
 
     def deliver(self, answer: object) -> None:
         self.answer.append(answer)  # type: ignore[arg-type]
+
+    def lost(self) -> None:
+        pass
+
+
+class _Ids(_Work):
+    __slots__ = ("done",)
+    counts = False
+
+    def __init__(self, done: Callable[[tuple[bytes, bytes, bytes]], None]) -> None:
+        self.done = done
+
+    def deliver(self, answer: object) -> None:
+        self.done(answer)  # type: ignore[arg-type]
 
     def lost(self) -> None:
         pass

@@ -4,7 +4,9 @@ starting one needs (socket buffers, exit with the parent).
 Messages are ``(kind, tag, payload)`` in and ``(tag, answer)`` out, pickled
 over the pipe: a chunk of checks (answer: the first failing index or None),
 a prefetch part (every failing index), a block's MuHash elements (the two
-products) or a ping (the worker's pid).
+products), a received block's transaction encodings (their txids, wtxids
+and merkle root, :func:`~o2ocli.crypto.merkle.block_ids`) or a ping (the
+worker's pid).
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 
 from .backends import verify_cached
+from .merkle import block_ids
 from .muhash import RecentNumbers, products
 
-__all__ = ["EACH", "FIRST", "MUHASH", "PING", "SOCKET_BUFFER", "grow_buffers", "worker_main"]
+__all__ = ["EACH", "FIRST", "IDS", "MUHASH", "PING", "SOCKET_BUFFER", "grow_buffers",
+           "worker_main"]
 
 SigCheck = tuple[bytes, bytes, bytes]
 
-PING, FIRST, EACH, MUHASH = range(4)
+PING, FIRST, EACH, MUHASH, IDS = range(5)
 """Message kinds."""
 SOCKET_BUFFER = 1 << 20
 """Bytes of socket buffer asked for each way (a chunk is ~36 kB: sending
@@ -92,6 +96,8 @@ def worker_main(conn: Connection, parent: int) -> None:
             answer = _failing(work, cache)
         elif kind == MUHASH:
             answer = products(work[0], work[1], recent)
+        elif kind == IDS:
+            answer = block_ids(work)
         else:  # a ping (tests, start-up): answer at once
             answer = os.getpid()
         conn.send_bytes(pickle.dumps((tag, answer), protocol=5))

@@ -321,8 +321,12 @@ class Node:
 
     def prefetch_block(self, block: Block) -> None:
         """Verify the signatures of a block that will connect later ahead, on
-        the signature workers while they are idle (see CachingVerifier.prefetch)."""
+        the signature workers while they are idle (see CachingVerifier.prefetch),
+        and hash its txids, wtxids and merkle root there (Block.adopt_ids)."""
         self.verifier.prefetch(witness_checks(block, self.spec.consensus_params.chain_id))
+        hash_ahead = getattr(self.verifier, "hash_ahead", None)
+        if hash_ahead is not None:
+            hash_ahead(block.id_parts(), block.adopt_ids)
 
     def submit_block(
         self, block: Block, now: int | None = None, source: Any = None

@@ -54,6 +54,7 @@ def test_a_block_read_before_its_parent_is_verified_ahead(tmp_path, PAYMENTS):  
         await until(lambda: node.chain.height == 2, "both blocks to be connected")
         assert verifier.prefetched >= PAYMENTS
         assert verifier.hits - hits >= PAYMENTS  # taken from the cache, not verified again
+        assert verifier.inner.hashed_ahead >= 1  # its ids and merkle root too
         assert node.chain.tip.hash == second.hash
         remote.close()
 
