@@ -43,11 +43,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from connect import latency
+from connect import _cpu_seconds, latency
 
 from o2ocli.consensus.params import ConsensusParams
 from o2ocli.core.block import Block
 from o2ocli.crypto.batch import ProcessVerifier, ThreadedVerifier
+from o2ocli.node.gcpolicy import tune_gc
 from o2ocli.storage import ChainState, Database
 from o2ocli.storage import schema as k
 from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB, leveldb_options
@@ -142,11 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"generated {blocks + 1} blocks into {chain_file.stat().st_size / 1e6:,.0f} MB "
           f"in {time.perf_counter() - started:.0f} s; connecting them now")
     frames = read_frames(chain_file)
+    tune_gc()  # as node start and node reindex do (node/gcpolicy.py)
     print(f"{blocks} blocks of {args.txs} payments (1 in, {args.outputs} out) to reach "
           f"~{args.utxos:,} UTXOs; dbcache {args.dbcache} MiB; "
           f"{'serial' if args.serial else 'worker-process'} signature checks")
+    print("(CPU s of the slice: the connecting thread / the process's other threads, i.e.\n"
+          " LevelDB's compaction and the background flush writer / the signature workers)")
     print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
-          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} {'max ms':>7}")
+          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} {'max ms':>7} "
+          f"{'CPU main/other/workers':>22}")
     rates = []
     try:
         genesis = Block.from_bytes(next(frames))
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                            dbcache=args.dbcache * (3 << 20) // 4)
         utxos = sum(len(tx.outputs) for tx in genesis.txs)
         ends = slice_ends(blocks, args.slices)
+        pids = [] if args.serial else verifier.start()
+        cpu_before = (time.thread_time(), time.process_time(), _cpu_seconds(pids))
+        cpu_before_workers = cpu_before[2]
         slice_txs = slice_inputs = 0
         slice_time = 0.0
         flush_before = 0.0
@@ -183,10 +191,16 @@ def main(argv: list[str] | None = None) -> int:
                 flushes = cache.flushes if cache is not None else 0
                 flush_s = cache.flush_seconds - flush_before if cache is not None else 0.0
                 flush_before += flush_s
+                cpu = (time.thread_time(), time.process_time(), _cpu_seconds(pids))
+                main_s = cpu[0] - cpu_before[0]
+                other_s = cpu[1] - cpu_before[1] - main_s
+                cpu_before = cpu
                 print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
                       f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
                       f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f} "
-                      f"{longest * 1000:7.0f}", flush=True)
+                      f"{longest * 1000:7.0f} {main_s:8.1f} /{other_s:5.1f} /"
+                      f"{cpu[2] - cpu_before_workers:5.1f}", flush=True)
+                cpu_before_workers = cpu[2]
                 slice_txs = slice_inputs = 0
                 longest = 0.0
                 slice_time = 0.0
