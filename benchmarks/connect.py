@@ -13,6 +13,7 @@ chain's own signatures) and prints our signatures/s as a ratio of it.
 
     python benchmarks/connect.py                 # 200 blocks x 100 txs
     python benchmarks/connect.py --blocks 40 --txs 2000 --skip-before   # the #20 figures
+    python benchmarks/connect.py --blocks 40 --txs 2000 --skip-before --rounds 3
 """
 
 from __future__ import annotations
@@ -204,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="MiB of UTXO cache + LevelDB block cache (as node start)")
     parser.add_argument("--skip-before", action="store_true",
                         help="do not run the write-through (pre-cache) baseline")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the variants this many times, interleaved, and compare "
+                             "their medians (a shared host's speed drifts by ±5 %% or more "
+                             "between runs)")
     parser.add_argument("--no-gc-tune", action="store_true",
                         help="keep CPython's default collector thresholds and do not "
                              "freeze the generated chain (what the node does: gcpolicy)")
@@ -239,15 +244,18 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
     runs += [("cache", 1, args.dbcache, "serial"), ("cache", cores, args.dbcache, "threads"),
              ("cache", cores, args.dbcache, "procs"), ("cache", cores, args.dbcache, "pipeline")]
-    rates = {}
+    rates: dict[str, list[tuple[float, float]]] = {}
     print("(wall: elapsed; main CPU: the calling thread's CPU time, the critical path "
           "when the other cores are free)")
-    for label, workers, dbcache, mode in runs:
+    for round_, (label, workers, dbcache, mode) in (
+            (r, run) for r in range(1, args.rounds + 1) for run in runs):
         elapsed, cpu, worker_cpu, utxo_hash, (times, flushed) = connect(
             gen, chain, workers, dbcache, mode)
         key = f"{label}, {mode} ({workers} core{'s' if workers > 1 else ''})"
         results[key] = utxo_hash
-        rates[key] = (n_txs / elapsed, n_txs / cpu)
+        rates.setdefault(key, []).append((n_txs / elapsed, n_txs / cpu))
+        if args.rounds > 1:
+            print(f"round {round_}:", end=" ")
         sig_rate = n_sigs / elapsed
         print(f"connect {key:30s} {elapsed:6.2f} s  {n_txs / elapsed:9,.0f} tx/s wall  "
               f"{n_txs / cpu:9,.0f} tx/s per main-CPU s  {sig_rate / raw:.2f} of raw verify  "
@@ -257,9 +265,16 @@ def main(argv: list[str] | None = None) -> int:
                  f"{worker_cpu / n_txs * 1e6:.0f} µs)" if worker_cpu else ""),
               flush=True)
         print(f"  {latency(times, flushed)}")
-    ref = rates.get("cache, serial (1 core)")
-    base = rates.get("no cache, serial (1 core)")
-    for key, (wall, per_cpu) in rates.items():
+    # Each variant's median round (by wall rate); with one round, that round.
+    medians = {key: sorted(runs_)[len(runs_) // 2] for key, runs_ in rates.items()}
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} rounds:")
+        for key, (wall, _) in medians.items():
+            print(f"  {key:30s} {wall:9,.0f} tx/s wall  (rounds: "
+                  + ", ".join(f"{w:,.0f}" for w, _ in rates[key]) + ")")
+    ref = medians.get("cache, serial (1 core)")
+    base = medians.get("no cache, serial (1 core)")
+    for key, (wall, per_cpu) in medians.items():
         text = f"  {key:30s}"
         if ref:
             text += f"  x{wall / ref[0]:.2f} wall, x{per_cpu / ref[1]:.2f} main CPU of cache serial"

@@ -215,6 +215,7 @@ def _apply_block(
     check_owner: list[int] = []
     fees = 0
     o2o = O2OBlockView(state)
+    new_outpoint, new_coin = Outpoint.unchecked, Coin.unchecked  # txids are computed
     for i, tx in enumerate(block.txs):
         txid = tx.txid
         if not tx.is_coinbase:
@@ -252,7 +253,7 @@ def _apply_block(
                 session.add(checks)
         is_cb = tx.is_coinbase
         for index, out in enumerate(tx.outputs):
-            created[Outpoint(txid, index)] = Coin(out, height, is_cb)
+            created[new_outpoint(txid, index)] = new_coin(out, height, is_cb)
     if block.txs and block.txs[0].is_coinbase:
         check_fee_claim(block.txs[0], fees)
     failed = verifier(all_checks) if session is None else session.finish()

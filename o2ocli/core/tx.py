@@ -87,6 +87,18 @@ class Outpoint:
         return self.txid + self.index.to_bytes(4, "big")
 
     @classmethod
+    def unchecked(cls, txid: bytes, index: int) -> Outpoint:
+        """The outpoint of output ``index`` of a transaction whose ``txid`` was
+        computed (32 bytes) and that has more than ``index`` outputs, built
+        without the frozen ``__init__`` and its checks (0.26 instead of
+        0.49 µs; block connect makes one per output).  Equal to
+        ``Outpoint(txid, index)`` (tested)."""
+        outpoint = _new(cls)
+        _set_outpoint_txid(outpoint, txid)
+        _set_outpoint_index(outpoint, index)
+        return outpoint
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> Outpoint:
         """Inverse of :meth:`to_bytes`."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -436,15 +448,29 @@ class Coin:
         return cached
 
     @classmethod
+    def unchecked(cls, output: TxOut, height: int, coinbase: bool,
+                  encoded: bytes | None = None) -> Coin:
+        """``Coin(output, height, coinbase)`` (with its encoding ``encoded``
+        when known) without the frozen ``__init__`` (0.33 instead of 0.84 µs;
+        block connect makes one per output).  Equal to the checked form
+        (tested)."""
+        coin = _new(cls)
+        _set_coin_output(coin, output)
+        _set_coin_height(coin, height)
+        _set_coin_coinbase(coin, coinbase)
+        _set_coin_bytes(coin, encoded)
+        return coin
+
+    @classmethod
     def from_bytes(cls, data: bytes) -> Coin:
         """Inverse of :meth:`to_bytes`."""
         if (type(data) is bytes and len(data) == _P2A_NATIVE_SIZE and data[5] == 0
                 and data[14] == PayToAddress.TAG and data[4] <= 1):
-            # The common coin (native asset, pay-to-address), read in one go.
+            # The common coin (native asset, pay-to-address), read in one go;
+            # its one encoding is kept.
             height, flags, _, amount, _ = _P2A_NATIVE.unpack_from(data)
-            coin = cls(TxOut(NATIVE_ASSET, amount, PayToAddress(data[15:])), height, bool(flags))
-            object.__setattr__(coin, "_bytes", data)  # the one encoding of this coin
-            return coin
+            return Coin.unchecked(TxOut(NATIVE_ASSET, amount, PayToAddress(data[15:])),
+                                  height, flags == 1, data)
         r = Reader(data)
         height = r.u32("coin height")
         flags = r.u8("coin flags")
@@ -455,6 +481,14 @@ class Coin:
         return cls(out, height, bool(flags))
 
 
+# Slot setters of the frozen dataclasses (for the unchecked constructors).
+_new = object.__new__
+_set_outpoint_txid = Outpoint.__dict__["txid"].__set__
+_set_outpoint_index = Outpoint.__dict__["index"].__set__
+_set_coin_output = Coin.__dict__["output"].__set__
+_set_coin_height = Coin.__dict__["height"].__set__
+_set_coin_coinbase = Coin.__dict__["coinbase"].__set__
+_set_coin_bytes = Coin.__dict__["_bytes"].__set__
 _COIN_HEAD = struct.Struct("<IB")  # height u32 LE ‖ flags u8
 _AMOUNT = struct.Struct("<Q")
 _P2A_TAG = bytes([PayToAddress.TAG])

@@ -201,8 +201,19 @@ def _product(elements: Iterable[bytes], start: int = 1, recent: RecentNumbers | 
             else:
                 numbers.append(x)
         numbers += _numbers(missing)
-    acc = gmpy2.mpz(start) if gmpy2 is not None else start
-    mask, c = _MASK, _C
+    c = _C
+    if gmpy2 is not None:
+        # One GMP call splits high and low part (f_divmod_2exp: floor
+        # quotient and remainder by 2**3072): 1.5 instead of 2.1 µs a number.
+        split = gmpy2.f_divmod_2exp
+        acc = gmpy2.mpz(start)
+        for x in numbers:
+            high, low = split(acc * x, 3072)
+            high, low = split(low + high * c, 3072)
+            acc = low + high * c
+        return int(_reduce(acc))
+    mask = _MASK
+    acc = start
     for x in numbers:
         acc *= x
         acc = (acc & mask) + (acc >> 3072) * c

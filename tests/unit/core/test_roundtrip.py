@@ -76,6 +76,23 @@ def test_txout_roundtrip(out):
 
 
 @FAST
+@given(S.outpoints, S.coins)
+def test_unchecked_constructors_equal_the_checked_ones(outpoint, coin):
+    """What block connect builds without the frozen __init__ is the same value:
+    equal, same hash and encoding, still frozen."""
+    fast = Outpoint.unchecked(outpoint.txid, outpoint.index)
+    assert fast == outpoint and hash(fast) == hash(outpoint)
+    assert fast.to_bytes() == outpoint.to_bytes() and repr(fast) == repr(outpoint)
+    made = Coin.unchecked(coin.output, coin.height, coin.coinbase)
+    assert made == coin and made.to_bytes() == coin.to_bytes() and repr(made) == repr(coin)
+    kept = Coin.unchecked(coin.output, coin.height, coin.coinbase, coin.to_bytes())
+    assert kept.to_bytes() is coin.to_bytes() and kept == coin
+    for obj, name in ((fast, "index"), (made, "height")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, 1)
+
+
+@FAST
 @given(S.outpoints)
 def test_outpoint_key_roundtrip(outpoint):
     key = outpoint.to_bytes()
