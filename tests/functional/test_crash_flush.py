@@ -83,7 +83,13 @@ def dump(db: Database) -> dict[bytes, bytes]:
 
 
 def read_line(proc: subprocess.Popen, deadline: float) -> str | None:
-    """The child's next stdout line, or None at EOF; fails past ``deadline``."""
+    """The child's next stdout line, or None at EOF; fails past ``deadline``.
+
+    The pipe is unbuffered (``bufsize=0``: ``readline`` reads a byte at a
+    time), so no line waits in a Python buffer while ``select`` waits for the
+    next one: with a buffer, a line read along with the one before it came
+    out only after the child's next write, i.e. after a held flush had been
+    written, and the kill landed late."""
     ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
     assert ready, f"child said nothing before the deadline (seed {SEED})"
     line = proc.stdout.readline()
@@ -119,6 +125,7 @@ def test_sigkill_during_a_background_flush_leaves_the_old_or_new_flushed_tip(tmp
             [sys.executable, "-c", CHILD, str(path), str(blob), "20000",
              str(wanted if held else 0), str(rng.randrange(1 << 30))],
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: select() sees every line not yet read
         )
         lines: list[str] = []
         try:
