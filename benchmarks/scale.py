@@ -50,6 +50,7 @@ from o2ocli.core.block import Block
 from o2ocli.crypto.batch import ProcessVerifier, ThreadedVerifier
 from o2ocli.node.gcpolicy import tune_gc
 from o2ocli.storage import ChainState, Database
+from o2ocli.storage import db as dbmod
 from o2ocli.storage import schema as k
 from o2ocli.storage.coincache import DEFAULT_DBCACHE_MB, leveldb_options
 
@@ -121,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serial", action="store_true",
                         help="verify signatures on the calling thread (default: a worker process)")
     parser.add_argument("--no-replay", action="store_true", help="skip the replay timing")
+    parser.add_argument("--compaction-nice", type=int, default=dbmod.COMPACTION_NICE,
+                        help="niceness of LevelDB's compaction thread (0: as connect's)")
+    parser.add_argument("--chain-file", type=Path,
+                        help="keep the generated chain in this file, or connect the one it "
+                             "holds (same --utxos, --txs and --outputs): for A/B runs")
     args = parser.parse_args(argv)
+    dbmod.COMPACTION_NICE = args.compaction_nice
 
     genesis_utxos = 2000
     growth = args.outputs - 1
@@ -132,16 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     options = leveldb_options(args.dbcache) if args.dbcache else {}
     verifier = ThreadedVerifier(1) if args.serial else ProcessVerifier()
     ctx = multiprocessing.get_context("spawn")
-    chain_file = tmp / "blocks.dat"
+    chain_file = args.chain_file or tmp / "blocks.dat"
     producer = ctx.Process(target=produce, args=(str(chain_file), args.txs, args.outputs,
                                                  blocks), daemon=True)
-    started = time.perf_counter()
-    producer.start()
-    producer.join()
-    if producer.exitcode != 0:
-        raise SystemExit(f"the chain generator failed (exit code {producer.exitcode})")
-    print(f"generated {blocks + 1} blocks into {chain_file.stat().st_size / 1e6:,.0f} MB "
-          f"in {time.perf_counter() - started:.0f} s; connecting them now")
+    if chain_file.exists():
+        print(f"connecting the chain in {chain_file} ({chain_file.stat().st_size / 1e6:,.0f} MB)")
+    else:
+        started = time.perf_counter()
+        producer.start()
+        producer.join()
+        if producer.exitcode != 0:
+            raise SystemExit(f"the chain generator failed (exit code {producer.exitcode})")
+        print(f"generated {blocks + 1} blocks into {chain_file.stat().st_size / 1e6:,.0f} MB "
+              f"in {time.perf_counter() - started:.0f} s; connecting them now")
     frames = read_frames(chain_file)
     tune_gc()  # as node start and node reindex do (node/gcpolicy.py)
     print(f"{blocks} blocks of {args.txs} payments (1 in, {args.outputs} out) to reach "
@@ -228,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         db.close()
     finally:
         verifier.close()
-        producer.kill()
+        if producer.pid is not None:
+            producer.kill()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -92,7 +92,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from . import schema as k
-from .db import Database, DatabaseError, leveldb_options
+from .db import Database, DatabaseError, leveldb_options, lower_compaction_priority
 
 __all__ = [
     "CachedDatabase",
@@ -427,6 +427,7 @@ class CachedDatabase:
                         put(key, value)
                     written += 1
             self.build_seconds += time.perf_counter() - start
+        lower_compaction_priority()  # LevelDB's thread exists once a flush has filled a memtable
         return written
 
     def _raise_error(self) -> None:
