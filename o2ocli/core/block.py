@@ -263,6 +263,7 @@ class Block:
     _size: int | None = field(default=None, init=False, repr=False, compare=False)
     _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _tx_root: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _ids_asked: bool = field(default=False, init=False, repr=False, compare=False)
     _commitment: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -324,6 +325,15 @@ class Block:
         """Each transaction's (stripped, full) encoding: what
         :func:`o2ocli.crypto.merkle.block_ids` hashes (a worker, ahead)."""
         return [(tx.stripped_bytes(), tx.to_bytes()) for tx in self.txs]
+
+    def id_parts_once(self) -> list[tuple[bytes, bytes]] | None:
+        """:meth:`id_parts` the first time it is asked of this block object
+        while its ids are unknown; None after that (they are being hashed
+        ahead, or known)."""
+        if self._ids_asked or self._tx_root is not None:
+            return None
+        object.__setattr__(self, "_ids_asked", True)
+        return self.id_parts()
 
     def adopt_ids(self, ids: tuple[bytes, bytes, bytes]) -> None:
         """Take the ``(txids, wtxids, root)`` that

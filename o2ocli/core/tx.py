@@ -353,7 +353,10 @@ class Tx:
     def adopt_ids(self, txid: bytes, wtxid: bytes) -> None:
         """Take this tx's txid and wtxid as hashed elsewhere from
         :meth:`stripped_bytes` and :meth:`to_bytes` (a worker process, see
-        :meth:`o2ocli.core.block.Block.adopt_ids`); ids already known stay."""
+        :meth:`o2ocli.core.block.Block.adopt_ids`); ids already known stay,
+        and ids that are not 32 bytes are ignored."""
+        if len(txid) != 32 or len(wtxid) != 32:
+            return
         if self._txid is None:
             object.__setattr__(self, "_txid", txid)
         if self._wtxid is None:

@@ -17,8 +17,9 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
+from queue import SimpleQueue
 
 from .backends import verify_cached
 from .merkle import block_ids
@@ -65,13 +66,36 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _answer_writer(conn: Connection) -> Callable[[bytes], None]:
+    """A thread that writes the worker's answers, in order; returns what
+    queues one.  The loop never blocks on a send, so it keeps reading what
+    the caller sends: with both sides writing blockingly, an answer larger
+    than the free pipe buffer (a big block's txids, 64 bytes a transaction)
+    and a request larger than the other buffer (the next block's parts)
+    waited for each other for ever."""
+    outbox: SimpleQueue[bytes] = SimpleQueue()
+
+    def write() -> None:
+        while True:
+            data = outbox.get()
+            try:
+                conn.send_bytes(data)
+            except (EOFError, OSError):
+                os._exit(0)
+
+    threading.Thread(target=write, name="answers", daemon=True).start()
+    return outbox.put
+
+
 def worker_main(conn: Connection, parent: int) -> None:
-    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out.
+    """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out
+    (written by :func:`_answer_writer`'s thread).
 
     Everything the caller has sent is read before each piece of work, and the
     block being connected goes first (its signature chunks and its MuHash
     job before prefetch parts: the caller waits for those)."""
     _exit_with_parent(parent)
+    send = _answer_writer(conn)
     cache: dict[bytes, object] = {}
     recent = RecentNumbers(RECENT_NUMBERS)
     waiting: deque[tuple[int, int, object]] = deque()
@@ -83,7 +107,7 @@ def worker_main(conn: Connection, parent: int) -> None:
                 waiting.append(pickle.loads(conn.recv_bytes()))
         except (EOFError, OSError):
             os._exit(0)
-        urgent = next((m for m in waiting if m[0] != EACH), None)
+        urgent = next((m for m in waiting if m[0] not in (EACH, IDS)), None)
         if urgent is None:
             kind, tag, work = waiting.popleft()
         else:
@@ -100,7 +124,7 @@ def worker_main(conn: Connection, parent: int) -> None:
             answer = block_ids(work)
         else:  # a ping (tests, start-up): answer at once
             answer = os.getpid()
-        conn.send_bytes(pickle.dumps((tag, answer), protocol=5))
+        send(pickle.dumps((tag, answer), protocol=5))
 
 
 def grow_buffers(*conns: Connection) -> None:

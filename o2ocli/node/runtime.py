@@ -325,8 +325,9 @@ class Node:
         and hash its txids, wtxids and merkle root there (Block.adopt_ids)."""
         self.verifier.prefetch(witness_checks(block, self.spec.consensus_params.chain_id))
         hash_ahead = getattr(self.verifier, "hash_ahead", None)
-        if hash_ahead is not None:
-            hash_ahead(block.id_parts(), block.adopt_ids)
+        parts = block.id_parts_once() if hash_ahead is not None else None
+        if parts is not None:  # (a block read ahead comes here twice)
+            hash_ahead(parts, block.adopt_ids)
 
     def submit_block(
         self, block: Block, now: int | None = None, source: Any = None

@@ -139,3 +139,47 @@ def test_a_worker_killed_before_answering_costs_only_the_hashing(chain, verifier
     assert verifier.hashed_ahead == 0 and block._tx_root is None
     check_merkle_root(block)  # hashed here
     assert [tx.txid for tx in block.txs] == [tx.txid for tx in chain[-1].txs]
+
+
+def test_big_answers_and_requests_crossing_do_not_deadlock(verifier):
+    """Answers larger than a pipe buffer (64 bytes a transaction) while the
+    caller sends more than the other buffer holds: the worker writes its
+    answers from a thread and keeps reading, so neither side waits for ever.
+    (With both sides writing blockingly this hung at about 30,000
+    transactions of 100 bytes.)  Runs in a thread with a deadline, so a
+    regression fails instead of hanging the run."""
+    import threading
+
+    rng = random.Random(SEED)
+    n = 40_000
+    jobs = []
+    for _ in range(3):
+        parts = [(payload, payload) for payload in (rng.randbytes(100) for _ in range(n))]
+        jobs.append((parts, block_ids(parts)))
+    answers: list[tuple[bytes, bytes, bytes]] = []
+    pool = verifier._pool
+
+    def post_all() -> None:
+        for parts, _ in jobs:  # no answer read in between
+            assert verifier.hash_ahead(parts, answers.append)
+        while len(answers) < len(jobs):
+            pool._receive(True)
+
+    poster = threading.Thread(target=post_all, daemon=True)
+    poster.start()
+    poster.join(timeout=120)
+    assert not poster.is_alive(), "caller and worker wait on each other's writes"
+    assert answers == [expected for _, expected in jobs]
+
+
+def test_a_block_is_offered_for_hashing_once(chain):
+    """A block read ahead is handed to prefetch_block when decoded and again
+    when handled: its parts go to a worker only the first time, and never
+    once its ids are known."""
+    block = received(chain[-1])
+    assert block.id_parts_once() == block.id_parts()
+    assert block.id_parts_once() is None
+    known = received(chain[-1])
+    known.compute_merkle_root()
+    known.adopt_ids(block_ids(known.id_parts()))
+    assert known.id_parts_once() is None
