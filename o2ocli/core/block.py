@@ -321,12 +321,13 @@ class Block:
             object.__setattr__(self, "_commitment", cached)
         return cached
 
-    def id_parts(self) -> list[tuple[bytes, bytes]]:
-        """Each transaction's (stripped, full) encoding: what
+    def id_parts(self) -> list[tuple[bytes, int]]:
+        """Each transaction's full encoding and the length of its stripped
+        encoding (which the full one begins with): what
         :func:`o2ocli.crypto.merkle.block_ids` hashes (a worker, ahead)."""
-        return [(tx.stripped_bytes(), tx.to_bytes()) for tx in self.txs]
+        return [(tx.to_bytes(), len(tx.stripped_bytes())) for tx in self.txs]
 
-    def id_parts_once(self) -> list[tuple[bytes, bytes]] | None:
+    def id_parts_once(self) -> list[tuple[bytes, int]] | None:
         """:meth:`id_parts` the first time it is asked of this block object
         while its ids are unknown; None after that (they are being hashed
         ahead, or known)."""

@@ -180,7 +180,7 @@ class ProcessVerifier:
             return None
         return self._pool.muhash(added, removed)
 
-    def hash_ahead(self, parts: list[tuple[bytes, bytes]],
+    def hash_ahead(self, parts: list[tuple[bytes, int]],
                    done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
         """Hash a received block's transactions on a worker (see
         :meth:`~.sigworker.WorkerPool.block_ids`); False (nothing done) for
@@ -333,7 +333,7 @@ class CachingVerifier:
         inner = getattr(self.inner, "muhash", None)
         return None if inner is None else inner(added, removed)
 
-    def hash_ahead(self, parts: list[tuple[bytes, bytes]],
+    def hash_ahead(self, parts: list[tuple[bytes, int]],
                    done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
         """The inner verifier's :meth:`ProcessVerifier.hash_ahead`, if it has one."""
         inner = getattr(self.inner, "hash_ahead", None)

@@ -37,10 +37,12 @@ def _subtree_root(leaves: list[bytes]) -> bytes:
     return sha256d(b"\x01" + _subtree_root(leaves[:k]) + _subtree_root(leaves[k:]))
 
 
-def block_ids(parts: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes, bytes]:
-    """For each transaction's ``(stripped encoding, full encoding)``: the
-    txids and the wtxids, each concatenated (32 bytes a transaction), and the
-    merkle root of the wtxids (a block's transaction root)."""
-    txids = [sha256d(stripped) for stripped, _ in parts]
-    wtxids = [sha256d(full) for _, full in parts]
+def block_ids(parts: Sequence[tuple[bytes, int]]) -> tuple[bytes, bytes, bytes]:
+    """For each transaction's ``(full encoding, length of its stripped
+    encoding)`` (the stripped encoding is the full one's first bytes, the
+    witnesses follow): the txids and the wtxids, each concatenated (32 bytes
+    a transaction), and the merkle root of the wtxids (a block's transaction
+    root)."""
+    txids = [sha256d(memoryview(full)[:stripped]) for full, stripped in parts]
+    wtxids = [sha256d(full) for full, _ in parts]
     return b"".join(txids), b"".join(wtxids), merkle_root(wtxids)

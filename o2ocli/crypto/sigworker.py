@@ -158,7 +158,7 @@ class WorkerPool:
             job._sent = True
         return job
 
-    def block_ids(self, parts: list[tuple[bytes, bytes]],
+    def block_ids(self, parts: list[tuple[bytes, int]],
                   done: Callable[[tuple[bytes, bytes, bytes]], None]) -> bool:
         """Hash a received block's transactions on the least loaded worker
         (:func:`~o2ocli.crypto.merkle.block_ids` of ``parts``);

@@ -26,7 +26,7 @@ from .merkle import block_ids
 from .muhash import RecentNumbers, products
 
 __all__ = ["EACH", "FIRST", "IDS", "MUHASH", "PING", "SOCKET_BUFFER", "grow_buffers",
-           "worker_main"]
+           "take_next", "worker_main"]
 
 SigCheck = tuple[bytes, bytes, bytes]
 
@@ -87,6 +87,19 @@ def _answer_writer(conn: Connection) -> Callable[[bytes], None]:
     return outbox.put
 
 
+def take_next(waiting: deque[tuple[int, int, object]]) -> tuple[int, int, object]:
+    """Remove and return the message to work on next: the connecting block's
+    chunks and MuHash job first (the caller waits on them), then a waiting
+    block's ids (a few ms of hashing, wanted before it connects), then
+    prefetched signatures; each kind in the order sent."""
+    chosen = (next((m for m in waiting if m[0] not in (EACH, IDS)), None)
+              or next((m for m in waiting if m[0] == IDS), None))
+    if chosen is None:
+        return waiting.popleft()
+    waiting.remove(chosen)
+    return chosen
+
+
 def worker_main(conn: Connection, parent: int) -> None:
     """A worker's loop: ``(kind, tag, payload)`` in, ``(tag, answer)`` out
     (written by :func:`_answer_writer`'s thread).
@@ -107,12 +120,7 @@ def worker_main(conn: Connection, parent: int) -> None:
                 waiting.append(pickle.loads(conn.recv_bytes()))
         except (EOFError, OSError):
             os._exit(0)
-        urgent = next((m for m in waiting if m[0] not in (EACH, IDS)), None)
-        if urgent is None:
-            kind, tag, work = waiting.popleft()
-        else:
-            waiting.remove(urgent)
-            kind, tag, work = urgent
+        kind, tag, work = take_next(waiting)
         answer: object
         if kind == FIRST:
             answer = verify_cached(work, cache)

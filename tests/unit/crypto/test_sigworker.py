@@ -212,3 +212,22 @@ def test_a_worker_killed_while_prefetching_loses_nothing(caching):
     session.add(checks)
     assert session.finish() == 1500
     assert not caching._inflight
+
+
+
+def test_waiting_messages_are_taken_connecting_block_first_then_ids_then_prefetch():
+    """What a worker does next among the messages it has read: the
+    connecting block's chunks and MuHash job (the caller waits on them), then
+    a waiting block's ids, then prefetched signatures; each kind in the order
+    sent (workerproc.take_next, as the worker's loop uses it)."""
+    from collections import deque
+
+    from o2ocli.crypto.workerproc import EACH, FIRST, IDS, MUHASH, PING, take_next
+
+    sent = [(EACH, 1, None), (IDS, 2, None), (FIRST, 3, None), (EACH, 4, None),
+            (MUHASH, 5, None), (IDS, 6, None), (FIRST, 7, None), (PING, 8, None)]
+    waiting = deque(sent)
+    taken = [take_next(waiting)[1] for _ in sent]
+    assert taken == [3, 5, 7, 8, 2, 6, 1, 4] and not waiting
+    only_prefetch = deque([(EACH, 1, None), (EACH, 2, None)])
+    assert [take_next(only_prefetch)[1] for _ in range(2)] == [1, 2]
