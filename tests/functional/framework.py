@@ -24,8 +24,49 @@ from o2ocli.rpc.client import RpcClient
 DEFAULT_TIMEOUT = 30.0
 
 
+_FIXED_PORTS = 20_000
+"""Where the ports :func:`free_port` hands out start (below the kernel's
+ephemeral range, see :func:`_ephemeral_low`)."""
+_next_port: list[int] = []
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel gives to outgoing connections and bind(0)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+    """A TCP port on 127.0.0.1 that is free right now, and stays free for a
+    node that restarts on it.
+
+    A port from bind(0) lies in the kernel's ephemeral range, which every
+    outgoing connection's local port is also taken from: while a node was
+    down between a SIGKILL and its restart, an RPC or P2P connection of
+    another test could get its port as a source port, and the node could no
+    longer listen there ("address already in use"; seen in CI).  So ports
+    are handed out below that range, in a band of its own for each pytest-xdist
+    worker (``PYTEST_XDIST_WORKER`` gw0, gw1, …), each checked free by binding
+    it; bind(0) only if the range leaves no room."""
+    low = _ephemeral_low()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    band = 1500
+    start = _FIXED_PORTS + band * index
+    if low - start >= band:
+        if not _next_port:
+            _next_port.append(start + os.getpid() % band)
+        for _ in range(band):
+            port = _next_port[0]
+            _next_port[0] = start + (port - start + 1) % band
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
