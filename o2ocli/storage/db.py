@@ -162,9 +162,9 @@ def leveldb_options(dbcache_mb: int) -> dict[str, Any]:
 
 
 COMPACTION_NICE = 10
-"""The niceness given to LevelDB's background compaction thread (weight 110
-against block connect's 1024 when both want a core; it still runs whenever a
-core is free)."""
+"""How much nicer than the node LevelDB's background compaction thread runs
+(at the node's niceness 0: weight 110 against block connect's 1024 when both
+want a core; it still runs whenever a core is free)."""
 
 _lowered: set[int] = set()
 
@@ -180,8 +180,9 @@ def lower_compaction_priority(nice: int | None = None) -> list[int]:
     slice at 0.25 M UTXOs, 3.5-6 s at 1-2 M).  LevelDB starts one detached
     native thread per process for it (plyvel starts no other), so the threads
     of this process (Linux: ``/proc/self/task``) that Python did not start
-    are given ``nice``.  A Python thread being started has a native thread
-    before :mod:`threading` knows its id: while one is (``threading._limbo``,
+    are given the caller's niceness plus ``nice`` (at most 19).  A Python
+    thread being started has a native thread before :mod:`threading` knows
+    its id: while one is (``threading._limbo``,
     checked after the listing, so a thread started before it is either still
     there or already known), nothing is changed and the next call tries
     again; a Python thread lowered anyway is put back to the caller's
@@ -197,6 +198,7 @@ def lower_compaction_priority(nice: int | None = None) -> list[int]:
         return []
     python = {thread.native_id for thread in threading.enumerate()}
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    target = min(19, mine + nice)
     for tid in _lowered & python:  # a Python thread after all: put it back
         _lowered.discard(tid)
         try:
@@ -207,7 +209,7 @@ def lower_compaction_priority(nice: int | None = None) -> list[int]:
     changed = []
     for tid in sorted(tids - python - _lowered):
         try:
-            os.setpriority(os.PRIO_PROCESS, tid, nice)  # a thread's own niceness on Linux
+            os.setpriority(os.PRIO_PROCESS, tid, target)  # a thread's own niceness on Linux
         except OSError:  # pragma: no cover - ended meanwhile
             continue
         _lowered.add(tid)

@@ -57,11 +57,11 @@ def run(tmp_path: Path, body: str) -> None:
 def test_a_flush_lowers_leveldbs_thread_and_no_python_thread(tmp_path):
     run(tmp_path, """
         (compactor,) = native_threads()
-        assert nice(compactor) == dbmod.COMPACTION_NICE, nice(compactor)
         mine = nice(threading.get_native_id())
+        assert nice(compactor) == mine + dbmod.COMPACTION_NICE, (nice(compactor), mine)
         assert nice(helper.native_id) == mine
         assert dbmod.lower_compaction_priority() == []  # already lowered, nothing else
-        assert nice(compactor) == dbmod.COMPACTION_NICE
+        assert nice(compactor) == mine + dbmod.COMPACTION_NICE
     """)
 
 
@@ -78,7 +78,19 @@ def test_nothing_changes_while_a_python_thread_is_starting(tmp_path):
         finally:
             del threading._limbo[starting]
         assert dbmod.lower_compaction_priority() == [compactor]
-        assert nice(compactor) == dbmod.COMPACTION_NICE
+        assert nice(compactor) == nice(threading.get_native_id()) + dbmod.COMPACTION_NICE
+    """)
+
+
+def test_relative_to_a_node_started_nicer(tmp_path):
+    """A node run under ``nice -n 12`` gets its compaction thread at 19 (the
+    most), not raised to 10."""
+    run(tmp_path, """
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 12)
+        (compactor,) = native_threads()
+        dbmod._lowered.clear()
+        assert dbmod.lower_compaction_priority() == [compactor]
+        assert nice(compactor) == 19, nice(compactor)
     """)
 
 
