@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the variants this many times, interleaved, and compare "
                              "their medians (a shared host's speed drifts by ±5 %% or more "
                              "between runs)")
+    parser.add_argument("--only", choices=("serial", "threads", "procs", "pipeline"),
+                        help="run only this variant (with the UTXO cache), e.g. under a "
+                             "profiler")
     parser.add_argument("--no-gc-tune", action="store_true",
                         help="keep CPython's default collector thresholds and do not "
                              "freeze the generated chain (what the node does: gcpolicy)")
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
     runs += [("cache", 1, args.dbcache, "serial"), ("cache", cores, args.dbcache, "threads"),
              ("cache", cores, args.dbcache, "procs"), ("cache", cores, args.dbcache, "pipeline")]
+    if args.only:
+        runs = [run for run in runs if run[0] == "cache" and run[3] == args.only]
     rates: dict[str, list[tuple[float, float]]] = {}
     print("(wall: elapsed; main CPU: the calling thread's CPU time, the critical path "
           "when the other cores are free)")
