@@ -8,8 +8,10 @@ a payment and every spend reads a coin that has long left the cache), and
 prints, per slice of the growth:
 
 * the UTXO set size, connect tx/s and inputs/s;
-* the connecting process's RSS (the generator runs in a separate process,
-  so its coin pool is not counted);
+* the connecting process's RSS at the end of the slice (the generator runs
+  in a separate process, so its coin pool is not counted), and the highest
+  anonymous RSS seen after any block of the slice (``anon MiB``: RSS less
+  the mapped pages of LevelDB's table files, which are page cache);
 * the chain database's bytes on disk per UTXO (stored blocks included);
 * the CPU seconds of the slice (the connecting thread / the process's other
   threads / the signature worker), the MB LevelDB's compactions wrote
@@ -124,6 +126,17 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
 
 
+def anon_mib() -> float:
+    """The process's anonymous resident memory (``RssAnon``): its heap, not
+    the pages of LevelDB's table files it has mapped, which the kernel can
+    drop whenever it needs the memory (0 where /proc has no such line)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
 
@@ -177,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     print("(CPU s of the slice: the connecting thread / the process's other threads, i.e.\n"
           " LevelDB's compaction and the background flush writer / the signature workers)")
     print(f"{'slice':>5} {'height':>6} {'utxos':>10} {'tx/s':>8} {'inputs/s':>9} "
-          f"{'RSS MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} {'max ms':>7} "
+          f"{'RSS MiB':>8} {'anon MiB':>8} {'disk B/utxo':>11} {'flushes':>7} {'flush s':>7} "
+          f"{'max ms':>7} "
           f"{'CPU main/other/workers':>22} {'compact MB':>10} {'CPU ceiling':>11}")
     rates = []
     try:
@@ -193,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         compacted_before = compaction_mb(db)
         cores = os.cpu_count() or 1
         ceilings = []
+        anon_peak = slice_anon = 0.0
         slice_txs = slice_inputs = 0
         slice_time = 0.0
         flush_before = 0.0
@@ -206,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             state.add_block(block)
             took = time.perf_counter() - start
             times.append(took)
+            slice_anon = max(slice_anon, anon_mib())
             if state.cache is not None and state.cache.usage < max(usage, 1):
                 flushed.add(len(times) - 1)
             slice_time += took
@@ -229,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
                 compacted = compaction_mb(db)
                 ceilings.append(slice_txs / ((main_s + other_s + worker_s) / cores))
                 print(f"{len(rates):5d} {height:6d} {utxos:10,d} {rate:8,.0f} "
-                      f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} "
+                      f"{slice_inputs / slice_time:9,.0f} {rss_mib():8.0f} {slice_anon:8.0f} "
                       f"{dir_bytes(path) / utxos:11.0f} {flushes:7d} {flush_s:7.1f} "
                       f"{longest * 1000:7.0f} {main_s:8.1f} /{other_s:5.1f} /"
                       f"{worker_s:5.1f} {compacted - compacted_before:10,.0f} "
                       f"{ceilings[-1]:11,.0f}", flush=True)
                 compacted_before = compacted
+                anon_peak = max(anon_peak, slice_anon)
+                slice_anon = 0.0
                 cpu_before_workers = cpu[2]
                 slice_txs = slice_inputs = 0
                 longest = 0.0
@@ -258,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         assert stats.count == utxos, (stats.count, utxos)
         print(f"last slice / first slice connect rate: {rates[-1] / rates[0]:.2f}  "
               f"peak RSS {peak_rss_mib():.0f} MiB")
+        print(f"peak anonymous RSS {anon_peak:.0f} MiB = --dbcache {args.dbcache} "
+              f"{anon_peak - args.dbcache:+.0f} MiB")
         print(f"last slice / first slice CPU ceiling ({cores} cores): "
               f"{ceilings[-1] / ceilings[0]:.2f}")
         if not args.no_replay:
