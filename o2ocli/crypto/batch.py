@@ -209,10 +209,11 @@ class ProcessVerifier:
         if self._pool is not None:
             self._pool.pump()
 
-    def settle(self, waiting: Callable[[], bool]) -> None:
+    def settle(self, waiting: Callable[[], bool],
+               wanted: Callable[[SigCheck], bool] | None = None) -> None:
         """See :meth:`~.sigworker.WorkerPool.settle`."""
         if self._pool is not None:
-            self._pool.settle(waiting)
+            self._pool.settle(waiting, wanted)
 
     def close(self) -> None:
         """Stop the worker processes."""
@@ -406,7 +407,8 @@ class _CachingSession:
             deferred = self._deferred
             settle = getattr(owner.inner, "settle", None)
             if settle is not None:
-                settle(lambda: any(check in inflight for _, check in deferred))
+                wanted = {check for _, check in deferred}
+                settle(lambda: any(check in inflight for check in wanted), wanted.__contains__)
             cache = owner._cache
             for index, check in deferred:  # a prefetch that failed (or was lost)
                 if check not in cache:

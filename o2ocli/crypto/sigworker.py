@@ -52,9 +52,9 @@ from multiprocessing.connection import Connection, wait
 
 from .backends import verify
 from .muhash import products
-from .workerproc import EACH, FIRST, IDS, MUHASH, PING, grow_buffers, worker_main
+from .workerproc import CANCEL, EACH, FIRST, IDS, MUHASH, PING, grow_buffers, worker_main
 
-__all__ = ["DEPTH", "MuHashJob", "Stream", "WorkerPool", "verify_batch"]
+__all__ = ["DEPTH", "MuHashJob", "Stream", "WorkerPool", "prefetch_part_size", "verify_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,26 @@ SigCheck = tuple[bytes, bytes, bytes]
 
 DEPTH = 2
 """Chunks of a block in flight per worker (one being verified, one waiting)."""
-PREFETCH_DEPTH = 4
-"""Chunks in flight per worker counting prefetch parts: enough (~50 ms) to
-keep a worker busy while the caller writes a block without calling us."""
+PREFETCH_DEPTH = 8
+"""Chunks in flight per worker counting prefetch parts: enough to keep a
+worker busy while the caller decodes, checks or writes a block without
+calling us (at 4 parts of ~40 checks a syncing node's worker idled a quarter
+of the time); a caller left waiting takes queued parts back (``_steal``)."""
 PREFETCH_CHUNK = 256
-"""Checks per prefetch message (~10 ms of work: a block's MuHash job, sent
-after them, waits for two at most)."""
+"""Most checks per prefetch message (~12 ms of work; a worker looks for more
+urgent messages every :data:`~o2ocli.crypto.workerproc.PREEMPT_EVERY` of them)."""
+PREFETCH_PARTS, PREFETCH_MIN = 8, 32
+"""A block's prefetched checks go in about PREFETCH_PARTS messages of at
+least PREFETCH_MIN checks (:func:`prefetch_part_size`)."""
+
+
+def prefetch_part_size(n: int) -> int:
+    """Checks per prefetch message for a block of ``n`` checks: an eighth,
+    from :data:`PREFETCH_MIN` to :data:`PREFETCH_CHUNK`.  In one message, a
+    small block's checks all went to the worker and left the caller, done
+    with its own part, none to take (``benchmarks/connect.py``, 100 payments
+    a block); parts of 32 cost a big block more in messages than they saved."""
+    return max(PREFETCH_MIN, min(PREFETCH_CHUNK, -(-n // PREFETCH_PARTS)))
 
 
 def verify_batch(checks: Sequence[SigCheck]) -> int | None:
@@ -117,6 +131,8 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._tags = 0
         self._prefetch: deque[_Prefetch] = deque()
+        self.stolen = 0
+        """Prefetch parts taken back from a worker's queue and verified here."""
         for _ in range(n):
             mine, theirs = ctx.Pipe(duplex=True)
             grow_buffers(mine, theirs)
@@ -176,8 +192,9 @@ class WorkerPool:
         ``done(part, failing indexes in part)`` is called for each part
         answered (from a later call on this pool, on this thread).  Parts a
         dying worker held are reported with every index failing (unknown)."""
-        for start in range(0, len(checks), PREFETCH_CHUNK):
-            self._prefetch.append(_Prefetch(checks[start : start + PREFETCH_CHUNK], done))
+        size = prefetch_part_size(len(checks))
+        for start in range(0, len(checks), size):
+            self._prefetch.append(_Prefetch(checks[start : start + size], done))
         self.pump()
 
     def pump(self) -> None:
@@ -185,11 +202,13 @@ class WorkerPool:
         self._receive(False)
         self._send(None)
 
-    def settle(self, waiting: Callable[[], bool]) -> None:
+    def settle(self, waiting: Callable[[], bool],
+               wanted: Callable[[SigCheck], bool] | None = None) -> None:
         """While ``waiting()``: collect answers, hand out work, and verify
         here the prefetch parts no worker has taken yet (oldest first, as the
-        workers would: those of the block being connected), waiting only
-        when the workers hold the rest."""
+        workers would: those of the block being connected), then parts a
+        worker holds queued that have a check ``wanted`` (any, without it),
+        waiting only when the workers hold the rest."""
         while True:
             self.pump()
             if not waiting():
@@ -197,10 +216,40 @@ class WorkerPool:
             if self._prefetch:  # verify here rather than wait
                 part = self._prefetch.popleft()
                 part.deliver(_failing_here(part.checks))
+            elif self._steal(wanted):
+                pass
             elif any(w.inflight for w in self._workers):
                 self._receive(True)
             else:
                 return
+
+    def _steal(self, wanted: Callable[[SigCheck], bool] | None) -> bool:
+        """Verify here the newest prefetch part a worker holds queued behind
+        another (so it has most likely not started it) with a ``wanted``
+        check, and tell the worker to drop it (``CANCEL``; an answer that
+        comes all the same is ignored).  Only wanted parts: a syncing node's
+        caller is busier than its worker, so it must not take on the
+        worker's later work.  False if no worker holds such a part."""
+        for worker in self._workers:
+            queued = [(tag, work) for tag, work in worker.inflight.items()
+                      if type(work) is _Prefetch][1:]
+            if wanted is not None:
+                queued = [(tag, work) for tag, work in queued
+                          if any(map(wanted, work.checks))]  # type: ignore[attr-defined]
+            if not queued:
+                continue
+            tag = queued[-1][0]
+            try:
+                worker.conn.send_bytes(pickle.dumps((CANCEL, tag, None), protocol=5))
+            except (EOFError, OSError):
+                self._lost(worker)
+                return True
+            part = worker.inflight.pop(tag)
+            worker.load -= 1
+            part.deliver(_failing_here(part.checks))  # type: ignore[attr-defined]
+            self.stolen += 1
+            return True
+        return False
 
     def discard_prefetch(self) -> None:
         """Forget prefetch parts not sent yet (each reported as unknown)."""

@@ -1,0 +1,131 @@
+"""A signature worker serves urgent messages in the middle of a long
+prefetch part (crypto/workerproc.py), and a block's prefetched checks are
+split into parts the connecting thread can share (crypto/sigworker.py)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import random
+import sys
+import time
+
+import pytest
+
+from o2ocli.crypto.hashes import sha256d
+from o2ocli.crypto.keys import PrivateKey
+from o2ocli.crypto.muhash import products
+from o2ocli.crypto.sigworker import PREFETCH_CHUNK, PREFETCH_MIN, prefetch_part_size
+from o2ocli.crypto.workerproc import (
+    EACH,
+    MUHASH,
+    PING,
+    PREEMPT_EVERY,
+    _failing,
+    grow_buffers,
+    worker_main,
+)
+
+SEED = int(os.environ.get("O2O_TEST_SEED", "4242"))
+KEYS = [PrivateKey(sha256d(b"preempt" + bytes([i]))) for i in range(4)]
+
+
+def check(i: int, ok: bool = True) -> tuple[bytes, bytes, bytes]:
+    key = KEYS[i % len(KEYS)]
+    digest = sha256d(b"p" + i.to_bytes(4, "big"))
+    return key.public_key.to_bytes(), key.sign(digest), digest if ok else sha256d(digest)
+
+
+def test_every_failure_is_found_across_the_slices() -> None:
+    rng = random.Random(SEED)
+    good = [check(i) for i in range(4 * PREEMPT_EVERY + 5)]
+    for trial in range(20):
+        n = rng.choice([0, 1, PREEMPT_EVERY - 1, PREEMPT_EVERY, PREEMPT_EVERY + 1, len(good)])
+        bad_at = sorted(rng.sample(range(n), min(n, rng.randint(0, 6))))
+        checks = [check(i, ok=False) if i in bad_at else good[i] for i in range(n)]
+        calls: list[int] = []
+        assert _failing(checks, {}, lambda calls=calls: calls.append(1)) == bad_at, (SEED, trial)
+        assert len(calls) == max(0, -(-n // PREEMPT_EVERY) - 1)
+
+
+def test_prefetch_parts_are_an_eighth_of_a_block_within_bounds() -> None:
+    assert prefetch_part_size(0) == PREFETCH_MIN
+    assert prefetch_part_size(150) == PREFETCH_MIN  # a block of 100 payments: 5 parts
+    assert prefetch_part_size(300) == 38
+    assert prefetch_part_size(3000) == PREFETCH_CHUNK  # 2,000 payments: 12 parts
+    assert prefetch_part_size(10**6) == PREFETCH_CHUNK
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_muhash_job_is_answered_in_the_middle_of_a_long_prefetch_part() -> None:
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe(duplex=True)
+    grow_buffers(mine, theirs)
+    process = ctx.Process(target=worker_main, args=(theirs, os.getpid()), daemon=True)
+    process.start()
+    theirs.close()
+    try:
+        mine.send_bytes(pickle.dumps((PING, 1, None)))
+        assert mine.poll(60), "the worker did not start"
+        assert pickle.loads(mine.recv_bytes()) == (1, process.pid)
+        # A part of 6,000 checks (a quarter to half a second of verifying).
+        part = [check(i % 64) for i in range(6000)]
+        part[5999] = check(5999, ok=False)
+        before = _cpu_seconds(process.pid)
+        mine.send_bytes(pickle.dumps((EACH, 2, part)))
+        deadline = time.monotonic() + 30
+        while _cpu_seconds(process.pid) - before < 0.03:  # it is verifying the part
+            assert time.monotonic() < deadline, "the worker never started the part"
+            time.sleep(0.002)
+        added = [sha256d(b"added" + bytes([i])) for i in range(5)]
+        removed = [sha256d(b"removed")]
+        mine.send_bytes(pickle.dumps((MUHASH, 3, (added, removed))))
+        answers = []
+        while len(answers) < 2:
+            assert mine.poll(60), "no answer"
+            answers.append(pickle.loads(mine.recv_bytes()))
+        # The job sent after the part is answered first, with the right products.
+        assert answers[0] == (3, products(added, removed))
+        assert answers[1] == (2, [5999])
+    finally:
+        mine.close()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def test_a_waiting_caller_takes_queued_parts_back_and_loses_none() -> None:
+    """settle() verifies here the newest parts a worker has queued (and
+    cancels them there): every check is answered once, failures included,
+    and the worker goes on answering afterwards."""
+    from o2ocli.crypto.batch import CachingVerifier, ProcessVerifier
+
+    caching = CachingVerifier(ProcessVerifier(1, min_batch=8))
+    caching.inner.start()
+    try:
+        rng = random.Random(SEED)
+        for trial in range(3):
+            checks = [check(4000 * trial + i) for i in range(2000)]
+            bad_at = sorted(rng.sample(range(2000), 3))
+            for i in bad_at:
+                checks[i] = check(4000 * trial + i, ok=False)
+            prefetched = caching.prefetched
+            caching.prefetch(checks)
+            caching.inner.settle(lambda: bool(caching._inflight))
+            assert not caching._inflight
+            assert caching.prefetched - prefetched == 2000 - len(bad_at), (SEED, trial)
+            session = caching.stream()
+            session.add(checks)
+            assert session.finish() == bad_at[0], (SEED, trial)
+        pool = caching.inner._pool
+        assert pool.stolen > 0  # parts were taken back (8 parts of 250 sent at once)
+        assert pool.ping() == pool.pids  # the worker still answers
+    finally:
+        caching.close()
