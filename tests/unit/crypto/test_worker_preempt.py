@@ -129,3 +129,33 @@ def test_a_waiting_caller_takes_queued_parts_back_and_loses_none() -> None:
         assert pool.ping() == pool.pids  # the worker still answers
     finally:
         caching.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="spawned worker")
+def test_a_cancelled_part_is_dropped_and_the_rest_answered_in_order() -> None:
+    """EACH 1 (long), EACH 2, CANCEL 2, EACH 4: the worker answers 1 and 4
+    and never 2 (were 2 still queued, it would come before 4: parts are
+    taken in the order sent)."""
+    from o2ocli.crypto.workerproc import CANCEL
+
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe(duplex=True)
+    grow_buffers(mine, theirs)
+    process = ctx.Process(target=worker_main, args=(theirs, os.getpid()), daemon=True)
+    process.start()
+    theirs.close()
+    try:
+        long_part = [check(i % 64) for i in range(4000)]
+        for message in ((EACH, 1, long_part), (EACH, 2, [check(1, ok=False)]),
+                        (CANCEL, 2, None), (EACH, 4, [check(2), check(3, ok=False)])):
+            mine.send_bytes(pickle.dumps(message))
+        answers = []
+        while not answers or answers[-1][0] != 4:
+            assert mine.poll(60), f"no answer after {answers}"
+            answers.append(pickle.loads(mine.recv_bytes()))
+        assert answers == [(1, []), (4, [1])]
+    finally:
+        mine.close()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
