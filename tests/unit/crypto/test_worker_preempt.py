@@ -10,6 +10,9 @@ import pickle
 import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 
 import pytest
 
@@ -57,6 +60,24 @@ def test_prefetch_parts_are_an_eighth_of_a_block_within_bounds() -> None:
     assert prefetch_part_size(10**6) == PREFETCH_CHUNK
 
 
+@contextmanager
+def spawned_worker() -> Iterator[tuple[Connection, multiprocessing.process.BaseProcess]]:
+    """A worker process (workerproc.worker_main) and this end of its pipe."""
+    ctx = multiprocessing.get_context("spawn")
+    mine, theirs = ctx.Pipe(duplex=True)
+    grow_buffers(mine, theirs)
+    process = ctx.Process(target=worker_main, args=(theirs, os.getpid()), daemon=True)
+    process.start()
+    theirs.close()
+    try:
+        yield mine, process
+    finally:
+        mine.close()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
 def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -65,13 +86,7 @@ def _cpu_seconds(pid: int) -> float:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_muhash_job_is_answered_in_the_middle_of_a_long_prefetch_part() -> None:
-    ctx = multiprocessing.get_context("spawn")
-    mine, theirs = ctx.Pipe(duplex=True)
-    grow_buffers(mine, theirs)
-    process = ctx.Process(target=worker_main, args=(theirs, os.getpid()), daemon=True)
-    process.start()
-    theirs.close()
-    try:
+    with spawned_worker() as (mine, process):
         mine.send_bytes(pickle.dumps((PING, 1, None)))
         assert mine.poll(60), "the worker did not start"
         assert pickle.loads(mine.recv_bytes()) == (1, process.pid)
@@ -94,11 +109,6 @@ def test_a_muhash_job_is_answered_in_the_middle_of_a_long_prefetch_part() -> Non
         # The job sent after the part is answered first, with the right products.
         assert answers[0] == (3, products(added, removed))
         assert answers[1] == (2, [5999])
-    finally:
-        mine.close()
-        process.join(10)
-        if process.is_alive():
-            process.kill()
 
 
 def test_a_waiting_caller_takes_queued_parts_back_and_loses_none() -> None:
@@ -138,13 +148,7 @@ def test_a_cancelled_part_is_dropped_and_the_rest_answered_in_order() -> None:
     taken in the order sent)."""
     from o2ocli.crypto.workerproc import CANCEL
 
-    ctx = multiprocessing.get_context("spawn")
-    mine, theirs = ctx.Pipe(duplex=True)
-    grow_buffers(mine, theirs)
-    process = ctx.Process(target=worker_main, args=(theirs, os.getpid()), daemon=True)
-    process.start()
-    theirs.close()
-    try:
+    with spawned_worker() as (mine, _):
         long_part = [check(i % 64) for i in range(4000)]
         for message in ((EACH, 1, long_part), (EACH, 2, [check(1, ok=False)]),
                         (CANCEL, 2, None), (EACH, 4, [check(2), check(3, ok=False)])):
@@ -154,8 +158,3 @@ def test_a_cancelled_part_is_dropped_and_the_rest_answered_in_order() -> None:
             assert mine.poll(60), f"no answer after {answers}"
             answers.append(pickle.loads(mine.recv_bytes()))
         assert answers == [(1, []), (4, [1])]
-    finally:
-        mine.close()
-        process.join(10)
-        if process.is_alive():
-            process.kill()
