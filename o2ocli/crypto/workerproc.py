@@ -5,8 +5,10 @@ Messages are ``(kind, tag, payload)`` in and ``(tag, answer)`` out, pickled
 over the pipe: a chunk of checks (answer: the first failing index or None),
 a prefetch part (every failing index), a block's MuHash elements (the two
 products), a received block's transaction encodings (their txids, wtxids
-and merkle root, :func:`~o2ocli.crypto.merkle.block_ids`) or a ping (the
-worker's pid).
+and merkle root, :func:`~o2ocli.crypto.merkle.block_ids`), a ping (the
+worker's pid) or a cancel (no answer: drop the queued prefetch part of that
+tag, which the caller verified itself).  A worker serves the other kinds
+between slices of :data:`PREEMPT_EVERY` checks of a prefetch part.
 """
 
 from __future__ import annotations
