@@ -158,3 +158,77 @@ def test_a_cancelled_part_is_dropped_and_the_rest_answered_in_order() -> None:
             assert mine.poll(60), f"no answer after {answers}"
             answers.append(pickle.loads(mine.recv_bytes()))
         assert answers == [(1, []), (4, [1])]
+
+
+def _stopped_pool_with_parts(n_parts: int):
+    """A one-worker pool, stopped (SIGSTOP) once started, given ``n_parts``
+    (≥ 8) prefetch parts of PREFETCH_CHUNK checks (part p's check i fails
+    when i == p; up to PREFETCH_DEPTH of them sent); returns (pool, worker
+    pid, the checks, the answers by part)."""
+    import signal
+
+    from o2ocli.crypto.sigworker import WorkerPool
+
+    pool = WorkerPool(1)
+    pid = pool.ping()[0]
+    os.kill(pid, signal.SIGSTOP)
+    checks = [check(i, ok=(i % PREFETCH_CHUNK != i // PREFETCH_CHUNK))
+              for i in range(n_parts * PREFETCH_CHUNK)]
+    answers: dict[int, list[list[int]]] = {}
+
+    def done(part: list, failing: list[int]) -> None:
+        answers.setdefault(checks.index(part[0]) // PREFETCH_CHUNK, []).append(failing)
+
+    pool.prefetch(checks, done)
+    assert prefetch_part_size(len(checks)) == PREFETCH_CHUNK
+    return pool, pid, checks, answers
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGSTOP")
+def test_only_parts_with_a_wanted_check_are_taken_back() -> None:
+    """_steal(wanted) takes the queued part holding a wanted check and no
+    other; the worker answers the rest once, and never the cancelled one."""
+    import signal
+
+    pool, pid, checks, answers = _stopped_pool_with_parts(10)
+    try:
+        wanted = set(checks[4 * PREFETCH_CHUNK : 5 * PREFETCH_CHUNK])
+        assert pool._steal(lambda c: c in wanted)
+        assert answers == {4: [[4]]}  # verified here, its failure found
+        assert not pool._steal(lambda c: c in wanted)  # nothing wanted is left there
+        assert not pool._steal(lambda c: False)
+        assert pool.stolen == 1
+        os.kill(pid, signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while len(answers) < 10:
+            assert time.monotonic() < deadline, f"answers so far: {sorted(answers)}"
+            pool.pump()  # also sends the 2 parts that waited here
+            pool._receive(True)
+        assert answers == {p: [[p]] for p in range(10)}  # each part once, by one side
+        assert pool.ping() == [pid]  # the worker dropped part 4 and goes on
+        assert answers == {p: [[p]] for p in range(10)}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        pool.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL")
+def test_a_cancel_that_cannot_be_sent_loses_no_part() -> None:
+    """The worker died with parts queued: the CANCEL send fails, the pool
+    drops the worker, and every part is reported once (unknown: all its
+    checks failing), so the caller verifies them itself."""
+    import signal
+
+    pool, pid, checks, answers = _stopped_pool_with_parts(10)
+    try:
+        process = pool._workers[0].process
+        os.kill(pid, signal.SIGKILL)
+        process.join(30)
+        assert not process.is_alive()
+        assert pool._steal(None)  # the send failed: the worker is dropped
+        assert not pool.alive
+        # The 8 parts it held and the 2 not sent yet.
+        assert answers == {p: [list(range(PREFETCH_CHUNK))] for p in range(10)}
+        assert not pool._steal(None)
+    finally:
+        pool.close()
